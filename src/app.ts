@@ -1,0 +1,64 @@
+/**
+ * The Hono app: loads the config once per isolate, wires the routes, and maps every error to
+ * HTTP in one place (errors.ts). Routes stay thin: parse, call one function, map the result.
+ */
+import { Hono } from 'hono';
+import type { AdminIdentity } from './admin-auth.js';
+import { loadConfig, type Config, type Env } from './config.js';
+import { ConfigError, IssuerError, toErrorResponse } from './issuer/errors.js';
+import { createJwksCache, type JwksCache } from './issuer/jwks-cache.js';
+import { KEY_AUTHORITY_NAME, type KeyAuthority } from './issuer/key-authority.js';
+import { unwrap } from './issuer/result.js';
+import { log } from './log.js';
+import { admin } from './routes/admin.js';
+import { wellKnown } from './routes/well-known.js';
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    config: Config;
+    jwks: JwksCache;
+    keyAuthority: () => DurableObjectStub<KeyAuthority>;
+    admin: AdminIdentity;
+  };
+}
+
+export function createApp() {
+  // One JWKS cache per env object, i.e. per isolate and deployment.
+  const jwksCaches = new WeakMap<object, JwksCache>();
+  const app = new Hono<AppEnv>();
+
+  app.use('*', async (c, next) => {
+    c.set('config', loadConfig(c.env));
+    const keyAuthority = () => c.env.KEY_AUTHORITY.get(c.env.KEY_AUTHORITY.idFromName(KEY_AUTHORITY_NAME));
+    c.set('keyAuthority', keyAuthority);
+    let jwks = jwksCaches.get(c.env);
+    if (!jwks) {
+      jwks = createJwksCache(() => unwrap(keyAuthority().published()));
+      jwksCaches.set(c.env, jwks);
+    }
+    c.set('jwks', jwks);
+    await next();
+  });
+
+  app.route('/.well-known', wellKnown);
+  app.route('/api/admin', admin);
+
+  app.notFound((c) => c.json({ error: 'not_found', error_description: 'no such route' }, 404));
+
+  app.onError((err, c) => {
+    if (err instanceof ConfigError) {
+      log('error', 'configuration_error', { option: err.option, rule: err.rule });
+    } else if (err instanceof IssuerError) {
+      const level = err.code === 'kek_mismatch' || err.code === 'kek_missing' || err.code === 'internal_error' ? 'error' : 'info';
+      log(level, 'request_refused', { code: err.code, path: new URL(c.req.url).pathname, ...err.details });
+    } else {
+      // Unknown errors: the name only; messages of foreign errors are not trusted to be free of secrets.
+      log('error', 'internal_error', { path: new URL(c.req.url).pathname, error: err instanceof Error ? err.name : typeof err });
+    }
+    const r = toErrorResponse(err);
+    return new Response(JSON.stringify(r.body), { status: r.status, headers: r.headers });
+  });
+
+  return app;
+}

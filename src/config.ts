@@ -1,0 +1,252 @@
+/**
+ * The Worker's environment, parsed once into a typed Config with one strict zod schema.
+ *
+ * A broken value fails with a ConfigError naming the option and the rule it broke; the
+ * Worker answers such a request with a 500 "configuration error" and logs which option.
+ */
+import { z } from 'zod';
+import { ConfigError } from './issuer/errors.js';
+
+/** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
+export interface Env {
+  KEY_AUTHORITY: DurableObjectNamespace<import('./issuer/key-authority.js').KeyAuthority>;
+  SANDBOX_AUTHORITY: DurableObjectNamespace;
+  ISSUER?: string;
+  ACCESS_TOKEN_TTL?: string;
+  AGENT_TOKEN_TTL?: string;
+  JWKS_MAX_AGE?: string;
+  CLOCK_SKEW?: string;
+  ROTATION_PERIOD?: string;
+  CF_ACCESS_TEAM_DOMAIN?: string;
+  CF_ACCESS_AUD?: string;
+  ADMIN_TOKEN?: string;
+  SIGNING_KEY_KEK?: string;
+}
+
+/** Timing, all in seconds. */
+export interface Timing {
+  accessTokenTtl: number;
+  agentTokenTtl: number;
+  jwksMaxAge: number;
+  clockSkew: number;
+  rotationPeriod: number;
+}
+
+export interface Config {
+  issuer: string;
+  timing: Timing;
+  admin: {
+    /** Cloudflare Access, when both team domain and audience are set. */
+    access?: { teamDomain: string; aud: string };
+    token?: string;
+  };
+  signingKeyKek?: string;
+}
+
+/** Every option the config schema knows: documentation and its test read this list. */
+export const OPTIONS = [
+  'ISSUER',
+  'ACCESS_TOKEN_TTL',
+  'AGENT_TOKEN_TTL',
+  'JWKS_MAX_AGE',
+  'CLOCK_SKEW',
+  'ROTATION_PERIOD',
+  'CF_ACCESS_TEAM_DOMAIN',
+  'CF_ACCESS_AUD',
+  'ADMIN_TOKEN',
+  'SIGNING_KEY_KEK',
+] as const;
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+const DURATION = /^(\d{1,9})(s|m|h|d)?$/;
+
+/** Bounds that keep values sane; the reasons are in the messages. */
+const MIN_TTL_SECONDS = 10; // shorter tokens expire before an agent can use them across a hop
+const MAX_TTL_SECONDS = 86400; // a day: beyond that "short-lived" means nothing
+const MAX_CLOCK_SKEW_SECONDS = 300; // more hides broken clocks and extends every token's life
+const MIN_JWKS_MAX_AGE_SECONDS = 1; // 0 would mean no-store, which DESIGN forbids for the JWKS
+const MAX_JWKS_MAX_AGE_SECONDS = 86400;
+/** ADMIN_TOKEN and SIGNING_KEY_KEK must carry at least ~128 bits as random text. */
+const MIN_SECRET_LENGTH = 32;
+
+function duration(option: string, fallback: string) {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const text = raw === undefined || raw.trim() === '' ? fallback : raw.trim();
+      const m = DURATION.exec(text);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: `${option}: must be a duration such as 300, 300s, 5m, 24h or 1d` });
+        return z.NEVER;
+      }
+      return Number(m[1]) * UNIT_SECONDS[m[2] ?? 's']!;
+    });
+}
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const schema = z.object({
+  ISSUER: z
+    .string({ error: 'ISSUER: is required (the public URL of this Worker, e.g. https://issuer.example.com)' })
+    .refine((v) => isHttpUrl(v), { message: 'ISSUER: must be an absolute http(s) URL without query or fragment' }),
+  ACCESS_TOKEN_TTL: duration('ACCESS_TOKEN_TTL', '300s'),
+  AGENT_TOKEN_TTL: duration('AGENT_TOKEN_TTL', '600s'),
+  JWKS_MAX_AGE: duration('JWKS_MAX_AGE', '300s'),
+  CLOCK_SKEW: duration('CLOCK_SKEW', '30s'),
+  ROTATION_PERIOD: duration('ROTATION_PERIOD', '24h'),
+  CF_ACCESS_TEAM_DOMAIN: optionalText,
+  CF_ACCESS_AUD: optionalText,
+  ADMIN_TOKEN: optionalText,
+  SIGNING_KEY_KEK: optionalText,
+});
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.search === '' && u.hash === '';
+  } catch {
+    return false;
+  }
+}
+
+/** Checks one rule and throws a ConfigError naming the option when it is broken. */
+function rule(ok: boolean, option: string, text: string): void {
+  if (!ok) throw new ConfigError(option, text);
+}
+
+/** Parses and validates the environment. Pure: the same env always gives the same answer. */
+export function parseConfig(env: Partial<Record<string, unknown>>): Config {
+  const picked: Record<string, unknown> = {};
+  for (const name of OPTIONS) picked[name] = env[name];
+  const parsed = schema.safeParse(picked);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const option = String(issue.path[0] ?? 'config');
+    // Our own messages start with the option name; zod's generic ones get it prepended.
+    const text = issue.message.startsWith(`${option}: `) ? issue.message.slice(option.length + 2) : issue.message;
+    throw new ConfigError(option, text);
+  }
+  const v = parsed.data;
+  const timing: Timing = {
+    accessTokenTtl: v.ACCESS_TOKEN_TTL,
+    agentTokenTtl: v.AGENT_TOKEN_TTL,
+    jwksMaxAge: v.JWKS_MAX_AGE,
+    clockSkew: v.CLOCK_SKEW,
+    rotationPeriod: v.ROTATION_PERIOD,
+  };
+
+  for (const [option, ttl] of [
+    ['ACCESS_TOKEN_TTL', timing.accessTokenTtl],
+    ['AGENT_TOKEN_TTL', timing.agentTokenTtl],
+  ] as const) {
+    rule(ttl >= MIN_TTL_SECONDS && ttl <= MAX_TTL_SECONDS, option, `must be between ${MIN_TTL_SECONDS}s and ${MAX_TTL_SECONDS}s`);
+  }
+  rule(timing.clockSkew <= MAX_CLOCK_SKEW_SECONDS, 'CLOCK_SKEW', `must be at most ${MAX_CLOCK_SKEW_SECONDS}s`);
+  rule(
+    timing.jwksMaxAge >= MIN_JWKS_MAX_AGE_SECONDS && timing.jwksMaxAge <= MAX_JWKS_MAX_AGE_SECONDS,
+    'JWKS_MAX_AGE',
+    `must be between ${MIN_JWKS_MAX_AGE_SECONDS}s and ${MAX_JWKS_MAX_AGE_SECONDS}s`,
+  );
+  checkTimingInvariants(timing);
+
+  const teamDomain = v.CF_ACCESS_TEAM_DOMAIN;
+  const aud = v.CF_ACCESS_AUD;
+  rule(!(teamDomain && !aud), 'CF_ACCESS_AUD', 'must be set when CF_ACCESS_TEAM_DOMAIN is set');
+  rule(!(aud && !teamDomain), 'CF_ACCESS_TEAM_DOMAIN', 'must be set when CF_ACCESS_AUD is set');
+  if (teamDomain) {
+    rule(
+      /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(teamDomain.replace(/^https:\/\//, '').replace(/\/$/, '')),
+      'CF_ACCESS_TEAM_DOMAIN',
+      'must be a host name such as myteam.cloudflareaccess.com',
+    );
+  }
+  if (v.ADMIN_TOKEN !== undefined) {
+    rule(v.ADMIN_TOKEN.length >= MIN_SECRET_LENGTH, 'ADMIN_TOKEN', `must be at least ${MIN_SECRET_LENGTH} characters`);
+  }
+  if (v.SIGNING_KEY_KEK !== undefined) {
+    rule(v.SIGNING_KEY_KEK.length >= MIN_SECRET_LENGTH, 'SIGNING_KEY_KEK', `must be at least ${MIN_SECRET_LENGTH} characters`);
+  }
+
+  return {
+    issuer: v.ISSUER.replace(/\/+$/, ''),
+    timing,
+    admin: {
+      access: teamDomain && aud ? { teamDomain: teamDomain.replace(/^https:\/\//, '').replace(/\/$/, ''), aud } : undefined,
+      token: v.ADMIN_TOKEN,
+    },
+    signingKeyKek: v.SIGNING_KEY_KEK,
+  };
+}
+
+/**
+ * How long a Worker isolate may keep using a cached private signing key (DESIGN §5). An isolate
+ * may therefore still sign with a key for this long after the key authority retired it, and the
+ * retention of a retiring key counts from then.
+ */
+export const SIGNING_KEY_CACHE_SECONDS = 60;
+
+/**
+ * How long a retiring key stays published after the key authority stops handing it out for
+ * signing: isolates may sign with it for SIGNING_KEY_CACHE_SECONDS more, its last token lives
+ * the max TTL, a verifier may hold a JWKS fetched just before for JWKS_MAX_AGE, plus skew.
+ */
+export function retentionSeconds(t: Timing): number {
+  return SIGNING_KEY_CACHE_SECONDS + maxTokenTtl(t) + t.jwksMaxAge + t.clockSkew;
+}
+
+/** The longest token lifetime the issuer can hand out. */
+export function maxTokenTtl(t: Timing): number {
+  return Math.max(t.accessTokenTtl, t.agentTokenTtl);
+}
+
+/**
+ * The three timing invariants of DESIGN §5. A next key signs one rotation period after it is
+ * published, and a retiring key is dropped one retention (see keys.ts) after it stops signing,
+ * so each invariant reduces to a bound on the rotation period.
+ */
+export function checkTimingInvariants(t: Timing): void {
+  rule(
+    t.rotationPeriod >= t.jwksMaxAge + t.clockSkew,
+    'ROTATION_PERIOD',
+    'a next key must be published at least JWKS_MAX_AGE + CLOCK_SKEW before it signs, ' +
+      `so ROTATION_PERIOD must be >= ${t.jwksMaxAge + t.clockSkew}s`,
+  );
+  const retention = retentionSeconds(t);
+  rule(
+    t.rotationPeriod >= retention,
+    'ROTATION_PERIOD',
+    'a retiring key must stay published max token TTL + JWKS_MAX_AGE + CLOCK_SKEW (+60s isolate key cache) ' +
+      `after it stops signing, and be gone before the next rotation retires another, so ROTATION_PERIOD must be >= ${retention}s`,
+  );
+  const option = t.agentTokenTtl >= t.accessTokenTtl ? 'AGENT_TOKEN_TTL' : 'ACCESS_TOKEN_TTL';
+  rule(
+    maxTokenTtl(t) * 4 <= t.rotationPeriod,
+    option,
+    `the longest token TTL must be at most a quarter of ROTATION_PERIOD (${Math.floor(t.rotationPeriod / 4)}s)`,
+  );
+}
+
+const cache = new WeakMap<object, Config | ConfigError>();
+
+/**
+ * Parses the env once per env object (one per isolate) and remembers the outcome, so a broken
+ * config is reported on every request without being re-parsed.
+ */
+export function loadConfig(env: object): Config {
+  let hit = cache.get(env);
+  if (!hit) {
+    try {
+      hit = parseConfig(env as Record<string, unknown>);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      hit = e;
+    }
+    cache.set(env, hit);
+  }
+  if (hit instanceof ConfigError) throw hit;
+  return hit;
+}
