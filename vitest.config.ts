@@ -1,9 +1,7 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 
-/** Test-only secrets, generated for tests and never used anywhere else. */
-export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef0123456789';
-export const TEST_KEK = 'test-kek-0123456789abcdef0123456789abcdef';
+import { TEST_ADMIN_TOKEN, TEST_KEK } from './test/secrets.js';
 
 export default defineConfig({
   test: {
