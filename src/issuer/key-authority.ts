@@ -167,8 +167,10 @@ export class KeyAuthority extends DurableObject<Env> {
 
   private async load(now: number): Promise<KeySet> {
     if (this.set) return this.set;
+    let failure: unknown;
     await this.ctx.blockConcurrencyWhile(async () => {
       if (this.set) return;
+      try {
       const stored = await this.ctx.storage.get<KeySet>(STORAGE_KEY);
       if (stored) {
         this.set = stored;
@@ -180,23 +182,38 @@ export class KeyAuthority extends DurableObject<Env> {
       const set = initialKeySet(a, n, now, cfg.timing);
       await this.persist(set);
       log('info', 'keys_created', { active: a.key.kid, next: n.key.kid, wrapped: kek !== undefined });
+      } catch (e) {
+        failure = e;
+      }
     });
+    if (failure !== undefined) throw failure;
     return this.set!;
   }
 
-  /** Runs one change to the key set with no other event interleaved, then stores it and re-arms the alarm. */
+  /**
+   * Runs one change to the key set with no other event interleaved, then stores it and re-arms
+   * the alarm. A refusal is carried out of blockConcurrencyWhile and thrown after it: a throw
+   * inside would reset the whole object (workerd treats it as a broken input gate).
+   */
   private async mutate(now: number, change: (set: KeySet, now: number, cfg: Config, kek: Kek | undefined) => Promise<KeySet>): Promise<KeySet> {
     await this.load(now);
-    let out!: KeySet;
+    type Outcome = { ok: true; set: KeySet } | { ok: false; error: unknown };
+    let outcome = { ok: false, error: new Error('change did not run') } as Outcome;
     await this.ctx.blockConcurrencyWhile(async () => {
-      const cfg = loadConfig(this.env);
-      const kek = await this.currentKek(cfg);
-      const set = this.set!;
-      for (const k of set.keys) if (k.privateKey) checkKekFits(k.privateKey, kek);
-      out = await change(set, now, cfg, kek);
-      await this.persist(out);
+      try {
+        const cfg = loadConfig(this.env);
+        const kek = await this.currentKek(cfg);
+        const set = this.set!;
+        for (const k of set.keys) if (k.privateKey) checkKekFits(k.privateKey, kek);
+        const out = await change(set, now, cfg, kek);
+        await this.persist(out);
+        outcome = { ok: true, set: out };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
     });
-    return out;
+    if (!outcome.ok) throw outcome.error;
+    return outcome.set;
   }
 
   private async persist(set: KeySet): Promise<void> {

@@ -1,3 +1,4 @@
+type ProjectEnv = import('../../src/config.js').Env;
 declare namespace Cloudflare {
-  interface Env extends import('../../src/config.js').Env {}
+  interface Env extends ProjectEnv {}
 }

@@ -1,4 +1,4 @@
-import { env, reset } from 'cloudflare:test';
+import { env, reset, runInDurableObject } from 'cloudflare:test';
 import { createExecutionContext } from 'cloudflare:test';
 import { vi } from 'vitest';
 import { createApp } from '../../src/app.js';
@@ -39,7 +39,11 @@ export async function captureLogs<T>(fn: () => Promise<T>): Promise<{ result: T;
   }
 }
 
-/** Fresh storage for every Durable Object. */
+/**
+ * Fresh storage for every Durable Object. Pending alarms are cleared first: reset() with an alarm
+ * still scheduled leaves the test runner waiting at teardown.
+ */
 export async function freshStorage(): Promise<void> {
+  await runInDurableObject(keyAuthority(), (_i, state) => state.storage.deleteAlarm());
   await reset();
 }

@@ -1,0 +1,185 @@
+import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { authenticateAdmin } from '../../src/admin-auth.js';
+import { parseConfig } from '../../src/config.js';
+import { IssuerError } from '../../src/issuer/errors.js';
+import { adminHeaders, BASE, call, freshStorage, TEST_ADMIN_TOKEN } from './helpers.js';
+
+beforeEach(freshStorage);
+
+type Listing = { keys: { kid: string; state: string; created_at: string; activated_at?: string }[]; schedule: Record<string, unknown> };
+
+async function listing(): Promise<Listing> {
+  const res = await call('/api/admin/keys', { headers: adminHeaders() });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Listing;
+}
+
+describe('admin authentication', () => {
+  it('with neither ADMIN_TOKEN nor Access configured, refuses everyone with 403', async () => {
+    for (const headers of [{}, adminHeaders()]) {
+      const res = await call('/api/admin/keys', { headers }, { ADMIN_TOKEN: undefined });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { error: string }).error).toBe('forbidden');
+    }
+  });
+
+  it('no token or a wrong token: 401 with a reason and a Bearer challenge', async () => {
+    for (const headers of [{}, adminHeaders('wrong-token'), adminHeaders(TEST_ADMIN_TOKEN + 'x'), { Authorization: `Basic ${btoa('a:b')}` }]) {
+      const res = await call('/api/admin/keys', { headers });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('WWW-Authenticate')).toBe('Bearer realm="admin"');
+      const body = (await res.json()) as { error: string; error_description: string };
+      expect(body.error).toBe('unauthorized');
+      expect(body.error_description.length).toBeGreaterThan(5);
+      expect(JSON.stringify(body)).not.toContain(TEST_ADMIN_TOKEN);
+    }
+  });
+
+  it('is checked before routing: unknown admin paths are 401 without a token', async () => {
+    expect((await call('/api/admin/nothing-here')).status).toBe(401);
+    expect((await call('/api/admin/nothing-here', { headers: adminHeaders() })).status).toBe(404);
+  });
+
+  it('the right token, with any case of the scheme, is accepted', async () => {
+    const res = await call('/api/admin/keys', { headers: { Authorization: `bearer ${TEST_ADMIN_TOKEN}` } });
+    expect(res.status).toBe(200);
+  });
+});
+
+describe('Cloudflare Access', () => {
+  const team = 'team.cloudflareaccess.com';
+  const aud = 'aud-tag-0123456789';
+  const cfg = parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+
+  async function setup() {
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'access-1', alg: 'RS256' };
+    const keySet = createLocalJWKSet({ keys: [jwk] });
+    const mint = (claims: Record<string, unknown>, opts: { iss?: string; aud?: string; exp?: string } = {}) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'RS256', kid: 'access-1' })
+        .setIssuer(opts.iss ?? `https://${team}`)
+        .setAudience(opts.aud ?? aud)
+        .setIssuedAt()
+        .setExpirationTime(opts.exp ?? '5m')
+        .sign(privateKey);
+    return { keySet, mint };
+  }
+
+  const req = (headers: Record<string, string>) => new Request(`${BASE}/api/admin/keys`, { headers });
+
+  it('accepts a valid Access JWT from the header or the cookie, and names the user', async () => {
+    const { keySet, mint } = await setup();
+    const jwt = await mint({ email: 'ops@example.com' });
+    const who = await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': jwt }), cfg, () => keySet);
+    expect(who).toEqual({ method: 'access', subject: 'ops@example.com' });
+    const viaCookie = await authenticateAdmin(req({ Cookie: `a=b; CF_Authorization=${jwt}` }), cfg, () => keySet);
+    expect(viaCookie.subject).toBe('ops@example.com');
+  });
+
+  it('refuses a wrong audience, a wrong team, an expired JWT, and ADMIN_TOKEN once Access is on', async () => {
+    const { keySet, mint } = await setup();
+    const bad = [
+      await mint({ email: 'x@example.com' }, { aud: 'other' }),
+      await mint({ email: 'x@example.com' }, { iss: 'https://evil.cloudflareaccess.com' }),
+      await mint({ email: 'x@example.com' }, { exp: '-5m' }),
+    ];
+    for (const jwt of bad) {
+      const e = await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': jwt }), cfg, () => keySet).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(IssuerError);
+      expect((e as IssuerError).code).toBe('unauthorized');
+    }
+    const e = await authenticateAdmin(req({ Authorization: `Bearer ${TEST_ADMIN_TOKEN}` }), cfg, () => keySet).catch((x: unknown) => x);
+    expect((e as IssuerError).code).toBe('unauthorized');
+  });
+});
+
+describe('GET /api/admin/keys', () => {
+  it('lists every key with its state and times, and the schedule', async () => {
+    const body = await listing();
+    expect(body.keys.map((k) => k.state)).toEqual(['active', 'next']);
+    expect(body.keys[0]!.activated_at).toBeDefined();
+    expect(body.schedule).toMatchObject({ rotation_period_seconds: 86400 });
+    expect(Date.parse(body.schedule.next_rotation_at as string)).toBeGreaterThan(Date.now());
+    expect(JSON.stringify(body)).not.toMatch(/"d"|privateKey|ciphertext/);
+  });
+});
+
+describe('POST /api/admin/keys/rotate', () => {
+  it('refuses with 409 while the next key is new, and rotates with force=true', async () => {
+    const before = await listing();
+    const refused = await call('/api/admin/keys/rotate', { method: 'POST', headers: adminHeaders() });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { error: string }).error).toBe('rotation_too_soon');
+
+    const forced = await call('/api/admin/keys/rotate?force=true', { method: 'POST', headers: adminHeaders() });
+    expect(forced.status).toBe(200);
+    const after = (await forced.json()) as Listing;
+    const kid = (l: Listing, s: string) => l.keys.find((k) => k.state === s)?.kid;
+    expect(kid(after, 'active')).toBe(kid(before, 'next'));
+    expect(kid(after, 'retiring')).toBe(kid(before, 'active'));
+
+    // The same through a JSON body.
+    const viaBody = await call('/api/admin/keys/rotate', {
+      method: 'POST',
+      headers: { ...adminHeaders(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ force: true }),
+    });
+    expect(viaBody.status).toBe(200);
+  });
+
+  it('a malformed query or body is 400 with a reason, never a 500', async () => {
+    const cases: [string, RequestInit][] = [
+      ['/api/admin/keys/rotate?force=yes', {}],
+      ['/api/admin/keys/rotate', { body: '{not json' }],
+      ['/api/admin/keys/rotate', { body: '[true]' }],
+      ['/api/admin/keys/rotate', { body: '{"force":"true"}' }],
+      ['/api/admin/keys/rotate', { body: '{"forse":true}' }],
+    ];
+    for (const [path, init] of cases) {
+      const res = await call(path, { method: 'POST', headers: adminHeaders(), ...init });
+      expect(res.status, path + String(init.body)).toBe(400);
+      const body = (await res.json()) as { error: string; error_description: string };
+      expect(body.error).toBe('invalid_request');
+      expect(body.error_description.length).toBeGreaterThan(5);
+    }
+    const big = await call('/api/admin/keys/rotate', { method: 'POST', headers: adminHeaders(), body: 'x'.repeat(5000) });
+    expect(big.status).toBe(413);
+  });
+});
+
+describe('POST /api/admin/keys/:kid/revoke', () => {
+  it('revoking the active key removes it from the JWKS and promotes the next', async () => {
+    const before = await listing();
+    const active = before.keys.find((k) => k.state === 'active')!.kid;
+    const next = before.keys.find((k) => k.state === 'next')!.kid;
+    const res = await call(`/api/admin/keys/${active}/revoke`, { method: 'POST', headers: adminHeaders() });
+    expect(res.status).toBe(200);
+    const after = (await res.json()) as Listing;
+    expect(after.keys.find((k) => k.kid === active)!.state).toBe('removed');
+    expect(after.keys.find((k) => k.state === 'active')!.kid).toBe(next);
+    const jwks = (await (await call('/.well-known/jwks.json')).json()) as { keys: { kid: string }[] };
+    expect(jwks.keys.map((k) => k.kid)).not.toContain(active);
+    expect(jwks.keys.map((k) => k.kid)).toContain(next);
+  });
+
+  it('an unknown kid is 404; a malformed kid is 400; a removed kid is 404', async () => {
+    const unknown = await call(`/api/admin/keys/${'A'.repeat(43)}/revoke`, { method: 'POST', headers: adminHeaders() });
+    expect(unknown.status).toBe(404);
+    for (const bad of ['short', 'A'.repeat(44), `${'A'.repeat(42)}%2F`, `${'A'.repeat(42)}!`]) {
+      const res = await call(`/api/admin/keys/${bad}/revoke`, { method: 'POST', headers: adminHeaders() });
+      expect(res.status, bad).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toBe('invalid_kid');
+    }
+    const active = (await listing()).keys.find((k) => k.state === 'active')!.kid;
+    expect((await call(`/api/admin/keys/${active}/revoke`, { method: 'POST', headers: adminHeaders() })).status).toBe(200);
+    expect((await call(`/api/admin/keys/${active}/revoke`, { method: 'POST', headers: adminHeaders() })).status).toBe(404);
+  });
+
+  it('wrong method on a known path is not a 500', async () => {
+    const res = await call('/api/admin/keys/rotate', { method: 'GET', headers: adminHeaders() });
+    expect(res.status).toBeLessThan(500);
+    expect(res.status).toBeGreaterThanOrEqual(400);
+  });
+});
