@@ -1,7 +1,7 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 
-import { TEST_ADMIN_TOKEN, TEST_KEK } from './test/secrets.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN, TEST_KEK } from './test/secrets.js';
 
 export default defineConfig({
   test: {
@@ -13,7 +13,7 @@ export default defineConfig({
           cloudflareTest({
             main: './src/index.ts',
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: { ADMIN_TOKEN: TEST_ADMIN_TOKEN, SIGNING_KEY_KEK: TEST_KEK } },
+            miniflare: { bindings: { ADMIN_TOKEN: TEST_ADMIN_TOKEN, SIGNING_KEY_KEK: TEST_KEK, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN } },
           }),
         ],
         test: { name: 'worker', include: ['test/worker/**/*.test.ts'] },

@@ -9,8 +9,11 @@ import { ConfigError, IssuerError, toErrorResponse } from './issuer/errors.js';
 import { createJwksCache, type JwksCache } from './issuer/jwks-cache.js';
 import { KEY_AUTHORITY_NAME, type KeyAuthority } from './issuer/key-authority.js';
 import { unwrap } from './issuer/result.js';
+import type { SandboxAuthority } from './issuer/sandbox-authority.js';
+import { createSigningKeyCache, type SigningKeyCache } from './issuer/signing-key-cache.js';
 import { log } from './log.js';
 import { admin } from './routes/admin.js';
+import { token } from './routes/token.js';
 import { wellKnown } from './routes/well-known.js';
 
 export interface AppEnv {
@@ -18,30 +21,38 @@ export interface AppEnv {
   Variables: {
     config: Config;
     jwks: JwksCache;
+    signingKey: SigningKeyCache;
     keyAuthority: () => DurableObjectStub<KeyAuthority>;
+    sandboxAuthority: (sandboxId: string) => DurableObjectStub<SandboxAuthority>;
     admin: AdminIdentity;
   };
 }
 
 export function createApp() {
-  // One JWKS cache per env object, i.e. per isolate and deployment.
-  const jwksCaches = new WeakMap<object, JwksCache>();
+  // Isolate caches, one set per env object (i.e. per isolate and deployment).
+  const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache }>();
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {
     c.set('config', loadConfig(c.env));
     const keyAuthority = () => c.env.KEY_AUTHORITY.get(c.env.KEY_AUTHORITY.idFromName(KEY_AUTHORITY_NAME));
     c.set('keyAuthority', keyAuthority);
-    let jwks = jwksCaches.get(c.env);
-    if (!jwks) {
-      jwks = createJwksCache(() => unwrap(keyAuthority().published()));
-      jwksCaches.set(c.env, jwks);
+    c.set('sandboxAuthority', (id) => c.env.SANDBOX_AUTHORITY.get(c.env.SANDBOX_AUTHORITY.idFromName(id)));
+    let mine = caches.get(c.env);
+    if (!mine) {
+      mine = {
+        jwks: createJwksCache(() => unwrap(keyAuthority().published())),
+        signingKey: createSigningKeyCache(() => unwrap(keyAuthority().signingKey())),
+      };
+      caches.set(c.env, mine);
     }
-    c.set('jwks', jwks);
+    c.set('jwks', mine.jwks);
+    c.set('signingKey', mine.signingKey);
     await next();
   });
 
   app.route('/.well-known', wellKnown);
+  app.route('/oauth', token);
   app.route('/api/admin', admin);
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'no such route' }, 404));

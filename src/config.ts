@@ -5,12 +5,13 @@
  * Worker answers such a request with a 500 "configuration error" and logs which option.
  */
 import { z } from 'zod';
+import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
 export interface Env {
   KEY_AUTHORITY: DurableObjectNamespace<import('./issuer/key-authority.js').KeyAuthority>;
-  SANDBOX_AUTHORITY: DurableObjectNamespace;
+  SANDBOX_AUTHORITY: DurableObjectNamespace<import('./issuer/sandbox-authority.js').SandboxAuthority>;
   ISSUER?: string;
   ACCESS_TOKEN_TTL?: string;
   AGENT_TOKEN_TTL?: string;
@@ -19,6 +20,7 @@ export interface Env {
   ROTATION_PERIOD?: string;
   CF_ACCESS_TEAM_DOMAIN?: string;
   CF_ACCESS_AUD?: string;
+  CREDENTIALS?: string;
   ADMIN_TOKEN?: string;
   SIGNING_KEY_KEK?: string;
 }
@@ -41,6 +43,8 @@ export interface Config {
     token?: string;
   };
   signingKeyKek?: string;
+  /** What each sandbox receives, with the secrets' values resolved. */
+  credentials: CredentialEntry[];
 }
 
 /** Every option the config schema knows: documentation and its test read this list. */
@@ -53,6 +57,7 @@ export const OPTIONS = [
   'ROTATION_PERIOD',
   'CF_ACCESS_TEAM_DOMAIN',
   'CF_ACCESS_AUD',
+  'CREDENTIALS',
   'ADMIN_TOKEN',
   'SIGNING_KEY_KEK',
 ] as const;
@@ -100,6 +105,7 @@ const schema = z.object({
   ROTATION_PERIOD: duration('ROTATION_PERIOD', '24h'),
   CF_ACCESS_TEAM_DOMAIN: optionalText,
   CF_ACCESS_AUD: optionalText,
+  CREDENTIALS: z.string().optional(),
   ADMIN_TOKEN: optionalText,
   SIGNING_KEY_KEK: optionalText,
 });
@@ -171,6 +177,8 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     rule(v.SIGNING_KEY_KEK.length >= MIN_SECRET_LENGTH, 'SIGNING_KEY_KEK', `must be at least ${MIN_SECRET_LENGTH} characters`);
   }
 
+  const credentials = parseCredentials(v.CREDENTIALS, env);
+
   return {
     issuer: v.ISSUER.replace(/\/+$/, ''),
     timing,
@@ -179,6 +187,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
       token: v.ADMIN_TOKEN,
     },
     signingKeyKek: v.SIGNING_KEY_KEK,
+    credentials,
   };
 }
 

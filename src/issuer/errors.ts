@@ -9,6 +9,8 @@
 export type ErrorCode =
   | 'configuration_error'
   | 'invalid_request'
+  | 'invalid_client'
+  | 'unsupported_grant_type'
   | 'invalid_kid'
   | 'unauthorized'
   | 'forbidden'
@@ -49,6 +51,9 @@ export class ConfigError extends IssuerError {
 const STATUS: Record<ErrorCode, number> = {
   configuration_error: 500,
   invalid_request: 400,
+  // RFC 6749 §5.2: client authentication failed.
+  invalid_client: 401,
+  unsupported_grant_type: 400,
   invalid_kid: 400,
   unauthorized: 401,
   forbidden: 403,
@@ -101,5 +106,7 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
     return { status, body: { error: 'internal_error', error_description: 'internal error' }, headers };
   }
   if (err.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="admin"';
-  return { status, body: { error: err.code, error_description: err.message }, headers };
+  // RFC 6749 has no error code for an oversized body; 413 with invalid_request says both.
+  const error = err.code === 'payload_too_large' ? 'invalid_request' : err.code;
+  return { status, body: { error, error_description: err.message }, headers };
 }

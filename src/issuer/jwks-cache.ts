@@ -7,6 +7,7 @@
  * default clock skew, which is the slack the timing invariants leave for it. Concurrent misses
  * share one fetch. An admin change made through this isolate clears it at once.
  */
+import { createIsolateCache, type IsolateCache } from './isolate-cache.js';
 import type { PublishedKeys } from './key-authority.js';
 import type { PublicJwk } from './keys.js';
 
@@ -19,10 +20,7 @@ export interface JwksSnapshot {
   keys: PublicJwk[];
 }
 
-export interface JwksCache {
-  get(): Promise<JwksSnapshot>;
-  invalidate(): void;
-}
+export type JwksCache = IsolateCache<JwksSnapshot>;
 
 export async function etagOf(body: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(body)));
@@ -32,34 +30,10 @@ export async function etagOf(body: string): Promise<string> {
 }
 
 export function createJwksCache(fetchKeys: () => Promise<PublishedKeys>, now: () => number = Date.now): JwksCache {
-  let entry: { snapshot: JwksSnapshot; expiresAt: number } | undefined;
-  let inflight: Promise<JwksSnapshot> | undefined;
-  let generation = 0;
-
-  async function load(): Promise<JwksSnapshot> {
-    const started = generation;
+  return createIsolateCache(async () => {
     const published = await fetchKeys();
     const body = JSON.stringify({ keys: published.keys });
-    const snapshot: JwksSnapshot = { body, etag: await etagOf(body), keys: published.keys };
-    // A fetch that began before an invalidation may carry the old set: serve it, do not keep it.
-    if (started === generation) {
-      entry = { snapshot, expiresAt: Math.min(now() + JWKS_ISOLATE_CACHE_MS, published.changesAt) };
-    }
-    return snapshot;
-  }
-
-  return {
-    async get() {
-      if (entry && now() < entry.expiresAt) return entry.snapshot;
-      inflight ??= load().finally(() => {
-        inflight = undefined;
-      });
-      return inflight;
-    },
-    invalidate() {
-      generation++;
-      entry = undefined;
-      inflight = undefined;
-    },
-  };
+    const value: JwksSnapshot = { body, etag: await etagOf(body), keys: published.keys };
+    return { value, until: Math.min(now() + JWKS_ISOLATE_CACHE_MS, published.changesAt) };
+  }, now);
 }

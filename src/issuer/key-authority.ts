@@ -1,8 +1,10 @@
 /**
  * KeyAuthority: the Durable Object, one per deployment, that is the only writer of signing keys.
  *
- * Storage (SQLite-backed, key-value API): one value, `keyset`, holding the KeySet of keys.ts,
- * private halves wrapped under SIGNING_KEY_KEK when it is set. An alarm fires at the next
+ * Storage (SQLite-backed): the key-value entry `keyset` holds the KeySet of keys.ts, private
+ * halves wrapped under SIGNING_KEY_KEK when it is set. SQL tables: `sandboxes(id, created_at)`,
+ * the registry of sandboxes ever bootstrapped (for the admin views), and `audit` (audit.ts),
+ * the deployment-wide admin events (key rotations and revocations). An alarm fires at the next
  * scheduled rotation or removal. Every change runs inside blockConcurrencyWhile, so concurrent
  * first requests create exactly one pair of keys and two rotations can never interleave.
  */
@@ -10,6 +12,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { JWK } from 'jose';
 import { loadConfig, SIGNING_KEY_CACHE_SECONDS, type Config, type Env } from '../config.js';
 import { log } from '../log.js';
+import { appendAudit, ensureAuditTable, readAudit, type AuditEvent, type AuditInput } from './audit.js';
 import { IssuerError } from './errors.js';
 import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } from './key-wrap.js';
 import {
@@ -56,9 +59,39 @@ export interface SigningKey {
   useUntil: number;
 }
 
+/** Most sandboxes the registry lists; the admin views fan out to each, so this bounds their cost. */
+export const SANDBOX_REGISTRY_MAX = 1000;
+
 export class KeyAuthority extends DurableObject<Env> {
   private set: KeySet | undefined;
   private kek: { secret: string; kek: Promise<Kek> } | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)');
+    ensureAuditTable(ctx.storage.sql);
+  }
+
+  /** Remembers a sandbox id for the admin views. */
+  async registerSandbox(id: string): Promise<void> {
+    this.ctx.storage.sql.exec('INSERT INTO sandboxes (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING', id, Date.now());
+  }
+
+  /** Sandbox ids, newest first. */
+  async sandboxes(): Promise<string[]> {
+    return this.ctx.storage.sql
+      .exec<{ id: string }>('SELECT id FROM sandboxes ORDER BY created_at DESC, id LIMIT ?', SANDBOX_REGISTRY_MAX)
+      .toArray()
+      .map((r) => r.id);
+  }
+
+  async recordAdmin(event: AuditInput): Promise<void> {
+    appendAudit(this.ctx.storage.sql, Date.now(), event);
+  }
+
+  async auditLog(limit: number): Promise<AuditEvent[]> {
+    return readAudit(this.ctx.storage.sql, limit);
+  }
 
   /** The published JWKS. Works even when the KEK is wrong: it needs no private key. */
   async published(): Promise<Result<PublishedKeys>> {
@@ -77,24 +110,26 @@ export class KeyAuthority extends DurableObject<Env> {
   }
 
   /** Rotates now; refuses while the next key is too new for verifiers to know, unless forced. */
-  async rotate(force: boolean): Promise<Result<KeyListing>> {
+  async rotate(force: boolean, actor = 'admin'): Promise<Result<KeyListing>> {
     return capture(() =>
       this.mutate(Date.now(), async (set, now, cfg, kek) => {
         const next = set.keys.find((k) => k.state === 'next');
         const out = rotate(set, await this.newKey(kek), now, cfg.timing, { force });
         log('info', 'key_rotated', { reason: force ? 'forced' : 'manual', active: next?.kid, next: out.keys.find((k) => k.state === 'next')?.kid });
+        appendAudit(this.ctx.storage.sql, now, { event: force ? 'key_rotate_forced' : 'key_rotate', outcome: 'ok', kid: next?.kid, actor });
         return out;
       }).then((set) => this.listing(set)),
     );
   }
 
   /** Removes a key from the JWKS now; a revoked active key is replaced by the next one. */
-  async revoke(kid: string): Promise<Result<KeyListing>> {
+  async revoke(kid: string, actor = 'admin'): Promise<Result<KeyListing>> {
     return capture(() =>
       this.mutate(Date.now(), async (set, now, cfg, kek) => {
         const replacement = revocationNeedsNewKey(set, kid) ? await this.newKey(kek) : undefined;
         const out = revoke(set, kid, now, cfg.timing, replacement);
         log('warn', 'key_revoked', { kid, active: activeKey(out).kid });
+        appendAudit(this.ctx.storage.sql, now, { event: 'key_revoke', outcome: 'ok', kid, actor });
         return out;
       }).then((set) => this.listing(set)),
     );
@@ -124,7 +159,10 @@ export class KeyAuthority extends DurableObject<Env> {
     return this.mutate(now, async (s, n, cfg, kek) => {
       const due = rotationDue(s, n);
       const out = advance(s, n, cfg.timing, due ? await this.newKey(kek) : undefined);
-      if (due) log('info', 'key_rotated', { reason: 'scheduled', active: activeKey(out).kid });
+      if (due) {
+        log('info', 'key_rotated', { reason: 'scheduled', active: activeKey(out).kid });
+        appendAudit(this.ctx.storage.sql, n, { event: 'key_rotate_scheduled', outcome: 'ok', kid: activeKey(out).kid, actor: 'alarm' });
+      }
       for (const k of out.keys) {
         if (k.state === 'removed' && !s.keys.some((o) => o.kid === k.kid && o.state === 'removed')) {
           log('info', 'key_removed', { kid: k.kid, reason: k.removedReason });

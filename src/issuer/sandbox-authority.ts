@@ -1,9 +1,255 @@
 /**
- * SandboxAuthority: the Durable Object, one per sandbox, that will hold the sandbox's bootstrap
- * public key, its jti replay store and its audit log (the token-endpoint work). The class exists
- * now so the Durable Object migration that creates both classes is written once.
+ * SandboxAuthority: the Durable Object, one per sandbox id, that authenticates the sandbox's agent.
+ *
+ * Storage (SQLite):
+ *   meta(k, v)                 JSON values: `sandbox` (id, bootstrap public JWK and kid, created,
+ *                              revoked), `enc_key` (the agent's X25519 public JWK), `last_issued`
+ *   jti(jti, expires_at)       assertion ids seen, each kept until the assertion could no longer
+ *                              be accepted (exp + skew), then swept
+ *   audit(...)                 see audit.ts; at most AUDIT_MAX_EVENTS
+ * Only the public half of a bootstrap key is ever stored: the private half is returned once.
+ *
+ * One token costs one call here (`authorize`): the kid and signature check, the claim rules,
+ * the replay check-and-insert, the agent key registration and the audit event. The replay
+ * insert runs synchronously after the signature check, with no await in between, so two copies
+ * of one assertion arriving together cannot both pass (the object runs one event at a time).
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { Env } from '../config.js';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+import { loadConfig, type Env } from '../config.js';
+import { AssertionError, checkClaims, checkKid, parseAssertion, verifySignature, type AssertionRule } from './assertion.js';
+import { appendAudit, ensureAuditTable, readAudit, type AuditEvent } from './audit.js';
+import type { X25519PublicJwk } from './credentials.js';
+import { IssuerError } from './errors.js';
+import { capture, type Result } from './result.js';
 
-export class SandboxAuthority extends DurableObject<Env> {}
+interface SandboxRecord {
+  id: string;
+  kid: string;
+  publicJwk: { kty: 'OKP'; crv: 'Ed25519'; x: string };
+  bootstrappedAt: number;
+  revokedAt?: number;
+}
+
+interface EncKeyRecord {
+  jwk: X25519PublicJwk;
+  thumbprint: string;
+  registeredAt: number;
+}
+
+interface LastIssued {
+  at: number;
+  exp: number;
+  kid: string;
+  jti: string;
+  credVer?: string;
+}
+
+export interface AuthorizeRequest {
+  assertion: string;
+  /** The `client_id` form parameter, if the client sent one. */
+  clientId?: string;
+  encJwk?: X25519PublicJwk;
+  /** What the Worker will issue on success, recorded in the audit event before it signs. */
+  issue: { kid: string; jti: string; exp: number; credVer?: string };
+}
+
+export interface Authorized {
+  sandboxId: string;
+  /** RFC 7638 thumbprint of the bootstrap key: the token's cnf.jkt. */
+  jkt: string;
+  /** The agent's registered X25519 key, if any: credentials are encrypted to it. */
+  encKey?: X25519PublicJwk;
+}
+
+export interface SandboxStatus {
+  sandbox: string;
+  exists: boolean;
+  revoked: boolean;
+  bootstrap_kid?: string;
+  bootstrapped_at?: string;
+  revoked_at?: string;
+  agent_key_registered: boolean;
+  last_issued_at?: string;
+  token_expires_at?: string;
+  credentials_version?: string;
+}
+
+/** How often expired jti entries are swept while requests flow, and when idle (by alarm). */
+const JTI_SWEEP_INTERVAL_MS = 60_000;
+
+export class SandboxAuthority extends DurableObject<Env> {
+  private record: SandboxRecord | undefined | null = null; // null: not loaded yet
+  private encKey: EncKeyRecord | undefined | null = null;
+  private verifyKey: { kid: string; key: Promise<CryptoKey> } | undefined;
+  private lastSweep = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const sql = ctx.storage.sql;
+    sql.exec('CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)');
+    sql.exec('CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)');
+    ensureAuditTable(sql);
+  }
+
+  /** New bootstrap key pair: the public half replaces the previous one at once; the private half is returned once. */
+  async bootstrap(sandboxId: string, actor: string): Promise<Result<{ privateJwk: JWK; kid: string }>> {
+    return capture(async () => {
+      const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+      const priv = (await crypto.subtle.exportKey('jwk', pair.privateKey)) as JsonWebKey;
+      const publicJwk = { kty: 'OKP' as const, crv: 'Ed25519' as const, x: priv.x! };
+      const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
+      const now = Date.now();
+      this.putMeta('sandbox', { id: sandboxId, kid, publicJwk, bootstrappedAt: now } satisfies SandboxRecord);
+      // A new bootstrap key means a new agent: its X25519 key comes with its first request.
+      this.ctx.storage.sql.exec("DELETE FROM meta WHERE k = 'enc_key'");
+      this.record = undefined;
+      this.encKey = undefined;
+      this.verifyKey = undefined;
+      appendAudit(this.ctx.storage.sql, now, { sandbox: sandboxId, event: 'bootstrap', outcome: 'ok', kid, actor });
+      return { privateJwk: { kty: 'OKP', crv: 'Ed25519', x: priv.x!, d: priv.d!, kid, alg: 'EdDSA' }, kid };
+    });
+  }
+
+  /** Revokes the sandbox: its bootstrap key and every later refresh fail until a new bootstrap. */
+  async revoke(sandboxId: string, actor: string): Promise<Result<SandboxStatus>> {
+    return capture(async () => {
+      const rec = this.sandbox();
+      if (!rec) throw new IssuerError('not_found', 'no such sandbox', { sandbox: sandboxId });
+      const now = Date.now();
+      if (rec.revokedAt === undefined) {
+        this.putMeta('sandbox', { ...rec, revokedAt: now } satisfies SandboxRecord);
+        this.record = undefined;
+      }
+      appendAudit(this.ctx.storage.sql, now, { sandbox: sandboxId, event: 'revoke', outcome: 'ok', kid: rec.kid, actor });
+      return this.statusOf(sandboxId);
+    });
+  }
+
+  /** Checks an assertion (every rule after the key-free ones) and records the issuance. One round trip per token. */
+  async authorize(req: AuthorizeRequest): Promise<Result<Authorized>> {
+    return capture(async () => {
+      const now = Date.now();
+      const cfg = loadConfig(this.env);
+      const a = parseAssertion(req.assertion);
+      const rec = this.sandbox();
+      // Unknown: nothing is written, so arbitrary ids cannot fill storage.
+      if (!rec || rec.id !== a.iss) throw new AssertionError('unknown_client', 'iss does not name a sandbox');
+      try {
+        if (req.clientId !== undefined && req.clientId !== a.iss) throw new AssertionError('client_id_mismatch', 'client_id must equal the assertion iss');
+        if (rec.revokedAt !== undefined) throw new AssertionError('client_revoked', 'the sandbox is revoked');
+        checkKid(a, rec.kid);
+        await verifySignature(a, await this.bootstrapKey(rec));
+        const { jti, rememberUntil } = checkClaims(a, now, {
+          audiences: [cfg.issuer, `${cfg.issuer}/oauth/token`],
+          clockSkewSeconds: cfg.timing.clockSkew,
+        });
+        // Check-and-insert in one synchronous statement: no other event runs in between.
+        const inserted = this.ctx.storage.sql.exec('INSERT INTO jti (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING', jti, rememberUntil).rowsWritten;
+        if (inserted === 0) throw new AssertionError('jti_replayed', 'this assertion jti has been used before');
+        this.maybeSweep(now);
+
+        const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : this.agentKey();
+        const credVer = enc ? req.issue.credVer : undefined;
+        this.putMeta('last_issued', { at: now, exp: req.issue.exp, kid: req.issue.kid, jti: req.issue.jti, credVer } satisfies LastIssued);
+        appendAudit(this.ctx.storage.sql, now, { sandbox: rec.id, event: 'token_issued', outcome: 'ok', kid: req.issue.kid, jti: req.issue.jti, cred_ver: credVer });
+        return { sandboxId: rec.id, jkt: rec.kid, encKey: enc?.jwk };
+      } catch (e) {
+        if (e instanceof AssertionError) this.audit(now, rec.id, e.rule);
+        throw e;
+      }
+    });
+  }
+
+  /** Records a refusal decided before this object was asked (malformed request for a known sandbox). */
+  async refuse(sandboxId: string, rule: AssertionRule | string): Promise<void> {
+    const rec = this.sandbox();
+    if (rec && rec.id === sandboxId) this.audit(Date.now(), sandboxId, rule);
+  }
+
+  async status(sandboxId: string): Promise<SandboxStatus> {
+    return this.statusOf(sandboxId);
+  }
+
+  async auditLog(limit: number): Promise<AuditEvent[]> {
+    return readAudit(this.ctx.storage.sql, limit);
+  }
+
+  /** Sweeps expired jti entries when idle; re-arms while entries remain. */
+  override async alarm(): Promise<void> {
+    this.sweep(Date.now());
+  }
+
+  // --- internals ---
+
+  private audit(now: number, sandbox: string, code: string): void {
+    appendAudit(this.ctx.storage.sql, now, { sandbox, event: 'token_refused', outcome: 'refused', code });
+  }
+
+  private statusOf(sandboxId: string): SandboxStatus {
+    const rec = this.sandbox();
+    const last = this.getMeta<LastIssued>('last_issued');
+    const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+    return {
+      sandbox: sandboxId,
+      exists: rec !== undefined,
+      revoked: rec?.revokedAt !== undefined,
+      bootstrap_kid: rec?.kid,
+      bootstrapped_at: iso(rec?.bootstrappedAt),
+      revoked_at: iso(rec?.revokedAt),
+      agent_key_registered: this.agentKey() !== undefined,
+      last_issued_at: iso(last?.at),
+      token_expires_at: last ? new Date(last.exp * 1000).toISOString() : undefined,
+      credentials_version: last?.credVer,
+    };
+  }
+
+  private async registerEncKey(jwk: X25519PublicJwk, now: number): Promise<EncKeyRecord> {
+    const current = this.agentKey();
+    const thumbprint = await calculateJwkThumbprint({ kty: 'OKP', crv: 'X25519', x: jwk.x }, 'sha256');
+    if (current?.thumbprint === thumbprint) return current;
+    const rec: EncKeyRecord = { jwk: { kty: 'OKP', crv: 'X25519', x: jwk.x }, thumbprint, registeredAt: now };
+    this.putMeta('enc_key', rec);
+    this.encKey = rec;
+    return rec;
+  }
+
+  private sandbox(): SandboxRecord | undefined {
+    if (this.record === null || this.record === undefined) this.record = this.getMeta<SandboxRecord>('sandbox') ?? undefined;
+    return this.record;
+  }
+
+  private agentKey(): EncKeyRecord | undefined {
+    if (this.encKey === null || this.encKey === undefined) this.encKey = this.getMeta<EncKeyRecord>('enc_key') ?? undefined;
+    return this.encKey;
+  }
+
+  private bootstrapKey(rec: SandboxRecord): Promise<CryptoKey> {
+    if (this.verifyKey?.kid !== rec.kid) {
+      this.verifyKey = { kid: rec.kid, key: crypto.subtle.importKey('jwk', rec.publicJwk, { name: 'Ed25519' }, false, ['verify']) as Promise<CryptoKey> };
+    }
+    return this.verifyKey.key;
+  }
+
+  private maybeSweep(now: number): void {
+    if (now - this.lastSweep < JTI_SWEEP_INTERVAL_MS) return;
+    this.sweep(now);
+  }
+
+  private sweep(now: number): void {
+    this.lastSweep = now;
+    const sql = this.ctx.storage.sql;
+    sql.exec('DELETE FROM jti WHERE expires_at <= ?', now);
+    const left = sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM jti').one().n;
+    if (left > 0) void this.ctx.storage.setAlarm(now + JTI_SWEEP_INTERVAL_MS);
+  }
+
+  private getMeta<T>(k: string): T | undefined {
+    const rows = this.ctx.storage.sql.exec<{ v: string }>('SELECT v FROM meta WHERE k = ?', k).toArray();
+    return rows.length ? (JSON.parse(rows[0]!.v) as T) : undefined;
+  }
+
+  private putMeta(k: string, v: unknown): void {
+    this.ctx.storage.sql.exec('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v', k, JSON.stringify(v));
+  }
+}

@@ -4,9 +4,13 @@
 import { Hono } from 'hono';
 import { authenticateAdmin } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
+import { readBodyLimited } from '../http.js';
+import { SANDBOX_ID } from '../issuer/assertion.js';
+import { AUDIT_MAX_LIMIT, type AuditEvent } from '../issuer/audit.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
+import { NO_STORE } from './token.js';
 
 /** A kid is an RFC 7638 SHA-256 thumbprint: 32 bytes, base64url without padding. */
 const KID = /^[A-Za-z0-9_-]{43}$/;
@@ -15,10 +19,7 @@ export const ADMIN_BODY_LIMIT_BYTES = 1024;
 
 /** Reads an optional JSON object body; empty is `{}`. */
 async function optionalJsonObject(req: Request): Promise<Record<string, unknown>> {
-  const declared = Number(req.headers.get('Content-Length') ?? '0');
-  if (declared > ADMIN_BODY_LIMIT_BYTES) throw new IssuerError('payload_too_large', `the body must be at most ${ADMIN_BODY_LIMIT_BYTES} bytes`);
-  const text = await req.text();
-  if (text.length > ADMIN_BODY_LIMIT_BYTES) throw new IssuerError('payload_too_large', `the body must be at most ${ADMIN_BODY_LIMIT_BYTES} bytes`);
+  const text = await readBodyLimited(req, ADMIN_BODY_LIMIT_BYTES);
   if (text.trim() === '') return {};
   let parsed: unknown;
   try {
@@ -37,6 +38,22 @@ function parseForce(query: string | undefined, body: Record<string, unknown>): b
   return query === 'true' || body.force === true;
 }
 
+function sandboxId(raw: string): string {
+  if (!SANDBOX_ID.test(raw)) throw new IssuerError('invalid_request', 'a sandbox id is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit');
+  return raw;
+}
+
+/** Default number of audit events returned. */
+const AUDIT_DEFAULT_LIMIT = 50;
+
+function parseLimit(raw: string | undefined): number {
+  if (raw === undefined) return AUDIT_DEFAULT_LIMIT;
+  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > AUDIT_MAX_LIMIT) {
+    throw new IssuerError('invalid_request', `limit must be a whole number from 1 to ${AUDIT_MAX_LIMIT}`);
+  }
+  return Number(raw);
+}
+
 export const admin = new Hono<AppEnv>()
   .use('*', async (c, next) => {
     const who = await authenticateAdmin(c.req.raw, c.var.config);
@@ -46,8 +63,9 @@ export const admin = new Hono<AppEnv>()
   .get('/keys', async (c) => c.json(await unwrap(c.var.keyAuthority().list())))
   .post('/keys/rotate', async (c) => {
     const force = parseForce(c.req.query('force'), await optionalJsonObject(c.req.raw));
-    const listing = await unwrap(c.var.keyAuthority().rotate(force));
+    const listing = await unwrap(c.var.keyAuthority().rotate(force, c.var.admin.subject));
     c.var.jwks.invalidate();
+    c.var.signingKey.invalidate();
     log('info', 'admin_keys_rotate', { by: c.var.admin.subject, force });
     return c.json(listing);
   })
@@ -55,8 +73,50 @@ export const admin = new Hono<AppEnv>()
     const kid = c.req.param('kid');
     if (!KID.test(kid)) throw new IssuerError('invalid_kid', 'a kid is 43 base64url characters (an RFC 7638 SHA-256 thumbprint)');
     await optionalJsonObject(c.req.raw);
-    const listing = await unwrap(c.var.keyAuthority().revoke(kid));
+    const listing = await unwrap(c.var.keyAuthority().revoke(kid, c.var.admin.subject));
     c.var.jwks.invalidate();
+    c.var.signingKey.invalidate();
     log('warn', 'admin_key_revoke', { by: c.var.admin.subject, kid });
     return c.json(listing);
+  })
+  .post('/sandboxes/:id/bootstrap', async (c) => {
+    const id = sandboxId(c.req.param('id'));
+    await optionalJsonObject(c.req.raw);
+    const { config } = c.var;
+    await c.var.keyAuthority().registerSandbox(id);
+    const { privateJwk, kid } = await unwrap(c.var.sandboxAuthority(id).bootstrap(id, c.var.admin.subject));
+    log('info', 'admin_sandbox_bootstrap', { by: c.var.admin.subject, sandbox: id, kid });
+    // The bootstrap file of DESIGN §4, returned once: only the public half is kept.
+    return c.json({ client_id: id, issuer: config.issuer, token_endpoint: `${config.issuer}/oauth/token`, key: privateJwk }, 200, NO_STORE);
+  })
+  .delete('/sandboxes/:id', async (c) => {
+    const id = sandboxId(c.req.param('id'));
+    const status = await unwrap(c.var.sandboxAuthority(id).revoke(id, c.var.admin.subject));
+    log('warn', 'admin_sandbox_revoke', { by: c.var.admin.subject, sandbox: id });
+    return c.json(status);
+  })
+  .get('/sandboxes/:id', async (c) => {
+    const id = sandboxId(c.req.param('id'));
+    const status = await c.var.sandboxAuthority(id).status(id);
+    if (!status.exists) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
+    return c.json(status);
+  })
+  .get('/sandboxes', async (c) => {
+    const ids = await c.var.keyAuthority().sandboxes();
+    const sandboxes = await Promise.all(ids.map((id) => c.var.sandboxAuthority(id).status(id)));
+    return c.json({ sandboxes });
+  })
+  .get('/audit', async (c) => {
+    const limit = parseLimit(c.req.query('limit'));
+    const only = c.req.query('sandbox');
+    let events: AuditEvent[];
+    if (only !== undefined) {
+      events = await c.var.sandboxAuthority(sandboxId(only)).auditLog(limit);
+    } else {
+      // Deployment events plus every registered sandbox's, merged newest first.
+      const ids = await c.var.keyAuthority().sandboxes();
+      const lists = await Promise.all([c.var.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.sandboxAuthority(id).auditLog(limit))]);
+      events = lists.flat().sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0)).slice(0, limit);
+    }
+    return c.json({ events });
   });

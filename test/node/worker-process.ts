@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -33,7 +34,8 @@ export async function startWorker(opts: { persistTo: string; vars?: Record<strin
   const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', opts.persistTo, '--show-interactive-dev-session=false', '--var', `ISSUER:${url}`];
-  for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('--var', `${k}:${v}`);
+  const vars = { ADMIN_TOKEN: TEST_ADMIN_TOKEN, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN, ...opts.vars };
+  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   const child = spawn(`${ROOT}node_modules/.bin/wrangler`, args, {
     cwd: ROOT,
     env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', CI: 'true', NO_COLOR: '1' },

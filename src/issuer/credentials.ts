@@ -1,0 +1,133 @@
+/**
+ * Which secrets a sandbox receives, how derived ones are computed, their version, and their
+ * encryption to the agent's X25519 key (DESIGN §4, "Credentials").
+ *
+ * `CREDENTIALS` (a var, JSON) maps a delivered name to a Worker secret:
+ *   {"GATEWAY_TOKEN": {"secret": "MOLTBOT_GATEWAY_TOKEN", "derive": true},
+ *    "ANTHROPIC_API_KEY": {"secret": "ANTHROPIC_API_KEY"}}
+ * A plain entry delivers the secret's value; a derived one delivers
+ * base64url(HMAC-SHA256(secret value, "credential:" + name + ":" + sandbox id)), so the master
+ * never leaves the Worker and each sandbox gets its own value.
+ */
+import { base64url, CompactEncrypt, importJWK } from 'jose';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/** Delivered names and secret names: environment-variable style, so they can be exported as such. */
+const NAME = /^[A-Z][A-Z0-9_]{0,63}$/;
+/** Enough for a handful of API keys while keeping an agent token far under its 8 KiB cap. */
+export const MAX_CREDENTIALS = 16;
+
+export interface CredentialEntry {
+  /** The name the agent sees. */
+  name: string;
+  /** The Worker secret it comes from. */
+  secret: string;
+  derive: boolean;
+  /** The secret's value. Never logged, never in an error. */
+  value: string;
+}
+
+export interface CredentialSet {
+  version: string;
+  values: Record<string, string>;
+}
+
+const entrySchema = z.strictObject({ secret: z.string().regex(NAME), derive: z.boolean().optional() });
+
+/**
+ * Parses the CREDENTIALS var and resolves each named secret from the env. A secret named but
+ * not set is a ConfigError naming the secret.
+ */
+export function parseCredentials(raw: string | undefined, env: Partial<Record<string, unknown>>): CredentialEntry[] {
+  const text = raw === undefined || raw.trim() === '' ? '{}' : raw;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ConfigError('CREDENTIALS', 'must be a JSON object such as {"GATEWAY_TOKEN": {"secret": "MOLTBOT_GATEWAY_TOKEN", "derive": true}}');
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new ConfigError('CREDENTIALS', 'must be a JSON object');
+  const names = Object.keys(json);
+  if (names.length > MAX_CREDENTIALS) throw new ConfigError('CREDENTIALS', `may name at most ${MAX_CREDENTIALS} credentials`);
+  const out: CredentialEntry[] = [];
+  for (const name of names.sort()) {
+    if (!NAME.test(name)) throw new ConfigError('CREDENTIALS', `"${name.slice(0, 64)}" is not a valid name (A-Z, 0-9 and _, starting with a letter)`);
+    const parsed = entrySchema.safeParse((json as Record<string, unknown>)[name]);
+    if (!parsed.success) {
+      throw new ConfigError('CREDENTIALS', `entry ${name} must be {"secret": "SECRET_NAME", "derive": true|false} with SECRET_NAME in A-Z, 0-9 and _`);
+    }
+    const value = env[parsed.data.secret];
+    if (typeof value !== 'string' || value === '') {
+      throw new ConfigError(parsed.data.secret, `is named in CREDENTIALS (for ${name}) but not set; set it with wrangler secret put ${parsed.data.secret}`);
+    }
+    out.push({ name, secret: parsed.data.secret, derive: parsed.data.derive === true, value });
+  }
+  return out;
+}
+
+const enc = new TextEncoder();
+
+async function hmac(key: string, message: string): Promise<Uint8Array> {
+  const k = await crypto.subtle.importKey('raw', enc.encode(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await crypto.subtle.sign('HMAC', k, enc.encode(message)));
+}
+
+/** The derived value of one credential for one sandbox. */
+export async function deriveValue(master: string, name: string, sandboxId: string): Promise<string> {
+  return base64url.encode(await hmac(master, `credential:${name}:${sandboxId}`));
+}
+
+/**
+ * The version: a short hash over the delivered names and values, so any change of any delivered
+ * value changes it, and nothing else does. 96 bits of SHA-256; it identifies, it does not protect.
+ */
+export async function credentialsVersion(values: Record<string, string>): Promise<string> {
+  const canonical = JSON.stringify(Object.keys(values).sort().map((k) => [k, values[k]]));
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(`credentials-version:v1:${canonical}`)));
+  return base64url.encode(digest.subarray(0, 12));
+}
+
+/** What one sandbox receives. */
+export async function credentialsFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<CredentialSet> {
+  const values: Record<string, string> = {};
+  for (const e of entries) values[e.name] = e.derive ? await deriveValue(e.value, e.name, sandboxId) : e.value;
+  return { version: await credentialsVersion(values), values };
+}
+
+/**
+ * Per-isolate memo of credentialsFor, keyed by the entries array (one per parsed config, so a
+ * new deployment with new secrets starts afresh). Bounded: the Worker fronts few sandboxes.
+ */
+const memo = new WeakMap<readonly CredentialEntry[], Map<string, Promise<CredentialSet>>>();
+const MEMO_MAX_SANDBOXES = 1024;
+
+export function cachedCredentialsFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<CredentialSet> {
+  let m = memo.get(entries);
+  if (!m) memo.set(entries, (m = new Map()));
+  let hit = m.get(sandboxId);
+  if (!hit) {
+    if (m.size >= MEMO_MAX_SANDBOXES) m.clear();
+    hit = credentialsFor(entries, sandboxId);
+    m.set(sandboxId, hit);
+  }
+  return hit;
+}
+
+/** An agent's registered X25519 public key. */
+export interface X25519PublicJwk {
+  kty: 'OKP';
+  crv: 'X25519';
+  x: string;
+}
+
+export const JWE_ALG = 'ECDH-ES+A256KW';
+export const JWE_ENC = 'A256GCM';
+
+/** Encrypts a credential set to the agent's key as a compact JWE (ECDH-ES+A256KW, A256GCM). */
+export async function encryptCredentials(set: CredentialSet, agentKey: X25519PublicJwk): Promise<string> {
+  const key = await importJWK({ kty: 'OKP', crv: 'X25519', x: agentKey.x }, JWE_ALG);
+  return new CompactEncrypt(enc.encode(JSON.stringify({ version: set.version, values: set.values })))
+    .setProtectedHeader({ alg: JWE_ALG, enc: JWE_ENC, cty: 'json' })
+    .encrypt(key);
+}

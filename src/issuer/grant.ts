@@ -1,0 +1,72 @@
+/**
+ * The client_credentials grant with an RFC 7523 client assertion: from a parsed token request to
+ * the token response (DESIGN §3 "Refresh", §4 token endpoint).
+ *
+ * The token path makes at most one Durable Object round trip: SandboxAuthority.authorize checks
+ * the assertion and records the issuance; the signing key comes from the isolate's cache.
+ */
+import type { Config } from '../config.js';
+import { AssertionError, parseAssertion, peekIssuer, type AssertionRule } from './assertion.js';
+import { cachedCredentialsFor, encryptCredentials, type X25519PublicJwk } from './credentials.js';
+import type { Authorized, AuthorizeRequest } from './sandbox-authority.js';
+import { mintAgentToken, type ActiveSigningKey } from './tokens.js';
+
+export interface TokenRequest {
+  assertion: string;
+  clientId?: string;
+  encJwk?: X25519PublicJwk;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  credentials_version?: string;
+}
+
+export interface GrantDeps {
+  config: Config;
+  now: () => number;
+  randomId: () => string;
+  signingKey: () => Promise<ActiveSigningKey>;
+  authorize: (sandboxId: string, req: AuthorizeRequest) => Promise<Authorized>;
+  /** Records a refusal decided before the sandbox's authority was asked. */
+  refuse: (sandboxId: string, rule: AssertionRule) => Promise<void>;
+}
+
+export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps): Promise<TokenResponse> {
+  const { config } = deps;
+  let sandboxId: string;
+  try {
+    sandboxId = parseAssertion(req.assertion).iss;
+  } catch (e) {
+    const iss = e instanceof AssertionError ? peekIssuer(req.assertion) : undefined;
+    if (iss !== undefined && e instanceof AssertionError) await deps.refuse(iss, e.rule).catch(() => undefined);
+    throw e;
+  }
+  const signer = await deps.signingKey();
+  const creds = config.credentials.length > 0 ? await cachedCredentialsFor(config.credentials, sandboxId) : undefined;
+  const now = deps.now();
+  const jti = deps.randomId();
+  const exp = Math.floor(now / 1000) + config.timing.agentTokenTtl;
+  const ok = await deps.authorize(sandboxId, {
+    assertion: req.assertion,
+    clientId: req.clientId,
+    encJwk: req.encJwk,
+    issue: { kid: signer.kid, jti, exp, credVer: creds?.version },
+  });
+  const cred = ok.encKey && creds ? { jwe: await encryptCredentials(creds, ok.encKey), version: creds.version } : undefined;
+  const minted = await mintAgentToken({
+    signer,
+    issuer: config.issuer,
+    sandboxId: ok.sandboxId,
+    ttl: config.timing.agentTokenTtl,
+    now,
+    jti,
+    jkt: ok.jkt,
+    cred,
+  });
+  const out: TokenResponse = { access_token: minted.token, token_type: 'Bearer', expires_in: config.timing.agentTokenTtl };
+  if (cred) out.credentials_version = cred.version;
+  return out;
+}

@@ -1,0 +1,99 @@
+/**
+ * Minting access tokens and agent tokens (DESIGN §4, "Tokens"): compact JWS, `alg: EdDSA` (the
+ * name verifiers everywhere know), header `kid` and `typ: at+jwt` (RFC 9068).
+ */
+import { SignJWT } from 'jose';
+import { ConfigError, IssuerError } from './errors.js';
+
+/** DESIGN §4: tokens are at most 8 KiB, so they fit any header limit on the way to a gateway. */
+export const TOKEN_MAX_BYTES = 8 * 1024;
+export const TOKEN_TYP = 'at+jwt';
+export const TOKEN_ALG = 'EdDSA';
+export const AGENT_SCOPE = 'agent';
+export const GATEWAY_SCOPE = 'gateway';
+
+/** The audience of every token for one sandbox's gateway. */
+export function gatewayAudience(sandboxId: string): string {
+  return `gateway:${sandboxId}`;
+}
+
+/** A signing key as an isolate holds it. */
+export interface ActiveSigningKey {
+  kid: string;
+  key: CryptoKey;
+}
+
+export interface AgentTokenInput {
+  signer: ActiveSigningKey;
+  issuer: string;
+  sandboxId: string;
+  /** Seconds. */
+  ttl: number;
+  /** Epoch ms. */
+  now: number;
+  jti: string;
+  /** Thumbprint of the agent's bootstrap key. */
+  jkt: string;
+  cred?: { jwe: string; version: string };
+}
+
+export interface AccessTokenInput {
+  signer: ActiveSigningKey;
+  issuer: string;
+  sandboxId: string;
+  /** The user, e.g. the email of a verified Cloudflare Access JWT. */
+  subject: string;
+  ttl: number;
+  now: number;
+  jti: string;
+}
+
+export interface Minted {
+  token: string;
+  /** Epoch seconds. */
+  exp: number;
+}
+
+async function sign(signer: ActiveSigningKey, claims: Record<string, unknown>, iat: number, exp: number): Promise<string> {
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: TOKEN_ALG, kid: signer.kid, typ: TOKEN_TYP })
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
+    .sign(signer.key);
+}
+
+export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
+  const iat = Math.floor(i.now / 1000);
+  const exp = iat + i.ttl;
+  const claims: Record<string, unknown> = {
+    iss: i.issuer,
+    sub: i.sandboxId,
+    aud: gatewayAudience(i.sandboxId),
+    jti: i.jti,
+    client_id: i.sandboxId,
+    scope: AGENT_SCOPE,
+    cnf: { jkt: i.jkt },
+  };
+  if (i.cred) {
+    claims.cred = i.cred.jwe;
+    claims.cred_ver = i.cred.version;
+  }
+  const token = await sign(i.signer, claims, iat, exp);
+  if (token.length > TOKEN_MAX_BYTES) {
+    throw new ConfigError('CREDENTIALS', `the delivered credentials make agent tokens larger than ${TOKEN_MAX_BYTES} bytes; deliver fewer or shorter values`);
+  }
+  return { token, exp };
+}
+
+export async function mintAccessToken(i: AccessTokenInput): Promise<Minted> {
+  const iat = Math.floor(i.now / 1000);
+  const exp = iat + i.ttl;
+  const token = await sign(
+    i.signer,
+    { iss: i.issuer, sub: i.subject, aud: gatewayAudience(i.sandboxId), jti: i.jti, client_id: i.issuer, scope: GATEWAY_SCOPE },
+    iat,
+    exp,
+  );
+  if (token.length > TOKEN_MAX_BYTES) throw new IssuerError('invalid_request', `the token would exceed ${TOKEN_MAX_BYTES} bytes`);
+  return { token, exp };
+}
