@@ -1,16 +1,16 @@
-import { env, reset, runInDurableObject } from 'cloudflare:test';
+import { env, listDurableObjectIds, reset, runInDurableObject } from 'cloudflare:test';
 import { createExecutionContext } from 'cloudflare:test';
 import { vi } from 'vitest';
 import { createApp } from '../../src/app.js';
 import type { Env } from '../../src/config.js';
-import { KEY_AUTHORITY_NAME } from '../../src/issuer/key-authority.js';
+import { KEY_AUTHORITY_NAME, type KeyAuthority } from '../../src/issuer/key-authority.js';
 import { TEST_ADMIN_TOKEN } from '../secrets.js';
 
 export { TEST_ADMIN_TOKEN };
 export const BASE = 'http://127.0.0.1:8787';
 
-export function keyAuthority() {
-  return env.KEY_AUTHORITY.get(env.KEY_AUTHORITY.idFromName(KEY_AUTHORITY_NAME));
+export function keyAuthority(): DurableObjectStub<KeyAuthority> {
+  return env.KEY_AUTHORITY.get(env.KEY_AUTHORITY.idFromName(KEY_AUTHORITY_NAME)) as DurableObjectStub<KeyAuthority>;
 }
 
 /** Sends a request through a fresh app (fresh isolate caches) with the test env, or an altered one. */
@@ -45,5 +45,8 @@ export async function captureLogs<T>(fn: () => Promise<T>): Promise<{ result: T;
  */
 export async function freshStorage(): Promise<void> {
   await runInDurableObject(keyAuthority(), (_i, state) => state.storage.deleteAlarm());
+  for (const id of await listDurableObjectIds(env.SANDBOX_AUTHORITY)) {
+    await runInDurableObject(env.SANDBOX_AUTHORITY.get(id), (_i, state) => state.storage.deleteAlarm());
+  }
   await reset();
 }

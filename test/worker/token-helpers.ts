@@ -1,0 +1,62 @@
+import { base64url, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { expect } from 'vitest';
+import { adminHeaders, BASE, call } from './helpers.js';
+
+export const TOKEN_URL = `${BASE}/oauth/token`;
+export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+export interface BootstrapFile {
+  client_id: string;
+  issuer: string;
+  token_endpoint: string;
+  key: JWK;
+}
+
+export async function bootstrap(id: string, envOverride: Record<string, unknown> = {}): Promise<BootstrapFile> {
+  const res = await call(`/api/admin/sandboxes/${id}/bootstrap`, { method: 'POST', headers: adminHeaders() }, envOverride);
+  expect(res.status).toBe(200);
+  return (await res.json()) as BootstrapFile;
+}
+
+export interface AssertionOpts {
+  header?: Record<string, unknown>;
+  claims?: Record<string, unknown>;
+  /** Claims to delete from the defaults. */
+  drop?: string[];
+  now?: number;
+}
+
+/** A valid assertion for the bootstrap file, with overrides. */
+export async function assertion(b: BootstrapFile, o: AssertionOpts = {}): Promise<string> {
+  const now = Math.floor((o.now ?? Date.now()) / 1000);
+  const claims: Record<string, unknown> = { iss: b.client_id, sub: b.client_id, aud: b.issuer, iat: now, exp: now + 60, jti: crypto.randomUUID(), ...o.claims };
+  for (const k of o.drop ?? []) delete claims[k];
+  return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: b.key.kid, ...o.header } as { alg: string }).sign(await importJWK(b.key, 'EdDSA'));
+}
+
+/** Hand-built JWS with any header and signature bytes (for alg confusion and garbage). */
+export function rawJws(header: Record<string, unknown>, claims: Record<string, unknown>, signature = ''): string {
+  const enc = (o: unknown) => base64url.encode(new TextEncoder().encode(JSON.stringify(o)));
+  return `${enc(header)}.${enc(claims)}.${signature}`;
+}
+
+export function form(params: Record<string, string>): RequestInit {
+  return { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() };
+}
+
+export function tokenForm(jwt: string, extra: Record<string, string> = {}): RequestInit {
+  return form({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: jwt, ...extra });
+}
+
+export async function requestToken(jwt: string, extra: Record<string, string> = {}, envOverride: Record<string, unknown> = {}): Promise<Response> {
+  return call('/oauth/token', tokenForm(jwt, extra), envOverride);
+}
+
+/** An agent's X25519 key pair, as the agent would make it. */
+export async function agentKeyPair(): Promise<{ publicJwk: JWK; privateKey: CryptoKey }> {
+  const { publicKey, privateKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519', extractable: true });
+  const pub = await exportJWK(publicKey);
+  return { publicJwk: { kty: pub.kty, crv: pub.crv, x: pub.x }, privateKey: privateKey as CryptoKey };
+}
+
+export type ErrorBody = { error: string; error_description: string };
