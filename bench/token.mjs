@@ -13,7 +13,7 @@ import { harnessSource, packageVersion, prepareHarness, runLoadgen, startPeer } 
 import { PINNED, installSignalHandlers, stop, stopAll } from './lib/processes.mjs';
 import { othersOnCore } from './lib/cpu.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
-import { buildBundle, startWorkerd, workerBindings, writeConfig } from './lib/workerd.mjs';
+import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
 const CLIENT_ID = 'bench-agent';
 const PEER_STORES = ['default', 'large'];
@@ -26,6 +26,8 @@ const USAGE = `usage: npm run bench:token -- [options]
   --peer-stores L    oidc-provider stores to measure: default,large (both)
   --skip-ours        measure the peer only (for testing the bench itself)
   --bundle DIR       serve this already built bundle instead of building one
+  --storage-dir DIR  put the Durable Objects' SQLite files under DIR (e.g. /dev/shm) instead of
+                     the temporary folder (os.tmpdir())
   --out FILE         results file (bench/results/token-<date>.json)
   --keep-tmp         keep the temporary folder (logs, generated config)
 env: PEER_BENCH_DIR  the shared harness (default: <project>/../shared/bench/token-endpoint)`;
@@ -43,6 +45,7 @@ const { values: a } = parseArgs({
     'peer-stores': { type: 'string', default: PEER_STORES.join(',') },
     'skip-ours': { type: 'boolean', default: false },
     bundle: { type: 'string' },
+    'storage-dir': { type: 'string' },
     out: { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
@@ -120,16 +123,15 @@ async function measureOurs(tmp, harnessDir, warnings) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const bindings = workerBindings(origin);
-  const configFile = await writeConfig({
-    dir: tmp, bundleName: 'bundle', port, bindings, storageDir: path.join(tmp, 'do-storage'),
-  });
-  const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile: path.join(tmp, 'workerd.log') });
+  const configFile = await writeConfig({ dir: tmp, bundleName: 'bundle', port, bindings, storageDir });
+  const logFile = path.join(tmp, 'workerd.log');
+  const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile });
   log(`ours: workerd up (pid ${server.pid}) at ${origin}`);
+  const reports = [];
   try {
     const key = await bootstrap(origin, bindings.ADMIN_TOKEN, warnings);
     const keyFile = path.join(tmp, 'ours-client-key.jwk');
     await writeFile(keyFile, `${JSON.stringify(key)}\n`, { mode: 0o600 });
-    const reports = [];
     for (let i = 1; i <= opts.runs; i++) {
       log(`ours: run ${i}/${opts.runs}`);
       reports.push(await loadgenRun(harnessDir, [
@@ -140,6 +142,9 @@ async function measureOurs(tmp, harnessDir, warnings) {
     return reports;
   } finally {
     await stop(server);
+    if (reports.some((r) => Object.keys(r.errors).length || Object.keys(r.non_2xx).length)) {
+      console.error(`[bench] ours had failed requests; end of the workerd log:\n${await tail(logFile)}`);
+    }
   }
 }
 
@@ -272,7 +277,8 @@ async function main(tmp) {
       connections: opts.connections,
       pinning: PINNED ? 'server (workerd or the peer) on CPU 0, loadgen on CPU 1 (taskset)' : 'none',
       ours: `${bundleSource} bundle served by workerd serve, compatibility date 2026-04-26, nodejs_compat; `
-        + 'SQLite-backed Durable Objects on a temporary local disk; Worker logs to a file',
+        + `SQLite-backed Durable Objects (localDisk) in ${a['storage-dir'] ? `--storage-dir ${a['storage-dir']}` : 'the temporary folder'}; `
+        + 'Worker logs to a file',
       peer: 'oidc-provider in-process (shared peer-oidc-provider.mjs)',
       loadgen: 'shared loadgen.mjs: closed loop, one request in flight per connection, pre-signed assertions',
     },
@@ -295,10 +301,17 @@ async function main(tmp) {
 }
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), 'token-bench-'));
+const storageDir = a['storage-dir']
+  ? await mkdtemp(path.join(path.resolve(a['storage-dir']), 'token-bench-do-'))
+  : path.join(tmp, 'do-storage');
 const cleanup = async () => {
   await stopAll();
-  if (a['keep-tmp']) log(`kept ${tmp}`);
-  else await rm(tmp, { recursive: true, force: true });
+  if (a['keep-tmp']) {
+    log(`kept ${tmp}${a['storage-dir'] ? ` and ${storageDir}` : ''}`);
+  } else {
+    await rm(tmp, { recursive: true, force: true });
+    await rm(storageDir, { recursive: true, force: true });
+  }
 };
 installSignalHandlers(cleanup);
 let passed = false;

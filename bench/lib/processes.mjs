@@ -4,6 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import os from 'node:os';
 
 const children = new Set();
+let closing = false; // set by stopAll(): after it, nothing new is started
 const STOP_GRACE_MS = 3000; // SIGTERM first; SIGKILL whatever is still alive after this
 
 const hasTaskset = (() => {
@@ -25,6 +26,7 @@ export function onCpu(cpu, cmd, args) {
 
 /** spawn() whose child is stopped by stopAll(); `child.exited` resolves on exit (or spawn failure). */
 export function spawnTracked(cmd, args, options) {
+  if (closing) throw new Error('shutting down: no new processes');
   const child = spawn(cmd, args, options);
   children.add(child);
   child.exited = new Promise((resolve) => {
@@ -47,7 +49,11 @@ export async function stop(child) {
   await child.exited;
 }
 
-export const stopAll = () => Promise.all([...children].map(stop));
+/** Stops every tracked child and refuses to start new ones. */
+export function stopAll() {
+  closing = true;
+  return Promise.all([...children].map(stop));
+}
 
 /** Runs `cleanup` (once) on SIGINT/SIGTERM/SIGHUP, then exits; SIGKILLs stragglers if the process exits anyway. */
 export function installSignalHandlers(cleanup) {

@@ -82,7 +82,7 @@ export function caveats(label, reports) {
 
 /** The compact table: one row per run of each target. */
 export function table(targets) {
-  const head = ['target', 'tokens/s', 'p50 ms', 'p90 ms', 'p99 ms', 'non-2xx', 'server CPU%', 'loadgen CPU%', 'late replay', 'tokens verified'];
+  const head = ['target', 'tokens/s', 'p50 ms', 'p90 ms', 'p99 ms', 'non-2xx+err', 'server CPU%', 'loadgen CPU%', 'late replay', 'tokens verified'];
   const rows = [];
   for (const { label, reports, error } of targets) {
     if (error) {

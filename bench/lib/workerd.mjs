@@ -126,7 +126,8 @@ function workerdBinary(projectRoot) {
  */
 export async function startWorkerd({ projectRoot, dir, configFile, origin, logFile }) {
   const fd = openSync(logFile, 'w');
-  const child = spawnTracked(...onCpu(0, workerdBinary(projectRoot), ['serve', configFile]), {
+  // --verbose adds workerd's own errors (not one line per request) to the log.
+  const child = spawnTracked(...onCpu(0, workerdBinary(projectRoot), ['serve', '--verbose', configFile]), {
     cwd: dir,
     stdio: ['ignore', fd, fd],
   });
