@@ -1,0 +1,187 @@
+/**
+ * The agent's side of the token endpoint: read the bootstrap file, sign a client assertion with
+ * the bootstrap key (RFC 7523), send the agent's X25519 public key, and decrypt the credentials
+ * the token carries. Time and `fetch` come in as parameters.
+ */
+import { randomUUID } from 'node:crypto';
+import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import type { Credentials } from './files.js';
+
+export type AgentErrorCode =
+  | 'bootstrap_malformed'
+  | 'issuer_unreachable'
+  | 'issuer_error'
+  | 'bootstrap_refused'
+  | 'request_rejected'
+  | 'bad_response';
+
+/** A failure with a stable code; the message is one line for an operator, with no secret in it. */
+export class AgentError extends Error {
+  readonly code: AgentErrorCode;
+  readonly status?: number;
+  constructor(code: AgentErrorCode, message: string, status?: number) {
+    super(message);
+    this.name = 'AgentError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface BootstrapFile {
+  client_id: string;
+  issuer: string;
+  token_endpoint: string;
+  key: JWK;
+}
+
+/** Assertions live 60 s, the most the issuer accepts (exp - iat). */
+const ASSERTION_LIFETIME_SECONDS = 60;
+/** A token request that has not answered in 10 s is a failure to retry, not a hang. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+export function parseBootstrapFile(text: string, path: string): BootstrapFile {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new AgentError('bootstrap_malformed', `bootstrap file ${path} is not JSON`);
+  }
+  const f = v as Partial<BootstrapFile> | null;
+  const bad = (what: string) => new AgentError('bootstrap_malformed', `bootstrap file ${path} is malformed: ${what}`);
+  if (!f || typeof f !== 'object') throw bad('not a JSON object');
+  if (typeof f.client_id !== 'string' || f.client_id === '') throw bad('client_id is missing');
+  for (const k of ['issuer', 'token_endpoint'] as const) {
+    try {
+      const u = new URL(String(f[k]));
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error();
+    } catch {
+      throw bad(`${k} is not an http(s) URL`);
+    }
+  }
+  const key = f.key;
+  if (!key || typeof key !== 'object' || key.kty !== 'OKP' || key.crv !== 'Ed25519' || typeof key.x !== 'string' || typeof key.d !== 'string') {
+    throw bad('key is not a private Ed25519 JWK');
+  }
+  return { client_id: f.client_id, issuer: f.issuer!, token_endpoint: f.token_endpoint!, key };
+}
+
+/** The token endpoint to call: the file's, or its path on the `--issuer` override (e.g. http://issuer.internal). */
+export function tokenEndpoint(file: BootstrapFile, override?: string): string {
+  if (!override) return file.token_endpoint;
+  return new URL(new URL(file.token_endpoint).pathname, override).toString();
+}
+
+export interface AgentKeys {
+  signing: CryptoKey;
+  kid?: string;
+  /** X25519, made in memory at start and never written anywhere. */
+  encPublic: JWK;
+  encPrivate: CryptoKey;
+}
+
+export async function prepareKeys(file: BootstrapFile): Promise<AgentKeys> {
+  let signing: CryptoKey;
+  try {
+    signing = (await importJWK(file.key, 'EdDSA')) as CryptoKey;
+  } catch {
+    throw new AgentError('bootstrap_malformed', 'the bootstrap key cannot be imported as an Ed25519 private key');
+  }
+  const { publicKey, privateKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519' });
+  const pub = await exportJWK(publicKey);
+  return { signing, kid: typeof file.key.kid === 'string' ? file.key.kid : undefined, encPublic: { kty: 'OKP', crv: 'X25519', x: pub.x }, encPrivate: privateKey as CryptoKey };
+}
+
+export interface IssuedToken {
+  token: string;
+  iat: number;
+  exp: number;
+  kid?: string;
+  jti?: string;
+  credentials?: Credentials;
+}
+
+export interface RequestOptions {
+  file: BootstrapFile;
+  endpoint: string;
+  keys: AgentKeys;
+  sendEncKey: boolean;
+  now: number;
+  fetch: typeof fetch;
+}
+
+export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
+  const iat = Math.floor(o.now / 1000);
+  const assertion = await new SignJWT({})
+    .setProtectedHeader(o.keys.kid ? { alg: 'EdDSA', kid: o.keys.kid } : { alg: 'EdDSA' })
+    .setIssuer(o.file.client_id)
+    .setSubject(o.file.client_id)
+    .setAudience(o.file.issuer)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + ASSERTION_LIFETIME_SECONDS)
+    .setJti(randomUUID())
+    .sign(o.keys.signing);
+  const body = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: assertion });
+  if (o.sendEncKey) body.set('enc_jwk', JSON.stringify(o.keys.encPublic));
+
+  let res: Response;
+  try {
+    res = await o.fetch(o.endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+      body,
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+    throw new AgentError('issuer_unreachable', `issuer unreachable at ${new URL(o.endpoint).origin} (${cause})`);
+  }
+  const text = await res.text().catch(() => '');
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    /* handled below */
+  }
+  if (!res.ok) {
+    // error and error_description are the issuer's RFC 6749 fields: codes and reasons, no secrets.
+    const why = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : ''}` : `HTTP ${res.status}`;
+    if (res.status === 401) throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, res.status);
+    if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+      throw new AgentError('request_rejected', `token request rejected by the issuer (${why})`, res.status);
+    }
+    throw new AgentError('issuer_error', `issuer answered ${res.status} (${why})`, res.status);
+  }
+  return parseTokenResponse(json, o.keys.encPrivate);
+}
+
+async function parseTokenResponse(json: Record<string, unknown>, encPrivate: CryptoKey): Promise<IssuedToken> {
+  const token = json.access_token;
+  if (typeof token !== 'string') throw new AgentError('bad_response', 'the issuer answered without an access_token');
+  let claims: ReturnType<typeof decodeJwt>;
+  let kid: string | undefined;
+  try {
+    claims = decodeJwt(token);
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    throw new AgentError('bad_response', 'the access_token is not a JWT');
+  }
+  if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number' || claims.exp <= claims.iat) {
+    throw new AgentError('bad_response', 'the access_token has no usable iat/exp');
+  }
+  const out: IssuedToken = { token, iat: claims.iat, exp: claims.exp, kid, jti: claims.jti };
+  if (typeof claims.cred === 'string') {
+    let creds: Credentials;
+    try {
+      const { plaintext } = await compactDecrypt(claims.cred, encPrivate);
+      creds = JSON.parse(new TextDecoder().decode(plaintext)) as Credentials;
+    } catch {
+      throw new AgentError('bad_response', 'the credentials in the token do not decrypt with this agent\'s key');
+    }
+    if (typeof creds.version !== 'string' || !creds.values || typeof creds.values !== 'object' || creds.version !== claims.cred_ver) {
+      throw new AgentError('bad_response', 'the credentials in the token are malformed');
+    }
+    out.credentials = { version: creds.version, values: creds.values };
+  }
+  return out;
+}

@@ -1,0 +1,102 @@
+/**
+ * The agent's flags, each with an environment twin (DESIGN §4), parsed once into AgentConfig.
+ * A bad or missing value is one clear line naming the flag.
+ */
+import { parseArgs } from 'node:util';
+import { HOOK_TIMEOUT_MS } from './hook.js';
+import { BACKOFF_MAX_MS } from './schedule.js';
+
+export interface AgentConfig {
+  bootstrapKeyFile: string;
+  issuerOverride?: string;
+  dir: string;
+  onChange?: string;
+  host: string;
+  port: number;
+  once: boolean;
+  hookTimeoutMs: number;
+  maxBackoffMs: number;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export const USAGE = `usage: refresh --bootstrap-key FILE --dir DIR [options]
+  --bootstrap-key FILE   bootstrap file from the issuer            (BOOTSTRAP_KEY_FILE)
+  --dir DIR              output directory for token, credentials    (CREDENTIALS_DIR)
+  --issuer URL           token endpoint origin override             (ISSUER_URL)
+  --on-change CMD        run on a new credentials version           (ON_CHANGE)
+  --port N               health/metrics/nudge port, default 8788    (AGENT_PORT)
+  --host ADDR            listen address, default 127.0.0.1          (AGENT_HOST)
+  --hook-timeout DUR     change hook timeout, default 30s           (HOOK_TIMEOUT)
+  --max-backoff DUR      longest wait between retries, default 5m   (MAX_BACKOFF)
+  --once                 get one credential, write it, run the hook, exit`;
+
+const DEFAULT_PORT = 8788;
+
+function duration(flag: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const m = /^(\d+)(ms|s|m)?$/.exec(raw.trim());
+  if (!m) throw new UsageError(`${flag}: must be a duration such as 500ms, 30s or 5m`);
+  const n = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1_000);
+  if (n <= 0) throw new UsageError(`${flag}: must be greater than zero`);
+  return n;
+}
+
+export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        'bootstrap-key': { type: 'string' },
+        issuer: { type: 'string' },
+        dir: { type: 'string' },
+        'on-change': { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'hook-timeout': { type: 'string' },
+        'max-backoff': { type: 'string' },
+        once: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0]!);
+  }
+  if (values.help) throw new UsageError(USAGE);
+  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? (env[envName] || undefined);
+  const bootstrapKeyFile = pick('bootstrap-key', 'BOOTSTRAP_KEY_FILE');
+  if (!bootstrapKeyFile) throw new UsageError('--bootstrap-key (or BOOTSTRAP_KEY_FILE) is required');
+  const dir = pick('dir', 'CREDENTIALS_DIR');
+  if (!dir) throw new UsageError('--dir (or CREDENTIALS_DIR) is required');
+  const issuerOverride = pick('issuer', 'ISSUER_URL');
+  if (issuerOverride !== undefined) {
+    let ok = false;
+    try {
+      const u = new URL(issuerOverride);
+      ok = u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new UsageError('--issuer: must be an http(s) URL such as http://issuer.internal');
+  }
+  const portRaw = pick('port', 'AGENT_PORT');
+  const port = portRaw === undefined ? DEFAULT_PORT : Number(portRaw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port: must be a port number (0-65535)');
+  const envOnce = env.ONCE === '1' || env.ONCE === 'true';
+  return {
+    bootstrapKeyFile,
+    dir,
+    issuerOverride,
+    onChange: pick('on-change', 'ON_CHANGE'),
+    host: pick('host', 'AGENT_HOST') ?? '127.0.0.1',
+    port,
+    once: values.once === true || envOnce,
+    hookTimeoutMs: duration('--hook-timeout', pick('hook-timeout', 'HOOK_TIMEOUT'), HOOK_TIMEOUT_MS),
+    maxBackoffMs: duration('--max-backoff', pick('max-backoff', 'MAX_BACKOFF'), BACKOFF_MAX_MS),
+  };
+}

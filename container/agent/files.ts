@@ -1,0 +1,102 @@
+/**
+ * The agent's files: `token`, `credentials.json` and `state.json` in one directory (mode 0700),
+ * each written atomically: a temp file in the same directory, fsync, rename over the old one,
+ * fsync of the directory. A reader sees the old file or the new one, never a mix, even if the
+ * agent is killed mid-write (DESIGN §6).
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const TOKEN_FILE = 'token';
+export const CREDENTIALS_FILE = 'credentials.json';
+export const STATE_FILE = 'state.json';
+const TEMP_PREFIX = '.tmp-';
+
+export interface Credentials {
+  version: string;
+  values: Record<string, string>;
+}
+
+/** What the agent remembers across restarts. Identifiers and times only: no token, no secret. */
+export interface AgentState {
+  /** Epoch seconds. */
+  expires_at?: number;
+  issued_at?: number;
+  kid?: string;
+  jti?: string;
+  credentials_version?: string;
+  /** The credentials version the change hook last ran for successfully. */
+  hook_version?: string;
+  last_refresh?: string;
+  last_error?: string;
+  consecutive_failures?: number;
+}
+
+/** Creates the directory with mode 0700 (tightening it if it exists) and removes temp files a crash left. */
+export async function prepareDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(TEMP_PREFIX)) await unlink(join(dir, name)).catch(() => undefined);
+  }
+}
+
+/** Writes `data` to `dir/name` atomically with mode 0600. */
+export async function writeAtomic(dir: string, name: string, data: string): Promise<void> {
+  const tmp = join(dir, `${TEMP_PREFIX}${name}-${randomBytes(6).toString('hex')}`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, join(dir, name));
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  // The rename is durable only once the directory entry is: fsync the directory too.
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function parseJson<T>(text: string | undefined): T | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a previous run left: each file is whole or absent; an unreadable one counts as absent. */
+export async function readBack(dir: string): Promise<{ token?: string; credentials?: Credentials; state: AgentState }> {
+  const [token, creds, state] = await Promise.all([
+    readOptional(join(dir, TOKEN_FILE)),
+    readOptional(join(dir, CREDENTIALS_FILE)),
+    readOptional(join(dir, STATE_FILE)),
+  ]);
+  const credentials = parseJson<Credentials>(creds);
+  return {
+    token: token?.trim() || undefined,
+    credentials: credentials && typeof credentials.version === 'string' && credentials.values ? credentials : undefined,
+    state: parseJson<AgentState>(state) ?? {},
+  };
+}

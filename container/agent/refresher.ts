@@ -1,0 +1,216 @@
+/**
+ * The refresh loop, after the Azure SDK's token cycler: refresh in the background at ~50% of the
+ * token's life; one refresh in flight at a time (a nudge during a refresh joins it); after a
+ * failure, back off with full jitter and keep serving the current token until it expires.
+ *
+ * Time, randomness, sleeping, `fetch`, the files and the hook are injected, so the schedule is
+ * tested without real timers.
+ */
+import type { AgentError } from './client.js';
+import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
+import type { AgentState, Credentials } from './files.js';
+import type { HookResult } from './hook.js';
+import type { Logger } from './log.js';
+import { backoffDelay, BACKOFF_MAX_MS, refreshAt, refusedDelay } from './schedule.js';
+
+export interface Store {
+  writeToken(token: string): Promise<void>;
+  writeCredentials(c: Credentials): Promise<void>;
+  writeState(s: AgentState): Promise<void>;
+}
+
+export interface RefresherDeps {
+  now(): number;
+  random(): number;
+  /** Resolves after `ms`, or early when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  fetch: typeof fetch;
+  log: Logger;
+  store: Store;
+  /** Runs the change hook; absent when no --on-change is set. */
+  hook?: (credentialsVersion: string) => Promise<HookResult>;
+}
+
+export interface RefresherOptions {
+  file: BootstrapFile;
+  endpoint: string;
+  keys: AgentKeys;
+  maxBackoffMs?: number;
+}
+
+export type RefreshOutcome = { ok: true; token: IssuedToken } | { ok: false; error: AgentError };
+
+export interface Metrics {
+  refreshes: { ok: number; error: number; refused: number };
+  hooks: { ok: number; error: number };
+}
+
+const isRefusal = (e: AgentError) => e.code === 'bootstrap_refused' || e.code === 'request_rejected';
+
+export class Refresher {
+  /** The token being served and its times (epoch seconds). */
+  current: { token: string; iat: number; exp: number; kid?: string; jti?: string } | undefined;
+  credentials: Credentials | undefined;
+  state: AgentState = {};
+  readonly metrics: Metrics = { refreshes: { ok: 0, error: 0, refused: 0 }, hooks: { ok: 0, error: 0 } };
+  /** When the loop refreshes next (epoch ms). */
+  nextAt = 0;
+  failures = 0;
+
+  private inflight: Promise<RefreshOutcome> | undefined;
+  private hookRunning: Promise<void> | undefined;
+  private wake: AbortController | undefined;
+  private refusalLogged = false;
+  private sendEncKey = true;
+
+  constructor(
+    private readonly opts: RefresherOptions,
+    private readonly deps: RefresherDeps,
+  ) {}
+
+  /** Takes over what a previous run wrote: a still-valid token keeps being served while the first refresh runs. */
+  restore(saved: { token?: string; credentials?: Credentials; state: AgentState }): void {
+    this.state = { ...saved.state };
+    this.credentials = saved.credentials;
+    const exp = saved.state.expires_at;
+    if (saved.token && exp !== undefined && exp * 1000 > this.deps.now()) {
+      this.current = { token: saved.token, iat: saved.state.issued_at ?? exp, exp, kid: saved.state.kid, jti: saved.state.jti };
+    }
+    this.nextAt = this.deps.now(); // DESIGN §6: with a usable bootstrap key it refreshes at once
+  }
+
+  /** Whether the current token is still valid. */
+  healthy(): boolean {
+    return this.current !== undefined && this.current.exp * 1000 > this.deps.now();
+  }
+
+  /** Refreshes now; joins a refresh already in flight. */
+  refresh(reason: string): Promise<RefreshOutcome> {
+    this.inflight ??= this.attempt(reason).finally(() => {
+      this.inflight = undefined;
+      this.wake?.abort(); // the loop recomputes its sleep from the new nextAt
+    });
+    return this.inflight;
+  }
+
+  /** Runs until `signal` aborts: sleep until nextAt (or a nudge reschedules), refresh, repeat. */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const delay = Math.max(0, this.nextAt - this.deps.now());
+      if (delay > 0) {
+        this.wake = new AbortController();
+        await this.deps.sleep(delay, AbortSignal.any([signal, this.wake.signal]));
+        continue; // re-check: a nudge may have moved nextAt
+      }
+      await this.refresh('scheduled');
+    }
+  }
+
+  /** Waits for a hook started by the last refresh (for --once and tests). */
+  async hookSettled(): Promise<void> {
+    await this.hookRunning;
+  }
+
+  private async attempt(reason: string): Promise<RefreshOutcome> {
+    const started = this.deps.now();
+    try {
+      const issued = await requestToken({
+        file: this.opts.file,
+        endpoint: this.opts.endpoint,
+        keys: this.opts.keys,
+        sendEncKey: this.sendEncKey,
+        now: started,
+        fetch: this.deps.fetch,
+      });
+      await this.accept(issued, reason);
+      return { ok: true, token: issued };
+    } catch (e) {
+      if ((e as Error).name !== 'AgentError') throw e;
+      await this.fail(e as AgentError);
+      return { ok: false, error: e as AgentError };
+    }
+  }
+
+  private async accept(t: IssuedToken, reason: string): Promise<void> {
+    const now = this.deps.now();
+    const { store } = this.deps;
+    const creds = t.credentials;
+    // Credentials first: a reader that sees the new token finds its credentials already there.
+    if (creds && creds.version !== this.credentials?.version) await store.writeCredentials(creds);
+    await store.writeToken(t.token);
+    // Without credentials in the token, the issuer may have lost our key (a new bootstrap): send it again.
+    this.sendEncKey = !creds;
+    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti };
+    const changed = creds !== undefined && creds.version !== this.credentials?.version;
+    if (creds) this.credentials = creds;
+    this.failures = 0;
+    this.refusalLogged = false;
+    this.metrics.refreshes.ok++;
+    this.nextAt = refreshAt(t.iat, t.exp, now, this.deps.random());
+    this.state = {
+      ...this.state,
+      expires_at: t.exp,
+      issued_at: t.iat,
+      kid: t.kid,
+      jti: t.jti,
+      credentials_version: this.credentials?.version,
+      last_refresh: new Date(now).toISOString(),
+      last_error: undefined,
+      consecutive_failures: 0,
+    };
+    await store.writeState(this.state);
+    this.deps.log('info', 'token_refreshed', {
+      reason,
+      kid: t.kid,
+      jti: t.jti,
+      version: this.credentials?.version,
+      credentials_changed: changed,
+      expires_in: t.exp - Math.floor(now / 1000),
+      next_refresh_in: Math.round((this.nextAt - now) / 1000),
+    });
+    this.maybeRunHook();
+  }
+
+  /** Runs the hook when the delivered version has not had a successful run yet; never awaited by a refresh. */
+  private maybeRunHook(): void {
+    const version = this.credentials?.version;
+    const hook = this.deps.hook;
+    if (!hook || !version || version === this.state.hook_version || this.hookRunning) return;
+    this.hookRunning = (async () => {
+      const r = await hook(version);
+      if (r.ok) {
+        this.metrics.hooks.ok++;
+        this.state = { ...this.state, hook_version: version };
+        await this.deps.store.writeState(this.state).catch(() => undefined);
+        this.deps.log('info', 'hook_ran', { version, result: r.detail });
+      } else {
+        this.metrics.hooks.error++;
+        this.deps.log('error', 'hook_failed', { version, result: r.detail, retry: 'at the next refresh' });
+      }
+    })().finally(() => {
+      this.hookRunning = undefined;
+    });
+  }
+
+  private async fail(e: AgentError): Promise<void> {
+    const now = this.deps.now();
+    this.failures++;
+    const max = this.opts.maxBackoffMs ?? BACKOFF_MAX_MS;
+    const refused = isRefusal(e);
+    const wait = refused ? refusedDelay(this.deps.random(), max) : backoffDelay(this.failures, this.deps.random(), max);
+    this.nextAt = now + wait;
+    if (refused) {
+      this.metrics.refreshes.refused++;
+      // Said once: the operator must act (re-bootstrap); repeating it every retry helps nobody.
+      if (!this.refusalLogged) {
+        this.deps.log('error', 'bootstrap_refused', { code: e.code, status: e.status, message: e.message, action: 'issue a new bootstrap key for this sandbox', retry_in: Math.round(wait / 1000) });
+        this.refusalLogged = true;
+      }
+    } else {
+      this.metrics.refreshes.error++;
+      this.deps.log('warn', 'refresh_failed', { code: e.code, status: e.status, message: e.message, failures: this.failures, retry_in: Math.round(wait / 1000), token_valid: this.healthy() });
+    }
+    this.state = { ...this.state, last_error: `${e.code}: ${e.message}`, consecutive_failures: this.failures };
+    await this.deps.store.writeState(this.state).catch(() => undefined);
+  }
+}

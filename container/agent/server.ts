@@ -1,0 +1,73 @@
+/**
+ * The agent's HTTP endpoint (loopback by default): GET /healthz, GET /metrics (Prometheus text),
+ * POST /refresh (refresh now, at most once a second).
+ */
+import { createServer, type Server } from 'node:http';
+import type { Refresher } from './refresher.js';
+
+/** POST /refresh at most this often: a nudge is for "pick up a rotated secret now", not for polling. */
+export const NUDGE_INTERVAL_MS = 1_000;
+
+function metricsText(r: Refresher, now: number): string {
+  const exp = r.current ? r.current.exp - now / 1000 : -1;
+  const lines = [
+    '# HELP credential_agent_token_expiry_seconds Seconds until the current token expires (negative: expired or none).',
+    '# TYPE credential_agent_token_expiry_seconds gauge',
+    `credential_agent_token_expiry_seconds ${exp.toFixed(3)}`,
+    '# HELP credential_agent_refreshes_total Token refreshes by result.',
+    '# TYPE credential_agent_refreshes_total counter',
+    ...(['ok', 'error', 'refused'] as const).map((k) => `credential_agent_refreshes_total{result="${k}"} ${r.metrics.refreshes[k]}`),
+    '# HELP credential_agent_consecutive_failures Failed refreshes since the last success.',
+    '# TYPE credential_agent_consecutive_failures gauge',
+    `credential_agent_consecutive_failures ${r.failures}`,
+    '# HELP credential_agent_hook_runs_total Change hook runs by result.',
+    '# TYPE credential_agent_hook_runs_total counter',
+    ...(['ok', 'error'] as const).map((k) => `credential_agent_hook_runs_total{result="${k}"} ${r.metrics.hooks[k]}`),
+    '# HELP credential_agent_credentials_info The credentials version on disk.',
+    '# TYPE credential_agent_credentials_info gauge',
+  ];
+  if (r.credentials) lines.push(`credential_agent_credentials_info{version="${r.credentials.version.replace(/[^A-Za-z0-9_-]/g, '')}"} 1`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function startServer(r: Refresher, opts: { host: string; port: number; now?: () => number }): Promise<Server> {
+  const now = opts.now ?? Date.now;
+  let lastNudge = Number.NEGATIVE_INFINITY;
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const send = (status: number, body: string, type = 'application/json', extra: Record<string, string> = {}) => {
+      res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', ...extra });
+      res.end(body);
+    };
+    if (path === '/healthz' && req.method === 'GET') {
+      const ok = r.healthy();
+      return send(ok ? 200 : 503, JSON.stringify({
+        status: ok ? 'ok' : 'expired',
+        expires_in: r.current ? Math.floor(r.current.exp - now() / 1000) : null,
+        kid: r.current?.kid ?? null,
+        credentials_version: r.credentials?.version ?? null,
+        consecutive_failures: r.failures,
+      }));
+    }
+    if (path === '/metrics' && req.method === 'GET') return send(200, metricsText(r, now()), 'text/plain; version=0.0.4');
+    if (path === '/refresh' && req.method === 'POST') {
+      const t = now();
+      if (t - lastNudge < NUDGE_INTERVAL_MS) return send(429, JSON.stringify({ error: 'too_many_requests', retry_after: 1 }), 'application/json', { 'Retry-After': '1' });
+      lastNudge = t;
+      void r.refresh('nudge').then((out) => {
+        if (out.ok) send(200, JSON.stringify({ refreshed: true, kid: out.token.kid ?? null, credentials_version: r.credentials?.version ?? null }));
+        else send(502, JSON.stringify({ refreshed: false, error: out.error.code, message: out.error.message }));
+      }, () => send(500, JSON.stringify({ refreshed: false, error: 'internal_error' })));
+      return;
+    }
+    if (['/healthz', '/metrics', '/refresh'].includes(path)) return send(405, JSON.stringify({ error: 'method_not_allowed' }));
+    return send(404, JSON.stringify({ error: 'not_found' }));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The container agent (DESIGN §3 "Refresh", §4 "Agent"): authenticates with the bootstrap key,
+ * keeps `token`, `credentials.json` and `state.json` fresh in --dir without restarts, runs the
+ * change hook on a new credentials version, and serves /healthz, /metrics and POST /refresh.
+ *
+ * Exit codes: 0 done (--once) or stopped by a signal; 1 no credential (--once: issuer unreachable,
+ * key refused, bad answer); 2 usage, bootstrap file or port problem; 3 the change hook failed (--once).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { AgentError, parseBootstrapFile, prepareKeys, tokenEndpoint } from './agent/client.js';
+import { parseAgentConfig, USAGE, UsageError, type AgentConfig } from './agent/config.js';
+import { CREDENTIALS_FILE, prepareDir, readBack, STATE_FILE, TOKEN_FILE, writeAtomic } from './agent/files.js';
+import { runHook } from './agent/hook.js';
+import { createLogger } from './agent/log.js';
+import { Refresher } from './agent/refresher.js';
+import { startServer } from './agent/server.js';
+
+function die(code: number, message: string): never {
+  process.stderr.write(`refresh: ${message}\n`);
+  process.exit(code);
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await delay(ms, undefined, { signal }).catch(() => undefined);
+}
+
+async function main(cfg: AgentConfig): Promise<void> {
+  const log = createLogger();
+  let text: string;
+  try {
+    text = await readFile(cfg.bootstrapKeyFile, 'utf8');
+  } catch (e) {
+    die(2, `error: cannot read bootstrap file ${cfg.bootstrapKeyFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let file;
+  let keys;
+  try {
+    file = parseBootstrapFile(text, cfg.bootstrapKeyFile);
+    keys = await prepareKeys(file);
+  } catch (e) {
+    if (e instanceof AgentError) die(2, `error: ${e.message}`);
+    throw e;
+  }
+  await prepareDir(cfg.dir);
+  const credentialsPath = join(cfg.dir, CREDENTIALS_FILE);
+  const r = new Refresher(
+    { file, endpoint: tokenEndpoint(file, cfg.issuerOverride), keys, maxBackoffMs: cfg.maxBackoffMs },
+    {
+      now: Date.now,
+      random: Math.random,
+      sleep,
+      fetch: globalThis.fetch,
+      log,
+      store: {
+        writeToken: (t) => writeAtomic(cfg.dir, TOKEN_FILE, `${t}\n`),
+        writeCredentials: (c) => writeAtomic(cfg.dir, CREDENTIALS_FILE, `${JSON.stringify(c, null, 2)}\n`),
+        writeState: (s) => writeAtomic(cfg.dir, STATE_FILE, `${JSON.stringify(s, null, 2)}\n`),
+      },
+      hook: cfg.onChange ? () => runHook(cfg.onChange!, credentialsPath, cfg.hookTimeoutMs) : undefined,
+    },
+  );
+  r.restore(await readBack(cfg.dir));
+
+  if (cfg.once) {
+    const out = await r.refresh('once');
+    if (!out.ok) die(1, `error: ${out.error.message}`);
+    await r.hookSettled();
+    if (r.metrics.hooks.error > 0) die(3, 'error: the change hook failed (see the log line above)');
+    process.exit(0);
+  }
+
+  let server;
+  try {
+    server = await startServer(r, { host: cfg.host, port: cfg.port });
+  } catch (e) {
+    die(2, `error: cannot listen on ${cfg.host}:${cfg.port} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const addr = server.address();
+  log('info', 'agent_started', { client_id: file.client_id, endpoint: tokenEndpoint(file, cfg.issuerOverride), dir: cfg.dir, port: typeof addr === 'object' && addr ? addr.port : cfg.port, token_valid: r.healthy() });
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log('info', 'agent_stopping', { signal: sig });
+      stop.abort();
+      server.close();
+    });
+  }
+  await r.run(stop.signal);
+  await r.hookSettled();
+}
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+let cfg: AgentConfig;
+try {
+  cfg = parseAgentConfig(process.argv.slice(2), process.env);
+} catch (e) {
+  if (e instanceof UsageError) die(2, e.message);
+  throw e;
+}
+main(cfg).catch((e: unknown) => die(1, `error: ${(e as Error).message ?? String(e)}`));

@@ -1,0 +1,21 @@
+// `npm run build:container`: bundles the container programs into single self-contained files
+// under dist/container/ (Node >= 20, ESM, jose inlined), for the container image.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const entries = ['refresh', 'gateway-proxy'].filter((n) => existsSync(`${root}container/${n}.ts`));
+
+await build({
+  entryPoints: entries.map((n) => `${root}container/${n}.ts`),
+  outdir: `${root}dist/container`,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outExtension: { '.js': '.mjs' },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+for (const n of entries) console.log(`dist/container/${n}.mjs`);
