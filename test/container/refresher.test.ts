@@ -1,0 +1,242 @@
+/**
+ * The refresh loop with an injected clock, randomness, sleep and fetch: no real timers.
+ */
+import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
+import type { AgentState, Credentials } from '../../container/agent/files.js';
+import type { HookResult } from '../../container/agent/hook.js';
+import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
+import { BACKOFF_MAX_MS } from '../../container/agent/schedule.js';
+
+const T0 = 1_800_000_000_000;
+const TTL = 600;
+
+async function bootstrapFile(): Promise<BootstrapFile> {
+  const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
+  return { client_id: 'sb', issuer: 'http://issuer.test', token_endpoint: 'http://issuer.test/oauth/token', key: { ...(await exportJWK(privateKey)), kid: 'boot-kid' } };
+}
+
+type Reply = { status: number; body?: unknown } | 'network';
+
+/** A fake issuer at the network edge: answers from a script, encrypting credentials to the enc_jwk it last saw. */
+class FakeIssuer {
+  calls: { at: number; sentEncKey: boolean }[] = [];
+  script: Reply[] = [];
+  version = 'v1';
+  private encKey: JWK | undefined;
+  private signer = generateKeyPair('EdDSA');
+  gate: Promise<void> | undefined;
+  afterCall: (() => void) | undefined;
+
+  constructor(private readonly clock: { t: number }) {}
+
+  fetch: typeof fetch = async (_url, init) => {
+    const params = new URLSearchParams(String(init?.body));
+    const enc = params.get('enc_jwk');
+    this.calls.push({ at: this.clock.t, sentEncKey: enc !== null });
+    this.afterCall?.();
+    if (enc) this.encKey = JSON.parse(enc) as JWK;
+    if (this.gate) await this.gate;
+    const reply = this.script.shift() ?? { status: 200 };
+    if (reply === 'network') throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+    if (reply.status !== 200) return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status });
+    const iat = Math.floor(this.clock.t / 1000);
+    const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
+    if (this.encKey) {
+      const creds: Credentials = { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
+      claims.cred = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(creds)))
+        .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' })
+        .encrypt(await importJWK(this.encKey, 'ECDH-ES+A256KW'));
+      claims.cred_ver = this.version;
+    }
+    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + TTL).sign((await this.signer).privateKey);
+    return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: TTL }), { status: 200 });
+  };
+}
+
+async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult> } = {}) {
+  const clock = { t: T0 };
+  const issuer = new FakeIssuer(clock);
+  const logs: { level: string; event: string; fields: Record<string, unknown> }[] = [];
+  const sleeps: number[] = [];
+  const written = { token: [] as string[], credentials: [] as Credentials[], state: [] as AgentState[] };
+  const deps: RefresherDeps = {
+    now: () => clock.t,
+    random: opts.random ?? (() => 0.5),
+    // Virtual time: a sleep advances the clock by its full length unless a nudge cut it short.
+    sleep: async (ms, signal) => {
+      sleeps.push(ms);
+      if (!signal.aborted) clock.t += ms;
+    },
+    fetch: issuer.fetch,
+    log: (level, event, fields = {}) => logs.push({ level, event, fields }),
+    store: {
+      writeToken: async (t) => void written.token.push(t),
+      writeCredentials: async (c) => void written.credentials.push(c),
+      writeState: async (s) => void written.state.push(s),
+    },
+    hook: opts.hook,
+  };
+  const file = await bootstrapFile();
+  const r = new Refresher({ file, endpoint: file.token_endpoint, keys: await prepareKeys(file) }, deps);
+  return { r, clock, issuer, logs, sleeps, written };
+}
+
+/** Runs the loop until `n` token requests were made, then stops it. */
+async function runUntilCalls(s: Awaited<ReturnType<typeof setup>>, n: number): Promise<void> {
+  const stop = new AbortController();
+  s.issuer.afterCall = () => {
+    if (s.issuer.calls.length >= n) stop.abort();
+  };
+  await s.r.run(stop.signal);
+}
+
+describe('Refresher schedule', () => {
+  it('refreshes within 40%..60% of each token lifetime, across many lifetimes', async () => {
+    let i = 0;
+    const randoms = [0, 0.999, 0.5, 0.25, 0.75, 0.1, 0.9];
+    const s = await setup({ random: () => randoms[i++ % randoms.length]! });
+    await runUntilCalls(s, 12);
+    const gaps = s.issuer.calls.slice(1).map((c, k) => (c.at - s.issuer.calls[k]!.at) / (TTL * 1000));
+    expect(gaps).toHaveLength(11);
+    for (const g of gaps) {
+      expect(g).toBeGreaterThanOrEqual(0.4);
+      expect(g).toBeLessThanOrEqual(0.6);
+    }
+    // Jitter is used: not every gap is the same.
+    expect(new Set(gaps.map((g) => g.toFixed(3))).size).toBeGreaterThan(3);
+    expect(s.r.healthy()).toBe(true);
+  });
+
+  it('backs off exponentially from 1 s to the 5 min cap with full jitter, and keeps the token meanwhile', async () => {
+    const s = await setup({ random: () => 0.999999 });
+    s.issuer.script = [{ status: 200 }, ...Array.from({ length: 14 }, () => 'network' as const)];
+    await runUntilCalls(s, 15);
+    const gaps = s.issuer.calls.slice(2).map((c, k) => c.at - s.issuer.calls[k + 1]!.at);
+    const expected = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300].map((x) => x * 1000 - 1);
+    expect(gaps).toEqual(expected);
+    expect(s.r.failures).toBe(14);
+    expect(s.logs.filter((l) => l.event === 'refresh_failed')).toHaveLength(14);
+    // The first token was issued at the first call and lives 600 s; the loop ran past that.
+    expect(s.r.current?.jti).toBe('t1');
+    expect(s.r.healthy()).toBe(false);
+  });
+
+  it('full jitter: a zero random retries at once, never below zero', async () => {
+    const s = await setup({ random: () => 0 });
+    s.issuer.script = [{ status: 503 }, { status: 503 }, { status: 503 }];
+    await runUntilCalls(s, 4);
+    expect(s.issuer.calls.map((c) => c.at - T0)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('after a failure, a success resets the backoff', async () => {
+    const s = await setup({ random: () => 0.999999 });
+    s.issuer.script = [{ status: 200 }, 'network', 'network', { status: 200 }, 'network'];
+    await runUntilCalls(s, 5);
+    const last = s.issuer.calls[4]!.at - s.issuer.calls[3]!.at;
+    expect(last).toBeGreaterThan(0.5 * TTL * 1000); // the normal schedule again, not a backoff
+    expect(s.r.failures).toBe(1);
+  });
+
+  it('a refused bootstrap key is said once, and retries slow to the maximum backoff', async () => {
+    const s = await setup({ random: () => 0.5 });
+    s.issuer.script = [{ status: 200 }, ...Array.from({ length: 5 }, () => ({ status: 401, body: { error: 'invalid_client', error_description: 'client_revoked: the sandbox is revoked' } }))];
+    await runUntilCalls(s, 6);
+    const gaps = s.issuer.calls.slice(2).map((c, k) => c.at - s.issuer.calls[k + 1]!.at);
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(0.8 * BACKOFF_MAX_MS);
+    const said = s.logs.filter((l) => l.event === 'bootstrap_refused');
+    expect(said).toHaveLength(1);
+    expect(String(said[0]!.fields.message)).toContain('client_revoked');
+    expect(s.r.metrics.refreshes.refused).toBe(5);
+  });
+});
+
+describe('Refresher single flight', () => {
+  it('concurrent refreshes share one request; a nudge during a refresh joins it', async () => {
+    const s = await setup();
+    let open!: () => void;
+    s.issuer.gate = new Promise((r) => (open = r));
+    const first = s.r.refresh('scheduled');
+    const nudges = [s.r.refresh('nudge'), s.r.refresh('nudge'), s.r.refresh('nudge')];
+    await new Promise((r) => setTimeout(r, 10));
+    expect(s.issuer.calls).toHaveLength(1);
+    open();
+    const outcomes = await Promise.all([first, ...nudges]);
+    expect(new Set(outcomes).size).toBe(1);
+    expect(outcomes[0]!.ok).toBe(true);
+    s.issuer.gate = undefined;
+    // Once settled, the next call starts a fresh attempt.
+    await s.r.refresh('nudge');
+    expect(s.issuer.calls).toHaveLength(2);
+  });
+
+  it('a nudge reschedules the loop from the new token', async () => {
+    const s = await setup({ random: () => 0.5 });
+    await s.r.refresh('first');
+    expect(s.r.nextAt).toBe(T0 + 300_000);
+    s.clock.t += 10_000;
+    await s.r.refresh('nudge');
+    expect(s.r.nextAt).toBe(T0 + 10_000 + 300_000);
+  });
+});
+
+describe('Refresher credentials and hook', () => {
+  it('sends its X25519 key first, writes credentials only when the version changes, runs the hook once per version', async () => {
+    const ran: string[] = [];
+    const s = await setup({ hook: async (v) => (ran.push(v), { ok: true, detail: 'exit 0' }) });
+    await s.r.refresh('a');
+    await s.r.hookSettled();
+    expect(s.issuer.calls[0]!.sentEncKey).toBe(true);
+    expect(s.written.credentials.map((c) => c.version)).toEqual(['v1']);
+    await s.r.refresh('b');
+    await s.r.hookSettled();
+    expect(s.issuer.calls[1]!.sentEncKey).toBe(false);
+    expect(s.written.credentials).toHaveLength(1);
+    s.issuer.version = 'v2';
+    await s.r.refresh('c');
+    await s.r.hookSettled();
+    expect(s.written.credentials.map((c) => c.version)).toEqual(['v1', 'v2']);
+    expect(ran).toEqual(['v1', 'v2']);
+    expect(s.written.token).toHaveLength(3);
+    expect(s.written.state.at(-1)).toMatchObject({ credentials_version: 'v2', hook_version: 'v2', kid: 'sig-1' });
+  });
+
+  it('a failing hook is logged and retried at the next refresh, without blocking it', async () => {
+    const results = [false, true];
+    const ran: string[] = [];
+    const s = await setup({ hook: async (v) => (ran.push(v), { ok: results.shift()!, detail: 'exit 1' }) });
+    await s.r.refresh('a');
+    await s.r.hookSettled();
+    expect(s.logs.some((l) => l.event === 'hook_failed')).toBe(true);
+    await s.r.refresh('b');
+    await s.r.hookSettled();
+    expect(ran).toEqual(['v1', 'v1']);
+    expect(s.r.state.hook_version).toBe('v1');
+    await s.r.refresh('c');
+    await s.r.hookSettled();
+    expect(ran).toEqual(['v1', 'v1']);
+  });
+
+  it('restores a still-valid token from disk and refreshes at once', async () => {
+    const s = await setup();
+    s.r.restore({ token: 'saved.token.x', credentials: { version: 'v1', values: { GATEWAY_TOKEN: 'old' } }, state: { expires_at: T0 / 1000 + 100, issued_at: T0 / 1000 - 500, kid: 'k', hook_version: 'v1' } });
+    expect(s.r.healthy()).toBe(true);
+    expect(s.r.nextAt).toBe(T0);
+    const ran: string[] = [];
+    await s.r.refresh('restart');
+    expect(s.written.credentials).toHaveLength(0); // same version: not rewritten
+    expect(ran).toEqual([]);
+  });
+
+  it('logs carry ids and versions but never the token or a credential value', async () => {
+    const s = await setup();
+    const out = await s.r.refresh('a');
+    if (!out.ok) throw out.error;
+    const text = JSON.stringify(s.logs);
+    expect(text).toContain('sig-1');
+    expect(text).not.toContain(out.token.token);
+    expect(text).not.toContain('value-v1');
+    expect(JSON.stringify(s.written.state)).not.toContain('value-v1');
+  });
+});
