@@ -1,11 +1,12 @@
 /**
  * The agent's side of the token endpoint: read the bootstrap file, sign a client assertion with
  * the bootstrap key (RFC 7523), send the agent's X25519 public key, and decrypt the credentials
- * the token carries. Time and `fetch` come in as parameters.
+ * the token carries. Time and the HTTP client come in as parameters.
  */
 import { randomUUID } from 'node:crypto';
 import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import type { Credentials } from './files.js';
+import type { Post, SimpleResponse } from './http-client.js';
 
 export type AgentErrorCode =
   | 'bootstrap_malformed'
@@ -107,7 +108,7 @@ export interface RequestOptions {
   keys: AgentKeys;
   sendEncKey: boolean;
   now: number;
-  fetch: typeof fetch;
+  post: Post;
 }
 
 export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
@@ -121,19 +122,20 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
     .setExpirationTime(iat + ASSERTION_LIFETIME_SECONDS)
     .setJti(randomUUID())
     .sign(o.keys.signing);
-  const body = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: assertion });
-  if (o.sendEncKey) body.set('enc_jwk', JSON.stringify(o.keys.encPublic));
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: assertion });
+  if (o.sendEncKey) form.set('enc_jwk', JSON.stringify(o.keys.encPublic));
 
-  let res: Response;
+  let res: SimpleResponse;
   try {
-    res = await o.fetch(o.endpoint, {
+    res = await o.post(o.endpoint, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
-      body,
+      body: form.toString(),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+    const err = e as { name?: string; cause?: { code?: string; name?: string; message?: string } };
+    const cause = err.name === 'TimeoutError' || err.cause?.name === 'AbortError' ? 'timeout' : (err.cause?.code ?? err.cause?.message ?? err.name ?? 'error');
     throw new AgentError('issuer_unreachable', `issuer unreachable at ${new URL(o.endpoint).origin} (${cause})`);
   }
   const text = await res.text().catch(() => '');

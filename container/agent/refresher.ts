@@ -3,13 +3,14 @@
  * token's life; one refresh in flight at a time (a nudge during a refresh joins it); after a
  * failure, back off with full jitter and keep serving the current token until it expires.
  *
- * Time, randomness, sleeping, `fetch`, the files and the hook are injected, so the schedule is
+ * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
  */
 import type { AgentError } from './client.js';
 import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
 import type { AgentState, Credentials } from './files.js';
 import type { HookResult } from './hook.js';
+import type { Post } from './http-client.js';
 import type { Logger } from './log.js';
 import { backoffDelay, BACKOFF_MAX_MS, refreshAt, refusedDelay } from './schedule.js';
 
@@ -24,7 +25,7 @@ export interface RefresherDeps {
   random(): number;
   /** Resolves after `ms`, or early when `signal` aborts. */
   sleep(ms: number, signal: AbortSignal): Promise<void>;
-  fetch: typeof fetch;
+  post: Post;
   log: Logger;
   store: Store;
   /** Runs the change hook; absent when no --on-change is set. */
@@ -120,7 +121,7 @@ export class Refresher {
         keys: this.opts.keys,
         sendEncKey: this.sendEncKey,
         now: started,
-        fetch: this.deps.fetch,
+        post: this.deps.post,
       });
       await this.accept(issued, reason);
       return { ok: true, token: issued };

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
 import type { AgentState, Credentials } from '../../container/agent/files.js';
 import type { HookResult } from '../../container/agent/hook.js';
+import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
 import { BACKOFF_MAX_MS } from '../../container/agent/schedule.js';
 
@@ -31,7 +32,7 @@ class FakeIssuer {
 
   constructor(private readonly clock: { t: number }) {}
 
-  fetch: typeof fetch = async (_url, init) => {
+  fetch: Post = async (_url, init) => {
     const params = new URLSearchParams(String(init?.body));
     const enc = params.get('enc_jwk');
     this.calls.push({ at: this.clock.t, sentEncKey: enc !== null });
@@ -69,7 +70,7 @@ async function setup(opts: { random?: () => number; hook?: (v: string) => Promis
       sleeps.push(ms);
       if (!signal.aborted) clock.t += ms;
     },
-    fetch: issuer.fetch,
+    post: issuer.fetch,
     log: (level, event, fields = {}) => logs.push({ level, event, fields }),
     store: {
       writeToken: async (t) => void written.token.push(t),

@@ -1,0 +1,111 @@
+/**
+ * The attack corpus through the verifying proxy: every bad token or bad Authorization header is
+ * refused with 401, the RFC 6750 challenge naming its code, a body that does not echo it, a log
+ * that does not hold it, and the upstream is never reached (its hits are counted). A good token
+ * then goes through, so the count proves the upstream was reachable all along.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { RunningProxy } from '../../container/lib/proxy/start.js';
+import {
+  attackCorpus,
+  captureLog,
+  makeKey,
+  rawRequest,
+  startJwksServer,
+  startProxy,
+  startUpstream,
+  token,
+  writeCredentials,
+  type AttackCase,
+  type JwksServer,
+  type TestKey,
+  type Upstream,
+} from './gateway-proxy-fixtures.js';
+
+let key: TestKey;
+let jwks: JwksServer;
+let upstream: Upstream;
+let proxy: RunningProxy;
+let dir: string;
+let corpus: AttackCase[];
+const logs = captureLog();
+
+beforeAll(async () => {
+  key = await makeKey();
+  jwks = await startJwksServer([key.publicJwk]);
+  upstream = await startUpstream();
+  dir = mkdtempSync(join(tmpdir(), 'gateway-proxy-attacks-'));
+  writeCredentials(dir, { GATEWAY_TOKEN: 'gw-secret-value-0123456789' }, 'v1');
+  proxy = await startProxy({ jwksUrl: jwks.url, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') }, { log: logs.log });
+  corpus = await attackCorpus(key, await makeKey());
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await upstream?.close();
+  await jwks?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function send(c: AttackCase): Promise<{ status: number; head: string; body: string }> {
+  return rawRequest(proxy.port, ['GET /private HTTP/1.1', `Host: 127.0.0.1:${proxy.port}`, ...c.authorization.map((v) => `Authorization: ${v}`)]);
+}
+
+/** Pieces of a case's credentials long enough to recognise if echoed or logged. */
+function fragments(c: AttackCase): string[] {
+  return c.authorization.flatMap((v) => v.split(/[ .,]+/)).filter((f) => f.length >= 16).map((f) => f.slice(0, 64));
+}
+
+it('holds at least 30 distinct cases', () => {
+  expect(corpus.length).toBeGreaterThanOrEqual(30);
+  expect(new Set(corpus.map((c) => c.name)).size).toBe(corpus.length);
+  expect(new Set(corpus.map((c) => c.authorization.join('\n'))).size).toBe(corpus.length);
+});
+
+it('refuses every case with 401 and its code; the upstream is never reached; no 5xx', async () => {
+  const results: { name: string; status: number; challenge: string | undefined; body: string }[] = [];
+  for (const c of corpus) {
+    const res = await send(c);
+    const challenge = /^WWW-Authenticate: (.*)$/im.exec(res.head)?.[1];
+    results.push({ name: c.name, status: res.status, challenge, body: res.body });
+    for (const f of fragments(c)) {
+      expect(res.head + res.body, `${c.name} echoed its credential`).not.toContain(f);
+    }
+  }
+  expect(results.map((r) => [r.name, r.status, r.challenge])).toEqual(
+    corpus.map((c) => [c.name, 401, `Bearer error="invalid_token", error_description="${c.code}"`]),
+  );
+  expect(results.map((r) => JSON.parse(r.body))).toEqual(corpus.map((c) => ({ error: 'invalid_token', error_description: c.code })));
+  expect(upstream.hits).toBe(0);
+  // The unknown kids cost at most one refetch beyond the first fetch.
+  expect(jwks.hits).toBeLessThanOrEqual(2);
+  const log = logs.text();
+  for (const c of corpus) for (const f of fragments(c)) expect(log, `${c.name} in the log`).not.toContain(f);
+  expect(logs.lines.filter((l) => l.event === 'request_rejected')).toHaveLength(corpus.length);
+});
+
+it('the same cases on WebSocket upgrades: 401 before any upgrade, upstream never reached', async () => {
+  for (const c of corpus) {
+    const res = await rawRequest(proxy.port, [
+      'GET /ws HTTP/1.1',
+      `Host: 127.0.0.1:${proxy.port}`,
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ...c.authorization.map((v) => `Authorization: ${v}`),
+    ]);
+    expect([c.name, res.status]).toEqual([c.name, 401]);
+    expect(res.head).toContain(`WWW-Authenticate: Bearer error="invalid_token", error_description="${c.code}"`);
+  }
+  expect(upstream.hits).toBe(0);
+});
+
+it('a good token after all of it goes through (the upstream was reachable)', async () => {
+  const res = await rawRequest(proxy.port, ['GET /private HTTP/1.1', 'Host: x', `Authorization: Bearer ${await token(key)}`]);
+  expect(res.status).toBe(200);
+  expect(upstream.hits).toBe(1);
+});
