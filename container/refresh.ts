@@ -14,6 +14,7 @@ import { AgentError, parseBootstrapFile, prepareKeys, tokenEndpoint } from './ag
 import { parseAgentConfig, USAGE, UsageError, type AgentConfig } from './agent/config.js';
 import { CREDENTIALS_FILE, prepareDir, readBack, STATE_FILE, TOKEN_FILE, writeAtomic } from './agent/files.js';
 import { runHook } from './agent/hook.js';
+import { nodePost } from './agent/http-client.js';
 import { createLogger } from './agent/log.js';
 import { Refresher } from './agent/refresher.js';
 import { startServer } from './agent/server.js';
@@ -52,7 +53,7 @@ async function main(cfg: AgentConfig): Promise<void> {
       now: Date.now,
       random: Math.random,
       sleep,
-      fetch: globalThis.fetch,
+      post: nodePost,
       log,
       store: {
         writeToken: (t) => writeAtomic(cfg.dir, TOKEN_FILE, `${t}\n`),
