@@ -34,7 +34,7 @@ export function accessKeySet(teamDomain: string): JWTVerifyGetKey {
   return set;
 }
 
-function cookie(header: string | null, name: string): string | undefined {
+export function cookie(header: string | null, name: string): string | undefined {
   if (!header) return undefined;
   for (const part of header.split(';')) {
     const [k, ...v] = part.trim().split('=');
@@ -55,28 +55,38 @@ export async function safeEqual(a: string, b: string): Promise<boolean> {
   return diff === 0;
 }
 
+/**
+ * Verifies the Cloudflare Access JWT of a request (header, else cookie) against the team's certs.
+ * Returns who it is (email, or a service token's common name). Used by the admin API and the
+ * gateway path alike.
+ */
+export async function verifyAccess(
+  req: Request,
+  access: { teamDomain: string; aud: string },
+  keySet: (teamDomain: string) => JWTVerifyGetKey = accessKeySet,
+): Promise<string> {
+  const jwt = req.headers.get('Cf-Access-Jwt-Assertion') ?? cookie(req.headers.get('Cookie'), 'CF_Authorization');
+  if (!jwt) throw new IssuerError('unauthorized', 'a Cloudflare Access token is required');
+  try {
+    const { payload } = await jwtVerify(jwt, keySet(access.teamDomain), {
+      issuer: `https://${access.teamDomain}`,
+      audience: access.aud,
+      algorithms: ACCESS_ALGS,
+      clockTolerance: ACCESS_CLOCK_TOLERANCE_SECONDS,
+    });
+    return typeof payload.email === 'string' ? payload.email : typeof payload.common_name === 'string' ? payload.common_name : String(payload.sub ?? 'access');
+  } catch {
+    throw new IssuerError('unauthorized', 'the Cloudflare Access token is not valid for this application');
+  }
+}
+
 export async function authenticateAdmin(
   req: Request,
   config: Config,
   keySet: (teamDomain: string) => JWTVerifyGetKey = accessKeySet,
 ): Promise<AdminIdentity> {
   const { access, token } = config.admin;
-  if (access) {
-    const jwt = req.headers.get('Cf-Access-Jwt-Assertion') ?? cookie(req.headers.get('Cookie'), 'CF_Authorization');
-    if (!jwt) throw new IssuerError('unauthorized', 'a Cloudflare Access token is required');
-    try {
-      const { payload } = await jwtVerify(jwt, keySet(access.teamDomain), {
-        issuer: `https://${access.teamDomain}`,
-        audience: access.aud,
-        algorithms: ACCESS_ALGS,
-        clockTolerance: ACCESS_CLOCK_TOLERANCE_SECONDS,
-      });
-      const subject = typeof payload.email === 'string' ? payload.email : typeof payload.common_name === 'string' ? payload.common_name : String(payload.sub ?? 'access');
-      return { method: 'access', subject };
-    } catch {
-      throw new IssuerError('unauthorized', 'the Cloudflare Access token is not valid for this application');
-    }
-  }
+  if (access) return { method: 'access', subject: await verifyAccess(req, access, keySet) };
   if (token) {
     const header = req.headers.get('Authorization');
     const m = header ? /^Bearer +(\S+)\s*$/i.exec(header) : null;

@@ -11,8 +11,11 @@ import { KEY_AUTHORITY_NAME, type KeyAuthority } from './issuer/key-authority.js
 import { unwrap } from './issuer/result.js';
 import type { SandboxAuthority } from './issuer/sandbox-authority.js';
 import { createSigningKeyCache, type SigningKeyCache } from './issuer/signing-key-cache.js';
+import { mintAccessToken } from './issuer/tokens.js';
+import { createUserTokenCache, type UserTokenCache } from './issuer/user-tokens.js';
 import { log } from './log.js';
 import { admin } from './routes/admin.js';
+import { gateway } from './routes/gateway.js';
 import { token } from './routes/token.js';
 import { wellKnown } from './routes/well-known.js';
 
@@ -22,6 +25,7 @@ export interface AppEnv {
     config: Config;
     jwks: JwksCache;
     signingKey: SigningKeyCache;
+    userTokens: UserTokenCache;
     keyAuthority: () => DurableObjectStub<KeyAuthority>;
     sandboxAuthority: (sandboxId: string) => DurableObjectStub<SandboxAuthority>;
     admin: AdminIdentity;
@@ -30,7 +34,7 @@ export interface AppEnv {
 
 export function createApp() {
   // Isolate caches, one set per env object (i.e. per isolate and deployment).
-  const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache }>();
+  const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache }>();
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {
@@ -40,20 +44,30 @@ export function createApp() {
     c.set('sandboxAuthority', (id) => c.env.SANDBOX_AUTHORITY.get(c.env.SANDBOX_AUTHORITY.idFromName(id)));
     let mine = caches.get(c.env);
     if (!mine) {
+      const cfg = c.var.config;
+      const signingKey = createSigningKeyCache(() => unwrap(keyAuthority().signingKey()));
+      const mintFor = async (user: string) => {
+        const signer = await signingKey.get();
+        const minted = await mintAccessToken({ signer, issuer: cfg.issuer, sandboxId: cfg.gateway.sandboxId, subject: user, ttl: cfg.timing.accessTokenTtl, now: Date.now(), jti: crypto.randomUUID() });
+        return { ...minted, kid: signer.kid };
+      };
       mine = {
         jwks: createJwksCache(() => unwrap(keyAuthority().published())),
-        signingKey: createSigningKeyCache(() => unwrap(keyAuthority().signingKey())),
+        signingKey,
+        userTokens: createUserTokenCache(mintFor, cfg.timing.accessTokenTtl),
       };
       caches.set(c.env, mine);
     }
     c.set('jwks', mine.jwks);
     c.set('signingKey', mine.signingKey);
+    c.set('userTokens', mine.userTokens);
     await next();
   });
 
   app.route('/.well-known', wellKnown);
   app.route('/oauth', token);
   app.route('/api/admin', admin);
+  app.route('/', gateway);
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'no such route' }, 404));
 

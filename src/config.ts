@@ -5,6 +5,7 @@
  * Worker answers such a request with a 500 "configuration error" and logs which option.
  */
 import { z } from 'zod';
+import { SANDBOX_ID } from './issuer/assertion.js';
 import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
 
@@ -21,6 +22,9 @@ export interface Env {
   CF_ACCESS_TEAM_DOMAIN?: string;
   CF_ACCESS_AUD?: string;
   CREDENTIALS?: string;
+  SANDBOX_ID?: string;
+  GATEWAY_UPSTREAM?: string;
+  DEV_USER?: string;
   ADMIN_TOKEN?: string;
   SIGNING_KEY_KEK?: string;
 }
@@ -45,6 +49,14 @@ export interface Config {
   signingKeyKek?: string;
   /** What each sandbox receives, with the secrets' values resolved. */
   credentials: CredentialEntry[];
+  gateway: {
+    /** The sandbox this Worker fronts: access tokens carry aud gateway:<sandboxId>. */
+    sandboxId: string;
+    /** Send gateway traffic to this URL instead of into the sandbox (local use, gateways elsewhere). */
+    upstream?: string;
+    /** The user of every gateway request when Cloudflare Access is off; loopback issuers only. */
+    devUser?: string;
+  };
 }
 
 /** Every option the config schema knows: documentation and its test read this list. */
@@ -58,6 +70,9 @@ export const OPTIONS = [
   'CF_ACCESS_TEAM_DOMAIN',
   'CF_ACCESS_AUD',
   'CREDENTIALS',
+  'SANDBOX_ID',
+  'GATEWAY_UPSTREAM',
+  'DEV_USER',
   'ADMIN_TOKEN',
   'SIGNING_KEY_KEK',
 ] as const;
@@ -106,9 +121,19 @@ const schema = z.object({
   CF_ACCESS_TEAM_DOMAIN: optionalText,
   CF_ACCESS_AUD: optionalText,
   CREDENTIALS: z.string().optional(),
+  SANDBOX_ID: optionalText.transform((v) => v ?? 'main').refine((v) => SANDBOX_ID.test(v), {
+    message: 'SANDBOX_ID: must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit',
+  }),
+  GATEWAY_UPSTREAM: optionalText.refine((v) => v === undefined || isHttpUrl(v), { message: 'GATEWAY_UPSTREAM: must be an absolute http(s) URL' }),
+  DEV_USER: optionalText,
   ADMIN_TOKEN: optionalText,
   SIGNING_KEY_KEK: optionalText,
 });
+
+function isLoopback(v: string): boolean {
+  const host = new URL(v).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 function isHttpUrl(v: string): boolean {
   try {
@@ -178,6 +203,11 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
   }
 
   const credentials = parseCredentials(v.CREDENTIALS, env);
+  if (v.DEV_USER !== undefined) {
+    // A fixed user for every request is for a laptop only: never on a public issuer.
+    rule(isLoopback(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
+    rule(v.DEV_USER.length <= 254 && !/[\s\x00-\x1f]/.test(v.DEV_USER), 'DEV_USER', 'must be a user name or email without spaces');
+  }
 
   return {
     issuer: v.ISSUER.replace(/\/+$/, ''),
@@ -188,6 +218,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     },
     signingKeyKek: v.SIGNING_KEY_KEK,
     credentials,
+    gateway: { sandboxId: v.SANDBOX_ID, upstream: v.GATEWAY_UPSTREAM?.replace(/\/+$/, ''), devUser: v.DEV_USER },
   };
 }
 

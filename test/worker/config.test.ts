@@ -76,7 +76,7 @@ describe('parseConfig', () => {
 
   it('knows exactly the documented options', () => {
     expect([...OPTIONS].sort()).toEqual(
-      ['ACCESS_TOKEN_TTL', 'ADMIN_TOKEN', 'AGENT_TOKEN_TTL', 'CF_ACCESS_AUD', 'CF_ACCESS_TEAM_DOMAIN', 'CLOCK_SKEW', 'CREDENTIALS', 'ISSUER', 'JWKS_MAX_AGE', 'ROTATION_PERIOD', 'SIGNING_KEY_KEK'].sort(),
+      ['ACCESS_TOKEN_TTL', 'ADMIN_TOKEN', 'AGENT_TOKEN_TTL', 'CF_ACCESS_AUD', 'CF_ACCESS_TEAM_DOMAIN', 'CLOCK_SKEW', 'CREDENTIALS', 'DEV_USER', 'GATEWAY_UPSTREAM', 'ISSUER', 'JWKS_MAX_AGE', 'ROTATION_PERIOD', 'SANDBOX_ID', 'SIGNING_KEY_KEK'].sort(),
     );
   });
 });
