@@ -16,6 +16,9 @@ await build({
   target: 'node20',
   outExtension: { '.js': '.mjs' },
   legalComments: 'none',
+  // undici (the proxy's upstream client) is CommonJS and require()s Node built-ins: give the ESM
+  // bundle a real require, or esbuild's shim throws "Dynamic require ... is not supported".
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
 });
 for (const n of entries) console.log(`dist/container/${n}.mjs`);

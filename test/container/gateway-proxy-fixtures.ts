@@ -3,7 +3,7 @@
  * server with keys generated at set-up (never committed), a counting upstream with a WebSocket
  * echo, credentials.json written the way the agent writes it, and the proxy in-process.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -103,7 +103,7 @@ export async function startJwksServer(keys: JWK[]): Promise<JwksServer> {
         return res.end('nope');
       }
       const body = JSON.stringify({ keys: state.keys });
-      const etag = `"${Buffer.from(body).toString('base64url').slice(-16)}${body.length}"`;
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
       if (req.headers['if-none-match'] === etag) {
         res.writeHead(304, { etag, 'cache-control': state.cacheControl });
         return res.end();

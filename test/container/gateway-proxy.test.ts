@@ -216,7 +216,8 @@ describe('WebSocket', () => {
 
   it('refuses an upgrade without a valid token with 401 and the RFC 6750 challenge; the upstream is not reached', async () => {
     const hits = upstream.hits;
-    for (const headers of [{}, { Authorization: 'Bearer nope' }, { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:other' } })}` }]) {
+    const cases: Record<string, string>[] = [{}, { Authorization: 'Bearer nope' }, { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:other' } })}` }];
+    for (const headers of cases) {
       const err = (await open(`${proxy.url.replace('http', 'ws')}/ws`, headers).catch((e) => e)) as { status: number; headers: Record<string, string> };
       expect(err.status).toBe(401);
       expect(err.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="[a-z_]+"$/);

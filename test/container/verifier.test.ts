@@ -256,6 +256,22 @@ describe('JWKS cache', () => {
     expect(events).toContainEqual({ event: 'token_cache_pruned', dropped: 1 });
   });
 
+  it("revocation reaches cached tokens: with only cache hits flowing, the stale copy is still refetched", async () => {
+    jwks.cacheControl = 'max-age=300';
+    const verify = vi.spyOn(crypto.subtle, 'verify');
+    const v = verifier();
+    const t = await token(keyA, { now: T0, ttl: 3600 });
+    await v.verify(t);
+    jwks.keys = [keyB.publicJwk];
+    clock = T0 + 299_000;
+    expect(await codeOf(v.verify(t))).toBe('accepted');
+    expect(jwks.hits).toBe(1);
+    clock = T0 + 300_000;
+    expect(await codeOf(v.verify(t))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(2);
+    expect(verify).toHaveBeenCalledTimes(1);
+  });
+
   it('an outage keeps the last good copy in service up to 24 h, then refuses with jwks_unavailable', async () => {
     jwks.cacheControl = 'max-age=300';
     const v = verifier({ tokenCache: { maxEntries: 0 } });
@@ -282,13 +298,17 @@ describe('JWKS cache', () => {
     expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
   });
 
-  it('never fetched: jwks_unavailable, and the fetch is retried on a later request', async () => {
+  it('never fetched: jwks_unavailable; the first fetch is retried at most once a second, not per request', async () => {
     jwks.fault = 500;
     const v = verifier();
     const t = await token(keyA, { now: T0 });
     expect(await codeOf(v.verify(t))).toBe('jwks_unavailable');
     jwks.fault = undefined;
+    for (let i = 0; i < 10; i++) expect(await codeOf(v.verify(t))).toBe('jwks_unavailable');
+    expect(jwks.hits).toBe(1);
+    clock += 1_000;
     expect(await codeOf(v.verify(t))).toBe('accepted');
+    expect(jwks.hits).toBe(2);
   });
 
   it('keeps only Ed25519 signing keys; a private key, another key type or a repeated kid is skipped and reported', async () => {

@@ -1,0 +1,387 @@
+#!/usr/bin/env node
+// `npm run bench:verify`: the verifier (src/verifier) and the verifying proxy (container/gateway-proxy.ts)
+// against their baselines, in one run. See bench/README.md, "Verifier and proxy".
+//
+//   A. verifications/s in this process: first-seen tokens (signature checked) beside raw node:crypto
+//      Ed25519 verify on the same tokens, and repeated tokens (verified-token cache hits).
+//   B. requests/s with autocannon: through the proxy (esbuild bundle, as shipped) beside straight to
+//      the upstream, for a no-op upstream and for one that spends CPU on each request like an app.
+import { generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+import { PINNED, installSignalHandlers, onCpu, spawnTracked, stop, stopAll } from './lib/processes.mjs';
+
+const USAGE = `usage: npm run bench:verify -- [options]
+  --tokens N        distinct tokens for the first-seen figures (20000)
+  --repeats N       verifications for the repeated-token figure (500000)
+  --concurrency N   verifications in flight for the concurrent figures (64)
+  --runs N          runs of each verification figure; the median is printed (3)
+  --duration S      timed load per proxy/direct measurement, seconds (10)
+  --warmup S        untimed load before each, seconds (2)
+  --connections N   autocannon connections (32)
+  --work-us L       upstream CPU per request, microseconds, comma-separated profiles (0,250,1000)
+  --skip-proxy      part A only
+  --out FILE        also write the figures as JSON`;
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const log = (...m) => console.error('[bench]', ...m);
+const { values: a } = parseArgs({
+  options: {
+    tokens: { type: 'string', default: '20000' },
+    repeats: { type: 'string', default: '500000' },
+    concurrency: { type: 'string', default: '64' },
+    runs: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '32' },
+    'work-us': { type: 'string', default: '0,250,1000' },
+    'skip-proxy': { type: 'boolean', default: false },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+function int(name, min = 1) {
+  const n = Number(a[name]);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+}
+const opts = {
+  tokens: int('tokens', 100),
+  repeats: int('repeats', 1000),
+  concurrency: int('concurrency'),
+  runs: int('runs'),
+  duration: int('duration'),
+  warmup: int('warmup', 0),
+  connections: int('connections'),
+  work: a['work-us'].split(',').map((s) => Number(s.trim())),
+};
+if (opts.work.some((w) => !Number.isInteger(w) || w < 0)) {
+  console.error('--work-us must be a comma-separated list of integers >= 0');
+  process.exit(2);
+}
+
+const ISSUER = 'https://issuer.bench';
+const AUDIENCE = 'gateway:bench';
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+const ratio = (x, y) => Math.round((x / y) * 100) / 100;
+
+// ---------------------------------------------------------------- tokens and keys
+
+const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'bench-key', alg: 'EdDSA', use: 'sig' };
+const jwksBody = JSON.stringify({ keys: [jwk] });
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+/** Tokens shaped like the issuer's access tokens, with the signing input and signature kept for the raw baseline. */
+function makeTokens(n) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64({ alg: 'EdDSA', kid: jwk.kid, typ: 'at+jwt' });
+  const out = { tokens: [], inputs: [], sigs: [] };
+  for (let i = 0; i < n; i++) {
+    const payload = b64({ iss: ISSUER, sub: `user-${i}`, aud: AUDIENCE, iat: now, exp: now + 3600, jti: randomUUID(), client_id: 'bench', scope: 'gateway' });
+    const input = Buffer.from(`${header}.${payload}`);
+    const sig = sign(null, input, privateKey);
+    out.tokens.push(`${header}.${payload}.${sig.toString('base64url')}`);
+    out.inputs.push(input);
+    out.sigs.push(sig);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- part A: verifications/s
+
+async function inFlight(n, concurrency, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
+async function timed(n, fn) {
+  const t = performance.now();
+  await fn();
+  return (n / (performance.now() - t)) * 1000;
+}
+
+/** % of all CPUs busy over `ms` while this process idles (other programs skew every figure). */
+async function othersOnMachine(ms) {
+  const total = async () => {
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { busy: user + nice + system + irq + softirq + steal, all: user + nice + system + idle + iowait + irq + softirq + steal };
+  };
+  try {
+    const t0 = await total();
+    await new Promise((r) => setTimeout(r, ms));
+    const t1 = await total();
+    return Math.round(((t1.busy - t0.busy) / Math.max(1, t1.all - t0.all)) * 1000) / 10;
+  } catch {
+    return null;
+  }
+}
+
+async function partA(tmp) {
+  const bundle = path.join(tmp, 'verifier.mjs');
+  await build({ entryPoints: [path.join(root, 'src/verifier/index.ts')], outfile: bundle, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'silent' });
+  const { createVerifier } = await import(bundle);
+  const newVerifier = async () => {
+    const v = createVerifier({
+      jwksUrl: `${ISSUER}/.well-known/jwks.json`,
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      // The network edge: the JWKS is fetched once per verifier, before timing starts.
+      fetch: async () => new Response(jwksBody, { headers: { 'content-type': 'application/json', 'cache-control': 'max-age=3600' } }),
+    });
+    await v.refresh();
+    return v;
+  };
+  const n = opts.tokens;
+  const C = opts.concurrency;
+  log(`signing ${fmt(n)} tokens`);
+  const set = makeTokens(n);
+  const { tokens, inputs, sigs } = set;
+  const busyBefore = await othersOnMachine(1000);
+  const rows = { rawSync: [], rawAsync: [], oursOne: [], oursMany: [], repeated: [] };
+  for (let run = 1; run <= opts.runs; run++) {
+    log(`part A, run ${run}/${opts.runs}`);
+    rows.rawSync.push(await timed(n, async () => {
+      for (let i = 0; i < n; i++) if (!verify(null, inputs[i], publicKey, sigs[i])) throw new Error('raw verify failed');
+    }));
+    rows.rawAsync.push(await timed(n, () => inFlight(n, C, (i) => new Promise((resolve, reject) => {
+      verify(null, inputs[i], publicKey, sigs[i], (err, ok) => (ok ? resolve() : reject(err ?? new Error('raw verify failed'))));
+    }))));
+    let v = await newVerifier();
+    rows.oursOne.push(await timed(n, async () => {
+      for (let i = 0; i < n; i++) await v.verify(tokens[i]);
+    }));
+    v = await newVerifier();
+    rows.oursMany.push(await timed(n, () => inFlight(n, C, (i) => v.verify(tokens[i]))));
+    // Repeated: 1,000 distinct tokens, each seen many times (cache hits after the first).
+    v = await newVerifier();
+    for (let i = 0; i < 1000; i++) await v.verify(tokens[i]);
+    rows.repeated.push(await timed(opts.repeats, async () => {
+      for (let i = 0; i < opts.repeats; i++) await v.verify(tokens[i % 1000]);
+    }));
+  }
+  return { ...Object.fromEntries(Object.entries(rows).map(([k, xs]) => [k, median(xs)])), busyBefore };
+}
+
+// ---------------------------------------------------------------- part B: proxy vs direct
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A stand-in gateway: a small JSON answer after `workUs` of CPU (0: at once). */
+const UPSTREAM_SOURCE = `
+import http from 'node:http';
+const [port, workUs] = process.argv.slice(2).map(Number);
+const body = JSON.stringify({ ok: true, gateway: 'stand-in', items: [1, 2, 3] });
+http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (workUs > 0) { const until = performance.now() + workUs / 1000; while (performance.now() < until); }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+}).listen(port, '127.0.0.1', () => console.log('ready'));
+`;
+
+function waitForLine(child, pattern, what, ms = 15_000) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what} not ready within ${ms} ms:\n${out}`)), ms);
+    const onData = (d) => {
+      out += d;
+      if (pattern.test(out)) {
+        clearTimeout(timer);
+        child.stdout.off('data', onData);
+        child.stdout.resume();
+        resolve();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.exited.then((e) => reject(new Error(`${what} exited at start (${JSON.stringify(e)}):\n${out}`)));
+  });
+}
+
+async function autocannon(url, token, seconds) {
+  const bin = path.join(root, 'node_modules', 'autocannon', 'autocannon.js');
+  const args = [bin, '-j', '-c', String(opts.connections), '-d', String(seconds), '-H', `authorization=Bearer ${token}`, url];
+  const child = spawnTracked(...onCpu(1, process.execPath, args), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.resume();
+  const { code } = await child.exited;
+  if (code !== 0) throw new Error(`autocannon exited ${code}`);
+  const r = JSON.parse(out);
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts, total: r.requests.total };
+}
+
+/**
+ * Share of CPU 0 used by processes other than `pids` (ours: upstream and proxy) while a measurement
+ * runs: another program on the machine lowers the figures. Linux /proc only; null elsewhere.
+ */
+async function othersOnCpu0(pids) {
+  const core = async () => {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n').find((l) => l.startsWith('cpu0 '));
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { busy: user + nice + system + irq + softirq, total: user + nice + system + idle + iowait + irq + softirq + steal };
+  };
+  const mine = async () => {
+    let t = 0;
+    for (const pid of pids) {
+      const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+      t += Number(f[11]) + Number(f[12]);
+    }
+    return t;
+  };
+  try {
+    const [c0, m0] = await Promise.all([core(), mine()]);
+    return async () => {
+      const [c1, m1] = await Promise.all([core(), mine()]);
+      return Math.round((Math.max(0, c1.busy - c0.busy - (m1 - m0)) / Math.max(1, c1.total - c0.total)) * 1000) / 10;
+    };
+  } catch {
+    return async () => null;
+  }
+}
+
+async function measure(url, token, serverPids) {
+  if (opts.warmup > 0) await autocannon(url, token, opts.warmup);
+  const others = PINNED ? await othersOnCpu0(serverPids) : async () => null;
+  const r = await autocannon(url, token, opts.duration);
+  r.othersOnCore0 = await others();
+  return r;
+}
+
+async function partB(tmp) {
+  const proxyBundle = path.join(tmp, 'gateway-proxy.mjs');
+  // The options of `npm run build:container`.
+  await build({ entryPoints: [path.join(root, 'container/gateway-proxy.ts')], outfile: proxyBundle, bundle: true, platform: 'node', format: 'esm', target: 'node20', legalComments: 'none', logLevel: 'silent' });
+  const upstreamFile = path.join(tmp, 'upstream.mjs');
+  await writeFile(upstreamFile, UPSTREAM_SOURCE);
+  await writeFile(path.join(tmp, 'credentials.json'), JSON.stringify({ version: 'bench', values: { GATEWAY_TOKEN: 'bench-gateway-token' } }), { mode: 0o600 });
+
+  // The JWKS is served from here: fetched once by the proxy, idle during the load.
+  const jwksServer = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=3600' });
+    res.end(jwksBody);
+  });
+  await new Promise((r) => jwksServer.listen(0, '127.0.0.1', r));
+  const jwksUrl = `http://127.0.0.1:${jwksServer.address().port}/.well-known/jwks.json`;
+  const { tokens } = makeTokens(1);
+  const token = tokens[0];
+  const results = [];
+  try {
+    for (const workUs of opts.work) {
+      const upPort = await freePort();
+      const proxyPort = await freePort();
+      // Gateway and proxy share CPU 0, as they share the container's CPU; autocannon has CPU 1.
+      const upstream = spawnTracked(...onCpu(0, process.execPath, [upstreamFile, String(upPort), String(workUs)]), { stdio: ['ignore', 'pipe', 'inherit'] });
+      await waitForLine(upstream, /ready/, 'upstream');
+      const proxy = spawnTracked(...onCpu(0, process.execPath, [
+        proxyBundle, '--jwks', jwksUrl, '--issuer', ISSUER, '--audience', AUDIENCE, '--upstream', `http://127.0.0.1:${upPort}`,
+        '--credentials', path.join(tmp, 'credentials.json'), '--port', String(proxyPort),
+      ]), { stdio: ['ignore', 'pipe', 'inherit'] });
+      await waitForLine(proxy, /"proxy_listening"/, 'proxy');
+      try {
+        // One real request first: it must be accepted, and the JWKS fetched.
+        const check = await fetch(`http://127.0.0.1:${proxyPort}/`, { headers: { authorization: `Bearer ${token}` } });
+        if (check.status !== 200) throw new Error(`proxy answered ${check.status} to the bench token`);
+        await check.arrayBuffer();
+        log(`part B, upstream work ${workUs} µs: direct`);
+        const direct = await measure(`http://127.0.0.1:${upPort}/api/status`, token, [upstream.pid, proxy.pid]);
+        log(`part B, upstream work ${workUs} µs: through the proxy`);
+        const proxied = await measure(`http://127.0.0.1:${proxyPort}/api/status`, token, [upstream.pid, proxy.pid]);
+        results.push({ workUs, direct, proxied });
+      } finally {
+        await stop(proxy);
+        await stop(upstream);
+      }
+    }
+  } finally {
+    await new Promise((r) => jwksServer.close(r));
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------- report
+
+function report(A, B) {
+  const lines = [];
+  const goal = (ok) => (ok ? 'goal met' : 'goal NOT met');
+  lines.push('');
+  lines.push(`Verifier and proxy (${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? '?'}, Node ${process.version})`);
+  lines.push('');
+  if (A.busyBefore !== null && A.busyBefore > 10) lines.push(`note: other processes used ${A.busyBefore}% of the CPUs just before part A: figures are low`);
+  lines.push(`A. verifications/s, median of ${opts.runs} run(s); ${fmt(opts.tokens)} distinct first-seen tokens, ${opts.concurrency} in flight where said`);
+  const rows = [
+    ['raw node:crypto Ed25519 verify, sync, one thread (baseline)', A.rawSync, ''],
+    [`raw node:crypto Ed25519 verify, async, ${opts.concurrency} in flight`, A.rawAsync, `x${ratio(A.rawAsync, A.rawSync)} baseline`],
+    ['verifier, first-seen, one at a time', A.oursOne, `x${ratio(A.oursOne, A.rawSync)} baseline`],
+    [`verifier, first-seen, ${opts.concurrency} in flight`, A.oursMany, `x${ratio(A.oursMany, A.rawSync)} baseline, x${ratio(A.oursMany, A.rawAsync)} raw async`],
+    ['verifier, repeated tokens (cache hits), one at a time', A.repeated, `x${ratio(A.repeated, A.rawSync)} baseline`],
+  ];
+  for (const [label, v, r] of rows) lines.push(`  ${label.padEnd(64)} ${fmt(v).padStart(11)}/s  ${r}`);
+  const firstSeen = ratio(A.oursMany, A.rawSync);
+  lines.push(`  first-seen ${opts.concurrency} in flight / baseline: x${firstSeen} (goal >= 0.85: ${goal(firstSeen >= 0.85)}); like for like (both ${opts.concurrency} in flight): x${ratio(A.oursMany, A.rawAsync)}`);
+  lines.push(`  repeated / baseline: x${ratio(A.repeated, A.rawSync)} (goal >= 10: ${goal(A.repeated / A.rawSync >= 10)})`);
+  if (B) {
+    lines.push('');
+    lines.push(`B. requests/s with autocannon, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s; `
+      + `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`);
+    for (const { workUs, direct, proxied } of B) {
+      const r = ratio(proxied.rps, direct.rps);
+      const label = workUs === 0 ? 'no-op upstream' : `upstream spending ${workUs} µs CPU per request`;
+      lines.push(`  ${label}:`);
+      for (const [name, m] of [['direct to upstream', direct], ['through the proxy', proxied]]) {
+        const bad = m.non2xx + m.errors;
+        lines.push(`    ${name.padEnd(20)} ${fmt(m.rps).padStart(8)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  FAILED: ${m.non2xx} non-2xx, ${m.errors} errors` : ''}`
+          + `${m.othersOnCore0 != null && m.othersOnCore0 > 5 ? `  (other processes used ${m.othersOnCore0}% of CPU 0)` : ''}`);
+      }
+      lines.push(`    proxy / direct: x${r} (goal >= 0.7: ${goal(r >= 0.7)})`);
+    }
+  }
+  return lines.join('\n');
+}
+
+const tmp = await mkdtemp(path.join(os.tmpdir(), 'verify-bench-'));
+const cleanup = async () => {
+  await stopAll();
+  await rm(tmp, { recursive: true, force: true });
+};
+installSignalHandlers(cleanup);
+let ok = false;
+try {
+  const A = await partA(tmp);
+  const B = a['skip-proxy'] ? null : await partB(tmp);
+  console.log(report(A, B));
+  if (a.out) {
+    await writeFile(a.out, `${JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B }, null, 2)}\n`);
+    console.log(`\nfigures: ${a.out}`);
+  }
+  ok = !B || B.every((r) => r.direct.non2xx + r.direct.errors + r.proxied.non2xx + r.proxied.errors === 0);
+} catch (e) {
+  log(e.stack ?? e);
+} finally {
+  await cleanup();
+}
+process.exit(ok ? 0 : 1);

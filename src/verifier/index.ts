@@ -1,0 +1,10 @@
+/**
+ * Isomorphic verifier for the issuer's access tokens (WebCrypto and fetch only: Node and Workers).
+ * See verify.ts for the checks, jwks.ts for the key cache, hono.ts for the middleware.
+ */
+export { bearerToken } from './bearer.js';
+export { ALGORITHMS, FORBIDDEN_HEADERS, MAX_TOKEN_BYTES, TOKEN_TYP } from './compact.js';
+export { challengeOf, statusOf, VerifierError, type VerifierErrorCode } from './errors.js';
+export { verifyBearer, rejection, type BearerEnv } from './hono.js';
+export type { JwksEvent, JwksOptions, JwksStatus } from './jwks.js';
+export { createVerifier, DEFAULT_CLOCK_SKEW_S, type Verifier, type VerifiedClaims, type VerifierEvent, type VerifierOptions, type VerifierStatus } from './verify.js';
