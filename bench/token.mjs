@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { harnessSource, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
-import { PINNED, installSignalHandlers, stop, stopAll } from './lib/processes.mjs';
 import { othersOnCore } from './lib/cpu.mjs';
+import { harnessSource, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
+import { PINNED, installSignalHandlers, shuttingDown, stop, stopAll } from './lib/processes.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
@@ -122,7 +122,7 @@ async function bootstrap(origin, adminToken, warnings) {
 async function measureOurs(tmp, harnessDir, warnings) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const bindings = workerBindings(origin);
+  const bindings = await workerBindings(projectRoot, origin);
   const configFile = await writeConfig({ dir: tmp, bundleName: 'bundle', port, bindings, storageDir });
   const logFile = path.join(tmp, 'workerd.log');
   const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile });
@@ -210,7 +210,7 @@ async function main(tmp) {
       ours = { label: 'ours', reports: await measureOurs(tmp, harnessDir, warnings) };
     } catch (e) {
       ours = { label: 'ours', error: e.message };
-      log(`ours: not measured: ${e.message}`);
+      if (!shuttingDown()) log(`ours: not measured: ${e.message}`);
     }
     targets.push(ours);
   }
@@ -221,11 +221,13 @@ async function main(tmp) {
       peers[store] = { label, reports: await measurePeer(tmp, harnessDir, store) };
     } catch (e) {
       peers[store] = { label, error: e.message };
-      log(`${label}: not measured: ${e.message}`);
+      if (!shuttingDown()) log(`${label}: not measured: ${e.message}`);
     }
     targets.push(peers[store]);
   }
 
+  // Interrupted (Ctrl-C): the measurements above were cut short, so print and write nothing.
+  if (shuttingDown()) return false;
   const summary = (t) => (t?.reports ? summarize(t.reports) : null);
   const problems = ours?.error ? [`ours not measured: ${ours.error}`] : ours ? oursProblems(ours.reports) : [];
   for (const p of Object.values(peers)) if (p.error) problems.push(`${p.label} not measured: ${p.error}`);
@@ -318,7 +320,7 @@ let passed = false;
 try {
   passed = await main(tmp);
 } catch (e) {
-  log(e.stack ?? e);
+  if (!shuttingDown()) log(e.stack ?? e);
 } finally {
   await cleanup();
 }

@@ -9,6 +9,7 @@ import { tail } from './workerd.mjs';
 
 const PEER_READY_TIMEOUT_MS = 30_000;
 const LOADGEN_SLACK_MS = 120_000; // signing, verification and replay checks around the timed phase
+const LOADGEN_ERROR_LINES = 6;
 
 /** Where the shared harness lives: $PEER_BENCH_DIR, else <project>/../shared/bench/token-endpoint. */
 export function harnessSource(projectRoot) {
@@ -71,7 +72,12 @@ export async function runLoadgen(harnessDir, args, { duration, warmup }) {
   });
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
-  createInterface({ input: child.stderr }).on('line', (l) => console.error(`  ${l}`));
+  const lastLines = []; // its last words go into the error if it fails
+  createInterface({ input: child.stderr }).on('line', (l) => {
+    console.error(`  ${l}`);
+    lastLines.push(l);
+    if (lastLines.length > LOADGEN_ERROR_LINES) lastLines.shift();
+  });
   const limitMs = (duration + warmup) * 1000 + LOADGEN_SLACK_MS;
   const timer = setTimeout(() => {
     console.error(`[bench] loadgen still running after ${limitMs / 1000} s: stopping it`);
@@ -80,7 +86,7 @@ export async function runLoadgen(harnessDir, args, { duration, warmup }) {
   const { code, signal, error } = await child.exited;
   clearTimeout(timer);
   if (error) throw error;
-  if (code !== 0) throw new Error(`loadgen failed (exit ${code ?? signal})`);
+  if (code !== 0) throw new Error(`loadgen failed (exit ${code ?? signal}): ${lastLines.join(' | ')}`);
   return JSON.parse(out);
 }
 

@@ -49,6 +49,9 @@ export async function stop(child) {
   await child.exited;
 }
 
+/** True once stopAll() has begun (a signal, or the end of the run). */
+export const shuttingDown = () => closing;
+
 /** Stops every tracked child and refuses to start new ones. */
 export function stopAll() {
   closing = true;

@@ -80,9 +80,12 @@ export function caveats(label, reports) {
   return [...new Set(notes)];
 }
 
-/** The compact table: one row per run of each target. */
+/**
+ * The compact table: one row per run of each target. "others CPU%" is what other processes took
+ * of the server's core during the run (see cpu.mjs).
+ */
 export function table(targets) {
-  const head = ['target', 'tokens/s', 'p50 ms', 'p90 ms', 'p99 ms', 'non-2xx+err', 'server CPU%', 'loadgen CPU%', 'late replay', 'tokens verified'];
+  const head = ['target', 'tokens/s', 'p50 ms', 'p90 ms', 'p99 ms', 'non-2xx+err', 'server CPU%', 'others CPU%', 'loadgen CPU%', 'late replay', 'tokens verified'];
   const rows = [];
   for (const { label, reports, error } of targets) {
     if (error) {
@@ -97,6 +100,7 @@ export function table(targets) {
         ...['p50', 'p90', 'p99'].map((p) => r.latency_ms[p]?.toFixed(2) ?? '-'),
         String(sumCounts(r.non_2xx) + sumCounts(r.errors)),
         String(r.cpu_pct_of_one_core.server ?? '-'),
+        String(r.other_processes_on_server_core_pct ?? '-'),
         String(r.cpu_pct_of_one_core.loadgen),
         late ? `${late.rejected ? 'rejected' : 'ACCEPTED'} (${late.status})` : '-',
         `${r.verification.verified}/${r.verification.sampled}`,

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { onCpu, run, spawnTracked, stop } from './processes.mjs';
 
 const COMPATIBILITY_DATE = '2026-04-26'; // workerd 1.20260426.1 (see wrangler.toml)
@@ -16,10 +17,24 @@ const DURABLE_OBJECTS = [
 const READY_TIMEOUT_MS = 20_000;
 const READY_POLL_MS = 100;
 
-/** The vars of wrangler.toml for a local issuer at `origin`, plus fresh random secrets. */
-export function workerBindings(origin) {
+/**
+ * The vars of wrangler.toml (read with wrangler's own config reader, so vars added later come
+ * along), then the bench's values for a local issuer at `origin`, then fresh random secrets.
+ * Strings become text bindings, anything else a JSON binding.
+ */
+export async function workerBindings(projectRoot, origin) {
+  let fromToml = {};
+  try {
+    process.env.WRANGLER_SEND_METRICS = 'false';
+    const entry = createRequire(path.join(projectRoot, 'package.json')).resolve('wrangler');
+    const { unstable_readConfig: readConfig } = await import(pathToFileURL(entry).href);
+    fromToml = readConfig({ config: path.join(projectRoot, 'wrangler.toml') }).vars ?? {};
+  } catch (e) {
+    console.error(`[bench] could not read the vars of wrangler.toml (${e.message}); using the bench's own`);
+  }
   const secret = () => randomBytes(36).toString('base64url'); // 48 characters
   return {
+    ...fromToml,
     ISSUER: origin,
     ACCESS_TOKEN_TTL: '300s',
     AGENT_TOKEN_TTL: '600s',
@@ -97,7 +112,9 @@ ${modules.map((m) => `    (name = ${capnpText(m.name)}, ${m.kind} = embed ${capn
   compatibilityDate = ${capnpText(COMPATIBILITY_DATE)},
   compatibilityFlags = [${COMPATIBILITY_FLAGS.map(capnpText).join(', ')}],
   bindings = [
-${Object.entries(bindings).map(([k, v]) => `    (name = ${capnpText(k)}, text = ${capnpText(v)}),`).join('\n')}
+${Object.entries(bindings).map(([k, v]) => (typeof v === 'string'
+    ? `    (name = ${capnpText(k)}, text = ${capnpText(v)}),`
+    : `    (name = ${capnpText(k)}, json = ${capnpText(JSON.stringify(v))}),`)).join('\n')}
 ${DURABLE_OBJECTS.map((d) => `    (name = ${capnpText(d.binding)}, durableObjectNamespace = ${capnpText(d.className)}),`).join('\n')}
   ],
   durableObjectNamespaces = [

@@ -3,7 +3,7 @@
  *
  * Storage (SQLite):
  *   meta(k, v)                 JSON values: `sandbox` (id, bootstrap public JWK and kid, created,
- *                              revoked), `enc_key` (the agent's X25519 public JWK), `last_issued`
+ *                              revoked), `enc_key` (the agent's X25519 public JWK)
  *   jti(jti, expires_at)       assertion ids seen, each kept until the assertion could no longer
  *                              be accepted (exp + skew), then swept
  *   audit(...)                 see audit.ts; at most AUDIT_MAX_EVENTS
@@ -37,13 +37,6 @@ interface EncKeyRecord {
   registeredAt: number;
 }
 
-interface LastIssued {
-  at: number;
-  exp: number;
-  kid: string;
-  jti: string;
-  credVer?: string;
-}
 
 export interface AuthorizeRequest {
   assertion: string;
@@ -151,7 +144,6 @@ export class SandboxAuthority extends DurableObject<Env> {
 
         const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : this.agentKey();
         const credVer = enc ? req.issue.credVer : undefined;
-        this.putMeta('last_issued', { at: now, exp: req.issue.exp, kid: req.issue.kid, jti: req.issue.jti, credVer } satisfies LastIssued);
         appendAudit(this.ctx.storage.sql, now, { sandbox: rec.id, event: 'token_issued', outcome: 'ok', kid: req.issue.kid, jti: req.issue.jti, cred_ver: credVer });
         return { sandboxId: rec.id, jkt: rec.kid, encKey: enc?.jwk };
       } catch (e) {
@@ -188,7 +180,11 @@ export class SandboxAuthority extends DurableObject<Env> {
 
   private statusOf(sandboxId: string): SandboxStatus {
     const rec = this.sandbox();
-    const last = this.getMeta<LastIssued>('last_issued');
+    // The last issuance is the newest token_issued audit event: no extra write per token.
+    const last = this.ctx.storage.sql
+      .exec<{ at: number; cred_ver: string | null }>("SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1")
+      .toArray()[0];
+    const ttl = loadConfig(this.env).timing.agentTokenTtl;
     const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
     return {
       sandbox: sandboxId,
@@ -199,8 +195,8 @@ export class SandboxAuthority extends DurableObject<Env> {
       revoked_at: iso(rec?.revokedAt),
       agent_key_registered: this.agentKey() !== undefined,
       last_issued_at: iso(last?.at),
-      token_expires_at: last ? new Date(last.exp * 1000).toISOString() : undefined,
-      credentials_version: last?.credVer,
+      token_expires_at: last ? new Date((Math.floor(last.at / 1000) + ttl) * 1000).toISOString() : undefined,
+      credentials_version: last?.cred_ver ?? undefined,
     };
   }
 
