@@ -1,15 +1,20 @@
 // `npm run build:container`: bundles the container programs into single self-contained files
 // under dist/container/ (Node >= 20, ESM, jose inlined), for the container image.
+// `--outdir DIR` writes elsewhere (tests build their own copy).
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const { values } = parseArgs({ options: { outdir: { type: 'string' } } });
+const outdir = values.outdir ? resolve(values.outdir) : `${root}dist/container`;
 const entries = ['refresh', 'gateway-proxy'].filter((n) => existsSync(`${root}container/${n}.ts`));
 
 await build({
   entryPoints: entries.map((n) => `${root}container/${n}.ts`),
-  outdir: `${root}dist/container`,
+  outdir,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -21,4 +26,4 @@ await build({
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
 });
-for (const n of entries) console.log(`dist/container/${n}.mjs`);
+for (const n of entries) console.log(`${values.outdir ? outdir : 'dist/container'}/${n}.mjs`);

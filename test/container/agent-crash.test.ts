@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildContainer, startAgent } from './agent-process.js';
+import { buildContainer, removeBundle, startAgent } from './agent-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-crash-'));
 const out = join(dir, 'out');
@@ -53,6 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((r) => server?.close(r));
   rmSync(dir, { recursive: true, force: true });
+  removeBundle();
 });
 
 /** Every file present parses and is internally of one version. */

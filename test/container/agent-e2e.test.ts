@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
-import { freePort, ROOT, startWorker, type WorkerProcess } from '../node/worker-process.js';
-import { buildContainer, health, startAgent, waitFor, type AgentProcess } from './agent-process.js';
+import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
+import { agentBundle, buildContainer, removeBundle, health, startAgent, waitFor, type AgentProcess } from './agent-process.js';
 
 /** Short lifetimes so several fit in a test: tokens live 10 s, refreshed every 4-6 s. */
 const SHORT = { AGENT_TOKEN_TTL: '10s', ACCESS_TOKEN_TTL: '10s', JWKS_MAX_AGE: '5s', CLOCK_SKEW: '5s', ROTATION_PERIOD: '120s' };
@@ -96,12 +96,14 @@ afterAll(async () => {
   await stopIssuer();
   await new Promise((r) => relay?.close(r));
   rmSync(dir, { recursive: true, force: true });
+  removeBundle();
 });
 
 describe('agent against the real issuer', () => {
   it('gets its first credential, then refreshes before expiry across several lifetimes', async () => {
     const { agent, out, hookLog } = await agentFor('e2e-life', ['--max-backoff', '2s']);
-    await waitFor(() => existsSync(join(out, 'credentials.json')), 20_000, 'the first credential');
+    // state.json is written last of the three.
+    await waitFor(() => existsSync(join(out, 'state.json')), 20_000, 'the first credential');
     const creds = readJson(join(out, 'credentials.json')) as { version: string; values: Record<string, string> };
     expect(creds.values.GATEWAY_TOKEN).toBe(derived(TEST_GATEWAY_TOKEN, 'e2e-life'));
     expect(statSync(out).mode & 0o777).toBe(0o700);
@@ -205,7 +207,7 @@ describe('agent --once', () => {
     // Asynchronous on purpose: the relay the agent talks to runs in this process.
     const run = (args: string[]) =>
       new Promise<{ status: number | null; stderr: string }>((resolve) => {
-        execFile(process.execPath, [join(ROOT, 'dist/container/refresh.mjs'), ...args], { timeout: 30_000 }, (err, _stdout, stderr) => {
+        execFile(process.execPath, [agentBundle(), ...args], { timeout: 30_000 }, (err, _stdout, stderr) => {
           resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stderr });
         });
       });

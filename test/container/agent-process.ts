@@ -1,12 +1,34 @@
 /**
- * Runs the built agent (dist/container/refresh.mjs, the file the container image ships) as a
+ * Runs the built agent (the bundle `npm run build:container` makes for the container image) as a
  * child process on loopback, and small helpers to watch it.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ROOT, freePort } from '../node/worker-process.js';
 
+let bundleDir: string | undefined;
+
+/**
+ * Builds the container bundles exactly as `npm run build:container` does, into a folder of this
+ * test file's own (test files run in parallel; one must not rewrite a bundle another is running).
+ */
 export function buildContainer(): void {
-  execFileSync(process.execPath, [`${ROOT}scripts/build-container.mjs`], { cwd: ROOT, stdio: 'pipe' });
+  bundleDir = mkdtempSync(join(tmpdir(), 'container-bundle-'));
+  execFileSync(process.execPath, [`${ROOT}scripts/build-container.mjs`, '--outdir', bundleDir], { cwd: ROOT, stdio: 'pipe' });
+}
+
+/** Removes what buildContainer() built. */
+export function removeBundle(): void {
+  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
+  bundleDir = undefined;
+}
+
+/** The built agent of buildContainer(). */
+export function agentBundle(): string {
+  if (!bundleDir) throw new Error('call buildContainer() first');
+  return join(bundleDir, 'refresh.mjs');
 }
 
 export interface AgentProcess {
@@ -20,7 +42,7 @@ export interface AgentProcess {
 
 export async function startAgent(args: string[], opts: { port?: number; env?: Record<string, string> } = {}): Promise<AgentProcess> {
   const port = opts.port ?? (await freePort());
-  const child = spawn(process.execPath, [`${ROOT}dist/container/refresh.mjs`, '--port', String(port), ...args], {
+  const child = spawn(process.execPath, [agentBundle(), '--port', String(port), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
