@@ -2,7 +2,7 @@
  * The agent's flags, each with an environment twin (DESIGN §4), parsed once into AgentConfig.
  * A bad or missing value is one clear line naming the flag.
  */
-import { parseArgs } from 'node:util';
+import { httpUrl, readFlags, UsageError } from '../lib/flags.js';
 import { HOOK_TIMEOUT_MS } from './hook.js';
 import { BACKOFF_MAX_MS } from './schedule.js';
 
@@ -18,9 +18,7 @@ export interface AgentConfig {
   maxBackoffMs: number;
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError };
 
 export const USAGE = `usage: refresh --bootstrap-key FILE --dir DIR [options]
   --bootstrap-key FILE   bootstrap file from the issuer            (BOOTSTRAP_KEY_FILE)
@@ -45,48 +43,28 @@ function duration(flag: string, raw: string | undefined, fallback: number): numb
 }
 
 export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        'bootstrap-key': { type: 'string' },
-        issuer: { type: 'string' },
-        dir: { type: 'string' },
-        'on-change': { type: 'string' },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        'hook-timeout': { type: 'string' },
-        'max-backoff': { type: 'string' },
-        once: { type: 'boolean' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0]!);
-  }
-  if (values.help) throw new UsageError(USAGE);
-  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? (env[envName] || undefined);
-  const bootstrapKeyFile = pick('bootstrap-key', 'BOOTSTRAP_KEY_FILE');
-  if (!bootstrapKeyFile) throw new UsageError('--bootstrap-key (or BOOTSTRAP_KEY_FILE) is required');
-  const dir = pick('dir', 'CREDENTIALS_DIR');
-  if (!dir) throw new UsageError('--dir (or CREDENTIALS_DIR) is required');
+  const flags = readFlags(
+    argv,
+    env,
+    {
+      'bootstrap-key': { type: 'string' },
+      issuer: { type: 'string' },
+      dir: { type: 'string' },
+      'on-change': { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'hook-timeout': { type: 'string' },
+      'max-backoff': { type: 'string' },
+      once: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  const { pick, values } = flags;
+  const bootstrapKeyFile = flags.required('bootstrap-key', 'BOOTSTRAP_KEY_FILE');
+  const dir = flags.required('dir', 'CREDENTIALS_DIR');
   const issuerOverride = pick('issuer', 'ISSUER_URL');
-  if (issuerOverride !== undefined) {
-    let ok = false;
-    try {
-      const u = new URL(issuerOverride);
-      ok = u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw new UsageError('--issuer: must be an http(s) URL such as http://issuer.internal');
-  }
-  const portRaw = pick('port', 'AGENT_PORT');
-  const port = portRaw === undefined ? DEFAULT_PORT : Number(portRaw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port: must be a port number (0-65535)');
+  if (issuerOverride !== undefined) httpUrl('--issuer', issuerOverride, 'http://issuer.internal');
+  const port = flags.port('port', 'AGENT_PORT', DEFAULT_PORT);
   const envOnce = env.ONCE === '1' || env.ONCE === 'true';
   return {
     bootstrapKeyFile,

@@ -2,7 +2,9 @@
  * The verifying proxy's flags, each with an environment twin (DESIGN §4), parsed once into
  * ProxyConfig. A bad or missing value is one clear line naming the flag.
  */
-import { parseArgs } from 'node:util';
+import { httpUrl, readFlags, UsageError } from '../flags.js';
+
+export { UsageError };
 
 export interface ProxyConfig {
   jwksUrl: string;
@@ -15,10 +17,6 @@ export interface ProxyConfig {
   host: string;
   port: number;
   clockSkew: number;
-}
-
-export class UsageError extends Error {
-  override name = 'UsageError';
 }
 
 export const USAGE = `usage: gateway-proxy --jwks URL --issuer URL --audience AUD --upstream URL --credentials FILE [options]
@@ -41,48 +39,24 @@ const MAX_CLOCK_SKEW_S = 300;
 /** Credential names as the issuer's CREDENTIALS var allows them. */
 const CREDENTIAL_NAME = /^[A-Z0-9_]{1,64}$/;
 
-function httpUrl(flag: string, raw: string, example: string): URL {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    throw new UsageError(`${flag}: must be an absolute http(s) URL such as ${example}`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`${flag}: must be an http(s) URL such as ${example}`);
-  if (u.username || u.password) throw new UsageError(`${flag}: must not carry credentials`);
-  return u;
-}
-
 export function parseProxyConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        jwks: { type: 'string' },
-        issuer: { type: 'string' },
-        audience: { type: 'string' },
-        upstream: { type: 'string' },
-        credentials: { type: 'string' },
-        'upstream-token': { type: 'string' },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        'clock-skew': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0]!);
-  }
-  if (values.help) throw new UsageError(USAGE);
-  const pick = (flag: string, envName: string) => (values[flag] as string | undefined) ?? (env[envName] || undefined);
-  const required = (flag: string, envName: string) => {
-    const v = pick(flag, envName);
-    if (v === undefined || v.trim() === '') throw new UsageError(`--${flag} (or ${envName}) is required`);
-    return v.trim();
-  };
+  const flags = readFlags(
+    argv,
+    env,
+    {
+      jwks: { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string' },
+      upstream: { type: 'string' },
+      credentials: { type: 'string' },
+      'upstream-token': { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'clock-skew': { type: 'string' },
+    },
+    USAGE,
+  );
+  const { pick, required } = flags;
 
   const jwksUrl = httpUrl('--jwks', required('jwks', 'JWKS_URL'), 'https://issuer.example/.well-known/jwks.json').href;
   // iss is compared as a string, exactly as the issuer writes it: no URL normalization here.
@@ -94,9 +68,7 @@ export function parseProxyConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   const upstreamTokenName = pick('upstream-token', 'UPSTREAM_TOKEN_NAME') ?? DEFAULT_UPSTREAM_TOKEN;
   if (!CREDENTIAL_NAME.test(upstreamTokenName)) throw new UsageError('--upstream-token: must be a credential name (A-Z, 0-9, _)');
 
-  const portRaw = pick('port', 'PROXY_PORT');
-  const port = portRaw === undefined ? DEFAULT_PORT : /^\d+$/.test(portRaw.trim()) ? Number(portRaw) : NaN;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port: must be a port number (0-65535)');
+  const port = flags.port('port', 'PROXY_PORT', DEFAULT_PORT);
 
   const skewRaw = pick('clock-skew', 'CLOCK_SKEW_SECONDS');
   const clockSkew = skewRaw === undefined ? DEFAULT_CLOCK_SKEW_S : /^\d+$/.test(skewRaw.trim()) ? Number(skewRaw) : NaN;
