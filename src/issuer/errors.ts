@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'rotation_too_soon'
   | 'payload_too_large'
   | 'gateway_unavailable'
+  | 'bad_gateway'
   | 'kek_mismatch'
   | 'kek_missing'
   | 'internal_error';
@@ -62,6 +63,7 @@ const STATUS: Record<ErrorCode, number> = {
   rotation_too_soon: 409,
   payload_too_large: 413,
   gateway_unavailable: 503,
+  bad_gateway: 502,
   // A signing-key wrapping key that does not fit the stored keys is an operator mistake
   // the service cannot recover from by itself: report it as a server-side configuration fault.
   kek_mismatch: 500,
@@ -104,7 +106,7 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   if (err.code === 'configuration_error' || err.code === 'kek_mismatch' || err.code === 'kek_missing') {
     return { status, body: { error: err.code, error_description: 'configuration error' }, headers };
   }
-  if (status >= 500 && err.code !== 'gateway_unavailable') {
+  if (status >= 500 && err.code !== 'gateway_unavailable' && err.code !== 'bad_gateway') {
     return { status, body: { error: 'internal_error', error_description: 'internal error' }, headers };
   }
   if (err.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="admin"';

@@ -52,5 +52,9 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const upstream = config.gateway.upstream;
   if (!upstream) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
   // WebSocket upgrades pass through fetch: the runtime answers 101 with the upstream socket.
-  return fetch(gatewayRequest(c.req.raw, upstream, token));
+  try {
+    return await fetch(gatewayRequest(c.req.raw, upstream, token));
+  } catch {
+    throw new IssuerError('bad_gateway', 'the gateway did not answer');
+  }
 });

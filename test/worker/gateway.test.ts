@@ -86,6 +86,13 @@ describe('gateway path', () => {
     expect(((await res.json()) as { error: string }).error).toBe('gateway_unavailable');
   });
 
+  it('an unreachable gateway is a 502 with a reason, not a 500', async () => {
+    vi.spyOn(globalThis, 'fetch').mockRejectedValue(new TypeError('connect ECONNREFUSED'));
+    const res = await call('/x', {}, LOCAL);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
+  });
+
   it('DEV_USER is refused on a non-loopback issuer', () => {
     expect(() => parseConfig({ ISSUER: 'https://issuer.example.com', DEV_USER: 'x@y' })).toThrow(ConfigError);
     expect(parseConfig({ ISSUER: 'http://localhost:8787', DEV_USER: 'x@y' }).gateway.devUser).toBe('x@y');
