@@ -48,12 +48,11 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
   const creds = config.credentials.length > 0 ? await cachedCredentialsFor(config.credentials, sandboxId) : undefined;
   const now = deps.now();
   const jti = deps.randomId();
-  const exp = Math.floor(now / 1000) + config.timing.agentTokenTtl;
   const ok = await deps.authorize(sandboxId, {
     assertion: req.assertion,
     clientId: req.clientId,
     encJwk: req.encJwk,
-    issue: { kid: signer.kid, jti, exp, credVer: creds?.version },
+    issue: { kid: signer.kid, jti, credVer: creds?.version },
   });
   const cred = ok.encKey && creds ? { jwe: await encryptCredentials(creds, ok.encKey), version: creds.version } : undefined;
   const minted = await mintAgentToken({

@@ -44,7 +44,7 @@ export interface AuthorizeRequest {
   clientId?: string;
   encJwk?: X25519PublicJwk;
   /** What the Worker will issue on success, recorded in the audit event before it signs. */
-  issue: { kid: string; jti: string; exp: number; credVer?: string };
+  issue: { kid: string; jti: string; credVer?: string };
 }
 
 export interface Authorized {
