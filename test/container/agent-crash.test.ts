@@ -92,8 +92,17 @@ it('files always parse and never mix versions, across 30 SIGKILLs mid-write', as
   const seen = new Set<string>();
   for (let round = 0; round < 30; round++) {
     const agent = await startAgent(['--bootstrap-key', join(dir, 'boot.json'), '--dir', out, '--issuer', url]);
-    // Let it write for a while: a fresh token at start, then a refresh every ~0.5 s.
-    await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 900)));
+    if (round % 2 === 0) {
+      // Aim: kill the moment a temp file exists, i.e. between a write's start and its rename.
+      // Polls without blocking this process, which also serves the agent's token requests.
+      const deadline = Date.now() + 3_000;
+      while (Date.now() < deadline && !(existsSync(out) && readdirSync(out).some((n) => n.startsWith('.tmp-')))) {
+        await new Promise((r) => setImmediate(r));
+      }
+    } else {
+      // Anywhere: a fresh token at start, then a refresh every ~0.5 s.
+      await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 900)));
+    }
     agent.child.kill('SIGKILL');
     await new Promise((r) => agent.child.once('exit', r));
     const r = checkFiles();
@@ -102,7 +111,7 @@ it('files always parse and never mix versions, across 30 SIGKILLs mid-write', as
   }
   // Not vacuous: versions kept changing, and kills did land in the middle of a write (a temp file
   // left behind is a kill between its creation and its rename).
-  expect(seen.size).toBeGreaterThan(10);
+  expect(seen.size).toBeGreaterThan(5);
   expect(temps).toBeGreaterThan(0);
   // A new start cleans what a crash left.
   const agent = await startAgent(['--bootstrap-key', join(dir, 'boot.json'), '--dir', out, '--issuer', url]);
