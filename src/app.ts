@@ -14,6 +14,7 @@ import { createSigningKeyCache, type SigningKeyCache } from './issuer/signing-ke
 import { mintAccessToken } from './issuer/tokens.js';
 import { createUserTokenCache, type UserTokenCache } from './issuer/user-tokens.js';
 import { log } from './log.js';
+import { pushOnSecretChange, type SecretsMemo } from './issuer/push.js';
 import { admin } from './routes/admin.js';
 import { gateway } from './routes/gateway.js';
 import { token } from './routes/token.js';
@@ -29,13 +30,27 @@ export interface AppEnv {
     keyAuthority: () => DurableObjectStub<KeyAuthority>;
     sandboxAuthority: (sandboxId: string) => DurableObjectStub<SandboxAuthority>;
     admin: AdminIdentity;
+    /** Set on the outbound path only: whether the requesting container is this sandbox's. */
+    containerMatches?: (sandboxId: string) => boolean;
   };
 }
 
-export function createApp() {
+export interface AppOptions {
+  /**
+   * Serve only the token endpoint, for requests a container makes through the Sandbox outbound
+   * handler (`issuer.internal`). The platform's container id (`ctx.containerId`, which code in
+   * the container cannot forge) must be the Sandbox Durable Object id of the assertion's sandbox.
+   */
+  outbound?: { containerIdOf: (env: Env, sandboxId: string) => string };
+  /** Asks a sandbox's agent to refresh now (POST /refresh through the container). */
+  push?: (env: Env, sandboxId: string) => Promise<void>;
+}
+
+export function createApp(options: AppOptions = {}) {
   // Isolate caches, one set per env object (i.e. per isolate and deployment).
   const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache }>();
   const app = new Hono<AppEnv>();
+  const secretsMemo: SecretsMemo = {};
 
   app.use('*', async (c, next) => {
     c.set('config', loadConfig(c.env));
@@ -61,13 +76,35 @@ export function createApp() {
     c.set('jwks', mine.jwks);
     c.set('signingKey', mine.signingKey);
     c.set('userTokens', mine.userTokens);
+    if (options.outbound) {
+      const { containerIdOf } = options.outbound;
+      let containerId: unknown;
+      try {
+        containerId = (c.executionCtx as unknown as { containerId?: unknown }).containerId;
+      } catch {
+        containerId = undefined; // no execution context: no container id
+      }
+      // Fail closed: without the platform's container id, no sandbox matches.
+      c.set('containerMatches', (id) => typeof containerId === 'string' && containerId === containerIdOf(c.env, id));
+    }
+    if (options.push) {
+      const push = options.push;
+      const env = c.env;
+      waitUntil(c, pushOnSecretChange(secretsMemo, c.var.config, {
+        record: (fp) => keyAuthority().recordSecretsFingerprint(fp),
+        sandboxes: () => keyAuthority().sandboxes(),
+        push: (id) => push(env, id),
+      }));
+    }
     await next();
   });
 
-  app.route('/.well-known', wellKnown);
   app.route('/oauth', token);
-  app.route('/api/admin', admin);
-  app.route('/', gateway);
+  if (!options.outbound) {
+    app.route('/.well-known', wellKnown);
+    app.route('/api/admin', admin);
+    app.route('/', gateway);
+  }
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'no such route' }, 404));
 
@@ -86,4 +123,14 @@ export function createApp() {
   });
 
   return app;
+}
+
+/** Runs `p` after the response when the runtime allows (Workers), else lets it run on its own. */
+function waitUntil(c: { executionCtx: { waitUntil(p: Promise<unknown>): void } }, p: Promise<unknown>): void {
+  const guarded = p.catch(() => undefined);
+  try {
+    c.executionCtx.waitUntil(guarded);
+  } catch {
+    /* no execution context (plain app.request in tests) */
+  }
 }

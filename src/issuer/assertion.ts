@@ -15,6 +15,7 @@ export type AssertionRule =
   | 'forbidden_header'
   | 'unknown_client'
   | 'client_id_mismatch'
+  | 'container_mismatch'
   | 'client_revoked'
   | 'kid_mismatch'
   | 'bad_signature'

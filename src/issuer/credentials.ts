@@ -88,6 +88,16 @@ export async function credentialsVersion(values: Record<string, string>): Promis
   return base64url.encode(digest.subarray(0, 12));
 }
 
+/**
+ * A fingerprint of the Worker secrets CREDENTIALS names (names and values), the same for every
+ * sandbox: it changes when `wrangler secret put` changes any of them. 96 bits of SHA-256.
+ */
+export async function secretsFingerprint(entries: readonly CredentialEntry[]): Promise<string> {
+  const pairs = [...new Map(entries.map((e) => [e.secret, e.value])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(`secrets-fingerprint:v1:${JSON.stringify(pairs)}`)));
+  return base64url.encode(digest.subarray(0, 12));
+}
+
 /** What one sandbox receives. */
 export async function credentialsFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<CredentialSet> {
   const values: Record<string, string> = {};

@@ -32,6 +32,8 @@ export interface GrantDeps {
   authorize: (sandboxId: string, req: AuthorizeRequest) => Promise<Authorized>;
   /** Records a refusal decided before the sandbox's authority was asked. */
   refuse: (sandboxId: string, rule: AssertionRule) => Promise<void>;
+  /** On the outbound path: whether the container the request came from is this sandbox's. */
+  containerMatches?: (sandboxId: string) => boolean;
 }
 
 export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps): Promise<TokenResponse> {
@@ -43,6 +45,10 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
     const iss = e instanceof AssertionError ? peekIssuer(req.assertion) : undefined;
     if (iss !== undefined && e instanceof AssertionError) await deps.refuse(iss, e.rule).catch(() => undefined);
     throw e;
+  }
+  if (deps.containerMatches && !deps.containerMatches(sandboxId)) {
+    await deps.refuse(sandboxId, 'container_mismatch').catch(() => undefined);
+    throw new AssertionError('container_mismatch', 'the assertion names another sandbox than the container it came from');
   }
   const signer = await deps.signingKey();
   const creds = config.credentials.length > 0 ? await cachedCredentialsFor(config.credentials, sandboxId) : undefined;

@@ -69,6 +69,7 @@ export class KeyAuthority extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)');
+    ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL)');
     ensureAuditTable(ctx.storage.sql);
   }
 
@@ -83,6 +84,20 @@ export class KeyAuthority extends DurableObject<Env> {
       .exec<{ id: string }>('SELECT id FROM sandboxes ORDER BY created_at DESC, id LIMIT ?', SANDBOX_REGISTRY_MAX)
       .toArray()
       .map((r) => r.id);
+  }
+
+  /**
+   * Compare-and-set of the delivered secrets' fingerprint (push.ts): `changed` is true for exactly
+   * one caller per new value, and false for the very first value (nothing to push yet). Synchronous
+   * SQL, so no other call interleaves.
+   */
+  async recordSecretsFingerprint(fingerprint: string): Promise<{ changed: boolean }> {
+    const sql = this.ctx.storage.sql;
+    const prev = sql.exec<{ v: string }>("SELECT v FROM settings WHERE k = 'secrets_fingerprint'").toArray()[0]?.v;
+    if (prev === fingerprint) return { changed: false };
+    sql.exec("INSERT INTO settings (k, v) VALUES ('secrets_fingerprint', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", fingerprint);
+    if (prev !== undefined) appendAudit(sql, Date.now(), { event: 'secrets_changed', outcome: 'ok', actor: 'deploy' });
+    return { changed: prev !== undefined };
   }
 
   async recordAdmin(event: AuditInput): Promise<void> {

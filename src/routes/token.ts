@@ -83,6 +83,7 @@ export const token = new Hono<AppEnv>()
       signingKey: () => signingKey.get(),
       authorize: (id, req) => unwrap(sandboxAuthority(id).authorize(req)),
       refuse: (id, rule) => sandboxAuthority(id).refuse(id, rule),
+      containerMatches: c.var.containerMatches,
     });
     return c.json(res, 200, NO_STORE);
   })
