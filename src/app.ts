@@ -15,6 +15,7 @@ import { mintAccessToken } from './issuer/tokens.js';
 import { createUserTokenCache, type UserTokenCache } from './issuer/user-tokens.js';
 import { log } from './log.js';
 import { pushOnSecretChange, type SecretsMemo } from './issuer/push.js';
+import { pushRefresh, type SandboxApi } from './sandbox/gateway.js';
 import { admin } from './routes/admin.js';
 import { gateway } from './routes/gateway.js';
 import { token } from './routes/token.js';
@@ -32,6 +33,8 @@ export interface AppEnv {
     admin: AdminIdentity;
     /** Set on the outbound path only: whether the requesting container is this sandbox's. */
     containerMatches?: (sandboxId: string) => boolean;
+    /** The sandbox a gateway runs in, when the Worker has the Sandbox binding. */
+    sandboxApi?: (sandboxId: string) => SandboxApi;
   };
 }
 
@@ -42,8 +45,10 @@ export interface AppOptions {
    * the container cannot forge) must be the Sandbox Durable Object id of the assertion's sandbox.
    */
   outbound?: { containerIdOf: (env: Env, sandboxId: string) => string };
-  /** Asks a sandbox's agent to refresh now (POST /refresh through the container). */
+  /** Asks a sandbox's agent to refresh now; defaults to pushRefresh through `sandbox`. */
   push?: (env: Env, sandboxId: string) => Promise<void>;
+  /** The Sandbox SDK's sandbox for an id (src/sandbox); absent where there is no Sandbox binding. */
+  sandbox?: (env: Env, sandboxId: string) => SandboxApi;
 }
 
 export function createApp(options: AppOptions = {}) {
@@ -51,6 +56,8 @@ export function createApp(options: AppOptions = {}) {
   const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache }>();
   const app = new Hono<AppEnv>();
   const secretsMemo: SecretsMemo = {};
+  const sandboxOf = options.sandbox;
+  const pushTo = options.push ?? (sandboxOf ? (env: Env, id: string) => pushRefresh(sandboxOf(env, id)) : undefined);
 
   app.use('*', async (c, next) => {
     c.set('config', loadConfig(c.env));
@@ -87,8 +94,9 @@ export function createApp(options: AppOptions = {}) {
       // Fail closed: without the platform's container id, no sandbox matches.
       c.set('containerMatches', (id) => typeof containerId === 'string' && containerId === containerIdOf(c.env, id));
     }
-    if (options.push) {
-      const push = options.push;
+    if (sandboxOf) c.set('sandboxApi', (id) => sandboxOf(c.env, id));
+    if (pushTo) {
+      const push = pushTo;
       const env = c.env;
       waitUntil(c, pushOnSecretChange(secretsMemo, c.var.config, {
         record: (fp) => keyAuthority().recordSecretsFingerprint(fp),

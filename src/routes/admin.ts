@@ -10,6 +10,7 @@ import { AUDIT_MAX_LIMIT, type AuditEvent } from '../issuer/audit.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
+import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
 import { NO_STORE } from './token.js';
 
 /** A kid is an RFC 7638 SHA-256 thumbprint: 32 bytes, base64url without padding. */
@@ -54,6 +55,21 @@ function parseLimit(raw: string | undefined): number {
   return Number(raw);
 }
 
+type Vars = AppEnv['Variables'];
+
+/** A new bootstrap key for the sandbox: the previous one stops working at once. */
+async function issueBootstrapFile(v: Vars, id: string) {
+  await v.keyAuthority().registerSandbox(id);
+  const { privateJwk, kid } = await unwrap(v.sandboxAuthority(id).bootstrap(id, v.admin.subject));
+  log('info', 'admin_sandbox_bootstrap', { by: v.admin.subject, sandbox: id, kid });
+  return { client_id: id, issuer: v.config.issuer, token_endpoint: `${v.config.issuer}/oauth/token`, key: privateJwk };
+}
+
+function sandboxOrRefuse(v: Vars, id: string) {
+  if (!v.sandboxApi) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
+  return v.sandboxApi(id);
+}
+
 export const admin = new Hono<AppEnv>()
   .use('*', async (c, next) => {
     const who = await authenticateAdmin(c.req.raw, c.var.config);
@@ -82,12 +98,21 @@ export const admin = new Hono<AppEnv>()
   .post('/sandboxes/:id/bootstrap', async (c) => {
     const id = sandboxId(c.req.param('id'));
     await optionalJsonObject(c.req.raw);
-    const { config } = c.var;
-    await c.var.keyAuthority().registerSandbox(id);
-    const { privateJwk, kid } = await unwrap(c.var.sandboxAuthority(id).bootstrap(id, c.var.admin.subject));
-    log('info', 'admin_sandbox_bootstrap', { by: c.var.admin.subject, sandbox: id, kid });
     // The bootstrap file of DESIGN §4, returned once: only the public half is kept.
-    return c.json({ client_id: id, issuer: config.issuer, token_endpoint: `${config.issuer}/oauth/token`, key: privateJwk }, 200, NO_STORE);
+    return c.json(await issueBootstrapFile(c.var, id), 200, NO_STORE);
+  })
+  .post('/sandboxes/:id/refresh', async (c) => {
+    const id = sandboxId(c.req.param('id'));
+    await pushRefresh(sandboxOrRefuse(c.var, id));
+    log('info', 'admin_sandbox_refresh', { by: c.var.admin.subject, sandbox: id });
+    return c.json({ sandbox: id, refresh: 'requested' });
+  })
+  .post('/gateway/restart', async (c) => {
+    const id = c.var.config.gateway.sandboxId;
+    await optionalJsonObject(c.req.raw);
+    const out = await restartGateway(sandboxOrRefuse(c.var, id), c.var.config, () => issueBootstrapFile(c.var, id));
+    log('warn', 'admin_gateway_restart', { by: c.var.admin.subject, sandbox: id });
+    return c.json({ sandbox: id, ...out });
   })
   .delete('/sandboxes/:id', async (c) => {
     const id = sandboxId(c.req.param('id'));

@@ -1,0 +1,135 @@
+/**
+ * src/sandbox with a typed fake of the Sandbox SDK methods it calls (no Docker engine here);
+ * everything behind it (Durable Objects, tokens, WebCrypto) is real.
+ */
+import { createExecutionContext, env } from 'cloudflare:test';
+import type { JWK } from 'jose';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig, type Env } from '../../src/config.js';
+import { deriveValue } from '../../src/issuer/credentials.js';
+import { CONTAINER, gatewayProcessEnv, PORTS, type SandboxApi } from '../../src/sandbox/gateway.js';
+import { adminHeaders, BASE, freshStorage } from './helpers.js';
+import { assertion, requestToken, type BootstrapFile, type ErrorBody } from './token-helpers.js';
+
+beforeEach(freshStorage);
+
+type Call = { op: string; arg: string; env?: Record<string, string>; port?: number };
+
+/** Records every call; files and processes live in maps. */
+class FakeSandbox implements SandboxApi {
+  calls: Call[] = [];
+  files = new Map<string, string>();
+  processes: { id: string; command: string; status: string }[] = [];
+  async exec(command: string) {
+    this.calls.push({ op: 'exec', arg: command });
+    const mv = /mv -f (\S+) (\S+)$/.exec(command);
+    if (mv) {
+      this.files.set(mv[2]!, this.files.get(mv[1]!)!);
+      this.files.delete(mv[1]!);
+    }
+    return { exitCode: 0, stdout: '', stderr: '' };
+  }
+  async writeFile(path: string, content: string) {
+    this.calls.push({ op: 'writeFile', arg: path });
+    this.files.set(path, content);
+  }
+  async startProcess(command: string, options: { env: Record<string, string> }) {
+    this.calls.push({ op: 'startProcess', arg: command, env: options.env });
+    const p = { id: `p${this.processes.length}`, command, status: 'running' };
+    this.processes.push(p);
+    return { id: p.id };
+  }
+  async listProcesses() {
+    return this.processes;
+  }
+  async killProcess(id: string) {
+    this.calls.push({ op: 'killProcess', arg: id });
+    const p = this.processes.find((x) => x.id === id);
+    if (p) p.status = 'killed';
+  }
+  async containerFetch(request: Request, port: number) {
+    this.calls.push({ op: 'containerFetch', arg: `${request.method} ${new URL(request.url).pathname}`, port });
+    return new Response('{}', { status: 200 });
+  }
+}
+
+function withSandbox(fake: FakeSandbox) {
+  return createApp({ sandbox: () => fake });
+}
+
+async function admin(app: ReturnType<typeof createApp>, path: string) {
+  return app.fetch(new Request(`${BASE}${path}`, { method: 'POST', headers: adminHeaders() }), env, createExecutionContext());
+}
+
+describe('gateway in the sandbox (fake Sandbox SDK)', () => {
+  it('restart writes the bootstrap file atomically with mode 0600 and starts start.sh with no secret in its environment', async () => {
+    const fake = new FakeSandbox();
+    const res = await admin(withSandbox(fake), '/api/admin/gateway/restart');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ sandbox: 'main', started: true });
+
+    const ops = fake.calls.map((c) => `${c.op}:${c.arg}`);
+    const write = fake.calls.findIndex((c) => c.op === 'writeFile');
+    const tmp = fake.calls[write]!.arg;
+    expect(tmp.startsWith(`${CONTAINER.bootstrapFile}.tmp-`)).toBe(true); // same directory
+    expect(fake.calls.some((c) => c.op === 'writeFile' && c.arg === CONTAINER.bootstrapFile)).toBe(false); // never written in place
+    expect(ops[write - 1]).toBe(`exec:umask 077 && : > ${tmp}`); // created 0600 before any content
+    expect(ops[write + 1]).toBe(`exec:chmod 600 ${tmp} && mv -f ${tmp} ${CONTAINER.bootstrapFile}`);
+    expect(ops.indexOf(`startProcess:${CONTAINER.startScript}`)).toBeGreaterThan(write + 1);
+
+    const file = JSON.parse(fake.files.get(CONTAINER.bootstrapFile)!) as BootstrapFile;
+    expect(file).toMatchObject({ client_id: 'main', issuer: BASE });
+
+    // Every secret the Worker holds, and every value it delivers, is absent from the process env.
+    const start = fake.calls.find((c) => c.op === 'startProcess')!;
+    const envText = JSON.stringify(start.env);
+    const secrets = [env.ADMIN_TOKEN!, env.SIGNING_KEY_KEK!, env.MOLTBOT_GATEWAY_TOKEN!, await deriveValue(env.MOLTBOT_GATEWAY_TOKEN!, 'GATEWAY_TOKEN', 'main'), file.key.d as string];
+    for (const s of secrets) expect(envText).not.toContain(s);
+    expect(start.env).toEqual(gatewayProcessEnv(loadConfig(env)));
+    expect(start.env!.ISSUER_URL).toBe('http://issuer.internal');
+  });
+
+  it('restart revokes the previous bootstrap key: the old key is refused, the new one works', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    await admin(app, '/api/admin/gateway/restart');
+    const first = JSON.parse(fake.files.get(CONTAINER.bootstrapFile)!) as BootstrapFile;
+    expect((await requestToken(await assertion(first))).status).toBe(200);
+
+    await admin(app, '/api/admin/gateway/restart');
+    expect(fake.calls.filter((c) => c.op === 'killProcess')).toHaveLength(1);
+    const second = JSON.parse(fake.files.get(CONTAINER.bootstrapFile)!) as BootstrapFile;
+    expect((second.key as JWK).kid).not.toBe((first.key as JWK).kid);
+    const old = await requestToken(await assertion(first));
+    expect(old.status).toBe(401);
+    expect(((await old.json()) as ErrorBody).error_description).toMatch(/^kid_mismatch:/);
+    expect((await requestToken(await assertion(second))).status).toBe(200);
+  });
+
+  it('POST /api/admin/sandboxes/:id/refresh asks the agent through the container', async () => {
+    const fake = new FakeSandbox();
+    const res = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
+    expect(res.status).toBe(200);
+    expect(fake.calls).toContainEqual({ op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent });
+  });
+
+  it('without a Sandbox binding, restart and refresh say so (503)', async () => {
+    for (const path of ['/api/admin/gateway/restart', '/api/admin/sandboxes/main/refresh']) {
+      const res = await admin(createApp(), path);
+      expect(res.status, path).toBe(503);
+      expect(((await res.json()) as ErrorBody).error).toBe('gateway_unavailable');
+    }
+  });
+
+  it('a secret change pushes once per sandbox through the container', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    await admin(app, '/api/admin/gateway/restart'); // registers "main", records the first fingerprint
+    const ctx = createExecutionContext();
+    const { waitOnExecutionContext } = await import('cloudflare:test');
+    await app.fetch(new Request(`${BASE}/.well-known/jwks.json`), { ...env, MOLTBOT_GATEWAY_TOKEN: 'rotated-master-0123456789abcdef' } as Env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(fake.calls.filter((c) => c.op === 'containerFetch')).toEqual([{ op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent }]);
+  });
+});
