@@ -34,7 +34,7 @@ export interface AppEnv {
     /** Set on the outbound path only: whether the requesting container is this sandbox's. */
     containerMatches?: (sandboxId: string) => boolean;
     /** The sandbox a gateway runs in, when the Worker has the Sandbox binding. */
-    sandboxApi?: (sandboxId: string) => SandboxApi;
+    sandboxApi?: (sandboxId: string) => SandboxApi | undefined;
   };
 }
 
@@ -48,7 +48,7 @@ export interface AppOptions {
   /** Asks a sandbox's agent to refresh now; defaults to pushRefresh through `sandbox`. */
   push?: (env: Env, sandboxId: string) => Promise<void>;
   /** The Sandbox SDK's sandbox for an id (src/sandbox); absent where there is no Sandbox binding. */
-  sandbox?: (env: Env, sandboxId: string) => SandboxApi;
+  sandbox?: (env: Env, sandboxId: string) => SandboxApi | undefined;
 }
 
 export function createApp(options: AppOptions = {}) {
@@ -57,7 +57,14 @@ export function createApp(options: AppOptions = {}) {
   const app = new Hono<AppEnv>();
   const secretsMemo: SecretsMemo = {};
   const sandboxOf = options.sandbox;
-  const pushTo = options.push ?? (sandboxOf ? (env: Env, id: string) => pushRefresh(sandboxOf(env, id)) : undefined);
+  const pushTo =
+    options.push ??
+    (sandboxOf
+      ? async (env: Env, id: string) => {
+          const sb = sandboxOf(env, id);
+          if (sb) await pushRefresh(sb);
+        }
+      : undefined);
 
   app.use('*', async (c, next) => {
     c.set('config', loadConfig(c.env));

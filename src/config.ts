@@ -13,6 +13,8 @@ import { ConfigError } from './issuer/errors.js';
 export interface Env {
   KEY_AUTHORITY: DurableObjectNamespace<import('./issuer/key-authority.js').KeyAuthority>;
   SANDBOX_AUTHORITY: DurableObjectNamespace<import('./issuer/sandbox-authority.js').SandboxAuthority>;
+  /** The Cloudflare Sandbox the gateway runs in (absent where the gateway runs elsewhere). */
+  Sandbox?: DurableObjectNamespace;
   ISSUER?: string;
   ACCESS_TOKEN_TTL?: string;
   AGENT_TOKEN_TTL?: string;

@@ -66,8 +66,9 @@ async function issueBootstrapFile(v: Vars, id: string) {
 }
 
 function sandboxOrRefuse(v: Vars, id: string) {
-  if (!v.sandboxApi) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
-  return v.sandboxApi(id);
+  const sb = v.sandboxApi?.(id);
+  if (!sb) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
+  return sb;
 }
 
 export const admin = new Hono<AppEnv>()

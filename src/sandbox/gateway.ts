@@ -48,7 +48,11 @@ export function gatewayProcessEnv(config: Config): Record<string, string> {
     CREDENTIALS_DIR: CONTAINER.credentialsDir,
     CREDENTIALS_FILE: `${CONTAINER.credentialsDir}/credentials.json`,
     AGENT_PORT: String(PORTS.agent),
+    // The agent (push) and the proxy (gateway traffic) are reached through containerFetch from
+    // outside the container's loopback; the gateway itself listens on loopback only.
+    AGENT_HOST: '0.0.0.0',
     PROXY_PORT: String(PORTS.proxy),
+    PROXY_HOST: '0.0.0.0',
     GATEWAY_PORT: String(PORTS.gateway),
     JWKS_URL: `${config.issuer}/.well-known/jwks.json`,
     EXPECTED_ISSUER: config.issuer,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Container entry (DESIGN §3 "Start"): the agent first, until the first credential is on disk
+# (and the change hook has configured the gateway), then the agent, the verifying proxy and the
+# gateway together. Exits when any of them exits, so the Worker sees the failure.
+#
+# Environment (set by the Worker, src/sandbox/gateway.ts; no secret in it):
+#   BOOTSTRAP_KEY_FILE CREDENTIALS_DIR CREDENTIALS_FILE ISSUER_URL AGENT_PORT AGENT_HOST
+#   JWKS_URL EXPECTED_ISSUER EXPECTED_AUDIENCE UPSTREAM_URL PROXY_PORT PROXY_HOST GATEWAY_PORT
+# Optional: ON_CHANGE (the change hook), GATEWAY_COMMAND (default: openclaw gateway on loopback).
+set -euo pipefail
+
+LIB=${CREDENTIAL_AGENT_LIB:-/usr/local/lib/credential-agent}
+: "${BOOTSTRAP_KEY_FILE:?}" "${CREDENTIALS_DIR:?}" "${CREDENTIALS_FILE:?}" "${ISSUER_URL:?}"
+: "${JWKS_URL:?}" "${EXPECTED_ISSUER:?}" "${EXPECTED_AUDIENCE:?}" "${UPSTREAM_URL:?}"
+AGENT_PORT=${AGENT_PORT:-8788}
+AGENT_HOST=${AGENT_HOST:-127.0.0.1}
+PROXY_PORT=${PROXY_PORT:-8789}
+PROXY_HOST=${PROXY_HOST:-127.0.0.1}
+GATEWAY_PORT=${GATEWAY_PORT:-18789}
+GATEWAY_COMMAND=${GATEWAY_COMMAND:-"openclaw gateway --port ${GATEWAY_PORT} --bind loopback"}
+FIRST_CREDENTIAL_RETRY_SECONDS=2
+
+agent_args=(--bootstrap-key "$BOOTSTRAP_KEY_FILE" --dir "$CREDENTIALS_DIR" --issuer "$ISSUER_URL")
+if [ -n "${ON_CHANGE:-}" ]; then agent_args+=(--on-change "$ON_CHANGE"); fi
+
+# 1. The first credential; the gateway must not start without it.
+until node "$LIB/refresh.mjs" --once "${agent_args[@]}"; do
+  echo "start.sh: no credential yet, retrying in ${FIRST_CREDENTIAL_RETRY_SECONDS}s" >&2
+  sleep "$FIRST_CREDENTIAL_RETRY_SECONDS"
+done
+
+# 2. Everything together.
+node "$LIB/refresh.mjs" "${agent_args[@]}" --port "$AGENT_PORT" --host "$AGENT_HOST" &
+agent=$!
+node "$LIB/gateway-proxy.mjs" --jwks "$JWKS_URL" --issuer "$EXPECTED_ISSUER" --audience "$EXPECTED_AUDIENCE" \
+  --upstream "$UPSTREAM_URL" --credentials "$CREDENTIALS_FILE" --port "$PROXY_PORT" --host "$PROXY_HOST" &
+proxy=$!
+# GATEWAY_COMMAND is a command line chosen by the operator: split on spaces on purpose.
+# shellcheck disable=SC2086
+$GATEWAY_COMMAND &
+gateway=$!
+
+stop() { kill "$agent" "$proxy" "$gateway" 2>/dev/null || true; }
+trap stop TERM INT
+
+# 3. The first to exit ends the container.
+status=0
+wait -n "$agent" "$proxy" "$gateway" || status=$?
+echo "start.sh: a process exited (status $status); stopping the others" >&2
+stop
+wait || true
+exit "$status"
