@@ -35,9 +35,8 @@ agent=$!
 node "$LIB/gateway-proxy.mjs" --jwks "$JWKS_URL" --issuer "$EXPECTED_ISSUER" --audience "$EXPECTED_AUDIENCE" \
   --upstream "$UPSTREAM_URL" --credentials "$CREDENTIALS_FILE" --port "$PROXY_PORT" --host "$PROXY_HOST" &
 proxy=$!
-# GATEWAY_COMMAND is a command line chosen by the operator: split on spaces on purpose.
-# shellcheck disable=SC2086
-$GATEWAY_COMMAND &
+# GATEWAY_COMMAND is a shell command line chosen by the operator; exec keeps its PID ours.
+bash -c "exec $GATEWAY_COMMAND" &
 gateway=$!
 
 stop() { kill "$agent" "$proxy" "$gateway" 2>/dev/null || true; }

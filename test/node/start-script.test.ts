@@ -1,0 +1,67 @@
+/**
+ * container/start.sh: shellcheck-clean, and its order run for real with stand-ins for node's
+ * programs: the agent's --once is retried until it succeeds, then agent, proxy and gateway run
+ * together, and the script exits (with that status) as soon as one of them exits.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { ROOT } from './worker-process.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'start-sh-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+it('passes shellcheck', () => {
+  const r = spawnSync('shellcheck', [`${ROOT}container/start.sh`], { encoding: 'utf8' });
+  expect(r.error, 'shellcheck must be installed (.ci/run installs it)').toBeUndefined();
+  expect(r.stdout + r.stderr).toBe('');
+  expect(r.status).toBe(0);
+});
+
+it('retries --once until the first credential, then runs all three and exits when one exits', () => {
+  const log = join(dir, 'calls.log');
+  // Stand-in `node`: logs its arguments; --once fails twice, then succeeds; the long-running
+  // agent and proxy sleep; the gateway exits with status 7 after a moment.
+  const fakeNode = join(dir, 'node');
+  writeFileSync(
+    fakeNode,
+    `#!/usr/bin/env bash
+echo "$*" >> ${log}
+case "$*" in
+  *--once*) n=$(grep -c -- --once ${log}); [ "$n" -ge 3 ] && exit 0 || exit 1 ;;
+  *) exec sleep 30 ;;
+esac
+`,
+  );
+  chmodSync(fakeNode, 0o755);
+  const env = {
+    PATH: `${dir}:${process.env.PATH}`,
+    CREDENTIAL_AGENT_LIB: '/lib-under-test',
+    BOOTSTRAP_KEY_FILE: '/b.json',
+    CREDENTIALS_DIR: '/out',
+    CREDENTIALS_FILE: '/out/credentials.json',
+    ISSUER_URL: 'http://issuer.internal',
+    JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
+    EXPECTED_ISSUER: 'https://issuer.example',
+    EXPECTED_AUDIENCE: 'gateway:main',
+    UPSTREAM_URL: 'http://127.0.0.1:18789',
+    ON_CHANGE: 'true',
+    GATEWAY_COMMAND: `bash -c "echo gateway >> ${log}; sleep 1; exit 7"`,
+  };
+  // sleep 2 between --once tries is the script's own; stub it out through PATH for speed.
+  writeFileSync(join(dir, 'sleep'), '#!/usr/bin/env bash\n[ "$1" = 30 ] && exec /bin/sleep 30; exit 0\n');
+  chmodSync(join(dir, 'sleep'), 0o755);
+  const r = spawnSync('bash', [`${ROOT}container/start.sh`], { env, encoding: 'utf8', timeout: 20_000 });
+  expect(r.status, r.stderr).toBe(7);
+  const calls = readFileSync(log, 'utf8').trim().split('\n');
+  expect(calls.filter((c) => c.includes('--once'))).toHaveLength(3);
+  expect(calls.slice(0, 3).every((c) => c.includes('--once') && c.includes('--on-change true'))).toBe(true);
+  const rest = calls.slice(3);
+  expect(rest.some((c) => c.startsWith('/lib-under-test/refresh.mjs') && c.includes('--port 8788'))).toBe(true);
+  expect(rest.some((c) => c.startsWith('/lib-under-test/gateway-proxy.mjs') && c.includes('--audience gateway:main'))).toBe(true);
+  expect(rest).toContain('gateway');
+  // The stand-in agent and proxy were stopped when the gateway exited.
+  expect(execFileSync('bash', ['-c', `pgrep -f "[s]leep 30" | wc -l`]).toString().trim()).toBe('0');
+});
