@@ -11,6 +11,7 @@ import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
 import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
+import { issueBootstrapFile, sandboxOrRefuse } from './sandbox-ops.js';
 import { NO_STORE } from './token.js';
 
 /** A kid is an RFC 7638 SHA-256 thumbprint: 32 bytes, base64url without padding. */
@@ -53,22 +54,6 @@ function parseLimit(raw: string | undefined): number {
     throw new IssuerError('invalid_request', `limit must be a whole number from 1 to ${AUDIT_MAX_LIMIT}`);
   }
   return Number(raw);
-}
-
-type Vars = AppEnv['Variables'];
-
-/** A new bootstrap key for the sandbox: the previous one stops working at once. */
-async function issueBootstrapFile(v: Vars, id: string) {
-  await v.keyAuthority().registerSandbox(id);
-  const { privateJwk, kid } = await unwrap(v.sandboxAuthority(id).bootstrap(id, v.admin.subject));
-  log('info', 'admin_sandbox_bootstrap', { by: v.admin.subject, sandbox: id, kid });
-  return { client_id: id, issuer: v.config.issuer, token_endpoint: `${v.config.issuer}/oauth/token`, key: privateJwk };
-}
-
-function sandboxOrRefuse(v: Vars, id: string) {
-  const sb = v.sandboxApi?.(id);
-  if (!sb) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
-  return sb;
 }
 
 export const admin = new Hono<AppEnv>()

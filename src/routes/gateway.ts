@@ -10,6 +10,8 @@ import { verifyAccess } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
+import { ensureGateway, PORTS, type BootstrapFile, type SandboxApi } from '../sandbox/gateway.js';
+import { issueBootstrapFile } from './sandbox-ops.js';
 
 /** Paths the issuer owns: never forwarded, even when no issuer route matched. */
 const ISSUER_PREFIXES = ['/.well-known/', '/oauth/', '/api/admin/', '/api/admin'];
@@ -42,6 +44,19 @@ export function gatewayRequest(req: Request, base: string, token: string): Reque
   return new Request(url, { method: req.method, headers, body: req.body, redirect: 'manual' });
 }
 
+/**
+ * After the gateway is seen running, an isolate does not ask the sandbox again for this long:
+ * listing processes on every request would add a container round trip to each.
+ */
+export const GATEWAY_CHECK_INTERVAL_MS = 30_000;
+const checkedUntil = new WeakMap<object, number>();
+
+async function ensureRunning(env: object, sb: SandboxApi, config: Config, bootstrap: () => Promise<BootstrapFile>): Promise<void> {
+  if ((checkedUntil.get(env) ?? 0) > Date.now()) return;
+  await ensureGateway(sb, config, bootstrap);
+  checkedUntil.set(env, Date.now() + GATEWAY_CHECK_INTERVAL_MS);
+}
+
 export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const path = new URL(c.req.url).pathname;
   if (ISSUER_PREFIXES.some((p) => path === p || path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
@@ -50,11 +65,20 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const signer = await c.var.signingKey.get();
   const token = await c.var.userTokens.get(user, signer.kid);
   const upstream = config.gateway.upstream;
-  if (!upstream) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
-  // WebSocket upgrades pass through fetch: the runtime answers 101 with the upstream socket.
+  const sandbox = upstream ? undefined : c.var.sandboxApi?.(config.gateway.sandboxId);
+  if (!upstream && !sandbox) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
   try {
-    return await fetch(gatewayRequest(c.req.raw, upstream, token));
-  } catch {
+    if (upstream) {
+      // WebSocket upgrades pass through fetch: the runtime answers 101 with the upstream socket.
+      return await fetch(gatewayRequest(c.req.raw, upstream, token));
+    }
+    await ensureRunning(c.env, sandbox!, config, () => issueBootstrapFile(c.var, config.gateway.sandboxId, 'worker'));
+    // Into the container, to the verifying proxy; it forwards to the gateway on loopback.
+    const req = gatewayRequest(c.req.raw, `http://localhost:${PORTS.proxy}`, token);
+    const upgrade = (c.req.header('Upgrade') ?? '').toLowerCase() === 'websocket';
+    return await (upgrade ? sandbox!.wsConnect(req, PORTS.proxy) : sandbox!.containerFetch(req, PORTS.proxy));
+  } catch (e) {
+    if (e instanceof IssuerError) throw e;
     throw new IssuerError('bad_gateway', 'the gateway did not answer');
   }
 });

@@ -18,6 +18,7 @@ export interface SandboxApi {
   listProcesses(): Promise<{ id: string; command: string; status: string }[]>;
   killProcess(id: string): Promise<unknown>;
   containerFetch(request: Request, port: number): Promise<Response>;
+  wsConnect(request: Request, port: number): Promise<Response>;
 }
 
 /** Where things live in the container image (Dockerfile, container/start.sh). */

@@ -41,5 +41,6 @@ export function sandboxApi(env: Env, sandboxId: string): SandboxApi | undefined 
     listProcesses: async () => (await sb.listProcesses()).map((p) => ({ id: p.id, command: p.command, status: String(p.status) })),
     killProcess: (id) => sb.killProcess(id),
     containerFetch: (request, port) => sb.containerFetch(request, port),
+    wsConnect: (request, port) => sb.wsConnect(request, port),
   };
 }

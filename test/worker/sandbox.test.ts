@@ -48,9 +48,16 @@ class FakeSandbox implements SandboxApi {
     const p = this.processes.find((x) => x.id === id);
     if (p) p.status = 'killed';
   }
+  requests: Request[] = [];
   async containerFetch(request: Request, port: number) {
     this.calls.push({ op: 'containerFetch', arg: `${request.method} ${new URL(request.url).pathname}`, port });
+    this.requests.push(request);
     return new Response('{}', { status: 200 });
+  }
+  async wsConnect(request: Request, port: number) {
+    this.calls.push({ op: 'wsConnect', arg: new URL(request.url).pathname, port });
+    this.requests.push(request);
+    return new Response('upgrade stand-in', { status: 200 });
   }
 }
 
@@ -119,6 +126,25 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
       const res = await admin(createApp(), path);
       expect(res.status, path).toBe(503);
       expect(((await res.json()) as ErrorBody).error).toBe('gateway_unavailable');
+    }
+  });
+
+  it('the gateway path starts the gateway once, then goes through the container to the verifying proxy', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    const e = { ...env, DEV_USER: 'dev@example.com' } as Env;
+    for (const path of ['/a', '/b']) {
+      const res = await app.fetch(new Request(`${BASE}${path}?token=old`, { headers: { Authorization: 'Bearer from-client' } }), e, createExecutionContext());
+      expect(res.status).toBe(200);
+    }
+    const ws = await app.fetch(new Request(`${BASE}/ws`, { headers: { Upgrade: 'websocket' } }), e, createExecutionContext());
+    expect(ws.status).toBe(200);
+    expect(fake.calls.filter((c) => c.op === 'startProcess')).toHaveLength(1); // once, not per request
+    expect(fake.calls.filter((c) => c.op === 'containerFetch').map((c) => [c.arg, c.port])).toEqual([['GET /a', PORTS.proxy], ['GET /b', PORTS.proxy]]);
+    expect(fake.calls.filter((c) => c.op === 'wsConnect').map((c) => [c.arg, c.port])).toEqual([['/ws', PORTS.proxy]]);
+    for (const r of fake.requests) {
+      expect(r.url).not.toContain('token=');
+      expect(r.headers.get('Authorization')).toMatch(/^Bearer ey/);
     }
   });
 

@@ -1,0 +1,25 @@
+/**
+ * Operations on a sandbox that routes share: a new bootstrap file, and the sandbox itself (or a
+ * clear refusal where the Worker has no Sandbox binding).
+ */
+import type { AppEnv } from '../app.js';
+import { IssuerError } from '../issuer/errors.js';
+import { unwrap } from '../issuer/result.js';
+import { log } from '../log.js';
+import type { BootstrapFile, SandboxApi } from '../sandbox/gateway.js';
+
+type Vars = AppEnv['Variables'];
+
+/** A new bootstrap key for the sandbox (DESIGN §4 bootstrap file): the previous one stops working at once. */
+export async function issueBootstrapFile(v: Vars, id: string, actor = v.admin?.subject ?? 'worker'): Promise<BootstrapFile> {
+  await v.keyAuthority().registerSandbox(id);
+  const { privateJwk, kid } = await unwrap(v.sandboxAuthority(id).bootstrap(id, actor));
+  log('info', 'sandbox_bootstrap', { by: actor, sandbox: id, kid });
+  return { client_id: id, issuer: v.config.issuer, token_endpoint: `${v.config.issuer}/oauth/token`, key: privateJwk as Record<string, unknown> };
+}
+
+export function sandboxOrRefuse(v: Vars, id: string): SandboxApi {
+  const sb = v.sandboxApi?.(id);
+  if (!sb) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
+  return sb;
+}
