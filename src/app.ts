@@ -14,7 +14,7 @@ import { createSigningKeyCache, type SigningKeyCache } from './issuer/signing-ke
 import { mintAccessToken } from './issuer/tokens.js';
 import { createUserTokenCache, type UserTokenCache } from './issuer/user-tokens.js';
 import { log } from './log.js';
-import { pushOnSecretChange, type SecretsMemo } from './issuer/push.js';
+import { pushOnSecretChange } from './issuer/push.js';
 import { pushRefresh, type SandboxApi } from './sandbox/gateway.js';
 import { admin } from './routes/admin.js';
 import { gateway } from './routes/gateway.js';
@@ -55,7 +55,9 @@ export function createApp(options: AppOptions = {}) {
   // Isolate caches, one set per env object (i.e. per isolate and deployment).
   const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache }>();
   const app = new Hono<AppEnv>();
-  const secretsMemo: SecretsMemo = {};
+  // Configs whose secrets fingerprint this isolate has checked: the hash and the Durable Object
+  // call run once per deployment, not per request.
+  const pushChecked = new WeakSet<Config>();
   const sandboxOf = options.sandbox;
   const pushTo =
     options.push ??
@@ -102,10 +104,11 @@ export function createApp(options: AppOptions = {}) {
       c.set('containerMatches', (id) => typeof containerId === 'string' && containerId === containerIdOf(c.env, id));
     }
     if (sandboxOf) c.set('sandboxApi', (id) => sandboxOf(c.env, id));
-    if (pushTo) {
+    if (pushTo && !pushChecked.has(c.var.config)) {
+      pushChecked.add(c.var.config);
       const push = pushTo;
       const env = c.env;
-      waitUntil(c, pushOnSecretChange(secretsMemo, c.var.config, {
+      waitUntil(c, pushOnSecretChange(c.var.config, {
         record: (fp) => keyAuthority().recordSecretsFingerprint(fp),
         sandboxes: () => keyAuthority().sandboxes(),
         push: (id) => push(env, id),

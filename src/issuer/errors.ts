@@ -106,7 +106,7 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   if (err.code === 'configuration_error' || err.code === 'kek_mismatch' || err.code === 'kek_missing') {
     return { status, body: { error: err.code, error_description: 'configuration error' }, headers };
   }
-  if (status >= 500 && err.code !== 'gateway_unavailable' && err.code !== 'bad_gateway') {
+  if (err.code === 'internal_error') {
     return { status, body: { error: 'internal_error', error_description: 'internal error' }, headers };
   }
   if (err.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="admin"';

@@ -18,6 +18,7 @@ import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } f
 import {
   activeKey,
   advance,
+  earliestRotation,
   generateKey,
   initialKeySet,
   nextWakeUp,
@@ -201,13 +202,13 @@ export class KeyAuthority extends DurableObject<Env> {
 
   private listing(set: KeySet): KeyListing {
     const t = loadConfig(this.env).timing;
-    const next = set.keys.find((k) => k.state === 'next');
+    const earliest = earliestRotation(set, t);
     return {
       keys: toView(set),
       schedule: {
         rotation_period_seconds: t.rotationPeriod,
         next_rotation_at: new Date(set.rotateAt).toISOString(),
-        earliest_manual_rotation_at: new Date(next ? next.createdAt + (t.jwksMaxAge + t.clockSkew) * 1000 : set.rotateAt).toISOString(),
+        earliest_manual_rotation_at: new Date(Number.isFinite(earliest) ? earliest : set.rotateAt).toISOString(),
       },
     };
   }

@@ -1,16 +1,12 @@
 /**
  * Push on secret rotation (DESIGN §3 "Secret rotation"): after `wrangler secret put`, the Worker's
  * first request notices a new fingerprint of the delivered secrets, and exactly one isolate (the
- * key authority decides, compare-and-set) asks every sandbox's agent to refresh now. Each isolate
- * checks a fingerprint once, so this costs nothing per request after the first.
+ * key authority decides, compare-and-set) asks every sandbox's agent to refresh now. The caller
+ * runs it once per parsed config (one per deployment and isolate), so it costs nothing per request.
  */
 import type { Config } from '../config.js';
 import { log } from '../log.js';
 import { secretsFingerprint } from './credentials.js';
-
-export interface SecretsMemo {
-  checked?: string;
-}
 
 export interface PushDeps {
   /** Records the fingerprint; `changed` is true for exactly one caller per new value. */
@@ -19,10 +15,8 @@ export interface PushDeps {
   push: (sandboxId: string) => Promise<void>;
 }
 
-export async function pushOnSecretChange(memo: SecretsMemo, config: Config, deps: PushDeps): Promise<void> {
+export async function pushOnSecretChange(config: Config, deps: PushDeps): Promise<void> {
   const fingerprint = await secretsFingerprint(config.credentials);
-  if (memo.checked === fingerprint) return;
-  memo.checked = fingerprint;
   const { changed } = await deps.record(fingerprint);
   if (!changed) return;
   const ids = await deps.sandboxes();

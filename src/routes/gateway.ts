@@ -14,7 +14,7 @@ import { ensureGateway, PORTS, type BootstrapFile, type SandboxApi } from '../sa
 import { issueBootstrapFile } from './sandbox-ops.js';
 
 /** Paths the issuer owns: never forwarded, even when no issuer route matched. */
-const ISSUER_PREFIXES = ['/.well-known/', '/oauth/', '/api/admin/', '/api/admin'];
+const ISSUER_PREFIXES = ['/.well-known/', '/oauth/', '/api/admin'];
 
 /** Who is asking: the Access user when Access is configured, else DEV_USER, else nobody (401). */
 export async function gatewayUser(req: Request, config: Config): Promise<string> {
@@ -59,7 +59,7 @@ async function ensureRunning(env: object, sb: SandboxApi, config: Config, bootst
 
 export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const path = new URL(c.req.url).pathname;
-  if (ISSUER_PREFIXES.some((p) => path === p || path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
+  if (ISSUER_PREFIXES.some((p) => path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
   const { config } = c.var;
   const user = await gatewayUser(c.req.raw, config);
   const signer = await c.var.signingKey.get();
