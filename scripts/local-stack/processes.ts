@@ -1,0 +1,91 @@
+/**
+ * The stack's child processes. Each runs in a process group of its own (detached), so stopping
+ * one stops everything it started too: wrangler's workerd, a shell's children. Their output goes
+ * to a log file each; the terminal keeps a short status.
+ *
+ * A synchronous exit hook SIGKILLs every group still alive, so even a crash of the stack script
+ * leaves no orphan behind (only a SIGKILL of the script itself can).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** How long a child gets to stop on its own before its group is killed. */
+export const STOP_GRACE_MS = 8_000;
+const POLL_MS = 100;
+/** After SIGKILL, how long to wait for the group to disappear. */
+const KILL_WAIT_MS = 2_000;
+/** Lines of a child's log shown when it fails. */
+const TAIL_LINES = 20;
+
+export interface Child {
+  name: string;
+  pid: number;
+  logFile: string;
+  process: ChildProcess;
+  /** Resolves with a description of how it ended ("exit code 2", "signal SIGKILL"). */
+  exited: Promise<string>;
+  /** Last lines of its log, for an error message. */
+  tail(): string;
+}
+
+const live = new Set<Child>();
+
+process.on('exit', () => {
+  for (const c of live) killGroup(c.pid, 'SIGKILL');
+});
+
+function killGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is empty
+  }
+}
+
+export function startChild(name: string, command: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; logFile: string }): Child {
+  const fd = openSync(opts.logFile, 'w', 0o600);
+  const proc = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  const exited = new Promise<string>((resolve) => {
+    proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
+    proc.once('error', (e) => resolve(`could not start: ${e.message}`));
+  });
+  if (proc.pid === undefined) throw new Error(`${name}: could not start ${command}`);
+  const child: Child = {
+    name,
+    pid: proc.pid,
+    logFile: opts.logFile,
+    process: proc,
+    exited,
+    tail: () => {
+      try {
+        return readFileSync(opts.logFile, 'utf8').trimEnd().split('\n').slice(-TAIL_LINES).join('\n');
+      } catch {
+        return '';
+      }
+    },
+  };
+  live.add(child);
+  return child;
+}
+
+/**
+ * Stops the children in the order given: `signal` to each group, then waits until the group is
+ * empty (not just the leader: workerd outlives wrangler by a moment), SIGKILL after the grace.
+ */
+export async function stopChildren(children: Child[], signal: Record<string, NodeJS.Signals> = {}): Promise<void> {
+  for (const c of children) {
+    killGroup(c.pid, signal[c.name] ?? 'SIGTERM');
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while (killGroup(c.pid, 0) && Date.now() < deadline) await sleep(POLL_MS);
+    if (killGroup(c.pid, 'SIGKILL')) {
+      // Bounded: a killed process reparented to a PID 1 that does not reap stays a zombie.
+      const killDeadline = Date.now() + KILL_WAIT_MS;
+      while (killGroup(c.pid, 0) && Date.now() < killDeadline) await sleep(POLL_MS);
+    }
+    await c.exited;
+    live.delete(c);
+  }
+}
