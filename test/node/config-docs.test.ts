@@ -41,3 +41,14 @@ it('wrangler.toml gives every var its default, and keys.example names every opti
   const example = [...read('keys.example').matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]!);
   for (const o of options) expect(example, o).toContain(o);
 });
+
+it("CI runs the README's test command on its fresh clone, as written", () => {
+  // The other command, `npm ci && npm run dev`, is run as written by dev-stack.test.ts.
+  const blocks = [...read('README.md').matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.trim());
+  expect(blocks).toContain('npm ci && npm test');
+  const steps = read('.ci/run')
+    .split('\n')
+    .filter((l) => /^npm /.test(l))
+    .map((l) => l.split(/\s+/).slice(0, 2).join(' '));
+  expect(steps).toEqual(['npm ci', 'npm test']);
+});
