@@ -1,7 +1,12 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { unstable_readConfig } from 'wrangler';
 import { defineConfig } from 'vitest/config';
 
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN, TEST_KEK } from './test/secrets.js';
+
+// The pool also loads a .dev.vars from the project root (the local stack writes one, with
+// DEV_USER and GATEWAY_UPSTREAM set): the tests run against wrangler.toml's own vars instead.
+const tomlVars = unstable_readConfig({ config: './wrangler.toml' }).vars as Record<string, string>;
 
 export default defineConfig({
   test: {
@@ -13,7 +18,7 @@ export default defineConfig({
           cloudflareTest({
             main: './src/index.ts',
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: { ADMIN_TOKEN: TEST_ADMIN_TOKEN, SIGNING_KEY_KEK: TEST_KEK, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN } },
+            miniflare: { bindings: { ...tomlVars, ADMIN_TOKEN: TEST_ADMIN_TOKEN, SIGNING_KEY_KEK: TEST_KEK, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN } },
           }),
         ],
         test: { name: 'worker', include: ['test/worker/**/*.test.ts'] },

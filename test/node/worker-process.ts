@@ -4,11 +4,21 @@
  * the wrangler process itself (through npx, workerd would be left running).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * An empty env file for `wrangler dev --env-file`: given one, wrangler does not load the
+ * project's .dev.vars, which the local stack writes (DEV_USER, GATEWAY_UPSTREAM, its own secrets).
+ */
+const EMPTY_ENV_FILE = join(tmpdir(), `issuer-test-${process.pid}.env`);
+writeFileSync(EMPTY_ENV_FILE, '');
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -33,7 +43,7 @@ export interface WorkerProcess {
 export async function startWorker(opts: { persistTo: string; vars?: Record<string, string>; port?: number; timeoutMs?: number }): Promise<WorkerProcess> {
   const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', opts.persistTo, '--show-interactive-dev-session=false', '--var', `ISSUER:${url}`];
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', opts.persistTo, '--show-interactive-dev-session=false', '--env-file', EMPTY_ENV_FILE, '--var', `ISSUER:${url}`];
   const vars = { ADMIN_TOKEN: TEST_ADMIN_TOKEN, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN, ...opts.vars };
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   const child = spawn(`${ROOT}node_modules/.bin/wrangler`, args, {
