@@ -100,7 +100,14 @@ export async function restartGateway(sb: SandboxApi, config: Config, bootstrap: 
 
 /** Asks the agent in the sandbox to refresh now (its POST /refresh, through the container). */
 export async function pushRefresh(sb: SandboxApi): Promise<void> {
-  const res = await sb.containerFetch(new Request(`http://localhost:${PORTS.agent}/refresh`, { method: 'POST' }), PORTS.agent);
+  let res: Response;
+  try {
+    res = await sb.containerFetch(new Request(`http://localhost:${PORTS.agent}/refresh`, { method: 'POST' }), PORTS.agent);
+  } catch {
+    // The SDK throws when the container is not running (or containers are off): a gateway
+    // problem to report, not an internal error.
+    throw new IssuerError('bad_gateway', 'the sandbox did not answer a refresh (is its container running?)');
+  }
   // 429: a refresh ran within the last second, which is what a push wants anyway.
   if (!res.ok && res.status !== 429) throw new IssuerError('bad_gateway', `the agent answered ${res.status} to a refresh`);
 }

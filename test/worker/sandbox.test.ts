@@ -129,6 +129,27 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     }
   });
 
+  it('with GATEWAY_UPSTREAM set, restart and refresh refuse (503) and never touch a declared Sandbox binding', async () => {
+    const fake = new FakeSandbox();
+    const e = { ...env, GATEWAY_UPSTREAM: 'http://127.0.0.1:8789' } as Env;
+    for (const path of ['/api/admin/gateway/restart', '/api/admin/sandboxes/main/refresh']) {
+      const res = await withSandbox(fake).fetch(new Request(`${BASE}${path}`, { method: 'POST', headers: adminHeaders() }), e, createExecutionContext());
+      expect(res.status, path).toBe(503);
+      expect(((await res.json()) as ErrorBody).error_description).toMatch(/GATEWAY_UPSTREAM is set/);
+    }
+    expect(fake.calls).toEqual([]);
+  });
+
+  it('a refresh to a container that does not answer is 502 bad_gateway, not a 500', async () => {
+    const fake = new FakeSandbox();
+    fake.containerFetch = async () => {
+      throw new Error('Containers have not been enabled for this Durable Object class.');
+    };
+    const res = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
+    expect(res.status).toBe(502);
+    expect(await res.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a refresh (is its container running?)' });
+  });
+
   it('the gateway path starts the gateway once, then goes through the container to the verifying proxy', async () => {
     const fake = new FakeSandbox();
     const app = withSandbox(fake);

@@ -1,0 +1,170 @@
+/**
+ * What each command does: one admin call (two for `status`), then the API's body for --json or
+ * a screen for people. Arguments are checked here before anything is sent.
+ */
+import { open, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditEvent, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
+import type { IssuerClient } from './client.js';
+import { CliError, EXIT, oneLine, usageError } from './errors.js';
+import { auditTable, keyTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
+import { inspectionLines, inspectToken } from './inspect.js';
+import type { GlobalOptions } from './options.js';
+
+/** The process around a command: output, terminal, stdin, clock and working directory. */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+  /** Whether stdout is a terminal. */
+  isTTY: boolean;
+  readStdin(): Promise<string>;
+  now(): number;
+  cwd: string;
+}
+
+export interface Context {
+  globals: GlobalOptions;
+  client: IssuerClient;
+  io: Io;
+}
+
+export type Flags = { force?: boolean; out?: string; sandbox?: string; limit?: string };
+
+function json(ctx: Context, value: unknown): void {
+  ctx.io.out(JSON.stringify(value, null, 2));
+}
+
+function sandboxArg(raw: string | undefined): string {
+  if (raw === undefined || !SANDBOX_ID.test(raw)) {
+    throw usageError('a sandbox id is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit');
+  }
+  return raw;
+}
+
+export async function status(ctx: Context): Promise<void> {
+  const [keys, list] = await Promise.all([
+    ctx.client.admin<KeyListing>('GET', '/keys'),
+    ctx.client.admin<{ sandboxes: SandboxStatus[] }>('GET', '/sandboxes'),
+  ]);
+  if (ctx.globals.json) return json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes });
+  for (const l of statusScreen(ctx.globals.issuerText, keys, list.sandboxes, ctx.io.now())) ctx.io.out(l);
+}
+
+function printListing(ctx: Context, listing: KeyListing, headline?: string): void {
+  if (ctx.globals.json) return json(ctx, listing);
+  const now = ctx.io.now();
+  if (headline) ctx.io.out(headline);
+  for (const l of keyTable(listing, now, { fullKid: true })) ctx.io.out(l);
+  ctx.io.out(`rotation: ${oneLine(scheduleLine(listing, now))}`);
+}
+
+export async function keysList(ctx: Context): Promise<void> {
+  printListing(ctx, await ctx.client.admin<KeyListing>('GET', '/keys'));
+}
+
+export async function keysRotate(ctx: Context, flags: Flags): Promise<void> {
+  const listing = await ctx.client.admin<KeyListing>('POST', `/keys/rotate?force=${flags.force === true}`);
+  const active = listing.keys.find((k) => k.state === 'active');
+  printListing(ctx, listing, `rotated${flags.force ? ' (forced)' : ''}: ${shortKid(active?.kid)} is now the active key`);
+}
+
+export async function keysRevoke(ctx: Context, kid: string | undefined): Promise<void> {
+  if (kid === undefined || !KID.test(kid)) throw usageError('a kid is 43 base64url characters; credctl keys list shows them');
+  const listing = await ctx.client.admin<KeyListing>('POST', `/keys/${kid}/revoke`);
+  printListing(ctx, listing, `revoked ${shortKid(kid)}: it has left the JWKS`);
+}
+
+export async function sandboxList(ctx: Context): Promise<void> {
+  const list = await ctx.client.admin<{ sandboxes: SandboxStatus[] }>('GET', '/sandboxes');
+  if (ctx.globals.json) return json(ctx, list);
+  for (const l of sandboxTable(list.sandboxes, ctx.io.now())) ctx.io.out(l);
+}
+
+export async function sandboxStatus(ctx: Context, id: string | undefined): Promise<void> {
+  const s = await ctx.client.admin<SandboxStatus>('GET', `/sandboxes/${sandboxArg(id)}`);
+  if (ctx.globals.json) return json(ctx, s);
+  for (const l of sandboxDetail(s, ctx.io.now())) ctx.io.out(l);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A new bootstrap file. It holds a private key, so it goes to a new file created 0600, or to a
+ * stdout that is not a terminal; both are checked before asking, because asking replaces the
+ * sandbox's previous key.
+ */
+export async function sandboxBootstrap(ctx: Context, id: string | undefined, flags: Flags): Promise<void> {
+  const sandbox = sandboxArg(id);
+  const out = flags.out;
+  if (out !== undefined) {
+    if (out.trim() === '') throw usageError('--out: must name a file');
+    if (await exists(resolve(ctx.io.cwd, out))) throw usageError(`${oneLine(out, 200)} exists: not overwritten (a bootstrap file holds a private key); choose a new path`);
+  } else if (ctx.io.isTTY) {
+    throw usageError('the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)');
+  }
+  const file = await ctx.client.admin<BootstrapFile>('POST', `/sandboxes/${sandbox}/bootstrap`);
+  const text = `${JSON.stringify(file, null, 2)}\n`;
+  if (out === undefined) {
+    ctx.io.out(text.trimEnd());
+    return;
+  }
+  const path = resolve(ctx.io.cwd, out);
+  try {
+    // `wx`: created here or not at all, so a file that appeared meanwhile is never replaced.
+    const fh = await open(path, 'wx', 0o600);
+    try {
+      await fh.writeFile(text);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw usageError(`cannot write ${oneLine(out, 200)} (${code}); the sandbox's new key was issued but not saved: run the command again with another --out`);
+  }
+  const kid = typeof file.key?.kid === 'string' ? file.key.kid : undefined;
+  if (ctx.globals.json) return json(ctx, { sandbox, kid, file: out });
+  ctx.io.out(`sandbox ${sandbox}: bootstrap key ${shortKid(kid)} written to ${oneLine(out, 200)} (mode 0600); the previous bootstrap key no longer works`);
+}
+
+export async function sandboxRevoke(ctx: Context, id: string | undefined): Promise<void> {
+  const s = await ctx.client.admin<SandboxStatus>('DELETE', `/sandboxes/${sandboxArg(id)}`);
+  if (ctx.globals.json) return json(ctx, s);
+  ctx.io.out(`sandbox ${oneLine(s.sandbox)} revoked: its bootstrap key and every refresh are refused until a new bootstrap`);
+}
+
+export async function sandboxRefresh(ctx: Context, id: string | undefined): Promise<void> {
+  const r = await ctx.client.admin<{ sandbox: string; refresh: string }>('POST', `/sandboxes/${sandboxArg(id)}/refresh`);
+  if (ctx.globals.json) return json(ctx, r);
+  ctx.io.out(`sandbox ${oneLine(r.sandbox)}: refresh ${oneLine(r.refresh)}`);
+}
+
+export async function audit(ctx: Context, flags: Flags): Promise<void> {
+  const q = new URLSearchParams();
+  if (flags.sandbox !== undefined) q.set('sandbox', sandboxArg(flags.sandbox));
+  if (flags.limit !== undefined) {
+    const n = /^\d{1,4}$/.test(flags.limit) ? Number(flags.limit) : NaN;
+    if (!(n >= 1 && n <= AUDIT_MAX_LIMIT)) throw usageError(`--limit: must be a whole number from 1 to ${AUDIT_MAX_LIMIT}`);
+    q.set('limit', String(n));
+  }
+  const qs = q.toString() ? `?${q}` : '';
+  const body = await ctx.client.admin<{ events: AuditEvent[] }>('GET', `/audit${qs}`);
+  if (ctx.globals.json) return json(ctx, body);
+  for (const l of auditTable(body.events)) ctx.io.out(l);
+}
+
+export async function tokenInspect(ctx: Context, arg: string | undefined): Promise<void> {
+  if (arg === undefined) throw usageError('token inspect needs the token, or - to read it from stdin');
+  const input = arg === '-' ? await ctx.io.readStdin() : arg;
+  const now = ctx.io.now();
+  const r = await inspectToken(input, ctx.client, now);
+  if (ctx.globals.json) json(ctx, r);
+  else for (const l of inspectionLines(r, ctx.globals.issuerText, now)) ctx.io.out(l);
+  if (!r.valid) throw new CliError(EXIT.invalid, `the token does not verify (${r.reason}: ${r.reason_description})`);
+}

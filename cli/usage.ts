@@ -1,0 +1,165 @@
+/**
+ * Help texts: the overall one (with the exit codes), one per group, one per command.
+ */
+
+export const GLOBAL_OPTIONS = `global options (anywhere on the line):
+  --issuer URL                 the issuer (ISSUER_URL; default http://127.0.0.1:8787)
+  --admin-token TOKEN          admin bearer token (ADMIN_TOKEN; prefer it: flags show in ps)
+  --access-client-id ID        Cloudflare Access service token id (CF_ACCESS_CLIENT_ID)
+  --access-client-secret S     Cloudflare Access service token secret (CF_ACCESS_CLIENT_SECRET)
+  --json                       machine-readable output (the API's JSON)
+  --timeout SECONDS            per request, default 10
+  -h, --help                   help; credctl <command> --help for one command
+  --version                    the version`;
+
+export const EXIT_CODES = `exit codes:
+  0  ok
+  1  the issuer answered with an error (its code and description are shown)
+  2  usage or bad input: unknown command or flag, missing argument, bad value, malformed token,
+     output file exists
+  3  not authorized: the issuer refused the credentials (401/403), or none are available
+  4  the issuer is unreachable (refused, DNS, timeout), or its answer is not the API's JSON
+  5  token inspect: the token does not verify (signature, unknown kid, expired, wrong issuer)`;
+
+export interface CommandHelp {
+  /** e.g. "keys rotate" */
+  name: string;
+  /** Arguments and command options as in the usage line. */
+  synopsis: string;
+  summary: string;
+  details: string;
+}
+
+export const COMMANDS: CommandHelp[] = [
+  {
+    name: 'status',
+    synopsis: '',
+    summary: 'signing keys on a timeline, the rotation schedule, sandboxes',
+    details: `One screen: the signing keys (state, age, when each signs, retires and leaves the JWKS) on a
+small timeline up to the next rotation, the rotation schedule, and every sandbox with its last
+refresh, token expiry, credentials version and whether it is revoked.
+--json: {"issuer", "keys": <GET /api/admin/keys>, "sandboxes": [<status>, ...]}`,
+  },
+  {
+    name: 'keys list',
+    synopsis: '',
+    summary: 'signing keys with their states and times, the schedule',
+    details: `Every signing key (next, active, retiring, and the last removed ones) with full kids.
+--json: the API's listing {"keys", "schedule"}.`,
+  },
+  {
+    name: 'keys rotate',
+    synopsis: '[--force]',
+    summary: 'rotate now: next becomes active, active retires',
+    details: `Refused (409 rotation_too_soon) while the next key has been published for less than
+JWKS_MAX_AGE + CLOCK_SKEW, since a verifier may not know it yet.
+  --force   rotate anyway (verifiers with an older JWKS refuse new tokens until they refetch)
+--json: the API's listing after the rotation.`,
+  },
+  {
+    name: 'keys revoke',
+    synopsis: '<kid>',
+    summary: 'remove a key from the JWKS now',
+    details: `The key leaves the JWKS at once: every token it signed stops verifying once verifiers refetch.
+A revoked active key is replaced by the next key. <kid> is the full kid (credctl keys list).
+--json: the API's listing after the revocation.`,
+  },
+  {
+    name: 'sandbox list',
+    synopsis: '',
+    summary: "every sandbox's status",
+    details: `--json: {"sandboxes": [<status>, ...]}`,
+  },
+  {
+    name: 'sandbox status',
+    synopsis: '<id>',
+    summary: "one sandbox's status",
+    details: `--json: the API's status {"sandbox", "exists", "revoked", ...}`,
+  },
+  {
+    name: 'sandbox bootstrap',
+    synopsis: '<id> [--out FILE]',
+    summary: 'a new bootstrap file (it holds a private key)',
+    details: `The sandbox's previous bootstrap key stops working at once. The file holds a private key:
+  --out FILE   write it to FILE, created with mode 0600; an existing file is never overwritten
+Without --out it is printed only when stdout is not a terminal:
+  credctl sandbox bootstrap main > boot.json
+--json (with --out): {"sandbox", "kid", "file"}.`,
+  },
+  {
+    name: 'sandbox revoke',
+    synopsis: '<id>',
+    summary: 'revoke: its key and refreshes fail until a new bootstrap',
+    details: `--json: the sandbox's status after the revocation.`,
+  },
+  {
+    name: 'sandbox refresh',
+    synopsis: '<id>',
+    summary: "ask the sandbox's agent to refresh now",
+    details: `A Worker without a Sandbox binding (the local stack) answers 503 gateway_unavailable.
+--json: {"sandbox", "refresh"}.`,
+  },
+  {
+    name: 'audit',
+    synopsis: '[--sandbox ID] [--limit N]',
+    summary: 'audit events, newest first',
+    details: `  --sandbox ID   one sandbox's events (default: deployment events and every sandbox's)
+  --limit N      at most N events, 1 to 500 (default 50)
+--json: the API's body {"events": [...]}.`,
+  },
+  {
+    name: 'token inspect',
+    synopsis: '<jwt|->',
+    summary: 'decode and verify a token (- reads stdin)',
+    details: `Verifies as a gateway would: EdDSA only, the kid in the issuer's JWKS, exp and nbf with 30 s
+of clock tolerance, iss equal to the issuer URL (the audience is shown, not checked). Shows the
+verdict, the kind of token, the kid (and its state when admin credentials are available), the
+times, the subject, audience, client id, scope and other claims. Never the token itself, nor the
+encrypted credentials it may carry. No admin credentials are needed.
+  credctl token inspect - < token
+--json: {"valid", "reason"?, "reason_description"?, "header", "claims", "kid_in_jwks", "kid_state"?}
+Exit code 5 when the token does not verify.`,
+  },
+];
+
+export const GROUPS = ['keys', 'sandbox', 'token'] as const;
+
+function line(c: CommandHelp): string {
+  const head = `${c.name}${c.synopsis ? ` ${c.synopsis}` : ''}`;
+  return `  ${head.padEnd(37)}${c.summary}`;
+}
+
+export function overallHelp(): string {
+  return `credctl: operate a credential issuer (signing keys, sandboxes, audit, tokens)
+
+usage: credctl <command> [options]
+
+commands:
+${COMMANDS.map(line).join('\n')}
+
+${GLOBAL_OPTIONS}
+
+With a loopback issuer and no ADMIN_TOKEN, the admin token is read from ./.dev.vars (npm run dev
+writes it there). Admin credentials are never sent over plain http to another machine.
+
+${EXIT_CODES}`;
+}
+
+export function groupHelp(group: string): string {
+  const cmds = COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+  return `usage: credctl ${group} <${cmds.map((c) => c.name.split(' ')[1]).join('|')}> [options]
+
+${cmds.map(line).join('\n')}
+
+credctl ${group} <command> --help for one command; credctl --help for global options and exit codes.`;
+}
+
+export function commandHelp(c: CommandHelp): string {
+  return `usage: credctl ${c.name}${c.synopsis ? ` ${c.synopsis}` : ''} [global options]
+
+${c.summary}.
+
+${c.details}
+
+credctl --help for global options and exit codes.`;
+}
