@@ -148,7 +148,7 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
 }
 
 async function stop(running: Running): Promise<void> {
-  // Front to back: proxy, agent, then the issuer (SIGINT is how wrangler dev stops cleanly).
+  // All at once; SIGINT is how wrangler dev stops cleanly (it stops its workerd), SIGTERM for the rest.
   await stopChildren(running.children, { issuer: 'SIGINT' });
   running.children = [];
   await new Promise<void>((resolve) => (running.gateway ? running.gateway.close(() => resolve()).closeAllConnections() : resolve()));

@@ -7,14 +7,12 @@
  * leaves no orphan behind (only a SIGKILL of the script itself can).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long a child gets to stop on its own before its group is killed. */
 export const STOP_GRACE_MS = 8_000;
 const POLL_MS = 100;
-/** After SIGKILL, how long to wait for the group to disappear. */
-const KILL_WAIT_MS = 2_000;
 /** Lines of a child's log shown when it fails. */
 const TAIL_LINES = 20;
 
@@ -72,20 +70,44 @@ export function startChild(name: string, command: string, args: string[], opts: 
 }
 
 /**
- * Stops the children in the order given: `signal` to each group, then waits until the group is
- * empty (not just the leader: workerd outlives wrangler by a moment), SIGKILL after the grace.
+ * Whether any process of the group still runs. A zombie does not count: once wrangler exits, its
+ * workerd is reparented to PID 1, and a PID 1 that does not reap (some containers) leaves it a
+ * zombie forever; it holds no port and runs nothing. Linux reads /proc; elsewhere, kill(0).
+ */
+function groupRunning(pgid: number): boolean {
+  if (!existsSync('/proc/self/stat')) return killGroup(pgid, 0);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
+}
+
+async function stopOne(c: Child, signal: NodeJS.Signals): Promise<void> {
+  killGroup(c.pid, signal);
+  const deadline = Date.now() + STOP_GRACE_MS;
+  while (groupRunning(c.pid) && Date.now() < deadline) await sleep(POLL_MS);
+  if (groupRunning(c.pid)) {
+    killGroup(c.pid, 'SIGKILL');
+    while (groupRunning(c.pid)) await sleep(POLL_MS);
+  }
+  await c.exited;
+  live.delete(c);
+}
+
+/**
+ * Stops every child at once: `signal` (default SIGTERM) to each group, then waits until no
+ * process of the group runs (not just the leader: workerd outlives wrangler by a moment),
+ * SIGKILL after the grace.
  */
 export async function stopChildren(children: Child[], signal: Record<string, NodeJS.Signals> = {}): Promise<void> {
-  for (const c of children) {
-    killGroup(c.pid, signal[c.name] ?? 'SIGTERM');
-    const deadline = Date.now() + STOP_GRACE_MS;
-    while (killGroup(c.pid, 0) && Date.now() < deadline) await sleep(POLL_MS);
-    if (killGroup(c.pid, 'SIGKILL')) {
-      // Bounded: a killed process reparented to a PID 1 that does not reap stays a zombie.
-      const killDeadline = Date.now() + KILL_WAIT_MS;
-      while (killGroup(c.pid, 0) && Date.now() < killDeadline) await sleep(POLL_MS);
-    }
-    await c.exited;
-    live.delete(c);
-  }
+  await Promise.all(children.map((c) => stopOne(c, signal[c.name] ?? 'SIGTERM')));
 }
