@@ -210,9 +210,9 @@ export function auditTable(events: AuditEvent[]): string[] {
   if (events.length === 0) return ['  (no events)'];
   const rows = events.map((e) => {
     const t = Date.parse(e.at);
-    return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, e.code ?? '-', shortKid(e.kid), e.actor ?? '-'];
+    return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, e.code ?? '-', shortKid(e.kid), e.cred_ver ?? '-', e.actor ?? '-'];
   });
-  return table(['TIME', 'SANDBOX', 'EVENT', 'OUTCOME', 'CODE', 'KID', 'ACTOR'], rows, '');
+  return table(['TIME', 'SANDBOX', 'EVENT', 'OUTCOME', 'CODE', 'KID', 'CREDENTIALS', 'ACTOR'], rows, '');
 }
 
 /** The `status` screen. */

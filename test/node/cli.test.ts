@@ -282,7 +282,7 @@ describe('against the issuer', () => {
   it('audit: a table, and the API body with --json, --sandbox and --limit', async () => {
     const human = await cli(['audit']);
     expect(human.code).toBe(0);
-    expect(human.stdout.split('\n')[0]).toMatch(/^TIME +SANDBOX +EVENT +OUTCOME +CODE +KID +ACTOR$/);
+    expect(human.stdout.split('\n')[0]).toMatch(/^TIME +SANDBOX +EVENT +OUTCOME +CODE +KID +CREDENTIALS +ACTOR$/);
     expect(human.stdout).toMatch(/^\S+Z +cli-a +token_issued +ok +- +\S{12} +-$/m);
     expect(human.stdout).toMatch(/^\S+Z +cli-a +bootstrap +ok +- +\S{12} +admin-token$/m);
 
