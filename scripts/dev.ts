@@ -30,6 +30,8 @@ const ISSUER_START_MS = 120_000;
 /** The agent's first token, the proxy's first JWKS fetch. */
 const COMPONENT_START_MS = 30_000;
 const TOKEN_NAME = 'GATEWAY_TOKEN';
+/** keys.example's DEV_USER. */
+const DEFAULT_DEV_USER = 'dev@localhost';
 /** A signal this soon after the first is the same Ctrl-C, relayed by npm. */
 const REPEAT_SIGNAL_MS = 1_000;
 
@@ -101,6 +103,8 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
   const adminToken = vars.ADMIN_TOKEN ?? '';
   if (adminToken === '') throw new StackError('.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)');
   const sandbox = vars.SANDBOX_ID || 'main';
+  // A .dev.vars from before DEV_USER existed (or with it emptied) would leave the chain without a user.
+  const devUser = vars.DEV_USER || DEFAULT_DEV_USER;
 
   const dir = `${ROOT}${STATE_DIR}`;
   mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
@@ -111,8 +115,11 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
   const worker = startChild(
     'issuer',
     `${ROOT}node_modules/.bin/wrangler`,
-    // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says.
-    ['dev', '--ip', HOST, '--port', String(ports.issuer), '--show-interactive-dev-session=false', '--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`],
+    // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says; the chain needs a DEV_USER.
+    [
+      ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--show-interactive-dev-session=false'],
+      ...['--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`, '--var', `DEV_USER:${devUser}`],
+    ],
     { cwd: ROOT, env, logFile: `${dir}/logs/issuer.log` },
   );
   running.children.push(worker);
@@ -196,7 +203,8 @@ async function main(): Promise<number> {
     await stopOnce();
     if (e instanceof StackError) {
       console.error(`dev: ${e.message}`);
-      if (e.detail) console.error(e.detail.replace(/^/gm, '  | '));
+      const detail = typeof e.detail === 'function' ? e.detail() : e.detail;
+      if (detail) console.error(detail.replace(/^/gm, '  | '));
       return 1;
     }
     throw e;

@@ -3,8 +3,11 @@ export class StackError extends Error {
   override name = 'StackError';
   constructor(
     message: string,
-    /** Log lines that explain it (a child's last output), printed under the message. */
-    readonly detail?: string,
+    /**
+     * Log lines that explain it (a child's last output), printed under the message. A function is
+     * read after the stack has stopped, when the child has flushed its last lines.
+     */
+    readonly detail?: string | (() => string),
   ) {
     super(message);
   }

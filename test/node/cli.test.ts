@@ -283,8 +283,8 @@ describe('against the issuer', () => {
     const human = await cli(['audit']);
     expect(human.code).toBe(0);
     expect(human.stdout.split('\n')[0]).toMatch(/^TIME +SANDBOX +EVENT +OUTCOME +CODE +KID +CREDENTIALS +ACTOR$/);
-    expect(human.stdout).toMatch(/^\S+Z +cli-a +token_issued +ok +- +\S{12} +-$/m);
-    expect(human.stdout).toMatch(/^\S+Z +cli-a +bootstrap +ok +- +\S{12} +admin-token$/m);
+    expect(human.stdout).toMatch(/^\S+Z +cli-a +token_issued +ok +- +\S{12} +\S+ +-$/m);
+    expect(human.stdout).toMatch(/^\S+Z +cli-a +bootstrap +ok +- +\S{12} +- +admin-token$/m);
 
     const asJson = await cli(['audit', '--json', '--sandbox', 'cli-a', '--limit', '2']);
     expect(asJson.code).toBe(0);

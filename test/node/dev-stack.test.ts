@@ -190,6 +190,36 @@ describe('what npm run dev refuses', () => {
     expect(existsSync(join(copy, '.dev.vars')) ? readFileSync(join(copy, '.dev.vars'), 'utf8') : undefined).toBe(devVarsBefore);
   }, 90_000);
 
+  it('a broken .dev.vars stops it at once with a line saying so, and nothing is left running', async () => {
+    const file = join(copy, '.dev.vars');
+    const original = readFileSync(file, 'utf8');
+    let base = 0;
+    for (let i = 0; i < 20 && !base; i++) {
+      const p = await freePort();
+      if (p <= 65532 && (await Promise.all([1, 2, 3].map((d) => portFree(p + d)))).every(Boolean)) base = p;
+    }
+    try {
+      // config.ts wants 32 characters at least: every request would be a 500 configuration error.
+      writeFileSync(file, original.replace(/^ADMIN_TOKEN=.*$/m, 'ADMIN_TOKEN=too-short'));
+      const started = Date.now();
+      const err = await run(`npm run --silent dev -- --base-port ${base}`, { cwd: copy, timeout: 90_000 }).then(
+        () => undefined,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err?.code).toBe(1);
+      expect(err!.stderr.split('\n')[0]).toBe(
+        `dev: the issuer answers HTTP 500 at http://127.0.0.1:${base}/.well-known/jwks.json: its configuration is invalid (the log names the option and the rule; check .dev.vars)`,
+      );
+      expect(err!.stderr).toMatch(/"option":"ADMIN_TOKEN"/); // the log tail under it
+      expect(err!.stderr).not.toContain('too-short');
+      expect(Date.now() - started).toBeLessThan(60_000); // not the 120 s start timeout
+      expect(processes().filter((p) => p.state !== 'Z' && p.cmd.includes(copy)).map((p) => p.cmd)).toEqual([]);
+      for (const d of [0, 1, 2, 3]) expect(await portFree(base + d)).toBe(true);
+    } finally {
+      writeFileSync(file, original);
+    }
+  }, 120_000);
+
   it('an existing .dev.vars is never overwritten', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'issuer-devvars-'));
     try {
