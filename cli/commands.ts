@@ -145,6 +145,12 @@ export async function sandboxRefresh(ctx: Context, id: string | undefined): Prom
   ctx.io.out(`sandbox ${oneLine(r.sandbox)}: refresh ${oneLine(r.refresh)}`);
 }
 
+export async function gatewayRestart(ctx: Context): Promise<void> {
+  const r = await ctx.client.admin<{ sandbox: string; started: boolean }>('POST', '/gateway/restart');
+  if (ctx.globals.json) return json(ctx, r);
+  ctx.io.out(`sandbox ${oneLine(r.sandbox)}: gateway ${r.started ? 'restarted with a new bootstrap key (the previous key is refused from now on)' : 'already running'}`);
+}
+
 export async function audit(ctx: Context, flags: Flags): Promise<void> {
   const q = new URLSearchParams();
   if (flags.sandbox !== undefined) q.set('sandbox', sandboxArg(flags.sandbox));

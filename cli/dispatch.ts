@@ -47,6 +47,7 @@ const TABLE: Record<string, Command> = {
   'sandbox bootstrap': { args: 1, flags: ['out'], run: (c, a, f) => cmd.sandboxBootstrap(c, a[0], f) },
   'sandbox revoke': { args: 1, flags: [], run: (c, a) => cmd.sandboxRevoke(c, a[0]) },
   'sandbox refresh': { args: 1, flags: [], run: (c, a) => cmd.sandboxRefresh(c, a[0]) },
+  'gateway restart': { args: 0, flags: [], run: (c) => cmd.gatewayRestart(c) },
   audit: { args: 0, flags: ['sandbox', 'limit'], run: (c, _a, f) => cmd.audit(c, f) },
   'token inspect': { args: 1, flags: [], run: (c, a) => cmd.tokenInspect(c, a[0]) },
 };

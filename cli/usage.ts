@@ -96,8 +96,18 @@ Without --out it is printed only when stdout is not a terminal:
     name: 'sandbox refresh',
     synopsis: '<id>',
     summary: "ask the sandbox's agent to refresh now",
-    details: `A Worker without a Sandbox binding (the local stack) answers 503 gateway_unavailable.
+    details: `A Worker whose gateway is GATEWAY_UPSTREAM (the local stack) answers 503 gateway_unavailable;
+a container that does not answer, 502 bad_gateway.
 --json: {"sandbox", "refresh"}.`,
+  },
+  {
+    name: 'gateway restart',
+    synopsis: '',
+    summary: "restart the gateway in the Worker's sandbox with a new bootstrap key",
+    details: `Kills start.sh in the sandbox named by SANDBOX_ID and starts it again with a fresh bootstrap key;
+the previous key is refused at once. A Worker whose gateway is GATEWAY_UPSTREAM (the local stack)
+answers 503 gateway_unavailable; a container that does not answer, 502 bad_gateway.
+--json: {"sandbox", "started"}.`,
   },
   {
     name: 'audit',
@@ -122,7 +132,7 @@ Exit code 5 when the token does not verify.`,
   },
 ];
 
-export const GROUPS = ['keys', 'sandbox', 'token'] as const;
+export const GROUPS = ['keys', 'sandbox', 'gateway', 'token'] as const;
 
 function line(c: CommandHelp): string {
   const head = `${c.name}${c.synopsis ? ` ${c.synopsis}` : ''}`;

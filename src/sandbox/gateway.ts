@@ -92,22 +92,31 @@ export async function ensureGateway(sb: SandboxApi, config: Config, bootstrap: (
   return { started: true };
 }
 
+/**
+ * Runs `op` against the sandbox. The SDK throws plain errors when the container cannot be reached
+ * (not running, failed to start, containers off): that is a gateway problem to report (502), not
+ * an internal error. The issuer's own refusals pass through.
+ */
+async function inSandbox<T>(what: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    if (e instanceof IssuerError) throw e;
+    throw new IssuerError('bad_gateway', `the sandbox did not answer ${what} (is its container running?)`);
+  }
+}
+
 /** Stops the gateway and starts it with a new bootstrap key; the old key stops working at once. */
 export async function restartGateway(sb: SandboxApi, config: Config, bootstrap: () => Promise<BootstrapFile>): Promise<{ started: boolean }> {
-  for (const p of await sb.listProcesses()) if (isGateway(p)) await sb.killProcess(p.id);
-  return ensureGateway(sb, config, bootstrap);
+  return inSandbox('a restart', async () => {
+    for (const p of await sb.listProcesses()) if (isGateway(p)) await sb.killProcess(p.id);
+    return ensureGateway(sb, config, bootstrap);
+  });
 }
 
 /** Asks the agent in the sandbox to refresh now (its POST /refresh, through the container). */
 export async function pushRefresh(sb: SandboxApi): Promise<void> {
-  let res: Response;
-  try {
-    res = await sb.containerFetch(new Request(`http://localhost:${PORTS.agent}/refresh`, { method: 'POST' }), PORTS.agent);
-  } catch {
-    // The SDK throws when the container is not running (or containers are off): a gateway
-    // problem to report, not an internal error.
-    throw new IssuerError('bad_gateway', 'the sandbox did not answer a refresh (is its container running?)');
-  }
+  const res = await inSandbox('a refresh', () => sb.containerFetch(new Request(`http://localhost:${PORTS.agent}/refresh`, { method: 'POST' }), PORTS.agent));
   // 429: a refresh ran within the last second, which is what a push wants anyway.
   if (!res.ok && res.status !== 429) throw new IssuerError('bad_gateway', `the agent answered ${res.status} to a refresh`);
 }

@@ -104,7 +104,7 @@ describe('usage', () => {
 
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const c of ['status', 'keys list', 'keys rotate', 'keys revoke', 'sandbox bootstrap', 'sandbox revoke', 'sandbox refresh', 'audit', 'token inspect']) expect(help.stdout).toContain(c);
+    for (const c of ['status', 'keys list', 'keys rotate', 'keys revoke', 'sandbox bootstrap', 'sandbox revoke', 'sandbox refresh', 'gateway restart', 'audit', 'token inspect']) expect(help.stdout).toContain(c);
     for (const line of [/^ {2}0 {2}ok$/m, /^ {2}1 {2}the issuer answered with an error/m, /^ {2}2 {2}usage or bad input/m, /^ {2}3 {2}not authorized/m, /^ {2}4 {2}the issuer is unreachable/m, /^ {2}5 {2}token inspect/m]) {
       expect(help.stdout).toMatch(line);
     }
@@ -331,7 +331,7 @@ describe('against the issuer', () => {
     expect(human2.stdout.split('\n')[0]).toMatch(/^rotated \(forced\): \S{12} is now the active key$/);
   });
 
-  it('sandbox list, status, refresh and revoke', async () => {
+  it('sandbox list, status, refresh and revoke; gateway restart', async () => {
     const list = await cli(['sandbox', 'list', '--json']);
     expect(list.code).toBe(0);
     expect((JSON.parse(list.stdout) as { sandboxes: { sandbox: string }[] }).sandboxes.map((s) => s.sandbox)).toContain('cli-a');
@@ -343,6 +343,7 @@ describe('against the issuer', () => {
 
     // wrangler dev runs without containers: the Sandbox binding exists, its container never answers.
     failsWith(await cli(['sandbox', 'refresh', 'cli-a']), 1, /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a refresh \(is its container running\?\)$/);
+    failsWith(await cli(['gateway', 'restart']), 1, /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a restart \(is its container running\?\)$/);
 
     const revoke = await cli(['sandbox', 'revoke', 'cli-a']);
     expect(revoke).toMatchObject({ code: 0, stdout: 'sandbox cli-a revoked: its bootstrap key and every refresh are refused until a new bootstrap\n' });

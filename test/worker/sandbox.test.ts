@@ -140,14 +140,19 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     expect(fake.calls).toEqual([]);
   });
 
-  it('a refresh to a container that does not answer is 502 bad_gateway, not a 500', async () => {
+  it('a refresh or restart of a container that does not answer is 502 bad_gateway, not a 500', async () => {
     const fake = new FakeSandbox();
-    fake.containerFetch = async () => {
+    const down = async () => {
       throw new Error('Containers have not been enabled for this Durable Object class.');
     };
-    const res = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
-    expect(res.status).toBe(502);
-    expect(await res.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a refresh (is its container running?)' });
+    fake.containerFetch = down;
+    fake.listProcesses = down;
+    const refresh = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
+    expect(refresh.status).toBe(502);
+    expect(await refresh.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a refresh (is its container running?)' });
+    const restart = await admin(withSandbox(fake), '/api/admin/gateway/restart');
+    expect(restart.status).toBe(502);
+    expect(await restart.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a restart (is its container running?)' });
   });
 
   it('the gateway path starts the gateway once, then goes through the container to the verifying proxy', async () => {
