@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { NODE_BUNDLE } from './bundle-options.mjs';
 
 // esbuild is a dev dependency: an install without them (npm ci --omit=dev) skips the CLI build
 // instead of failing the whole install. Any other failure fails.
@@ -25,13 +26,7 @@ const { version } = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
 await build({
   entryPoints: { credctl: `${root}cli/main.ts` },
   outdir,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outExtension: { '.js': '.mjs' },
-  legalComments: 'none',
+  ...NODE_BUNDLE,
   define: { CREDCTL_VERSION: JSON.stringify(version) },
-  logLevel: 'warning',
 });
 console.log(`${values.outdir ? outdir : 'dist/cli'}/credctl.mjs`);

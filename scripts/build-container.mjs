@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
+import { NODE_BUNDLE } from './bundle-options.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { outdir: { type: 'string' } } });
@@ -15,15 +16,9 @@ const entries = ['refresh', 'gateway-proxy'].filter((n) => existsSync(`${root}co
 await build({
   entryPoints: entries.map((n) => `${root}container/${n}.ts`),
   outdir,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outExtension: { '.js': '.mjs' },
-  legalComments: 'none',
+  ...NODE_BUNDLE,
   // undici (the proxy's upstream client) is CommonJS and require()s Node built-ins: give the ESM
   // bundle a real require, or esbuild's shim throws "Dynamic require ... is not supported".
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  logLevel: 'warning',
 });
 for (const n of entries) console.log(`${values.outdir ? outdir : 'dist/container'}/${n}.mjs`);
