@@ -48,8 +48,20 @@ esac
     EXPECTED_AUDIENCE: 'gateway:main',
     UPSTREAM_URL: 'http://127.0.0.1:18789',
     ON_CHANGE: 'true',
-    GATEWAY_COMMAND: `bash -c "echo gateway >> ${log}; sleep 1; exit 7"`,
+    GATEWAY_COMMAND: join(dir, 'gateway'),
   };
+  // The stand-in gateway exits (7) once the backgrounded agent and proxy have started, i.e. both
+  // logged a line with --port (at most 10 s), so the order is certain even under load.
+  // /bin/sleep: the PATH stub below returns at once.
+  writeFileSync(
+    join(dir, 'gateway'),
+    `#!/usr/bin/env bash
+echo gateway >> ${log}
+for _ in $(seq 200); do [ "$(grep -c -- --port ${log})" -ge 2 ] && break; /bin/sleep 0.05; done
+exit 7
+`,
+  );
+  chmodSync(join(dir, 'gateway'), 0o755);
   // sleep 2 between --once tries is the script's own; stub it out through PATH for speed.
   writeFileSync(join(dir, 'sleep'), '#!/usr/bin/env bash\n[ "$1" = 30 ] && exec /bin/sleep 30; exit 0\n');
   chmodSync(join(dir, 'sleep'), 0o755);
