@@ -135,7 +135,10 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
   const node = (script: string) => [process.execPath, ['--import', './scripts/register-ts.mjs', script]] as const;
   const [nodeBin, agentPre] = node('container/refresh.ts');
   say(`starting the agent for sandbox "${sandbox}" ...`);
-  const agent = startChild('agent', nodeBin, [...agentPre, '--bootstrap-key', bootFile, '--dir', agentDir, '--host', HOST, '--port', String(ports.agent)], {
+  // Every flag explicit: a flag wins over its environment twin, and a shell that exports
+  // ISSUER_URL for credctl (perhaps a deployed issuer) must not redirect the local agent.
+  const agentArgs = ['--bootstrap-key', bootFile, '--dir', agentDir, '--issuer', issuer, '--host', HOST, '--port', String(ports.agent)];
+  const agent = startChild('agent', nodeBin, [...agentPre, ...agentArgs], {
     cwd: ROOT,
     env,
     logFile: `${dir}/logs/agent.log`,
@@ -198,7 +201,7 @@ async function main(): Promise<number> {
       await stopOnce();
       return 0;
     }
-    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT }));
+    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined }));
   } catch (e) {
     await stopOnce();
     if (e instanceof StackError) {

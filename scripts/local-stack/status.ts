@@ -11,12 +11,16 @@ export interface StatusInput {
   stateDir: string;
   host: string;
   defaultBase: number;
+  /** The shell's ISSUER_URL, which credctl would otherwise follow. */
+  issuerUrlEnv?: string;
 }
 
 export function statusText(s: StatusInput): string {
   const url = (port: number) => `http://${s.host}:${port}`;
   const issuer = url(s.ports.issuer);
-  const cli = s.ports.issuer === s.defaultBase ? 'npx credctl' : `npx credctl --issuer ${issuer}`;
+  // credctl defaults to the default local issuer, unless the shell's ISSUER_URL points elsewhere.
+  const defaultTarget = s.ports.issuer === s.defaultBase && (s.issuerUrlEnv === undefined || s.issuerUrlEnv.replace(/\/+$/, '') === issuer);
+  const cli = defaultTarget ? 'npx credctl' : `npx credctl --issuer ${issuer}`;
   return `
 Local stack is up (Ctrl-C stops everything):
 

@@ -124,14 +124,16 @@ describe('npm run dev on a fresh copy', () => {
       cwd: copy,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CI: 'true', npm_config_audit: 'false', npm_config_fund: 'false' },
+      // ISSUER_URL as an operator's shell may export it for credctl: the stack must not follow it.
+      env: { ...process.env, CI: 'true', npm_config_audit: 'false', npm_config_fund: 'false', ISSUER_URL: 'https://issuer.example.invalid' },
     });
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
 
     const [, curl] = await waitForOutput(child, () => out, /^ {2}(curl -s http:\/\/127\.0\.0\.1:8787\/\S*)$/m, 180_000);
     expect(out).toContain('Local stack is up');
-    expect(out).toMatch(/npx credctl status/);
+    // The shell's ISSUER_URL points elsewhere, so the CLI hints name the local issuer.
+    expect(out).toMatch(/^ {2}npx credctl --issuer http:\/\/127\.0\.0\.1:8787 status /m);
     // First run of a clone: .dev.vars written with fresh secrets, none of keys.example's placeholders.
     const vars = readFileSync(join(copy, '.dev.vars'), 'utf8');
     expect(vars).toMatch(/^ADMIN_TOKEN=[A-Za-z0-9_-]{43}$/m);
