@@ -59,14 +59,6 @@ export function createApp(options: AppOptions = {}) {
   // call run once per deployment, not per request.
   const pushChecked = new WeakSet<Config>();
   const sandboxOf = options.sandbox;
-  const pushTo =
-    options.push ??
-    (sandboxOf
-      ? async (env: Env, id: string) => {
-          const sb = sandboxOf(env, id);
-          if (sb) await pushRefresh(sb);
-        }
-      : undefined);
 
   app.use('*', async (c, next) => {
     c.set('config', loadConfig(c.env));
@@ -103,15 +95,25 @@ export function createApp(options: AppOptions = {}) {
       // Fail closed: without the platform's container id, no sandbox matches.
       c.set('containerMatches', (id) => typeof containerId === 'string' && containerId === containerIdOf(c.env, id));
     }
-    if (sandboxOf) c.set('sandboxApi', (id) => sandboxOf(c.env, id));
-    if (pushTo && !pushChecked.has(c.var.config)) {
+    // The one place that decides whether sandboxes are reachable: with GATEWAY_UPSTREAM the gateway
+    // runs elsewhere, and a declared Sandbox binding runs nothing of this Worker's (the local stack).
+    const sandboxApi = sandboxOf && !c.var.config.gateway.upstream ? (id: string) => sandboxOf(c.env, id) : undefined;
+    if (sandboxApi) c.set('sandboxApi', sandboxApi);
+    const env = c.env;
+    const push = options.push
+      ? (id: string) => options.push!(env, id)
+      : sandboxApi
+        ? async (id: string) => {
+            const sb = sandboxApi(id);
+            if (sb) await pushRefresh(sb);
+          }
+        : undefined;
+    if (push && !pushChecked.has(c.var.config)) {
       pushChecked.add(c.var.config);
-      const push = pushTo;
-      const env = c.env;
       waitUntil(c, pushOnSecretChange(c.var.config, {
         record: (fp) => keyAuthority().recordSecretsFingerprint(fp),
         sandboxes: () => keyAuthority().sandboxes(),
-        push: (id) => push(env, id),
+        push,
       }));
     }
     await next();

@@ -65,7 +65,7 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const signer = await c.var.signingKey.get();
   const token = await c.var.userTokens.get(user, signer.kid);
   const upstream = config.gateway.upstream;
-  const sandbox = upstream ? undefined : c.var.sandboxApi?.(config.gateway.sandboxId);
+  const sandbox = c.var.sandboxApi?.(config.gateway.sandboxId);
   if (!upstream && !sandbox) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
   try {
     if (upstream) {

@@ -18,11 +18,9 @@ export async function issueBootstrapFile(v: Vars, id: string, actor = v.admin?.s
   return { client_id: id, issuer: v.config.issuer, token_endpoint: `${v.config.issuer}/oauth/token`, key: privateJwk as Record<string, unknown> };
 }
 
+/** The sandbox, where this Worker reaches one (app.ts decides: a Sandbox binding and no GATEWAY_UPSTREAM). */
 export function sandboxOrRefuse(v: Vars, id: string): SandboxApi {
-  // With GATEWAY_UPSTREAM the gateway runs elsewhere (the local stack, another host): a Sandbox
-  // binding may still be declared, but no container of this Worker runs it.
-  if (v.config.gateway.upstream) throw new IssuerError('gateway_unavailable', 'GATEWAY_UPSTREAM is set: the gateway runs elsewhere, not in a sandbox of this Worker');
   const sb = v.sandboxApi?.(id);
-  if (!sb) throw new IssuerError('gateway_unavailable', 'this Worker has no Sandbox binding: the gateway runs elsewhere (GATEWAY_UPSTREAM)');
+  if (!sb) throw new IssuerError('gateway_unavailable', 'no sandbox to reach: this Worker has no Sandbox binding, or GATEWAY_UPSTREAM sends its gateway traffic elsewhere');
   return sb;
 }

@@ -135,7 +135,7 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     for (const path of ['/api/admin/gateway/restart', '/api/admin/sandboxes/main/refresh']) {
       const res = await withSandbox(fake).fetch(new Request(`${BASE}${path}`, { method: 'POST', headers: adminHeaders() }), e, createExecutionContext());
       expect(res.status, path).toBe(503);
-      expect(((await res.json()) as ErrorBody).error_description).toMatch(/GATEWAY_UPSTREAM is set/);
+      expect(((await res.json()) as ErrorBody).error_description).toBe('no sandbox to reach: this Worker has no Sandbox binding, or GATEWAY_UPSTREAM sends its gateway traffic elsewhere');
     }
     expect(fake.calls).toEqual([]);
   });
@@ -183,5 +183,18 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     await app.fetch(new Request(`${BASE}/.well-known/jwks.json`), { ...env, MOLTBOT_GATEWAY_TOKEN: 'rotated-master-0123456789abcdef' } as Env, ctx);
     await waitOnExecutionContext(ctx);
     expect(fake.calls.filter((c) => c.op === 'containerFetch')).toEqual([{ op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent }]);
+  });
+
+  it('with GATEWAY_UPSTREAM set, a secret change pushes into no sandbox (none runs there)', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    await admin(app, '/api/admin/gateway/restart'); // registers "main", records the first fingerprint
+    const calls = fake.calls.length;
+    const ctx = createExecutionContext();
+    const { waitOnExecutionContext } = await import('cloudflare:test');
+    const e = { ...env, GATEWAY_UPSTREAM: 'http://127.0.0.1:8789', MOLTBOT_GATEWAY_TOKEN: 'rotated-master-0123456789abcdef' } as Env;
+    expect((await app.fetch(new Request(`${BASE}/.well-known/jwks.json`), e, ctx)).status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    expect(fake.calls.slice(calls)).toEqual([]);
   });
 });
