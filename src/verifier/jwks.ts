@@ -14,6 +14,7 @@
  * imported CryptoKey per key). Only WebCrypto and `fetch`: runs in Node and in Workers.
  */
 import { createLocalJWKSet, type JWK } from 'jose';
+import { readBoundedText } from '../bounded-body.js';
 import { VerifierError } from './errors.js';
 
 export interface JwksOptions {
@@ -137,32 +138,6 @@ export function freshnessOf(headers: Headers, fallbackMs: number): number {
   return Math.max(0, maxAge - age) * 1000;
 }
 
-async function readBounded(res: Response, maxBytes: number): Promise<string> {
-  const declared = res.headers.get('content-length');
-  if (declared !== null && Number(declared) > maxBytes) throw new Error(`body over ${maxBytes} bytes`);
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw new Error(`body over ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.byteLength;
-  }
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(all);
-}
-
 /**
  * Keeps the Ed25519 signing keys of a JWKS document; anything else is reported and skipped, so
  * one odd key does not take the others down. A document that is not `{keys: [...]}` is an error.
@@ -266,7 +241,7 @@ export function createJwksCache(deps: {
       }
       let doc: unknown;
       try {
-        doc = JSON.parse(await readBounded(res, s.maxBytes));
+        doc = JSON.parse(await readBoundedText(res.body, res.headers.get('content-length'), s.maxBytes));
       } catch (e) {
         // SyntaxError messages quote the body; the log gets the kind of fault only.
         throw new Error(e instanceof SyntaxError ? 'not JSON' : (e as Error).message);
