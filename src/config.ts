@@ -5,7 +5,7 @@
  * Worker answers such a request with a 500 "configuration error" and logs which option.
  */
 import { z } from 'zod';
-import { SANDBOX_ID } from './issuer/assertion.js';
+import { SANDBOX_ID } from './admin-api.js';
 import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
 

@@ -7,6 +7,7 @@
  * the key to check against is only known after `iss` has been read.
  */
 import { IssuerError } from './errors.js';
+import { SANDBOX_ID } from '../admin-api.js';
 
 export type AssertionRule =
   | 'assertion_too_large'
@@ -50,11 +51,6 @@ export const ASSERTION_ALGS: readonly string[] = ['EdDSA', 'Ed25519'];
 /** Headers that would let the token choose its own key or extend the rules; `b64` changes what is signed. */
 const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64'];
 
-/**
- * Sandbox ids (and so client ids): lowercase letters, digits and hyphens, 1 to 63 characters,
- * starting with a letter or digit. A DNS label's shape: safe in URLs, paths, logs and names.
- */
-export const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export interface ParsedAssertion {
   header: Record<string, unknown>;

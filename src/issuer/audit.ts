@@ -7,25 +7,12 @@
  * below have no field that could carry one.
  */
 
+import { AUDIT_MAX_LIMIT, type AuditEvent } from '../admin-api.js';
+
 /** Per table. Oldest events are dropped past this: ~1,000 events is days of refreshes for one sandbox. */
 export const AUDIT_MAX_EVENTS = 1000;
 /** Trimming runs every this many inserts, so an insert stays one statement in the common case. */
 const TRIM_EVERY = 50;
-/** Most events one read returns. */
-export const AUDIT_MAX_LIMIT = 500;
-
-export interface AuditEvent {
-  at: string;
-  sandbox?: string;
-  event: string;
-  outcome: 'ok' | 'refused';
-  code?: string;
-  kid?: string;
-  jti?: string;
-  cred_ver?: string;
-  actor?: string;
-}
-
 export type AuditInput = Omit<AuditEvent, 'at'>;
 
 /** Inserts per table since its object started; trimming runs on every TRIM_EVERY-th. */

@@ -12,7 +12,8 @@ import { DurableObject } from 'cloudflare:workers';
 import type { JWK } from 'jose';
 import { loadConfig, SIGNING_KEY_CACHE_SECONDS, type Config, type Env } from '../config.js';
 import { log } from '../log.js';
-import { appendAudit, ensureAuditTable, readAudit, type AuditEvent, type AuditInput } from './audit.js';
+import type { AuditEvent, KeyListing } from '../admin-api.js';
+import { appendAudit, ensureAuditTable, readAudit, type AuditInput } from './audit.js';
 import { IssuerError } from './errors.js';
 import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } from './key-wrap.js';
 import {
@@ -29,7 +30,6 @@ import {
   toJwks,
   toView,
   type KeySet,
-  type KeyView,
   type PublicJwk,
 } from './keys.js';
 import { capture, type Result } from './result.js';
@@ -42,15 +42,6 @@ export interface PublishedKeys {
   keys: PublicJwk[];
   /** When the published set may next change on schedule (epoch ms). */
   changesAt: number;
-}
-
-export interface KeyListing {
-  keys: KeyView[];
-  schedule: {
-    rotation_period_seconds: number;
-    next_rotation_at: string;
-    earliest_manual_rotation_at: string;
-  };
 }
 
 export interface SigningKey {

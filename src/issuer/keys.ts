@@ -14,8 +14,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import { retentionSeconds, type Timing } from '../config.js';
 import { IssuerError } from './errors.js';
 import type { StoredPrivateKey } from './key-wrap.js';
-
-export type KeyState = 'next' | 'active' | 'retiring' | 'removed';
+import type { KeyState, KeyView } from '../admin-api.js';
 
 /** A key as published in the JWKS. */
 export interface PublicJwk {
@@ -231,18 +230,6 @@ export function toJwks(set: KeySet): { keys: PublicJwk[] } {
       .sort((a, b) => PUBLISH_ORDER[a.state] - PUBLISH_ORDER[b.state])
       .map((k) => ({ ...k.publicJwk })),
   };
-}
-
-/** A key as the admin API shows it: state and times, never private material. */
-export interface KeyView {
-  kid: string;
-  state: KeyState;
-  created_at: string;
-  activated_at?: string;
-  retired_at?: string;
-  remove_at?: string;
-  removed_at?: string;
-  removed_reason?: string;
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());

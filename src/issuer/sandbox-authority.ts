@@ -18,7 +18,8 @@ import { DurableObject } from 'cloudflare:workers';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { loadConfig, type Env } from '../config.js';
 import { AssertionError, checkClaims, checkKid, parseAssertion, verifySignature, type AssertionRule } from './assertion.js';
-import { appendAudit, ensureAuditTable, readAudit, type AuditEvent } from './audit.js';
+import type { AuditEvent, SandboxStatus } from '../admin-api.js';
+import { appendAudit, ensureAuditTable, readAudit } from './audit.js';
 import type { X25519PublicJwk } from './credentials.js';
 import { IssuerError } from './errors.js';
 import { capture, type Result } from './result.js';
@@ -53,19 +54,6 @@ export interface Authorized {
   jkt: string;
   /** The agent's registered X25519 key, if any: credentials are encrypted to it. */
   encKey?: X25519PublicJwk;
-}
-
-export interface SandboxStatus {
-  sandbox: string;
-  exists: boolean;
-  revoked: boolean;
-  bootstrap_kid?: string;
-  bootstrapped_at?: string;
-  revoked_at?: string;
-  agent_key_registered: boolean;
-  last_issued_at?: string;
-  token_expires_at?: string;
-  credentials_version?: string;
 }
 
 /** How often expired jti entries are swept while requests flow, and when idle (by alarm). */

@@ -5,8 +5,7 @@ import { Hono } from 'hono';
 import { authenticateAdmin } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
-import { SANDBOX_ID } from '../issuer/assertion.js';
-import { AUDIT_MAX_LIMIT, type AuditEvent } from '../issuer/audit.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditEvent } from '../admin-api.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
@@ -14,8 +13,6 @@ import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
 import { issueBootstrapFile, sandboxOrRefuse } from './sandbox-ops.js';
 import { NO_STORE } from './token.js';
 
-/** A kid is an RFC 7638 SHA-256 thumbprint: 32 bytes, base64url without padding. */
-const KID = /^[A-Za-z0-9_-]{43}$/;
 /** Admin requests carry at most a tiny JSON object. */
 export const ADMIN_BODY_LIMIT_BYTES = 1024;
 

@@ -10,7 +10,8 @@ import { verifyAccess } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
-import { ensureGateway, PORTS, type BootstrapFile, type SandboxApi } from '../sandbox/gateway.js';
+import type { BootstrapFile } from '../admin-api.js';
+import { ensureGateway, PORTS, type SandboxApi } from '../sandbox/gateway.js';
 import { issueBootstrapFile } from './sandbox-ops.js';
 
 /** Paths the issuer owns: never forwarded, even when no issuer route matched. */

@@ -6,7 +6,8 @@ import type { AppEnv } from '../app.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
-import type { BootstrapFile, SandboxApi } from '../sandbox/gateway.js';
+import type { BootstrapFile } from '../admin-api.js';
+import type { SandboxApi } from '../sandbox/gateway.js';
 
 type Vars = AppEnv['Variables'];
 

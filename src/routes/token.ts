@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
-import { SANDBOX_ID } from '../issuer/assertion.js';
+import { SANDBOX_ID } from '../admin-api.js';
 import type { X25519PublicJwk } from '../issuer/credentials.js';
 import { IssuerError } from '../issuer/errors.js';
 import { clientCredentialsGrant, type TokenRequest } from '../issuer/grant.js';

@@ -9,6 +9,7 @@
  */
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
+import type { BootstrapFile } from '../admin-api.js';
 
 /** The methods of `@cloudflare/sandbox`'s Sandbox that this module uses. */
 export interface SandboxApi {
@@ -33,12 +34,6 @@ export const CONTAINER = {
 
 export const PORTS = { agent: 8788, proxy: 8789, gateway: 18789 } as const;
 
-export interface BootstrapFile {
-  client_id: string;
-  issuer: string;
-  token_endpoint: string;
-  key: Record<string, unknown>;
-}
 
 /** The environment of start.sh: ids, URLs, paths and ports; never a secret. */
 export function gatewayProcessEnv(config: Config): Record<string, string> {
