@@ -95,10 +95,9 @@ async function chainCheck(issuer: string): Promise<void> {
   if (res.status !== 200) throw new StackError(`the request through the chain (${issuer}/) answered HTTP ${res.status}: ${body.slice(0, 300)}`);
 }
 
-async function start(ports: StackPorts, running: Running, say: (line: string) => void): Promise<{ sandbox: string; wroteVars: boolean }> {
+async function start(ports: StackPorts, running: Running, say: (line: string) => void): Promise<{ sandbox: string }> {
   await assertFree(ports);
-  const wroteVars = ensureDevVars(`${ROOT}.dev.vars`, `${ROOT}keys.example`);
-  if (wroteVars) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
+  if (ensureDevVars(`${ROOT}.dev.vars`, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
   const vars = readDevVars(`${ROOT}.dev.vars`);
   const adminToken = vars.ADMIN_TOKEN ?? '';
   if (adminToken === '') throw new StackError('.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)');
@@ -132,29 +131,28 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
 
   running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME });
 
-  const node = (script: string) => [process.execPath, ['--import', './scripts/register-ts.mjs', script]] as const;
-  const [nodeBin, agentPre] = node('container/refresh.ts');
+  // The container programs from their TypeScript sources, as `npm run agent` / `gateway-proxy` run them.
+  const fromSource = (script: string) => ['--import', './scripts/register-ts.mjs', script];
   say(`starting the agent for sandbox "${sandbox}" ...`);
   // Every flag explicit: a flag wins over its environment twin, and a shell that exports
   // ISSUER_URL for credctl (perhaps a deployed issuer) must not redirect the local agent.
   const agentArgs = ['--bootstrap-key', bootFile, '--dir', agentDir, '--issuer', issuer, '--host', HOST, '--port', String(ports.agent)];
-  const agent = startChild('agent', nodeBin, [...agentPre, ...agentArgs], {
+  const agent = startChild('agent', process.execPath, [...fromSource('container/refresh.ts'), ...agentArgs], {
     cwd: ROOT,
     env,
     logFile: `${dir}/logs/agent.log`,
   });
-  running.children.unshift(agent);
+  running.children.push(agent);
   await waitHealthy('the agent', `http://${HOST}:${ports.agent}/healthz`, agent, COMPONENT_START_MS);
 
-  const [, proxyPre] = node('container/gateway-proxy.ts');
   const proxyArgs = ['--jwks', `${issuer}/.well-known/jwks.json`, '--issuer', issuer, '--audience', `gateway:${sandbox}`];
   proxyArgs.push('--upstream', `http://${HOST}:${ports.gateway}`, '--credentials', credentialsFile, '--upstream-token', TOKEN_NAME, '--host', HOST, '--port', String(ports.proxy));
-  const proxy = startChild('proxy', nodeBin, [...proxyPre, ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` });
-  running.children.unshift(proxy);
+  const proxy = startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` });
+  running.children.push(proxy);
   await waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
 
   await chainCheck(issuer);
-  return { sandbox, wroteVars };
+  return { sandbox };
 }
 
 async function stop(running: Running): Promise<void> {
