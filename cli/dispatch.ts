@@ -4,6 +4,7 @@
  * one line on stderr and an exit code. Takes the process as parameters, so tests can drive it.
  */
 import { parseArgs } from 'node:util';
+import { KID } from './api.js';
 import { IssuerClient } from './client.js';
 import * as cmd from './commands.js';
 import type { Context, Flags, Io } from './commands.js';
@@ -57,9 +58,26 @@ function echo(word: string): string {
   return /^[a-z][a-z-]{0,20}$/.test(word) ? ` "${word}"` : '';
 }
 
+/**
+ * A kid is base64url and may begin with "-" (1 in 64 do), which parseArgs would take for an
+ * unknown option. An argument of a kid's exact shape is never an option (none is 43 characters of
+ * that alphabet), so unless it is the value of a string option, it goes after "--" as a positional.
+ */
+function kidsAsPositionals(argv: string[]): string[] {
+  if (argv.includes('--')) return argv;
+  const rest: string[] = [];
+  const kids: string[] = [];
+  argv.forEach((arg, i) => {
+    const prev = argv[i - 1];
+    const isValue = prev !== undefined && /^--[a-z-]+$/.test(prev) && OPTIONS[prev.slice(2) as keyof typeof OPTIONS]?.type === 'string';
+    (arg.startsWith('-') && KID.test(arg) && !isValue ? kids : rest).push(arg);
+  });
+  return kids.length === 0 ? argv : [...rest, '--', ...kids];
+}
+
 function parse(argv: string[]) {
   try {
-    return parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true });
+    return parseArgs({ args: kidsAsPositionals(argv), options: OPTIONS, strict: true, allowPositionals: true });
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {

@@ -304,6 +304,11 @@ describe('against the issuer', () => {
     expect(human.stdout).toMatch(new RegExp(`^  active +${active.kid} `, 'm'));
     expect(human.stdout).toMatch(/^rotation: every 1d; /m);
 
+    // A kid may begin with "-" (base64url): it is still the argument, not an unknown option.
+    const dashKid = `-${'A'.repeat(42)}`;
+    failsWith(await cli(['keys', 'revoke', dashKid]), 1, /^credctl: the issuer answered 404 not_found: no published key has this kid$/);
+    failsWith(await cli(['keys', 'revoke', dashKid, '--json']), 1, /^credctl: the issuer answered 404 not_found: no published key has this kid$/);
+
     const tooSoon = await cli(['keys', 'rotate']);
     failsWith(tooSoon, 1, /^credctl: the issuer answered 409 rotation_too_soon: .+ \(credctl keys rotate --force rotates anyway\)$/);
 
@@ -329,6 +334,14 @@ describe('against the issuer', () => {
     const human2 = await cli(['keys', 'rotate', '--force']);
     expect(human2.code).toBe(0);
     expect(human2.stdout.split('\n')[0]).toMatch(/^rotated \(forced\): \S{12} is now the active key$/);
+
+    // --json: the API's listing after the revocation.
+    const asJson = await cli(['keys', 'revoke', next.kid, '--json']);
+    expect(asJson.code).toBe(0);
+    const listing = JSON.parse(asJson.stdout) as { keys: { kid: string; state: string; removed_reason?: string; removed_at?: string }[]; schedule: Record<string, unknown> };
+    expect(listing.keys.find((k) => k.kid === next.kid)).toMatchObject({ state: 'removed', removed_reason: 'revoked', removed_at: expect.any(String) });
+    expect(listing.keys.filter((k) => k.state === 'active')).toHaveLength(1);
+    expect(Object.keys(listing.schedule).sort()).toEqual(['earliest_manual_rotation_at', 'next_rotation_at', 'rotation_period_seconds']);
   });
 
   it('sandbox list, status, refresh and revoke; gateway restart', async () => {
@@ -350,6 +363,12 @@ describe('against the issuer', () => {
     const after = await cli(['sandbox', 'status', 'cli-a', '--json']);
     expect(JSON.parse(after.stdout)).toMatchObject({ sandbox: 'cli-a', revoked: true });
     expect((await cli(['status'])).stdout).toMatch(/^ {2}cli-a +revoked /m);
+
+    // --json: the sandbox's status after the revocation.
+    expect((await admin('POST', '/sandboxes/cli-b/bootstrap')).status).toBe(200);
+    const asJson = await cli(['sandbox', 'revoke', 'cli-b', '--json']);
+    expect(asJson.code).toBe(0);
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ sandbox: 'cli-b', exists: true, revoked: true, revoked_at: expect.any(String), agent_key_registered: false });
   });
 
   it('a wrong admin token, or none: exit 3, one line, the token never shown', async () => {
@@ -391,6 +410,11 @@ describe('the network edge', () => {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(listing));
       } else if (req.url === '/api/admin/sandboxes') {
         res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>a login page</html>');
+      } else if (req.method === 'POST' && req.url === '/api/admin/sandboxes/sb-1/refresh') {
+        // The successful answers that need a running container, which the local Worker never has.
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ sandbox: 'sb-1', refresh: 'requested' }));
+      } else if (req.method === 'POST' && req.url === '/api/admin/gateway/restart') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ sandbox: 'main', started: true }));
       }
       // Anything else is never answered: a hung issuer.
     });
@@ -417,6 +441,21 @@ describe('the network edge', () => {
     const refused = await cli(['keys', 'list', '--issuer', base], { admin: false, env: { CF_ACCESS_CLIENT_ID: 'svc.access', CF_ACCESS_CLIENT_SECRET: 'a-wrong-secret-value' } });
     failsWith(refused, 3, /^credctl: the issuer refused the admin credentials \(403, not the issuer's answer: Cloudflare Access\?\); check CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET$/);
     expect(refused.stderr).not.toContain('a-wrong-secret-value');
+  });
+
+  it('sandbox refresh and gateway restart, answered by a container (stand-in issuer): human and --json', async () => {
+    const opts = { admin: false, env: { ADMIN_TOKEN: TEST_ADMIN_TOKEN } };
+    expect(await cli(['sandbox', 'refresh', 'sb-1', '--issuer', base], opts)).toMatchObject({ code: 0, stdout: 'sandbox sb-1: refresh requested\n' });
+    const refresh = await cli(['sandbox', 'refresh', 'sb-1', '--issuer', base, '--json'], opts);
+    expect(refresh.code).toBe(0);
+    expect(JSON.parse(refresh.stdout)).toEqual({ sandbox: 'sb-1', refresh: 'requested' });
+    expect(await cli(['gateway', 'restart', '--issuer', base], opts)).toMatchObject({
+      code: 0,
+      stdout: 'sandbox main: gateway restarted with a new bootstrap key (the previous key is refused from now on)\n',
+    });
+    const restart = await cli(['gateway', 'restart', '--issuer', base, '--json'], opts);
+    expect(restart.code).toBe(0);
+    expect(JSON.parse(restart.stdout)).toEqual({ sandbox: 'main', started: true });
   });
 
   it('an answer that is not the API, a hung issuer and a closed port are "unreachable" (exit 4)', async () => {
