@@ -25,21 +25,59 @@ export async function gatewayUser(req: Request, config: Config): Promise<string>
 }
 
 /**
+ * A path the gateway may be asked for. `new URL('//host/x', base)` and its cousins (`///host`,
+ * `/\\host`, `//user@host`) are scheme-relative references: they replace the base's host, so
+ * the user's fresh access token would go to a host the path names. Such paths are refused; a
+ * gateway has no use for them.
+ */
+function gatewayPath(req: Request): string {
+  const afterOrigin = req.url.slice(req.url.indexOf('/', req.url.indexOf('//') + 2));
+  const raw = afterOrigin.split(/[?#]/, 1)[0]!;
+  const { pathname } = new URL(req.url);
+  if (pathname.startsWith('//') || raw.startsWith('//') || raw.includes('\\')) {
+    throw new IssuerError('invalid_request', 'the path must not begin with // or contain a backslash');
+  }
+  return pathname;
+}
+
+/** The Access JWT cookie; never forwarded, whatever its case or framing. */
+const ACCESS_COOKIE = 'cf_authorization';
+
+/**
+ * The Cookie header without the Access JWT. Two Cookie lines reach us joined by `, ` (Fetch's
+ * header combining), which a split on `;` alone reads as one cookie whose value holds the next:
+ * RFC 6265 §4.1.1 allows neither `,` nor `;` in a cookie name or value, so both separate pairs.
+ * hono/cookie's parser splits on `;` only, so it does not fit here. Pairs without a name are dropped.
+ */
+export function forwardedCookies(header: string | null): string | undefined {
+  const kept = (header ?? '')
+    .split(/[;,]/)
+    .map((c) => c.trim())
+    .filter((c) => {
+      const eq = c.indexOf('=');
+      const name = (eq < 0 ? c : c.slice(0, eq)).trim();
+      return eq > 0 && name !== '' && name.toLowerCase() !== ACCESS_COOKIE;
+    });
+  return kept.length ? kept.join('; ') : undefined;
+}
+
+/**
  * The request to send to the gateway: same method, path, body and headers, minus every incoming
- * credential, plus our bearer token.
+ * credential, plus our bearer token. The URL is the base's origin, always: only the path and
+ * query come from the request.
  */
 export function gatewayRequest(req: Request, base: string, token: string): Request {
   const incoming = new URL(req.url);
-  const url = new URL(incoming.pathname, base);
+  const url = new URL(new URL(base).origin);
+  url.pathname = gatewayPath(req);
   for (const [k, v] of incoming.searchParams) if (k !== 'token') url.searchParams.append(k, v);
   const headers = new Headers(req.headers);
   headers.delete('Authorization');
   headers.delete('Cf-Access-Jwt-Assertion');
-  const cookies = (headers.get('Cookie') ?? '')
-    .split(';')
-    .map((c) => c.trim())
-    .filter((c) => c !== '' && !c.startsWith('CF_Authorization='));
-  if (cookies.length) headers.set('Cookie', cookies.join('; '));
+  // The upstream's own host, never the one the client named.
+  headers.delete('Host');
+  const cookies = forwardedCookies(headers.get('Cookie'));
+  if (cookies) headers.set('Cookie', cookies);
   else headers.delete('Cookie');
   headers.set('Authorization', `Bearer ${token}`);
   return new Request(url, { method: req.method, headers, body: req.body, redirect: 'manual' });
@@ -59,7 +97,8 @@ async function ensureRunning(env: object, sb: SandboxApi, config: Config, bootst
 }
 
 export const gateway = new Hono<AppEnv>().all('*', async (c) => {
-  const path = new URL(c.req.url).pathname;
+  // Before anything else: a path that would leave the gateway's origin is refused, not minted for.
+  const path = gatewayPath(c.req.raw);
   if (ISSUER_PREFIXES.some((p) => path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
   const { config } = c.var;
   const user = await gatewayUser(c.req.raw, config);

@@ -106,3 +106,42 @@ describe('gateway path', () => {
     expect(r.headers.get('Authorization')).toBe('Bearer jwt');
   });
 });
+
+/** The reviewer's inputs for finding 1: scheme-relative paths that would replace the upstream's host. */
+export const HOST_CHANGING_PATHS = ['//127.0.0.1:9/steal', '///127.0.0.1:9/steal', '/\\127.0.0.1:9/steal', '//user@127.0.0.1:9/steal', '//api/admin/keys', '/x/..//127.0.0.1:9/steal'];
+
+describe('security finding 1: a path beginning with // never leaves the upstream origin', () => {
+  for (const path of HOST_CHANGING_PATHS) {
+    it(`finding 1 (GATEWAY_UPSTREAM): ${JSON.stringify(path)} is refused with 400 and nothing is fetched`, async () => {
+      const seen = recordUpstream();
+      const res = await call(path, { headers: { Cookie: 'sid=1' } }, LOCAL);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'the path must not begin with // or contain a backslash' });
+      expect(seen).toHaveLength(0);
+    });
+  }
+
+  it('finding 1: gatewayRequest keeps the base origin and drops the client Host, whatever the path', () => {
+    for (const path of ['/a//b', '/%2F%2Fhost/x', '/a/..%2F/x']) {
+      const r = gatewayRequest(new Request(`https://w.example${path}`, { headers: { Host: 'evil.example' } }), 'http://up:1', 'jwt');
+      expect(new URL(r.url).origin, path).toBe('http://up:1');
+      expect(r.headers.get('Host'), path).toBeNull();
+    }
+    expect(() => gatewayRequest(new Request('https://w.example//evil.example/x'), 'http://up:1', 'jwt')).toThrow(/must not begin with/);
+  });
+});
+
+describe('security finding 9: split Cookie headers never carry the Access JWT through', () => {
+  it('finding 9: two Cookie lines joined by ", " lose CF_Authorization, in any case', async () => {
+    const seen = recordUpstream();
+    const headers = new Headers();
+    headers.append('Cookie', 'sid=1');
+    headers.append('Cookie', 'CF_Authorization=access.jwt.value; theme=dark');
+    headers.append('Cookie', 'cf_authorization=lower.case');
+    const res = await call('/chat', { headers }, LOCAL);
+    expect(res.status).toBe(200);
+    const cookie = seen[0]!.headers.get('Cookie');
+    expect(cookie).toBe('sid=1; theme=dark');
+    expect(cookie).not.toMatch(/access\.jwt|lower\.case/);
+  });
+});

@@ -174,6 +174,24 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     }
   });
 
+  it('finding 1 (sandbox): a path beginning with // is refused, and every request keeps the proxy origin and Host', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    const e = { ...env, DEV_USER: 'dev@example.com' } as Env;
+    for (const path of ['//127.0.0.1:9/steal', '///127.0.0.1:9/steal', '/\\127.0.0.1:9/steal', '//user@127.0.0.1:9/steal', '//api/admin/keys']) {
+      for (const upgrade of [false, true]) {
+        const res = await app.fetch(new Request(`${BASE}${path}`, { headers: upgrade ? { Upgrade: 'websocket' } : {} }), e, createExecutionContext());
+        expect(res.status, path).toBe(400);
+      }
+    }
+    expect(fake.requests).toHaveLength(0);
+    expect(fake.calls.filter((c) => c.op === 'startProcess')).toHaveLength(0);
+    await app.fetch(new Request(`${BASE}/a//b`, { headers: { Host: 'evil.example' } }), e, createExecutionContext());
+    await app.fetch(new Request(`${BASE}/ws//x`, { headers: { Host: 'evil.example', Upgrade: 'websocket' } }), e, createExecutionContext());
+    expect(fake.requests.map((r) => new URL(r.url).href)).toEqual([`http://localhost:${PORTS.proxy}/a//b`, `http://localhost:${PORTS.proxy}/ws//x`]);
+    for (const r of fake.requests) expect([null, `localhost:${PORTS.proxy}`]).toContain(r.headers.get('Host'));
+  });
+
   it('a secret change pushes once per sandbox through the container', async () => {
     const fake = new FakeSandbox();
     const app = withSandbox(fake);
