@@ -41,10 +41,18 @@ export interface RawGlobals {
   json?: boolean;
 }
 
-/** 127.0.0.0/8, ::1 and localhost: the machine itself, where plain http carries nothing off it. */
+/**
+ * Whether plain http to `url` stays on this machine, so admin credentials may go over it: a literal
+ * loopback address (127.0.0.0/8, `[::1]`) or the name `localhost` itself, nothing else. A name
+ * under `.localhost` (`evil.localhost`) does not count: RFC 6761 asks resolvers to answer it with
+ * loopback, but the system resolver may pass it to DNS, and whatever DNS answers would receive the
+ * admin token in the clear (issue 11, finding 12). `localhost.` (with the dot) is a DNS name too.
+ * The URL parser has already normalised the host: `127.1` and `0x7f.0.0.1` arrive as `127.0.0.1`,
+ * `[0:0:0:0:0:0:0:1]` as `[::1]`, and upper case as lower case.
+ */
 export function isLoopback(url: URL): boolean {
-  const h = url.hostname.toLowerCase();
-  return h === 'localhost' || h.endsWith('.localhost') || h === '[::1]' || /^127(\.\d{1,3}){3}$/.test(h);
+  const h = url.hostname;
+  return h === 'localhost' || h === '[::1]' || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
 function parseIssuer(raw: string): URL {
