@@ -5,28 +5,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { AgentError } from './errors.js';
 import type { Credentials } from './files.js';
 import type { Post, SimpleResponse } from './http-client.js';
 
-export type AgentErrorCode =
-  | 'bootstrap_malformed'
-  | 'issuer_unreachable'
-  | 'issuer_error'
-  | 'bootstrap_refused'
-  | 'request_rejected'
-  | 'bad_response';
-
-/** A failure with a stable code; the message is one line for an operator, with no secret in it. */
-export class AgentError extends Error {
-  readonly code: AgentErrorCode;
-  readonly status?: number;
-  constructor(code: AgentErrorCode, message: string, status?: number) {
-    super(message);
-    this.name = 'AgentError';
-    this.code = code;
-    this.status = status;
-  }
-}
+export { AgentError, type AgentErrorCode } from './errors.js';
 
 export interface BootstrapFile {
   client_id: string;
@@ -148,11 +131,11 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   if (!res.ok) {
     // error and error_description are the issuer's RFC 6749 fields: codes and reasons, no secrets.
     const why = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : ''}` : `HTTP ${res.status}`;
-    if (res.status === 401) throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, res.status);
+    if (res.status === 401) throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, { status: res.status });
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
-      throw new AgentError('request_rejected', `token request rejected by the issuer (${why})`, res.status);
+      throw new AgentError('request_rejected', `token request rejected by the issuer (${why})`, { status: res.status });
     }
-    throw new AgentError('issuer_error', `issuer answered ${res.status} (${why})`, res.status);
+    throw new AgentError('issuer_error', `issuer answered ${res.status} (${why})`, { status: res.status });
   }
   return parseTokenResponse(json, o.keys.encPrivate);
 }
@@ -173,14 +156,21 @@ async function parseTokenResponse(json: Record<string, unknown>, encPrivate: Cry
   }
   const out: IssuedToken = { token, iat: claims.iat, exp: claims.exp, kid, jti: claims.jti };
   if (typeof claims.cred === 'string') {
+    let plaintext: Uint8Array;
+    try {
+      ({ plaintext } = await compactDecrypt(claims.cred, encPrivate));
+    } catch {
+      // The issuer encrypted to another X25519 key: another agent process registered its own with
+      // the same bootstrap file (a `--once` run does). The refresher re-sends this agent's key.
+      throw new AgentError('credentials_undecryptable', 'the credentials in the token do not decrypt with this agent\'s key: the issuer holds another encryption key for this sandbox');
+    }
     let creds: Credentials;
     try {
-      const { plaintext } = await compactDecrypt(claims.cred, encPrivate);
       creds = JSON.parse(new TextDecoder().decode(plaintext)) as Credentials;
     } catch {
-      throw new AgentError('bad_response', 'the credentials in the token do not decrypt with this agent\'s key');
+      throw new AgentError('bad_response', 'the credentials in the token are not JSON');
     }
-    if (typeof creds.version !== 'string' || !creds.values || typeof creds.values !== 'object' || creds.version !== claims.cred_ver) {
+    if (!creds || typeof creds.version !== 'string' || !creds.values || typeof creds.values !== 'object' || creds.version !== claims.cred_ver) {
       throw new AgentError('bad_response', 'the credentials in the token are malformed');
     }
     out.credentials = { version: creds.version, values: creds.values };

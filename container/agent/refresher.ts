@@ -6,7 +6,7 @@
  * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
  */
-import type { AgentError } from './client.js';
+import type { AgentError, AgentErrorCode } from './errors.js';
 import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
 import type { AgentState, Credentials } from './files.js';
 import type { HookResult } from './hook.js';
@@ -43,6 +43,8 @@ export type RefreshOutcome = { ok: true; token: IssuedToken } | { ok: false; err
 
 export interface Metrics {
   refreshes: { ok: number; error: number; refused: number };
+  /** Failed refreshes by AgentError code (credentials_undecryptable, write_failed, ...). */
+  failures: Partial<Record<AgentErrorCode, number>>;
   hooks: { ok: number; error: number };
 }
 
@@ -53,7 +55,7 @@ export class Refresher {
   current: { token: string; iat: number; exp: number; kid?: string; jti?: string } | undefined;
   credentials: Credentials | undefined;
   state: AgentState = {};
-  readonly metrics: Metrics = { refreshes: { ok: 0, error: 0, refused: 0 }, hooks: { ok: 0, error: 0 } };
+  readonly metrics: Metrics = { refreshes: { ok: 0, error: 0, refused: 0 }, failures: {}, hooks: { ok: 0, error: 0 } };
   /** When the loop refreshes next (epoch ms). */
   nextAt = 0;
   failures = 0;
@@ -200,6 +202,12 @@ export class Refresher {
     const refused = isRefusal(e);
     const wait = refused ? refusedDelay(this.deps.random(), max) : backoffDelay(this.failures, this.deps.random(), max);
     this.nextAt = now + wait;
+    this.metrics.failures[e.code] = (this.metrics.failures[e.code] ?? 0) + 1;
+    // Issue 11 finding 5: the issuer encrypted to a key this process does not hold (another process
+    // registered its own with the same bootstrap file). Register ours again on the next request;
+    // until then the current token and credentials stay in use.
+    const reregister = e.code === 'credentials_undecryptable';
+    if (reregister) this.sendEncKey = true;
     if (refused) {
       this.metrics.refreshes.refused++;
       // Said once: the operator must act (re-bootstrap); repeating it every retry helps nobody.
@@ -209,7 +217,15 @@ export class Refresher {
       }
     } else {
       this.metrics.refreshes.error++;
-      this.deps.log('warn', 'refresh_failed', { code: e.code, status: e.status, message: e.message, failures: this.failures, retry_in: Math.round(wait / 1000), token_valid: this.healthy() });
+      this.deps.log('warn', 'refresh_failed', {
+        code: e.code,
+        status: e.status,
+        message: e.message,
+        action: reregister ? 're-registering this agent\'s encryption key on the next request' : undefined,
+        failures: this.failures,
+        retry_in: Math.round(wait / 1000),
+        token_valid: this.healthy(),
+      });
     }
     this.state = { ...this.state, last_error: `${e.code}: ${e.message}`, consecutive_failures: this.failures };
     await this.deps.store.writeState(this.state).catch(() => undefined);

@@ -25,6 +25,8 @@ let relay: Server;
 let relayUrl = '';
 /** Token requests seen by the relay, by the assertion's iss (sandbox id). */
 const relayCount = new Map<string, number>();
+/** Every token request the relay forwarded, in order: whose, and whether it registered an encryption key (enc_jwk). */
+const relayLog: { iss: string; encJwk: boolean }[] = [];
 const agents: AgentProcess[] = [];
 
 async function startIssuer(master = TEST_GATEWAY_TOKEN): Promise<void> {
@@ -57,6 +59,16 @@ async function agentFor(id: string, extra: string[] = []): Promise<{ agent: Agen
   return { agent, out, hookLog };
 }
 
+/** Runs the built agent to completion (asynchronously: the relay the agent talks to runs in this process). */
+async function runAgent(args: string[]): Promise<{ status: number | null; stderr: string }> {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve) => {
+    execFile(process.execPath, [agentBundle(), ...args], { timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stderr });
+    });
+  });
+}
+
 const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
 const hookRuns = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).length : 0);
 const metric = async (url: string, name: string) => {
@@ -73,9 +85,11 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     try {
-      const jwt = new URLSearchParams(Buffer.concat(chunks).toString()).get('client_assertion') ?? '';
+      const form = new URLSearchParams(Buffer.concat(chunks).toString());
+      const jwt = form.get('client_assertion') ?? '';
       const iss = String(JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()).iss);
       relayCount.set(iss, (relayCount.get(iss) ?? 0) + 1);
+      relayLog.push({ iss, encJwk: form.has('enc_jwk') });
     } catch {
       /* not a token request */
     }
@@ -201,16 +215,49 @@ describe('agent against the real issuer', () => {
   }, 60_000);
 });
 
+describe('agent encryption key', () => {
+  it('finding 5: after a --once run with the same bootstrap file replaced its key at the issuer, the running agent re-registers it and recovers within a refresh or two', async () => {
+    const { agent, out } = await agentFor('e2e-rekey', ['--max-backoff', '2s']);
+    await waitFor(async () => existsSync(join(out, 'state.json')) && (await health(agent.url)) === 200, 20_000, 'a first credential');
+    const creds = readJson(join(out, 'credentials.json')) as { version: string; values: Record<string, string> };
+
+    // What the reviewer did: one --once run with the same bootstrap file. The issuer now holds
+    // that process's X25519 key, which the running agent does not have.
+    const once = await runAgent(['--once', '--bootstrap-key', join(dir, 'e2e-rekey.bootstrap.json'), '--dir', join(dir, 'e2e-rekey-once'), '--issuer', relayUrl]);
+    expect(once.status).toBe(0);
+    const from = relayLog.length;
+    const undecryptable = () => agent.logs().findIndex((l) => l.event === 'refresh_failed' && l.code === 'credentials_undecryptable');
+
+    // Its next scheduled refresh (4-6 s) gets a cred it cannot decrypt; the retry re-sends its key.
+    // Healthy throughout: the old token stays in use until the new one is on disk.
+    const until = Date.now() + 2.5 * TTL_MS;
+    let recovered = false;
+    while (Date.now() < until && !recovered) {
+      expect(await health(agent.url)).toBe(200);
+      const i = undecryptable();
+      recovered = i >= 0 && agent.logs().slice(i).some((l) => l.event === 'token_refreshed');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(recovered).toBe(true);
+    const mine = relayLog.slice(from).filter((r) => r.iss === 'e2e-rekey');
+    // The failed request carried no key (it had one registered); the next one did.
+    expect(mine.slice(0, 2).map((r) => r.encJwk)).toEqual([false, true]);
+    expect(await metric(agent.url, 'credential_agent_refresh_failures_total{code="credentials_undecryptable"}')).toBe(1);
+    expect(agent.logs().filter((l) => l.code === 'credentials_undecryptable')).toHaveLength(1);
+    expect(readJson(join(out, 'credentials.json'))).toEqual(creds);
+
+    // And it keeps working on the normal schedule: the next refresh decrypts without re-sending.
+    const oks = agent.logs().filter((l) => l.event === 'token_refreshed').length;
+    await waitFor(() => agent.logs().filter((l) => l.event === 'token_refreshed').length > oks, 2 * TTL_MS, 'the next scheduled refresh');
+    expect(relayLog.slice(from).filter((r) => r.iss === 'e2e-rekey').at(-1)!.encJwk).toBe(false);
+    expect(await health(agent.url)).toBe(200);
+    await agent.stop();
+  }, 60_000);
+});
+
 describe('agent --once', () => {
   it('writes one credential and exits 0; exits non-zero with one clear line when it cannot', async () => {
-    const { execFile } = await import('node:child_process');
-    // Asynchronous on purpose: the relay the agent talks to runs in this process.
-    const run = (args: string[]) =>
-      new Promise<{ status: number | null; stderr: string }>((resolve) => {
-        execFile(process.execPath, [agentBundle(), ...args], { timeout: 30_000 }, (err, _stdout, stderr) => {
-          resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stderr });
-        });
-      });
+    const run = runAgent;
     const key = await bootstrap('e2e-once');
     const out = join(dir, 'e2e-once');
     const ok = await run(['--once', '--bootstrap-key', key, '--dir', out, '--issuer', relayUrl]);

@@ -32,6 +32,12 @@ class FakeIssuer {
 
   constructor(private readonly clock: { t: number }) {}
 
+  /** Another process registered its own X25519 key for this sandbox (a `--once` run with the same bootstrap file). */
+  async replaceEncKey(): Promise<void> {
+    const { publicKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519', extractable: true });
+    this.encKey = await exportJWK(publicKey);
+  }
+
   fetch: Post = async (_url, init) => {
     const params = new URLSearchParams(String(init?.body));
     const enc = params.get('enc_jwk');
@@ -201,6 +207,27 @@ describe('Refresher credentials and hook', () => {
     expect(ran).toEqual(['v1', 'v2']);
     expect(s.written.token).toHaveLength(3);
     expect(s.written.state.at(-1)).toMatchObject({ credentials_version: 'v2', hook_version: 'v2', kid: 'sig-1' });
+  });
+
+  it('finding 5: a cred it cannot decrypt makes it re-send its key on the next request; logged once and counted', async () => {
+    const s = await setup({ random: () => 0.5 });
+    await s.r.refresh('first');
+    await s.issuer.replaceEncKey();
+    const states: boolean[] = [];
+    s.issuer.afterCall = () => states.push(s.r.healthy());
+    await runUntilCalls(s, 4);
+    // 2nd: no key sent, cred undecryptable; 3rd (after a short backoff): key sent again, recovered.
+    expect(s.issuer.calls.map((c) => c.sentEncKey)).toEqual([true, false, true, false]);
+    expect(s.issuer.calls[2]!.at - s.issuer.calls[1]!.at).toBeLessThanOrEqual(1_000);
+    const failed = s.logs.filter((l) => l.event === 'refresh_failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.fields).toMatchObject({ code: 'credentials_undecryptable' });
+    expect(String(failed[0]!.fields.action)).toMatch(/re-registering/);
+    expect(s.r.metrics.failures.credentials_undecryptable).toBe(1);
+    expect(s.r.failures).toBe(0);
+    expect(s.r.credentials?.version).toBe('v1');
+    expect(s.written.credentials).toHaveLength(1); // same version: never rewritten
+    expect(states.every(Boolean)).toBe(true); // the current token stayed valid throughout
   });
 
   it('a failing hook is logged and retried at the next refresh, without blocking it', async () => {
