@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AgentError, parseBootstrapFile, prepareKeys, tokenEndpoint } from './agent/client.js';
+import { describeErrno } from './agent/errors.js';
 import { parseAgentConfig, USAGE, UsageError, type AgentConfig } from './agent/config.js';
 import { CREDENTIALS_FILE, prepareDir, readBack, STATE_FILE, TOKEN_FILE, writeAtomic } from './agent/files.js';
 import { runHook } from './agent/hook.js';
@@ -45,7 +46,11 @@ async function main(cfg: AgentConfig): Promise<void> {
     if (e instanceof AgentError) die(2, `error: ${e.message}`);
     throw e;
   }
-  await prepareDir(cfg.dir);
+  try {
+    await prepareDir(cfg.dir);
+  } catch (e) {
+    die(2, `error: cannot prepare the output directory ${cfg.dir} (${describeErrno(e)})`);
+  }
   const credentialsPath = join(cfg.dir, CREDENTIALS_FILE);
   const r = new Refresher(
     { file, endpoint: tokenEndpoint(file, cfg.issuerOverride), keys, maxBackoffMs: cfg.maxBackoffMs },

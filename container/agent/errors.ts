@@ -10,21 +10,49 @@ export type AgentErrorCode =
   | 'request_rejected'
   | 'bad_response'
   /** The token's `cred` does not decrypt: the issuer holds another X25519 key for this sandbox. */
-  | 'credentials_undecryptable';
+  | 'credentials_undecryptable'
+  /** A file could not be written (ENOSPC, EISDIR, EACCES, ...); `path` names it. */
+  | 'write_failed'
+  /** A bug: anything thrown that is not one of the above. Logged and retried like any failure. */
+  | 'internal_error';
 
 export interface AgentErrorDetail {
   /** The issuer's HTTP status. */
   status?: number;
+  /** The file a write failed for. */
+  path?: string;
 }
 
 /** A failure with a stable code; the message is one line for an operator, with no secret in it. */
 export class AgentError extends Error {
   readonly code: AgentErrorCode;
   readonly status?: number;
+  readonly path?: string;
   constructor(code: AgentErrorCode, message: string, detail: AgentErrorDetail = {}) {
     super(message);
     this.name = 'AgentError';
     this.code = code;
     this.status = detail.status;
+    this.path = detail.path;
   }
+}
+
+/** What an errno means, for a log line an operator reads. */
+const ERRNO_TEXT: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EISDIR: 'is a directory',
+  ENOTDIR: 'a path component is not a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error',
+  ENOENT: 'no such file or directory',
+};
+
+/** "EISDIR: is a directory" for a Node system error; its message otherwise. */
+export function describeErrno(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string') return ERRNO_TEXT[code] ? `${code}: ${ERRNO_TEXT[code]}` : code;
+  return e instanceof Error ? e.message : String(e);
 }

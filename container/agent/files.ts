@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AgentError, describeErrno } from './errors.js';
 
 export const TOKEN_FILE = 'token';
 export const CREDENTIALS_FILE = 'credentials.json';
@@ -42,37 +43,64 @@ export async function prepareDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `dir/name` atomically with mode 0600. */
+/**
+ * Writes `data` to `dir/name` atomically with mode 0600. Any failure (ENOSPC, EISDIR, EACCES, ...)
+ * is an AgentError `write_failed` naming `dir/name`; the temp file is removed, and the old file is
+ * untouched unless the rename itself happened (then only the directory fsync failed).
+ */
 export async function writeAtomic(dir: string, name: string, data: string): Promise<void> {
+  const path = join(dir, name);
   const tmp = join(dir, `${TEMP_PREFIX}${name}-${randomBytes(6).toString('hex')}`);
-  const fh = await open(tmp, 'wx', 0o600);
+  const failed = (e: unknown) => new AgentError('write_failed', `cannot write ${path} (${describeErrno(e)})`, { path });
+  let renamed = false;
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, join(dir, name));
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    renamed = true;
+    // The rename is durable only once the directory entry is: fsync the directory too.
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  // The rename is durable only once the directory entry is: fsync the directory too.
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
+    // A full disk leaves the temp file empty or short: never leave it behind.
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+    throw failed(e);
   }
 }
 
-async function readOptional(path: string): Promise<string | undefined> {
+/** A file a previous run left that cannot be used; logged by name and reason, never its content. */
+export interface FileProblem {
+  file: string;
+  path: string;
+  reason: string;
+}
+
+export interface SavedFiles {
+  token?: string;
+  credentials?: Credentials;
+  state: AgentState;
+  problems: FileProblem[];
+}
+
+type Read = { text?: string; problem?: FileProblem };
+
+async function readOptional(dir: string, file: string): Promise<Read> {
+  const path = join(dir, file);
   try {
-    return await readFile(path, 'utf8');
+    return { text: await readFile(path, 'utf8') };
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    // A `token` that is a directory, an unreadable file: not fatal, the first refresh replaces it.
+    return { problem: { file, path, reason: `unreadable (${describeErrno(e)})` } };
   }
 }
 
@@ -86,17 +114,15 @@ function parseJson<T>(text: string | undefined): T | undefined {
   }
 }
 
-/** What a previous run left: each file is whole or absent; an unreadable one counts as absent. */
-export async function readBack(dir: string): Promise<{ token?: string; credentials?: Credentials; state: AgentState }> {
-  const [token, creds, state] = await Promise.all([
-    readOptional(join(dir, TOKEN_FILE)),
-    readOptional(join(dir, CREDENTIALS_FILE)),
-    readOptional(join(dir, STATE_FILE)),
-  ]);
-  const credentials = parseJson<Credentials>(creds);
+/** What a previous run left: each file is whole or absent; one that cannot be read or parsed is reported and counts as absent. */
+export async function readBack(dir: string): Promise<SavedFiles> {
+  const [token, creds, state] = await Promise.all([readOptional(dir, TOKEN_FILE), readOptional(dir, CREDENTIALS_FILE), readOptional(dir, STATE_FILE)]);
+  const problems = [token.problem, creds.problem, state.problem].filter((p): p is FileProblem => p !== undefined);
+  const credentials = parseJson<Credentials>(creds.text);
   return {
-    token: token?.trim() || undefined,
+    token: token.text?.trim() || undefined,
     credentials: credentials && typeof credentials.version === 'string' && credentials.values ? credentials : undefined,
-    state: parseJson<AgentState>(state) ?? {},
+    state: parseJson<AgentState>(state.text) ?? {},
+    problems,
   };
 }

@@ -6,9 +6,9 @@
  * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
  */
-import type { AgentError, AgentErrorCode } from './errors.js';
+import { AgentError, type AgentErrorCode } from './errors.js';
 import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
-import type { AgentState, Credentials } from './files.js';
+import type { AgentState, Credentials, SavedFiles } from './files.js';
 import type { HookResult } from './hook.js';
 import type { Post } from './http-client.js';
 import type { Logger } from './log.js';
@@ -72,7 +72,8 @@ export class Refresher {
   ) {}
 
   /** Takes over what a previous run wrote: a still-valid token keeps being served while the first refresh runs. */
-  restore(saved: { token?: string; credentials?: Credentials; state: AgentState }): void {
+  restore(saved: SavedFiles): void {
+    for (const p of saved.problems) this.deps.log('warn', 'file_unusable', { file: p.file, path: p.path, reason: p.reason, action: 'refreshing now' });
     this.state = { ...saved.state };
     this.credentials = saved.credentials;
     const exp = saved.state.expires_at;
@@ -128,9 +129,11 @@ export class Refresher {
       await this.accept(issued, reason);
       return { ok: true, token: issued };
     } catch (e) {
-      if ((e as Error).name !== 'AgentError') throw e;
-      await this.fail(e as AgentError);
-      return { ok: false, error: e as AgentError };
+      // Whatever went wrong is a failed refresh: logged, counted, backed off. The agent never exits
+      // for one, since start.sh would take the gateway down with it (issue 12 A).
+      const err = (e as Error)?.name === 'AgentError' ? (e as AgentError) : new AgentError('internal_error', `unexpected error: ${(e as Error)?.message ?? String(e)}`);
+      await this.fail(err);
+      return { ok: false, error: err };
     }
   }
 
@@ -138,17 +141,18 @@ export class Refresher {
     const now = this.deps.now();
     const { store } = this.deps;
     const creds = t.credentials;
+    const changed = creds !== undefined && creds.version !== this.credentials?.version;
+    // Each write either lands whole or throws write_failed (files.ts); memory follows what is on
+    // disk, so a failed write leaves the current token (or credentials) in use.
     // Credentials first: a reader that sees the new token finds its credentials already there.
-    if (creds && creds.version !== this.credentials?.version) await store.writeCredentials(creds);
+    if (creds && changed) {
+      await store.writeCredentials(creds);
+      this.credentials = creds;
+    }
     await store.writeToken(t.token);
     // Without credentials in the token, the issuer may have lost our key (a new bootstrap): send it again.
     this.sendEncKey = !creds;
     this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti };
-    const changed = creds !== undefined && creds.version !== this.credentials?.version;
-    if (creds) this.credentials = creds;
-    this.failures = 0;
-    this.refusalLogged = false;
-    this.metrics.refreshes.ok++;
     this.nextAt = refreshAt(t.iat, t.exp, now, this.deps.random());
     this.state = {
       ...this.state,
@@ -161,7 +165,12 @@ export class Refresher {
       last_error: undefined,
       consecutive_failures: 0,
     };
+    // A state.json that cannot be written fails the refresh too (the token on disk is new by now,
+    // and served); the retry after the backoff writes it again.
     await store.writeState(this.state);
+    this.failures = 0;
+    this.refusalLogged = false;
+    this.metrics.refreshes.ok++;
     this.deps.log('info', 'token_refreshed', {
       reason,
       kid: t.kid,
@@ -220,6 +229,7 @@ export class Refresher {
       this.deps.log('warn', 'refresh_failed', {
         code: e.code,
         status: e.status,
+        path: e.path,
         message: e.message,
         action: reregister ? 're-registering this agent\'s encryption key on the next request' : undefined,
         failures: this.failures,

@@ -3,10 +3,19 @@
  * POST /refresh (refresh now, at most once a second).
  */
 import { createServer, type Server } from 'node:http';
+import type { AgentErrorCode } from './errors.js';
 import type { Refresher } from './refresher.js';
 
 /** POST /refresh at most this often: a nudge is for "pick up a rotated secret now", not for polling. */
 export const NUDGE_INTERVAL_MS = 1_000;
+
+/**
+ * POST /refresh's status for a failed refresh: 502 when the issuer is the problem (unreachable,
+ * refused, a bad answer), 503 when the agent itself cannot complete it now (a file it cannot write).
+ */
+function failureStatus(code: AgentErrorCode): number {
+  return code === 'write_failed' || code === 'internal_error' ? 503 : 502;
+}
 
 function metricsText(r: Refresher, now: number): string {
   const exp = r.current ? r.current.exp - now / 1000 : -1;
@@ -59,8 +68,8 @@ export function startServer(r: Refresher, opts: { host: string; port: number; no
       lastNudge = t;
       void r.refresh('nudge').then((out) => {
         if (out.ok) send(200, JSON.stringify({ refreshed: true, kid: out.token.kid ?? null, credentials_version: r.credentials?.version ?? null }));
-        else send(502, JSON.stringify({ refreshed: false, error: out.error.code, message: out.error.message }));
-      }, () => send(500, JSON.stringify({ refreshed: false, error: 'internal_error' })));
+        else send(failureStatus(out.error.code), JSON.stringify({ refreshed: false, error: out.error.code, message: out.error.message, path: out.error.path }));
+      }, () => send(503, JSON.stringify({ refreshed: false, error: 'internal_error' })));
       return;
     }
     if (['/healthz', '/metrics', '/refresh'].includes(path)) return send(405, JSON.stringify({ error: 'method_not_allowed' }));

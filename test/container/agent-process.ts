@@ -16,7 +16,10 @@ let bundleDir: string | undefined;
  */
 export function buildContainer(): void {
   bundleDir = mkdtempSync(join(tmpdir(), 'container-bundle-'));
-  execFileSync(process.execPath, [`${ROOT}scripts/build-container.mjs`, '--outdir', bundleDir], { cwd: ROOT, stdio: 'pipe' });
+  // AGENT_SOURCE_ROOT: build another checkout's agent (e.g. an older commit's, to show that a
+  // regression test fails there). Its path ends with a slash, like ROOT.
+  const src = process.env.AGENT_SOURCE_ROOT ?? ROOT;
+  execFileSync(process.execPath, [`${src}scripts/build-container.mjs`, '--outdir', bundleDir], { cwd: src, stdio: 'pipe' });
 }
 
 /** Removes what buildContainer() built. */

@@ -3,8 +3,11 @@
  */
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
-import type { AgentState, Credentials } from '../../container/agent/files.js';
+import { CREDENTIALS_FILE, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type AgentState, type Credentials } from '../../container/agent/files.js';
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
@@ -62,7 +65,7 @@ class FakeIssuer {
   };
 }
 
-async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult> } = {}) {
+async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult>; store?: RefresherDeps['store'] } = {}) {
   const clock = { t: T0 };
   const issuer = new FakeIssuer(clock);
   const logs: { level: string; event: string; fields: Record<string, unknown> }[] = [];
@@ -78,7 +81,7 @@ async function setup(opts: { random?: () => number; hook?: (v: string) => Promis
     },
     post: issuer.fetch,
     log: (level, event, fields = {}) => logs.push({ level, event, fields }),
-    store: {
+    store: opts.store ?? {
       writeToken: async (t) => void written.token.push(t),
       writeCredentials: async (c) => void written.credentials.push(c),
       writeState: async (s) => void written.state.push(s),
@@ -248,7 +251,7 @@ describe('Refresher credentials and hook', () => {
 
   it('restores a still-valid token from disk and refreshes at once', async () => {
     const s = await setup();
-    s.r.restore({ token: 'saved.token.x', credentials: { version: 'v1', values: { GATEWAY_TOKEN: 'old' } }, state: { expires_at: T0 / 1000 + 100, issued_at: T0 / 1000 - 500, kid: 'k', hook_version: 'v1' } });
+    s.r.restore({ token: 'saved.token.x', credentials: { version: 'v1', values: { GATEWAY_TOKEN: 'old' } }, state: { expires_at: T0 / 1000 + 100, issued_at: T0 / 1000 - 500, kid: 'k', hook_version: 'v1' }, problems: [] });
     expect(s.r.healthy()).toBe(true);
     expect(s.r.nextAt).toBe(T0);
     const ran: string[] = [];
@@ -266,5 +269,74 @@ describe('Refresher credentials and hook', () => {
     expect(text).not.toContain(out.token.token);
     expect(text).not.toContain('value-v1');
     expect(JSON.stringify(s.written.state)).not.toContain('value-v1');
+  });
+});
+
+describe('Refresher write failures', () => {
+  /** The agent's real store: atomic writes into a real directory. */
+  function fileStore(dir: string): RefresherDeps['store'] {
+    return {
+      writeToken: (t) => writeAtomic(dir, TOKEN_FILE, `${t}\n`),
+      writeCredentials: (c) => writeAtomic(dir, CREDENTIALS_FILE, JSON.stringify(c)),
+      writeState: (st) => writeAtomic(dir, STATE_FILE, JSON.stringify(st)),
+    };
+  }
+
+  it('failure A: a write that fails (token path is a directory, EISDIR) is a failed refresh naming the path; token and files stay, no temp file, it recovers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'refresher-write-'));
+    try {
+      await prepareDir(dir);
+      const s = await setup({ random: () => 0.5, store: fileStore(dir) });
+      const first = await s.r.refresh('first');
+      expect(first.ok).toBe(true);
+      const onDisk = readFileSync(join(dir, TOKEN_FILE), 'utf8');
+      // The token path becomes a directory: the rename over it fails with EISDIR.
+      rmSync(join(dir, TOKEN_FILE));
+      mkdirSync(join(dir, TOKEN_FILE));
+      s.clock.t += 10_000;
+      const out = await s.r.refresh('nudge');
+      expect(out.ok).toBe(false);
+      if (out.ok) return;
+      expect(out.error.code).toBe('write_failed');
+      expect(out.error.path).toBe(join(dir, TOKEN_FILE));
+      expect(out.error.message).toContain(join(dir, TOKEN_FILE));
+      expect(out.error.message).toContain('EISDIR');
+      const failed = s.logs.filter((l) => l.event === 'refresh_failed');
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.fields).toMatchObject({ code: 'write_failed', path: join(dir, TOKEN_FILE) });
+      expect(s.r.metrics.failures.write_failed).toBe(1);
+      expect(s.r.metrics.refreshes.error).toBe(1);
+      // The token being served is still the first one, and still valid; backoff, not the schedule.
+      expect(s.r.current?.jti).toBe('t1');
+      expect(s.r.healthy()).toBe(true);
+      expect(s.r.nextAt - s.clock.t).toBeLessThanOrEqual(1_000);
+      expect(readdirSync(dir).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+
+      // The path is a file again: the next attempt succeeds.
+      rmSync(join(dir, TOKEN_FILE), { recursive: true });
+      const again = await s.r.refresh('nudge');
+      expect(again.ok).toBe(true);
+      expect(s.r.current?.jti).toBe('t3');
+      expect(readFileSync(join(dir, TOKEN_FILE), 'utf8')).not.toBe(onDisk);
+      expect(s.r.failures).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('failure A: an unexpected error in a refresh is a failed refresh too, never a rejected promise', async () => {
+    const s = await setup({
+      store: {
+        writeToken: async () => {
+          throw new TypeError('not a disk problem');
+        },
+        writeCredentials: async () => undefined,
+        writeState: async () => undefined,
+      },
+    });
+    const out = await s.r.refresh('first');
+    expect(out.ok).toBe(false);
+    if (!out.ok) expect(out.error.code).toBe('internal_error');
+    expect(s.logs.some((l) => l.event === 'refresh_failed' && l.fields.code === 'internal_error')).toBe(true);
   });
 });
