@@ -4,10 +4,10 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditEvent, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditListing, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
-import { auditTable, keyTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
+import { auditTable, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
 import { inspectionLines, inspectToken } from './inspect.js';
 import type { GlobalOptions } from './options.js';
 
@@ -160,9 +160,15 @@ export async function audit(ctx: Context, flags: Flags): Promise<void> {
     q.set('limit', String(n));
   }
   const qs = q.toString() ? `?${q}` : '';
-  const body = await ctx.client.admin<{ events: AuditEvent[] }>('GET', `/audit${qs}`);
+  const body = await ctx.client.admin<AuditListing>('GET', `/audit${qs}`);
   if (ctx.globals.json) return json(ctx, body);
   for (const l of auditTable(body.events)) ctx.io.out(l);
+  // Refusals are counted per rule per minute (README, audit); shown after the events they cannot displace.
+  if ((body.refusals ?? []).length > 0) {
+    ctx.io.out('');
+    ctx.io.out('refusals, counted per rule per minute');
+    for (const l of refusalTable(body.refusals)) ctx.io.out(l);
+  }
 }
 
 export async function tokenInspect(ctx: Context, arg: string | undefined): Promise<void> {

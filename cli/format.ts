@@ -3,7 +3,7 @@
  * of the API's answers and `now`, so every screen is reproducible in a test. Text that came from
  * the issuer goes through oneLine before it reaches a terminal.
  */
-import type { AuditEvent, KeyListing, KeyView, SandboxStatus } from './api.js';
+import type { AuditEvent, KeyListing, KeyView, RefusalCount, SandboxStatus } from './api.js';
 import { oneLine } from './errors.js';
 
 const SECOND = 1000;
@@ -213,6 +213,15 @@ export function auditTable(events: AuditEvent[]): string[] {
     return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, e.code ?? '-', shortKid(e.kid), e.cred_ver ?? '-', e.actor ?? '-'];
   });
   return table(['TIME', 'SANDBOX', 'EVENT', 'OUTCOME', 'CODE', 'KID', 'CREDENTIALS', 'ACTOR'], rows, '');
+}
+
+/** Refusal counters: SIGNED says whether the sandbox's key signed the refused assertion. */
+export function refusalTable(refusals: RefusalCount[]): string[] {
+  const rows = refusals.map((r) => {
+    const t = Date.parse(r.minute);
+    return [Number.isFinite(t) ? isoSeconds(t) : r.minute, r.sandbox, r.code, String(r.count), r.authenticated ? 'yes' : 'no'];
+  });
+  return table(['MINUTE', 'SANDBOX', 'CODE', 'COUNT', 'SIGNED'], rows, '');
 }
 
 /** The `status` screen. */

@@ -59,6 +59,30 @@ export interface AuditEvent {
   actor?: string;
 }
 
+/**
+ * Refusals of a sandbox's token requests, counted per rule per minute rather than kept one by one:
+ * anyone can send junk that names a sandbox, and counting keeps it from pushing the sandbox's
+ * authenticated events (issuances, admin actions) out of the bounded audit table.
+ */
+export interface RefusalCount {
+  /** Start of the minute counted. */
+  minute: string;
+  /** The last refusal counted in that minute. */
+  last_at: string;
+  sandbox: string;
+  /** The assertion rule that refused (README, token endpoint). */
+  code: string;
+  /** True when the assertion's signature verified under the sandbox's key (an agent or a replayed copy). */
+  authenticated: boolean;
+  count: number;
+}
+
+/** GET /api/admin/audit: authenticated events and refusal counts, each newest first and each at most `limit`. */
+export interface AuditListing {
+  events: AuditEvent[];
+  refusals: RefusalCount[];
+}
+
 /** POST /api/admin/sandboxes/:id/bootstrap (DESIGN §4): `key` is the private Ed25519 JWK. */
 export interface BootstrapFile {
   client_id: string;

@@ -13,6 +13,7 @@ import type { SandboxAuthority } from './issuer/sandbox-authority.js';
 import { createSigningKeyCache, type SigningKeyCache } from './issuer/signing-key-cache.js';
 import { mintAccessToken } from './issuer/tokens.js';
 import { createUserTokenCache, type UserTokenCache } from './issuer/user-tokens.js';
+import { createSandboxRegistry, type SandboxRegistry } from './issuer/registry.js';
 import { log } from './log.js';
 import { pushOnSecretChange } from './issuer/push.js';
 import { pushRefresh, type SandboxApi } from './sandbox/gateway.js';
@@ -28,6 +29,7 @@ export interface AppEnv {
     jwks: JwksCache;
     signingKey: SigningKeyCache;
     userTokens: UserTokenCache;
+    registry: SandboxRegistry;
     keyAuthority: () => DurableObjectStub<KeyAuthority>;
     sandboxAuthority: (sandboxId: string) => DurableObjectStub<SandboxAuthority>;
     admin: AdminIdentity;
@@ -53,7 +55,7 @@ export interface AppOptions {
 
 export function createApp(options: AppOptions = {}) {
   // Isolate caches, one set per env object (i.e. per isolate and deployment).
-  const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache }>();
+  const caches = new WeakMap<object, { jwks: JwksCache; signingKey: SigningKeyCache; userTokens: UserTokenCache; registry: SandboxRegistry }>();
   const app = new Hono<AppEnv>();
   // Configs whose secrets fingerprint this isolate has checked: the hash and the Durable Object
   // call run once per deployment, not per request.
@@ -78,12 +80,14 @@ export function createApp(options: AppOptions = {}) {
         jwks: createJwksCache(() => unwrap(keyAuthority().published())),
         signingKey,
         userTokens: createUserTokenCache(mintFor, cfg.timing.accessTokenTtl),
+        registry: createSandboxRegistry((id) => keyAuthority().isSandbox(id)),
       };
       caches.set(c.env, mine);
     }
     c.set('jwks', mine.jwks);
     c.set('signingKey', mine.signingKey);
     c.set('userTokens', mine.userTokens);
+    c.set('registry', mine.registry);
     if (options.outbound) {
       const { containerIdOf } = options.outbound;
       let containerId: unknown;

@@ -8,10 +8,13 @@
  */
 import { IssuerError } from './errors.js';
 import { SANDBOX_ID } from '../admin-api.js';
+import { checkSegment, decodeSegment, FORBIDDEN_HEADERS as VERIFIER_FORBIDDEN_HEADERS, parseObject } from '../verifier/compact.js';
+import { VerifierError } from '../verifier/errors.js';
 
 export type AssertionRule =
   | 'assertion_too_large'
   | 'malformed_assertion'
+  | 'duplicate_member'
   | 'unsupported_alg'
   | 'forbidden_header'
   | 'unknown_client'
@@ -26,6 +29,7 @@ export type AssertionRule =
   | 'exp_missing'
   | 'expired'
   | 'exp_too_far'
+  | 'exp_before_iat'
   | 'iat_in_future'
   | 'nbf_in_future'
   | 'jti_missing'
@@ -48,9 +52,11 @@ export const ASSERTION_MAX_LIFETIME_SECONDS = 60;
 export const JTI_MAX_LENGTH = 256;
 /** Ed25519 under either name: `EdDSA` (RFC 8037) and `Ed25519` (RFC 9864). */
 export const ASSERTION_ALGS: readonly string[] = ['EdDSA', 'Ed25519'];
-/** Headers that would let the token choose its own key or extend the rules; `b64` changes what is signed. */
-const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64'];
-
+/**
+ * The verifier's list (src/verifier/compact.ts): headers that would let the token choose its own
+ * key or extend the rules (`b64` changes what is signed, `zip` what is parsed).
+ */
+const FORBIDDEN_HEADERS = VERIFIER_FORBIDDEN_HEADERS;
 
 export interface ParsedAssertion {
   header: Record<string, unknown>;
@@ -61,26 +67,26 @@ export interface ParsedAssertion {
   iss: string;
 }
 
-const B64URL = /^[A-Za-z0-9_-]*$/;
-
-function b64urlDecode(part: string): Uint8Array | undefined {
-  if (!B64URL.test(part) || part.length % 4 === 1) return undefined;
-  const b64 = part.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (part.length % 4)) % 4);
+/**
+ * One JSON-object segment, as strictly as the verifier reads tokens (compact.ts): canonical
+ * base64url, UTF-8 with no byte-order mark, no repeated member name. Returns the refusal's rule.
+ */
+function segmentObject(part: string, what: string): Record<string, unknown> | AssertionError {
   try {
-    const bin = atob(b64);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  } catch {
-    return undefined;
+    checkSegment(part, what);
+    return parseObject(part, what);
+  } catch (e) {
+    if (e instanceof VerifierError && e.code === 'duplicate_member') return new AssertionError('duplicate_member', `the assertion ${what} repeats a member name`);
+    return new AssertionError('malformed_assertion', 'the assertion is not a compact JWS with a JSON object header and payload (canonical base64url, UTF-8 JSON)');
   }
 }
 
-function jsonObject(bytes: Uint8Array | undefined): Record<string, unknown> | undefined {
-  if (!bytes) return undefined;
+/** The signature segment: canonical base64url, or empty (an unsecured JWS, which the alg rule refuses). */
+function signatureBytes(part: string): Uint8Array | undefined {
+  if (part === '') return new Uint8Array(0);
   try {
-    const v: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+    checkSegment(part, 'signature');
+    return decodeSegment(part);
   } catch {
     return undefined;
   }
@@ -95,18 +101,17 @@ export function parseAssertion(jwt: string): ParsedAssertion {
   const parts = jwt.split('.');
   if (parts.length !== 3) throw new AssertionError('malformed_assertion', 'the assertion is not a compact JWS (three base64url parts)');
   const [h, p, s] = parts as [string, string, string];
-  const header = jsonObject(b64urlDecode(h));
-  const claims = jsonObject(b64urlDecode(p));
-  const signature = b64urlDecode(s);
-  // An empty signature is still a compact JWS (an unsecured one); the alg rule refuses it next.
-  if (!header || !claims || !signature) {
-    throw new AssertionError('malformed_assertion', 'the assertion is not a compact JWS with a JSON object header and payload');
-  }
+  const header = segmentObject(h, 'header');
+  if (header instanceof AssertionError) throw header;
+  const claims = segmentObject(p, 'claims');
+  if (claims instanceof AssertionError) throw claims;
+  const signature = signatureBytes(s);
+  if (!signature) throw new AssertionError('malformed_assertion', 'the assertion signature is not canonical base64url');
   if (typeof header.alg !== 'string' || !ASSERTION_ALGS.includes(header.alg)) {
     throw new AssertionError('unsupported_alg', `the assertion alg must be one of ${ASSERTION_ALGS.join(', ')}`);
   }
   for (const name of FORBIDDEN_HEADERS) {
-    if (name in header) throw new AssertionError('forbidden_header', `the assertion header must not carry "${name}"`);
+    if (Object.hasOwn(header, name)) throw new AssertionError('forbidden_header', `the assertion header must not carry "${name}"`);
   }
   if (header.kid !== undefined && typeof header.kid !== 'string') throw new AssertionError('malformed_assertion', 'the header kid must be a string');
   const iss = claims.iss;
@@ -120,8 +125,8 @@ export function parseAssertion(jwt: string): ParsedAssertion {
  */
 export function peekIssuer(jwt: string): string | undefined {
   if (jwt.length > ASSERTION_MAX_BYTES) return undefined;
-  const claims = jsonObject(b64urlDecode(jwt.split('.')[1] ?? ''));
-  const iss = claims?.iss;
+  const claims = segmentObject(jwt.split('.')[1] ?? '', 'claims');
+  const iss = claims instanceof AssertionError ? undefined : claims.iss;
   return typeof iss === 'string' && SANDBOX_ID.test(iss) ? iss : undefined;
 }
 
@@ -167,6 +172,7 @@ export function checkClaims(a: ParsedAssertion, now: number, policy: ClaimPolicy
   if (!finite(c.iat)) throw new AssertionError('iat_missing', 'iat must be present as a number');
   if (!finite(c.exp)) throw new AssertionError('exp_missing', 'exp must be present as a number');
   if (c.exp + skew <= nowS) throw new AssertionError('expired', 'the assertion has expired');
+  if (c.exp < c.iat) throw new AssertionError('exp_before_iat', 'exp must not be before iat');
   if (c.exp - c.iat > ASSERTION_MAX_LIFETIME_SECONDS) {
     throw new AssertionError('exp_too_far', `exp must be at most ${ASSERTION_MAX_LIFETIME_SECONDS} s after iat`);
   }

@@ -7,16 +7,30 @@
  * below have no field that could carry one.
  */
 
-import { AUDIT_MAX_LIMIT, type AuditEvent } from '../admin-api.js';
+import { AUDIT_MAX_LIMIT, type AuditEvent, type RefusalCount } from '../admin-api.js';
 
-/** Per table. Oldest events are dropped past this: ~1,000 events is days of refreshes for one sandbox. */
+/**
+ * Per table. Oldest events are dropped past this: ~1,000 events is days of refreshes for one
+ * sandbox. Only authenticated events go here (issuances, admin actions): refusals are counted in
+ * `refusals` instead, so no unauthenticated request can push an event out.
+ */
 export const AUDIT_MAX_EVENTS = 1000;
-/** Trimming runs every this many inserts, so an insert stays one statement in the common case. */
-const TRIM_EVERY = 50;
+/**
+ * Trimming runs when the new row's id is a multiple of this, so an insert stays one statement in
+ * the common case. The row id persists, so the bound (AUDIT_MAX_EVENTS + TRIM_EVERY - 1 rows)
+ * holds across restarts of the object; an in-memory counter restarted at 0 and let it drift.
+ */
+export const TRIM_EVERY = 50;
+/**
+ * Refusal counters, one row per (minute, rule, authenticated), kept newest first. A flood of any
+ * size adds at most one row per rule per minute; 1,000 rows is at least 40 hours of refusals at
+ * the usual one or two rules a minute, and never less than the last hour even if every rule
+ * fired every minute.
+ */
+export const REFUSAL_MAX_ROWS = 1000;
+/** Refusals are counted per this period (DESIGN: counts per rule per minute). */
+export const REFUSAL_BUCKET_MS = 60_000;
 export type AuditInput = Omit<AuditEvent, 'at'>;
-
-/** Inserts per table since its object started; trimming runs on every TRIM_EVERY-th. */
-const inserts = new WeakMap<SqlStorage, number>();
 
 export function ensureAuditTable(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE IF NOT EXISTS audit (
@@ -26,9 +40,46 @@ export function ensureAuditTable(sql: SqlStorage): void {
     code TEXT, kid TEXT, jti TEXT, cred_ver TEXT, actor TEXT)`);
 }
 
+export function ensureRefusalTable(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE IF NOT EXISTS refusals (
+    minute INTEGER NOT NULL, sandbox TEXT NOT NULL, code TEXT NOT NULL, authenticated INTEGER NOT NULL,
+    count INTEGER NOT NULL, last_at INTEGER NOT NULL,
+    PRIMARY KEY (minute, sandbox, code, authenticated))`);
+}
+
+/**
+ * Counts one refusal. `authenticated`: the assertion's signature verified under the sandbox's
+ * key (a misbehaving agent, or a replayed copy), as opposed to junk anyone can send.
+ */
+export function countRefusal(sql: SqlStorage, now: number, r: { sandbox: string; code: string; authenticated: boolean }, max = REFUSAL_MAX_ROWS): void {
+  const minute = now - (now % REFUSAL_BUCKET_MS);
+  const { count } = sql
+    .exec<{ count: number }>(
+      `INSERT INTO refusals (minute, sandbox, code, authenticated, count, last_at) VALUES (?, ?, ?, ?, 1, ?)
+       ON CONFLICT (minute, sandbox, code, authenticated) DO UPDATE SET count = count + 1, last_at = excluded.last_at
+       RETURNING count`,
+      minute, r.sandbox, r.code, r.authenticated ? 1 : 0, now,
+    )
+    .one();
+  // A new row (count 1) is at most one per rule per minute: the only time the bound can be passed.
+  if (count === 1) {
+    sql.exec('DELETE FROM refusals WHERE rowid IN (SELECT rowid FROM refusals ORDER BY minute DESC, last_at DESC LIMIT -1 OFFSET ?)', max);
+  }
+}
+
+type RefusalRow = { minute: number; sandbox: string; code: string; authenticated: number; count: number; last_at: number };
+
+/** Newest minute first. */
+export function readRefusals(sql: SqlStorage, limit: number): RefusalCount[] {
+  return sql
+    .exec<RefusalRow>('SELECT minute, sandbox, code, authenticated, count, last_at FROM refusals ORDER BY minute DESC, last_at DESC LIMIT ?', Math.min(limit, AUDIT_MAX_LIMIT))
+    .toArray()
+    .map((r) => ({ minute: new Date(r.minute).toISOString(), last_at: new Date(r.last_at).toISOString(), sandbox: r.sandbox, code: r.code, authenticated: r.authenticated === 1, count: r.count }));
+}
+
 export function appendAudit(sql: SqlStorage, now: number, e: AuditInput, max = AUDIT_MAX_EVENTS): void {
-  const cursor = sql.exec(
-      'INSERT INTO audit (at, sandbox, event, outcome, code, kid, jti, cred_ver, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  const { id } = sql.exec<{ id: number }>(
+      'INSERT INTO audit (at, sandbox, event, outcome, code, kid, jti, cred_ver, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
       now,
       e.sandbox ?? null,
       e.event,
@@ -38,15 +89,8 @@ export function appendAudit(sql: SqlStorage, now: number, e: AuditInput, max = A
       e.jti ?? null,
       e.cred_ver ?? null,
       e.actor ?? null,
-    );
-  void cursor.rowsWritten; // run the statement to completion
-  // Trim on every TRIM_EVERY-th insert (a counter, not a query per insert).
-  const n = (inserts.get(sql) ?? 0) + 1;
-  inserts.set(sql, n);
-  if (n % TRIM_EVERY === 0) {
-    const top = sql.exec<{ id: number }>('SELECT MAX(id) AS id FROM audit').one().id;
-    sql.exec('DELETE FROM audit WHERE id <= ?', top - max);
-  }
+    ).one();
+  if (id % TRIM_EVERY === 0) sql.exec('DELETE FROM audit WHERE id <= ?', id - max);
 }
 
 type Row = { at: number; sandbox: string | null; event: string; outcome: string; code: string | null; kid: string | null; jti: string | null; cred_ver: string | null; actor: string | null };

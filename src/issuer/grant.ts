@@ -7,7 +7,7 @@
  */
 import type { Config } from '../config.js';
 import { AssertionError, parseAssertion, peekIssuer, type AssertionRule } from './assertion.js';
-import { cachedCredentialsFor, encryptCredentials, type X25519PublicJwk } from './credentials.js';
+import { cachedCredentialsFor, checkAgentKey, encryptCredentials, type X25519PublicJwk } from './credentials.js';
 import type { Authorized, AuthorizeRequest } from './sandbox-authority.js';
 import { mintAgentToken, type ActiveSigningKey } from './tokens.js';
 
@@ -30,6 +30,8 @@ export interface GrantDeps {
   randomId: () => string;
   signingKey: () => Promise<ActiveSigningKey>;
   authorize: (sandboxId: string, req: AuthorizeRequest) => Promise<Authorized>;
+  /** Whether the id was ever bootstrapped; an unknown id's authority is never addressed (registry.ts). */
+  isKnown: (sandboxId: string) => Promise<boolean>;
   /** Records a refusal decided before the sandbox's authority was asked. */
   refuse: (sandboxId: string, rule: AssertionRule) => Promise<void>;
   /** On the outbound path: whether the container the request came from is this sandbox's. */
@@ -43,9 +45,13 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
     sandboxId = parseAssertion(req.assertion).iss;
   } catch (e) {
     const iss = e instanceof AssertionError ? peekIssuer(req.assertion) : undefined;
-    if (iss !== undefined && e instanceof AssertionError) await deps.refuse(iss, e.rule).catch(() => undefined);
+    if (iss !== undefined && e instanceof AssertionError && (await deps.isKnown(iss))) await deps.refuse(iss, e.rule).catch(() => undefined);
     throw e;
   }
+  // Logged, not audited: a made-up id must not create anything (README, audit).
+  if (!(await deps.isKnown(sandboxId))) throw new AssertionError('unknown_client', 'iss does not name a sandbox');
+  // Before anything is stored (the jti, the key): a key no credentials can be encrypted to is refused.
+  if (req.encJwk) await checkAgentKey(req.encJwk);
   if (deps.containerMatches && !deps.containerMatches(sandboxId)) {
     await deps.refuse(sandboxId, 'container_mismatch').catch(() => undefined);
     throw new AssertionError('container_mismatch', 'the assertion names another sandbox than the container it came from');

@@ -70,6 +70,11 @@ export class KeyAuthority extends DurableObject<Env> {
     this.ctx.storage.sql.exec('INSERT INTO sandboxes (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING', id, Date.now());
   }
 
+  /** Whether a sandbox id was ever bootstrapped (registry.ts): a read, no write. */
+  async isSandbox(id: string): Promise<boolean> {
+    return this.ctx.storage.sql.exec('SELECT 1 FROM sandboxes WHERE id = ?', id).toArray().length > 0;
+  }
+
   /** Sandbox ids, newest first. */
   async sandboxes(): Promise<string[]> {
     return this.ctx.storage.sql

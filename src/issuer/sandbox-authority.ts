@@ -6,8 +6,11 @@
  *                              revoked), `enc_key` (the agent's X25519 public JWK)
  *   jti(jti, expires_at)       assertion ids seen, each kept until the assertion could no longer
  *                              be accepted (exp + skew), then swept
- *   audit(...)                 see audit.ts; at most AUDIT_MAX_EVENTS
+ *   audit(...)                 see audit.ts: issuances and admin actions, at most AUDIT_MAX_EVENTS
+ *   refusals(...)              see audit.ts: refusals counted per rule per minute
  * Only the public half of a bootstrap key is ever stored: the private half is returned once.
+ * The tables are created by the first bootstrap, not before: an object for an id that was never
+ * bootstrapped writes nothing at all (the Worker does not even address one, see registry.ts).
  *
  * One token costs one call here (`authorize`): the kid and signature check, the claim rules,
  * the replay check-and-insert, the agent key registration and the audit event. The replay
@@ -18,9 +21,9 @@ import { DurableObject } from 'cloudflare:workers';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { loadConfig, type Env } from '../config.js';
 import { AssertionError, checkClaims, checkKid, parseAssertion, verifySignature, type AssertionRule } from './assertion.js';
-import type { AuditEvent, SandboxStatus } from '../admin-api.js';
-import { appendAudit, ensureAuditTable, readAudit } from './audit.js';
-import type { X25519PublicJwk } from './credentials.js';
+import type { AuditListing, SandboxStatus } from '../admin-api.js';
+import { appendAudit, countRefusal, ensureAuditTable, ensureRefusalTable, readAudit, readRefusals } from './audit.js';
+import { checkAgentKey, type X25519PublicJwk } from './credentials.js';
 import { IssuerError } from './errors.js';
 import { capture, type Result } from './result.js';
 
@@ -64,18 +67,18 @@ export class SandboxAuthority extends DurableObject<Env> {
   private encKey: EncKeyRecord | undefined | null = null;
   private verifyKey: { kid: string; key: Promise<CryptoKey> } | undefined;
   private lastSweep = 0;
+  private tablesReady = false;
+  /** Thumbprint of the stored agent key once checked usable (usableAgentKey). */
+  private checkedEncKey: string | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const sql = ctx.storage.sql;
-    sql.exec('CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)');
-    sql.exec('CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)');
-    ensureAuditTable(sql);
   }
 
   /** New bootstrap key pair: the public half replaces the previous one at once; the private half is returned once. */
   async bootstrap(sandboxId: string, actor: string): Promise<Result<{ privateJwk: JWK; kid: string }>> {
     return capture(async () => {
+      this.ensureTables();
       const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify'])) as CryptoKeyPair;
       const priv = (await crypto.subtle.exportKey('jwk', pair.privateKey)) as JsonWebKey;
       const publicJwk = { kty: 'OKP' as const, crv: 'Ed25519' as const, x: priv.x! };
@@ -116,11 +119,14 @@ export class SandboxAuthority extends DurableObject<Env> {
       const rec = this.sandbox();
       // Unknown: nothing is written, so arbitrary ids cannot fill storage.
       if (!rec || rec.id !== a.iss) throw new AssertionError('unknown_client', 'iss does not name a sandbox');
+      // Whether the bootstrap key signed this assertion: refusals before that are anyone's junk.
+      let authenticated = false;
       try {
         if (req.clientId !== undefined && req.clientId !== a.iss) throw new AssertionError('client_id_mismatch', 'client_id must equal the assertion iss');
         if (rec.revokedAt !== undefined) throw new AssertionError('client_revoked', 'the sandbox is revoked');
         checkKid(a, rec.kid);
         await verifySignature(a, await this.bootstrapKey(rec));
+        authenticated = true;
         const { jti, rememberUntil } = checkClaims(a, now, {
           audiences: [cfg.issuer, `${cfg.issuer}/oauth/token`],
           clockSkewSeconds: cfg.timing.clockSkew,
@@ -130,12 +136,13 @@ export class SandboxAuthority extends DurableObject<Env> {
         if (inserted === 0) throw new AssertionError('jti_replayed', 'this assertion jti has been used before');
         this.maybeSweep(now);
 
-        const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : this.agentKey();
+        // A key that cannot be encrypted to is refused before it is stored (and so is this token).
+        const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : await this.usableAgentKey();
         const credVer = enc ? req.issue.credVer : undefined;
         appendAudit(this.ctx.storage.sql, now, { sandbox: rec.id, event: 'token_issued', outcome: 'ok', kid: req.issue.kid, jti: req.issue.jti, cred_ver: credVer });
         return { sandboxId: rec.id, jkt: rec.kid, encKey: enc?.jwk };
       } catch (e) {
-        if (e instanceof AssertionError) this.audit(now, rec.id, e.rule);
+        if (e instanceof AssertionError) this.refused(now, rec.id, e.rule, authenticated);
         throw e;
       }
     });
@@ -144,34 +151,56 @@ export class SandboxAuthority extends DurableObject<Env> {
   /** Records a refusal decided before this object was asked (malformed request for a known sandbox). */
   async refuse(sandboxId: string, rule: AssertionRule | string): Promise<void> {
     const rec = this.sandbox();
-    if (rec && rec.id === sandboxId) this.audit(Date.now(), sandboxId, rule);
+    if (rec && rec.id === sandboxId) this.refused(Date.now(), sandboxId, rule, false);
   }
 
   async status(sandboxId: string): Promise<SandboxStatus> {
     return this.statusOf(sandboxId);
   }
 
-  async auditLog(limit: number): Promise<AuditEvent[]> {
-    return readAudit(this.ctx.storage.sql, limit);
+  /** Authenticated events and refusal counts, each newest first, each at most `limit`. */
+  async auditLog(limit: number): Promise<AuditListing> {
+    if (!this.hasTables()) return { events: [], refusals: [] };
+    return { events: readAudit(this.ctx.storage.sql, limit), refusals: readRefusals(this.ctx.storage.sql, limit) };
   }
 
   /** Sweeps expired jti entries when idle; re-arms while entries remain. */
   override async alarm(): Promise<void> {
-    this.sweep(Date.now());
+    if (this.hasTables()) this.sweep(Date.now());
   }
 
   // --- internals ---
 
-  private audit(now: number, sandbox: string, code: string): void {
-    appendAudit(this.ctx.storage.sql, now, { sandbox, event: 'token_refused', outcome: 'refused', code });
+  private refused(now: number, sandbox: string, code: string, authenticated: boolean): void {
+    countRefusal(this.ctx.storage.sql, now, { sandbox, code, authenticated });
+  }
+
+  /** Whether this object was ever bootstrapped (its tables exist). A read: it creates nothing. */
+  private hasTables(): boolean {
+    if (!this.tablesReady) {
+      this.tablesReady = this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
+    }
+    return this.tablesReady;
+  }
+
+  private ensureTables(): void {
+    if (this.tablesReady) return;
+    const sql = this.ctx.storage.sql;
+    sql.exec('CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)');
+    sql.exec('CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)');
+    ensureAuditTable(sql);
+    ensureRefusalTable(sql);
+    this.tablesReady = true;
   }
 
   private statusOf(sandboxId: string): SandboxStatus {
     const rec = this.sandbox();
     // The last issuance is the newest token_issued audit event: no extra write per token.
-    const last = this.ctx.storage.sql
-      .exec<{ at: number; cred_ver: string | null }>("SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1")
-      .toArray()[0];
+    const last = rec
+      ? this.ctx.storage.sql
+          .exec<{ at: number; cred_ver: string | null }>("SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1")
+          .toArray()[0]
+      : undefined;
     const ttl = loadConfig(this.env).timing.agentTokenTtl;
     const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
     return {
@@ -189,8 +218,10 @@ export class SandboxAuthority extends DurableObject<Env> {
   }
 
   private async registerEncKey(jwk: X25519PublicJwk, now: number): Promise<EncKeyRecord> {
+    await checkAgentKey(jwk);
     const current = this.agentKey();
     const thumbprint = await calculateJwkThumbprint({ kty: 'OKP', crv: 'X25519', x: jwk.x }, 'sha256');
+    this.checkedEncKey = thumbprint;
     if (current?.thumbprint === thumbprint) return current;
     const rec: EncKeyRecord = { jwk: { kty: 'OKP', crv: 'X25519', x: jwk.x }, thumbprint, registeredAt: now };
     this.putMeta('enc_key', rec);
@@ -198,12 +229,33 @@ export class SandboxAuthority extends DurableObject<Env> {
     return rec;
   }
 
+  /**
+   * The registered agent key, if it can be encrypted to. A key stored before low-order keys were
+   * refused could poison every later refresh: it is dropped, and the agent sends its key again
+   * when a token comes back without credentials.
+   */
+  private async usableAgentKey(): Promise<EncKeyRecord | undefined> {
+    const k = this.agentKey();
+    if (!k || this.checkedEncKey === k.thumbprint) return k;
+    try {
+      await checkAgentKey(k.jwk);
+    } catch {
+      this.ctx.storage.sql.exec("DELETE FROM meta WHERE k = 'enc_key'");
+      this.encKey = undefined;
+      return undefined;
+    }
+    this.checkedEncKey = k.thumbprint;
+    return k;
+  }
+
   private sandbox(): SandboxRecord | undefined {
+    if (!this.hasTables()) return undefined;
     if (this.record === null || this.record === undefined) this.record = this.getMeta<SandboxRecord>('sandbox') ?? undefined;
     return this.record;
   }
 
   private agentKey(): EncKeyRecord | undefined {
+    if (!this.hasTables()) return undefined;
     if (this.encKey === null || this.encKey === undefined) this.encKey = this.getMeta<EncKeyRecord>('enc_key') ?? undefined;
     return this.encKey;
   }

@@ -5,7 +5,7 @@ import { Hono } from 'hono';
 import { authenticateAdmin } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditEvent } from '../admin-api.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditListing } from '../admin-api.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
@@ -40,6 +40,13 @@ function parseForce(query: string | undefined, body: Record<string, unknown>): b
 function sandboxId(raw: string): string {
   if (!SANDBOX_ID.test(raw)) throw new IssuerError('invalid_request', 'a sandbox id is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit');
   return raw;
+}
+
+/** A bootstrapped sandbox's id, or 404: an unknown id's authority is never addressed (registry.ts). */
+async function knownSandbox(v: AppEnv['Variables'], raw: string): Promise<string> {
+  const id = sandboxId(raw);
+  if (!(await v.registry.isKnown(id))) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
+  return id;
 }
 
 /** Default number of audit events returned. */
@@ -98,13 +105,13 @@ export const admin = new Hono<AppEnv>()
     return c.json({ sandbox: id, ...out });
   })
   .delete('/sandboxes/:id', async (c) => {
-    const id = sandboxId(c.req.param('id'));
+    const id = await knownSandbox(c.var, c.req.param('id'));
     const status = await unwrap(c.var.sandboxAuthority(id).revoke(id, c.var.admin.subject));
     log('warn', 'admin_sandbox_revoke', { by: c.var.admin.subject, sandbox: id });
     return c.json(status);
   })
   .get('/sandboxes/:id', async (c) => {
-    const id = sandboxId(c.req.param('id'));
+    const id = await knownSandbox(c.var, c.req.param('id'));
     const status = await c.var.sandboxAuthority(id).status(id);
     if (!status.exists) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
     return c.json(status);
@@ -117,14 +124,21 @@ export const admin = new Hono<AppEnv>()
   .get('/audit', async (c) => {
     const limit = parseLimit(c.req.query('limit'));
     const only = c.req.query('sandbox');
-    let events: AuditEvent[];
+    let listing: AuditListing;
     if (only !== undefined) {
-      events = await c.var.sandboxAuthority(sandboxId(only)).auditLog(limit);
+      const id = sandboxId(only);
+      // A never-bootstrapped id has no events; its authority is not addressed (registry.ts).
+      listing = (await c.var.registry.isKnown(id)) ? await c.var.sandboxAuthority(id).auditLog(limit) : { events: [], refusals: [] };
     } else {
-      // Deployment events plus every registered sandbox's, merged newest first.
+      // Deployment events plus every registered sandbox's, merged newest first. Each kind has
+      // its own limit, so refusal counts never crowd authenticated events out of the answer.
       const ids = await c.var.keyAuthority().sandboxes();
-      const lists = await Promise.all([c.var.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.sandboxAuthority(id).auditLog(limit))]);
-      events = lists.flat().sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0)).slice(0, limit);
+      const [deployment, ...perSandbox] = await Promise.all([c.var.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.sandboxAuthority(id).auditLog(limit))]);
+      const newestFirst = <T>(at: (x: T) => string) => (a: T, b: T) => (at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0);
+      listing = {
+        events: [...deployment!, ...perSandbox.flatMap((l) => l.events)].sort(newestFirst((e) => e.at)).slice(0, limit),
+        refusals: perSandbox.flatMap((l) => l.refusals).sort(newestFirst((r) => r.last_at)).slice(0, limit),
+      };
     }
-    return c.json({ events });
+    return c.json(listing);
   });

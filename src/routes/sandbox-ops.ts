@@ -14,6 +14,7 @@ type Vars = AppEnv['Variables'];
 /** A new bootstrap key for the sandbox (DESIGN §4 bootstrap file): the previous one stops working at once. */
 export async function issueBootstrapFile(v: Vars, id: string, actor = v.admin?.subject ?? 'worker'): Promise<BootstrapFile> {
   await v.keyAuthority().registerSandbox(id);
+  v.registry.remember(id);
   const { privateJwk, kid } = await unwrap(v.sandboxAuthority(id).bootstrap(id, actor));
   log('info', 'sandbox_bootstrap', { by: actor, sandbox: id, kid });
   return { client_id: id, issuer: v.config.issuer, token_endpoint: `${v.config.issuer}/oauth/token`, key: privateJwk as Record<string, unknown> };

@@ -75,13 +75,14 @@ export const token = new Hono<AppEnv>()
     const type = (c.req.header('Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== FORM) throw invalid(`the request must be ${FORM}`);
     const form = parseTokenForm(await readBodyLimited(c.req.raw, TOKEN_BODY_LIMIT_BYTES));
-    const { config, signingKey, sandboxAuthority } = c.var;
+    const { config, signingKey, sandboxAuthority, registry } = c.var;
     const res = await clientCredentialsGrant(form, {
       config,
       now: Date.now,
       randomId: () => crypto.randomUUID(),
       signingKey: () => signingKey.get(),
       authorize: (id, req) => unwrap(sandboxAuthority(id).authorize(req)),
+      isKnown: (id) => registry.isKnown(id),
       refuse: (id, rule) => sandboxAuthority(id).refuse(id, rule),
       containerMatches: c.var.containerMatches,
     });

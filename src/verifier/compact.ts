@@ -44,7 +44,7 @@ function malformed(what: string): VerifierError {
 }
 
 /** Canonical base64url: alphabet only, no length of the form 4n+1, unused trailing bits zero. */
-function checkSegment(s: string, what: string): void {
+export function checkSegment(s: string, what: string): void {
   if (!BASE64URL.test(s)) throw malformed(`${what} is not base64url`);
   const rem = s.length % 4;
   if (rem === 1) throw malformed(`${what} has an impossible base64url length`);
@@ -124,7 +124,12 @@ function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
-function parseObject(segment: string, what: string): Record<string, unknown> {
+/**
+ * A segment that checkSegment accepted, decoded as a JSON object with no repeated member name
+ * (`duplicate_member`) and no byte-order mark (`malformed_token`). The issuer's client-assertion
+ * parser uses it too, so the issuer is exactly as strict as the verifier.
+ */
+export function parseObject(segment: string, what: string): Record<string, unknown> {
   let text: string;
   try {
     text = utf8.decode(decodeSegment(segment));

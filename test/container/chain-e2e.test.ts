@@ -7,13 +7,16 @@ import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
 import { buildContainer, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
 import { captureLog, startProxy, startUpstream, type Upstream } from './gateway-proxy-fixtures.js';
+import { connect } from 'node:net';
+import { buildCli, runProcess } from '../node/cli-process.js';
+import { createServer, type Server } from 'node:http';
 
 const dir = mkdtempSync(join(tmpdir(), 'chain-e2e-'));
 const USER = 'e2e-user@example.com';
@@ -98,6 +101,121 @@ it('a request without a verified user never reaches the gateway', async () => {
   expect(status).toBe(401);
   expect(upstream.hits).toBe(before);
 });
+
+/**
+ * One raw HTTP/1.1 request (what fetch cannot send: a path with a backslash, repeated Cookie
+ * lines, underscore header names), answered once the body is complete: wrangler dev keeps the
+ * socket open after the answer.
+ */
+function rawRequest(port: number, lines: string[]): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    const done = (status: number, body: string) => {
+      sock.destroy();
+      resolve({ status, body });
+    };
+    sock.on('data', (d: Buffer) => {
+      data = Buffer.concat([data, d]);
+      const text = data.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = text.slice(0, end);
+      const rest = text.slice(end + 4);
+      const status = Number(head.split(' ')[1]);
+      const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+      if (length && rest.length >= Number(length[1])) done(status, rest.slice(0, Number(length[1])));
+      else if (/\r\ntransfer-encoding: *chunked/i.test(head) && rest.endsWith('0\r\n\r\n')) done(status, rest);
+    });
+    sock.on('error', reject);
+    sock.write(`${lines.join('\r\n')}\r\n\r\n`);
+  });
+}
+
+describe('security review: the reviewer\'s inputs for findings 1, 8 and 9, through the whole chain', () => {
+  let thief: Server;
+  let thiefPort: number;
+  const stolen: string[] = [];
+  beforeAll(async () => {
+    thief = createServer((req, res) => {
+      stolen.push(`${req.method} ${req.url} ${JSON.stringify(req.headers)}`);
+      res.end('got it');
+    });
+    await new Promise<void>((r) => thief.listen(0, '127.0.0.1', () => r()));
+    thiefPort = (thief.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((r) => thief.close(() => r())));
+  const port = () => Number(new URL(worker.url).port);
+  /** Markers that must not reach the gateway, in any header. */
+  const MARKER = 'reviewer-marker';
+
+  it('finding 1: paths beginning with // (and their cousins) reach neither another host nor the gateway', async () => {
+    const before = upstream.hits;
+    for (const path of [`//127.0.0.1:${thiefPort}/steal`, `///127.0.0.1:${thiefPort}/steal`, `/\\127.0.0.1:${thiefPort}/steal`, `//user@127.0.0.1:${thiefPort}/steal`, '//api/admin/keys', `/x/..//127.0.0.1:${thiefPort}/steal`]) {
+      const res = await rawRequest(port(), [`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port()}`, 'Cookie: sid=1']);
+      expect(res.status, path).toBe(400);
+      expect(res.body, path).toContain('the path must not begin with // or contain a backslash');
+    }
+    expect(stolen).toEqual([]);
+    expect(upstream.hits).toBe(before);
+  });
+
+  it('finding 8: client identity and address headers never reach the gateway', async () => {
+    const res = await rawRequest(port(), [
+      'GET /whoami HTTP/1.1',
+      `Host: 127.0.0.1:${port()}`,
+      `X_Forwarded_User: ${MARKER}-underscore`,
+      `X-Forwarded-User: ${MARKER}-user`,
+      `X-Real-IP: 203.0.113.${7}`,
+      `Forwarded: for=203.0.113.8;by=${MARKER}`,
+      `X-Forwarded-Host: ${MARKER}.example`,
+      `X-Forwarded-For: 203.0.113.9`,
+      `X-Forwarded-Proto: ${MARKER}`,
+      `Remote-User: ${MARKER}-remote`,
+      `Cf-Access-Authenticated-User-Email: ${MARKER}@example.com`,
+    ]);
+    expect(res.status).toBe(200);
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.url).toBe('/whoami');
+    expect(seen.headers['x-forwarded-user']).toBe(USER);
+    const raw = seen.rawHeaders.join('\n');
+    expect(raw).not.toContain(MARKER);
+    expect(raw).not.toContain('203.0.113.');
+    for (const name of ['x_forwarded_user', 'x-real-ip', 'forwarded', 'remote-user', 'cf-access-authenticated-user-email']) {
+      expect(seen.headers[name], name).toBeUndefined();
+    }
+  });
+
+  it('finding 9: split Cookie lines never carry CF_Authorization to the gateway', async () => {
+    const res = await rawRequest(port(), ['GET /cookies HTTP/1.1', `Host: 127.0.0.1:${port()}`, 'Cookie: sid=1', `Cookie: CF_Authorization=${MARKER}.jwt; theme=dark`, `Cookie: cf_authorization=${MARKER}.lower`]);
+    expect(res.status).toBe(200);
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.url).toBe('/cookies');
+    expect(seen.rawHeaders.join('\n')).not.toContain(MARKER);
+    expect(seen.headers.cookie).toBe('sid=1; theme=dark');
+  });
+});
+
+it('finding 2: after a flood of 1,100 junk assertions, credctl audit --sandbox main still shows bootstrap and token_issued', async () => {
+  const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const junk = `${enc({ alg: 'EdDSA' })}.${enc({ iss: 'main', sub: 'main' })}.AAAA`;
+  const body = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: junk }).toString();
+  for (let i = 0; i < 1100; i += 50) {
+    const answers = await Promise.all(Array.from({ length: 50 }, () => fetch(`${worker.url}/oauth/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body })));
+    expect(answers.every((r) => r.status === 401)).toBe(true);
+  }
+  const bundle = await buildCli(join(dir, 'cli'));
+  for (const extra of [[], ['--limit', '500']]) {
+    const run = await runProcess(process.execPath, [bundle, 'audit', '--sandbox', 'main', ...extra], { cwd: dir, env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN } });
+    expect(run.code, run.stderr).toBe(0);
+    const events = run.stdout.split('refusals, counted per rule per minute')[0]!;
+    expect(events).toMatch(/\bbootstrap\b/);
+    expect(events).toMatch(/\btoken_issued\b/);
+    const counted = run.stdout.split('refusals, counted per rule per minute')[1]!;
+    const total = [...counted.matchAll(/ main +bad_signature +(\d+) +no/g)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(total).toBe(1100);
+  }
+}, 120_000);
 
 it('no token in any URL the gateway saw, nor in the proxy or Worker logs', () => {
   expect(upstream.requests.length).toBeGreaterThan(0);

@@ -32,8 +32,8 @@ describe('outbound token endpoint (issuer.internal)', () => {
     // No container id at all: fail closed.
     expect((await send(await assertion(victim))).status).toBe(401);
     const audit = await createApp().fetch(new Request(`${BASE}/api/admin/audit?sandbox=sb-victim`, { headers: adminHeaders() }), env, createExecutionContext());
-    const events = ((await audit.json()) as { events: { code?: string }[] }).events;
-    expect(events.filter((e) => e.code === 'container_mismatch')).toHaveLength(2);
+    const refusals = ((await audit.json()) as { refusals: { code: string; count: number }[] }).refusals;
+    expect(refusals.filter((r) => r.code === 'container_mismatch').reduce((n, r) => n + r.count, 0)).toBe(2);
   });
 
   it('serves nothing but the token endpoint', async () => {
