@@ -11,7 +11,7 @@
  */
 import { base64url, CompactEncrypt, importJWK } from 'jose';
 import { z } from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError, IssuerError } from './errors.js';
 
 /** Delivered names and secret names: environment-variable style, so they can be exported as such. */
 const NAME = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -140,4 +140,21 @@ export async function encryptCredentials(set: CredentialSet, agentKey: X25519Pub
   return new CompactEncrypt(enc.encode(JSON.stringify({ version: set.version, values: set.values })))
     .setProtectedHeader({ alg: JWE_ALG, enc: JWE_ENC, cty: 'json' })
     .encrypt(key);
+}
+
+/**
+ * Refuses an agent key that credentials cannot be encrypted to: low-order X25519 points (u = 0, 1,
+ * p - 1, p, ...) make ECDH fail (RFC 7748 §6.1: an all-zero shared secret), which would turn
+ * every later refresh of the sandbox into a failure. One key agreement with a throwaway key
+ * shows it, before the key is stored: the same operation the JWE encryption runs.
+ */
+export async function checkAgentKey(agentKey: X25519PublicJwk): Promise<void> {
+  try {
+    const peer = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'X25519', x: agentKey.x }, { name: 'X25519' }, false, []);
+    const mine = (await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits'])) as CryptoKeyPair;
+    const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: peer } as unknown as SubtleCryptoDeriveKeyAlgorithm, mine.privateKey, 256));
+    if (shared.every((b) => b === 0)) throw new Error('all-zero shared secret');
+  } catch {
+    throw new IssuerError('invalid_request', 'enc_jwk is not a usable X25519 public key (a low-order point, or not on the curve)');
+  }
 }

@@ -321,9 +321,12 @@ describe('sandboxes and audit', () => {
       const all = await call('/api/admin/audit', { headers: adminHeaders() });
       return { sent, audit: await audit.text(), all: await all.text() };
     });
-    const events = (JSON.parse(result.audit) as { events: { event: string; outcome: string; code?: string; jti?: string; kid?: string; cred_ver?: string }[] }).events;
-    // Newest first; issuance with kid, jti and cred_ver; refusals with their code; admin actions.
-    expect(events.map((e) => e.code ?? e.event)).toEqual(['client_revoked', 'revoke', 'unsupported_alg', 'bad_audience', 'jti_replayed', 'token_issued', 'bootstrap']);
+    const listing = JSON.parse(result.audit) as { events: { event: string; outcome: string; code?: string; jti?: string; kid?: string; cred_ver?: string }[]; refusals: { code: string; count: number; authenticated: boolean }[] };
+    const events = listing.events;
+    // Newest first; issuance with kid, jti and cred_ver; admin actions. Refusals are counted per rule.
+    expect(events.map((e) => e.event)).toEqual(['revoke', 'token_issued', 'bootstrap']);
+    const counted = Object.fromEntries(listing.refusals.map((r) => [r.code, [r.count, r.authenticated]]));
+    expect(counted).toEqual({ client_revoked: [1, false], unsupported_alg: [1, false], bad_audience: [1, true], jti_replayed: [1, true] });
     const issued = events.find((e) => e.event === 'token_issued')!;
     expect(issued.kid).toBeDefined();
     expect(issued.jti).toBe(decodeJwt(result.sent[1]!).jti);
@@ -342,5 +345,112 @@ describe('sandboxes and audit', () => {
     for (const q of ['limit=0', 'limit=abc', 'limit=100000', 'sandbox=BAD']) {
       expect((await call(`/api/admin/audit?${q}`, { headers: adminHeaders() })).status, q).toBe(400);
     }
+  });
+});
+
+describe('security review: the client-assertion parser is as strict as the verifier (src/verifier/compact.ts)', () => {
+  const enc = (text: string) => base64url.encode(new TextEncoder().encode(text));
+  /** Signs exactly the given segments, so only their spelling is wrong, never the signature. */
+  async function signedRaw(b: BootstrapFile, h: string, p: string): Promise<string> {
+    const { importJWK } = await import('jose');
+    const key = (await importJWK(b.key, 'EdDSA')) as CryptoKey;
+    const sig = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, key, new TextEncoder().encode(`${h}.${p}`)));
+    return `${h}.${p}.${base64url.encode(sig)}`;
+  }
+  const now = () => Math.floor(Date.now() / 1000);
+  const claimsOf = (id: string, extra: Record<string, unknown> = {}) => ({ iss: id, sub: id, aud: BASE, iat: now(), exp: now() + 60, jti: crypto.randomUUID(), ...extra });
+  /** Flips unused trailing bits of a base64url segment: same bytes, another spelling. */
+  function nonCanonical(seg: string): string {
+    const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const rem = seg.length % 4;
+    if (rem === 0) throw new Error('pick a segment whose length is not a multiple of 4');
+    const last = A.indexOf(seg.at(-1)!);
+    return seg.slice(0, -1) + A[last | (rem === 2 ? 0x01 : 0x01)]!;
+  }
+
+  it('the control: a hand-signed assertion with canonical segments is accepted', async () => {
+    const b = await bootstrap('sb-strict');
+    expect((await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(JSON.stringify(claimsOf('sb-strict')))))).status).toBe(200);
+  });
+
+  it('refuses a byte-order mark before the header JSON (malformed_assertion)', async () => {
+    const b = await bootstrap('sb-strict');
+    await expectRule(await requestToken(await signedRaw(b, enc('\uFEFF' + JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(JSON.stringify(claimsOf('sb-strict'))))), 'malformed_assertion');
+  });
+
+  it('refuses a zip header (forbidden_header)', async () => {
+    const b = await bootstrap('sb-strict');
+    await expectRule(await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid, zip: 'DEF' })), enc(JSON.stringify(claimsOf('sb-strict'))))), 'forbidden_header');
+  });
+
+  it('refuses non-canonical base64url trailing bits in header, claims or signature (malformed_assertion)', async () => {
+    const b = await bootstrap('sb-strict');
+    // Pad the JSON until each segment's length is not a multiple of 4, so it has unused bits.
+    let pad = '';
+    let h = enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid }));
+    while (h.length % 4 === 0) h = enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid, x: (pad += 'a') }));
+    let p = enc(JSON.stringify(claimsOf('sb-strict')));
+    while (p.length % 4 === 0) p = enc(JSON.stringify(claimsOf('sb-strict', { x: (pad += 'a') })));
+    await expectRule(await requestToken(await signedRaw(b, nonCanonical(h), p)), 'malformed_assertion');
+    await expectRule(await requestToken(await signedRaw(b, h, nonCanonical(p))), 'malformed_assertion');
+    const good = await signedRaw(b, h, p);
+    const [gh, gp, gs] = good.split('.') as [string, string, string];
+    await expectRule(await requestToken(`${gh}.${gp}.${nonCanonical(gs)}`), 'malformed_assertion');
+  });
+
+  it('refuses duplicate JSON members in header or claims (duplicate_member)', async () => {
+    const b = await bootstrap('sb-strict');
+    const c = claimsOf('sb-strict');
+    const claimsText = JSON.stringify(c).replace('{', `{"sub":"someone-else",`);
+    await expectRule(await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(claimsText))), 'duplicate_member');
+    await expectRule(await requestToken(await signedRaw(b, enc(`{"alg":"none","alg":"EdDSA","kid":"${b.key.kid}"}`), enc(JSON.stringify(c)))), 'duplicate_member');
+  });
+
+  it('refuses exp before iat (exp_before_iat)', async () => {
+    const b = await bootstrap('sb-strict');
+    await expectRule(await requestToken(await assertion(b, { claims: { iat: now() + 10, exp: now() + 5 } })), 'exp_before_iat');
+  });
+});
+
+describe('security finding 6: low-order X25519 agent keys', () => {
+  const P = (1n << 255n) - 19n;
+  /** An X25519 u-coordinate as a JWK x (32 bytes, little-endian). */
+  const u = (n: bigint) => base64url.encode(Uint8Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn)));
+  const LOW_ORDER = { 'u=0': 0n, 'u=1': 1n, 'u=p-1': P - 1n, 'u=p': P };
+
+  for (const [name, value] of Object.entries(LOW_ORDER)) {
+    it(`finding 6: enc_jwk with ${name} is 400 invalid_request, stores nothing, and later refreshes work`, async () => {
+      const b = await bootstrap('sb-loworder');
+      const res = await requestToken(await assertion(b), { enc_jwk: JSON.stringify({ kty: 'OKP', crv: 'X25519', x: u(value) }) });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'enc_jwk is not a usable X25519 public key (a low-order point, or not on the curve)' });
+      // Nothing registered: the next refresh is a normal token, and a good key still registers.
+      const next = await requestToken(await assertion(b));
+      expect(next.status).toBe(200);
+      expect(((await next.json()) as { credentials_version?: string }).credentials_version).toBeUndefined();
+      const agent = await agentKeyPair();
+      const good = await requestToken(await assertion(b), { enc_jwk: JSON.stringify(agent.publicJwk) });
+      expect(good.status).toBe(200);
+      expect(((await good.json()) as { credentials_version?: string }).credentials_version).toMatch(/^[A-Za-z0-9_-]{16}$/);
+      // Audited: only what was delivered; a cred_ver only on the token that carried credentials.
+      const { events } = (await (await call('/api/admin/audit?sandbox=sb-loworder', { headers: adminHeaders() })).json()) as { events: { event: string; cred_ver?: string }[] };
+      expect(events.map((e) => [e.event, e.cred_ver !== undefined])).toEqual([['token_issued', true], ['token_issued', false], ['bootstrap', false]]);
+    });
+  }
+
+  it('finding 6: a low-order key already stored (before this check) is dropped, not a 500 on every refresh', async () => {
+    const b = await bootstrap('sb-poisoned');
+    const { runInDurableObject } = await import('cloudflare:test');
+    const stub = env.SANDBOX_AUTHORITY.get(env.SANDBOX_AUTHORITY.idFromName('sb-poisoned'));
+    await runInDurableObject(stub, (_i, s) => {
+      s.storage.sql.exec("INSERT INTO meta (k, v) VALUES ('enc_key', ?)", JSON.stringify({ jwk: { kty: 'OKP', crv: 'X25519', x: u(0n) }, thumbprint: 'x', registeredAt: 0 }));
+    });
+    for (let i = 0; i < 2; i++) {
+      const res = await requestToken(await assertion(b));
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { credentials_version?: string }).credentials_version).toBeUndefined();
+    }
+    const status = (await (await call('/api/admin/sandboxes/sb-poisoned', { headers: adminHeaders() })).json()) as { agent_key_registered: boolean };
+    expect(status.agent_key_registered).toBe(false);
   });
 });
