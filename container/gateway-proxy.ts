@@ -4,14 +4,21 @@
  *
  * Every request and every WebSocket upgrade needs `Authorization: Bearer <jwt>` that passes the
  * verifier (src/verifier: EdDSA only, pinned iss, one aud, typ at+jwt, exp/iat/sub/jti required,
- * keys from the issuer's JWKS). Accepted requests go to --upstream with `Authorization` replaced by
- * `Bearer <value>` of the --upstream-token entry of the agent's credentials.json (re-read whenever
- * the file changes) and `X-Forwarded-User: <sub>` (any incoming one is dropped), plus
- * X-Forwarded-For/-Host/-Proto. Hop-by-hop fields are not forwarded.
+ * keys from the issuer's JWKS), and it must be a user access token: `scope` naming `gateway`, never
+ * `agent` (the agent's own token is refused). Accepted requests go to --upstream with
+ * `Authorization` replaced by `Bearer <value>` of the --upstream-token entry of the agent's
+ * credentials.json (re-read whenever the file changes) and `X-Forwarded-User: <sub>`, plus
+ * X-Forwarded-For (the TCP peer only), -Host and -Proto. Hop-by-hop fields and every identity or
+ * address field a client sends (X-Forwarded-*, Forwarded, X-Real-IP, Remote-User, Cf-Access-*,
+ * Cf-Connecting-IP, x-openclaw-*, also spelt with `_`) are not forwarded.
  *
  * Answers of the proxy itself, never forwarded:
- *   401  bad or missing token: `WWW-Authenticate: Bearer error="invalid_token",
- *        error_description="<code>"` (RFC 6750), body `{"error":"invalid_token","error_description":"<code>"}`
+ *   401  bad or missing token, or not a user token (`insufficient_scope`): `WWW-Authenticate:
+ *        Bearer error="invalid_token", error_description="<code>"` (RFC 6750), body
+ *        `{"error":"invalid_token","error_description":"<code>"}`
+ *   400  an Upgrade other than a complete WebSocket handshake, or an upgrade with a body
+ *        (426 for a Sec-WebSocket-Version other than 13)
+ *   431  a request head over 64 KiB; 408 a head not complete within 10 s
  *   503  no usable JWKS yet (`Retry-After`), or no upstream credential in credentials.json
  *   502  the gateway is unreachable
  *   GET /healthz  JWKS age and freshness, whether the upstream credential is present (and its
@@ -20,8 +27,10 @@
  * The token is never echoed, logged or forwarded. Log: one JSON line per event on stdout
  * (refusals with their code, JWKS fetches, credential changes), identifiers only.
  *
- * WebSocket: the upgrade request is verified like any request, then the connection is piped both
- * ways. A connection whose token expires stays open (the token admits the connection, like a
+ * WebSocket: only `Upgrade: websocket` (GET, HTTP/1.1, Connection: upgrade, Sec-WebSocket-Key,
+ * version 13, no body) is tunnelled; h2c and every other protocol are refused before the gateway
+ * sees anything. The upgrade request is verified like any request, then the connection is piped
+ * both ways. A connection whose token expires stays open (the token admits the connection, like a
  * login); every new upgrade needs a valid token. The token is taken from `Authorization` only, not
  * from `Sec-WebSocket-Protocol`: the proxy's only client is the Worker, which sets `Authorization`
  * on upgrades too (DESIGN §3), and browsers never reach the proxy directly. A subprotocol token

@@ -1,8 +1,11 @@
 /**
- * End to end with the real Worker (wrangler dev on loopback): agent tokens from the real token
- * endpoint through the verifying proxy, the real admin API rotating and revoking signing keys,
- * and the JWKS going away. The proxy runs in-process with a counting fetch and a clock the test
- * can move forward (the Worker keeps real time; its tokens live 600 s, its JWKS max-age is 60 s).
+ * End to end with the real Worker (wrangler dev on loopback): user access tokens minted by the
+ * real gateway path, the agent's tokens from the real token endpoint (refused: finding 7 of issue
+ * 11), the real admin API rotating and revoking signing keys, and the JWKS going away, all through
+ * the verifying proxy. The Worker's gateway path sends to a recording listener, which is how the
+ * test gets the user's token (as the proxy would). The proxy runs in-process with a counting
+ * fetch and a clock the test can move forward (the Worker keeps real time; its tokens live 600 s,
+ * its JWKS max-age is 60 s).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,9 +19,14 @@ import { startWorker, type WorkerProcess } from '../node/worker-process.js';
 import { captureLog, makeKey, startProxy, startUpstream, token as localToken, writeCredentials, type Upstream } from './gateway-proxy-fixtures.js';
 
 const SANDBOX = 'e2e-gw';
+const USER = 'e2e-user@example.com';
 const MAX_AGE_S = 60;
+/** As long as the agent tokens this test used to take: the proxy's clock moves ~150 s ahead. */
+const ACCESS_TOKEN_TTL = '600s';
 let worker: WorkerProcess;
 let upstream: Upstream;
+/** Where the Worker's gateway path sends: it records the user's access token the Worker minted. */
+let minted: Upstream;
 let proxy: RunningProxy;
 let dir: string;
 let offset = 0;
@@ -44,6 +52,19 @@ async function agentToken(id: string): Promise<string> {
   return ((await res.json()) as { access_token: string }).access_token;
 }
 
+/**
+ * The user's access token as the Worker mints it on the gateway path (DEV_USER, scope gateway).
+ * The Worker reuses it until half its life or until its signing key changes (rotation, revocation).
+ */
+async function userToken(): Promise<string> {
+  const res = await fetch(`${worker.url}/mint-probe`);
+  await res.arrayBuffer();
+  expect(res.status).toBe(200);
+  const auth = minted.requests.at(-1)?.headers.authorization;
+  expect(auth).toMatch(/^Bearer /);
+  return auth!.slice('Bearer '.length);
+}
+
 const kidOf = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
 
 function get(t: string): Promise<Response> {
@@ -57,8 +78,12 @@ async function challenge(res: Response): Promise<string | null> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gateway-proxy-e2e-'));
-  // A one-minute JWKS max-age keeps the clock moves below the agent tokens' 600 s lifetime.
-  worker = await startWorker({ persistTo: join(dir, 'state'), vars: { JWKS_MAX_AGE: `${MAX_AGE_S}s` } });
+  minted = await startUpstream();
+  // A one-minute JWKS max-age keeps the clock moves below the tokens' 600 s lifetime.
+  worker = await startWorker({
+    persistTo: join(dir, 'state'),
+    vars: { JWKS_MAX_AGE: `${MAX_AGE_S}s`, SANDBOX_ID: SANDBOX, DEV_USER: USER, GATEWAY_UPSTREAM: minted.url, ACCESS_TOKEN_TTL },
+  });
   upstream = await startUpstream();
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-e2e-value' }, 'v1');
   proxy = await startProxy(
@@ -81,32 +106,37 @@ afterAll(async () => {
   await proxy?.close();
   await upstream?.close();
   await worker?.stop();
+  await minted?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-it('an agent token from the real issuer goes through, as its sandbox; another sandbox is refused', async () => {
-  const t = await agentToken(SANDBOX);
-  const res = await get(t);
+it("finding 7: a user token from the real issuer goes through as its user; the agent's token is refused (insufficient_scope), another sandbox's too", async () => {
+  const res = await get(await userToken());
   expect(res.status).toBe(200);
-  expect(await res.json()).toMatchObject({ authorization: 'Bearer gw-e2e-value', user: SANDBOX });
+  expect(await res.json()).toMatchObject({ authorization: 'Bearer gw-e2e-value', user: USER });
+  const hits = upstream.hits;
+  const agent = await get(await agentToken(SANDBOX));
+  expect(agent.status).toBe(401);
+  expect(await challenge(agent)).toBe('Bearer error="invalid_token", error_description="insufficient_scope"');
   const other = await get(await agentToken('e2e-other'));
   expect(other.status).toBe(401);
   expect(await challenge(other)).toBe('Bearer error="invalid_token", error_description="bad_audience"');
+  expect(upstream.hits).toBe(hits);
 });
 
 it('rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost at most one fetch', async () => {
-  const before = await agentToken(SANDBOX);
+  const before = await userToken();
   expect((await get(before)).status).toBe(200);
   // Two forced rotations: the key that signs now was not even `next` when the proxy fetched.
   expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
   expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
-  const after = await agentToken(SANDBOX);
+  const after = await userToken();
   expect(kidOf(after)).not.toBe(kidOf(before));
   const fetchesBefore = jwksFetches.n;
   const res = await get(after);
   expect(res.status).toBe(200);
   expect(jwksFetches.n).toBe(fetchesBefore + 1);
-  expect((await get(await agentToken(SANDBOX))).status).toBe(200);
+  expect((await get(await userToken())).status).toBe(200);
   expect(jwksFetches.n).toBe(fetchesBefore + 1);
 
   // Past the cooldown, a flood of made-up kids: one fetch at most, every request refused.
@@ -130,7 +160,7 @@ it('rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost
 });
 
 it('revocation: a revoked kid is refused after its refetch, also for a token already in the cache', async () => {
-  const t = await agentToken(SANDBOX);
+  const t = await userToken();
   const kid = kidOf(t);
   expect((await get(t)).status).toBe(200);
   expect((await admin(`/api/admin/keys/${encodeURIComponent(kid)}/revoke`)).status).toBe(200);
@@ -144,15 +174,21 @@ it('revocation: a revoked kid is refused after its refetch, also for a token alr
   expect(await challenge(res)).toBe('Bearer error="invalid_token", error_description="unknown_kid"');
   expect(jwksFetches.n).toBeGreaterThan(fetchesBefore);
   // The key that replaced it signs, and its tokens go through.
-  const fresh = await agentToken(SANDBOX);
+  const fresh = await userToken();
   expect(kidOf(fresh)).not.toBe(kid);
   expect((await get(fresh)).status).toBe(200);
 });
 
 it('a JWKS outage keeps valid tokens working, first-seen ones included', async () => {
-  const seen = await agentToken(SANDBOX);
-  const unseen = await agentToken(SANDBOX);
+  const seen = await userToken();
   expect((await get(seen)).status).toBe(200);
+  // The Worker reuses a user's token, so a second one takes a new signing key: a forced rotation
+  // promotes `next`, which the proxy's copy of the JWKS already holds (it was published by the
+  // revocation above, before the proxy's last fetch). The proxy has never verified this token.
+  expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
+  const unseen = await userToken();
+  expect(unseen).not.toBe(seen);
+  expect(kidOf(unseen)).not.toBe(kidOf(seen));
   await worker.stop();
   offset += (MAX_AGE_S + 1) * 1000;
   expect((await get(unseen)).status).toBe(200);

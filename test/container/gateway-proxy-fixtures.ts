@@ -138,6 +138,8 @@ export interface Upstream {
   hits: number;
   wsConnections: number;
   requests: SeenRequest[];
+  /** Upgrade requests as they arrived (method, URL, headers; no body). */
+  upgrades: SeenRequest[];
   close(): Promise<void>;
 }
 
@@ -146,7 +148,7 @@ export interface Upstream {
  * what the proxy forwarded). `/ws` upgrades echo each message back, prefixed with the user seen.
  */
 export async function startUpstream(): Promise<Upstream> {
-  const state: Upstream = { url: '', port: 0, hits: 0, wsConnections: 0, requests: [], close: async () => undefined };
+  const state: Upstream = { url: '', port: 0, hits: 0, wsConnections: 0, requests: [], upgrades: [], close: async () => undefined };
   const server = http.createServer((req, res) => {
     state.hits++;
     const chunks: Buffer[] = [];
@@ -167,6 +169,7 @@ export async function startUpstream(): Promise<Upstream> {
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
     state.hits++;
+    if (state.upgrades.length < 10_000) state.upgrades.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body: '' });
     if (req.url !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nno socket');
       return;

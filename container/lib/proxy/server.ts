@@ -9,8 +9,15 @@
  * connection stays open when its token expires: the token is checked when the connection is made
  * (like a session cookie at login), and every new upgrade needs a valid one.
  *
- * The token is never logged, echoed or forwarded. Answers of the proxy itself: 401 (token), 503
- * (no JWKS yet, or no upstream credential), 502 (upstream unreachable), 400 (unparseable target).
+ * Issue 11's hardening: only user access tokens (`scope` naming `gateway`) are admitted; client
+ * identity and address fields (CLIENT_IDENTITY_HEADERS) are never forwarded, under any spelling;
+ * only WebSocket upgrades are tunnelled (upgradeRefusal); request heads are bounded in size and
+ * time (MAX_HEADER_BYTES, HEADERS_TIMEOUT_MS) so clients without a token cannot pile up memory.
+ *
+ * The token is never logged, echoed or forwarded. Answers of the proxy itself: 401 (token or
+ * scope), 503 (no JWKS yet, or no upstream credential), 502 (upstream unreachable), 400
+ * (unparseable target, an upgrade other than a WebSocket handshake), 426 (WebSocket version not
+ * 13), and from Node's parser 431 (head over MAX_HEADER_BYTES), 408 (head not complete in time).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -25,11 +32,37 @@ import type { Logger } from '../../agent/log.js';
 import type { CredentialSource, CredentialState } from './credentials.js';
 
 /**
- * Node answers 431 to request headers over 16 KiB before any handler runs. The proxy takes up to
- * 2 MiB so an oversized token gets the same RFC 6750 answer (`token_too_large`) as any other bad
- * token, and the operator sees why in the log. The Worker in front never sends more than 128 KiB.
+ * Request heads are bounded (Node answers 431 beyond this, before any handler runs). Node buffers
+ * a head until it is complete, for every connection, authenticated or not: at the old 2 MiB, 40
+ * unauthenticated sockets took the proxy from 85 to 492 MiB (issue 11, finding 11). No token is
+ * over 8 KiB (TOKEN_MAX_BYTES in src/issuer/tokens.ts), and the rest of a head the Worker sends
+ * (cookies, Cloudflare's own fields) is a few KiB, so 64 KiB leaves room for all of it several
+ * times over while 1,000 half-sent heads stay within 64 MiB. A token over 8 KiB but under this
+ * still gets the RFC 6750 answer (`token_too_large`) and the operator sees why in the log.
  */
-export const MAX_HEADER_BYTES = 2 * 1024 * 1024;
+export const MAX_HEADER_BYTES = 64 * 1024;
+/**
+ * Time for a client to send a complete request head. The Worker sends its head in one go; only a
+ * slow-loris client needs longer, and every open head holds a socket and up to MAX_HEADER_BYTES.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * Time for a whole request, head and body. Not short: an accepted upload streams to the gateway
+ * and may take minutes. Unauthenticated bodies are never read (the connection is closed), so
+ * this does not bound what a client without a token can make the proxy hold.
+ */
+export const REQUEST_TIMEOUT_MS = 300_000;
+/**
+ * How often Node checks the two timeouts above. Its default (30 s) would let a trickled head
+ * live 40 s instead of 10; a pass over the open connections each second costs next to nothing.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+/**
+ * How long a connection refused by Node's parser (431, 408, 400) stays open after its answer, so
+ * a client still sending its head reads the answer instead of a reset. The proxy stops reading
+ * it meanwhile, and destroys it when the time is up.
+ */
+const CLIENT_ERROR_LINGER_MS = 2_000;
 /** Upstream keep-alive connections: more than the Worker's concurrent requests to one sandbox. */
 const UPSTREAM_CONNECTIONS = 128;
 /** Gateways stream (server-sent events, long polls): no limit between body chunks. */
@@ -43,15 +76,50 @@ const COALESCE_MAX_BYTES = 64 * 1024;
 /** Time for the gateway to start answering. */
 const UPSTREAM_HEADERS_TIMEOUT_MS = 300_000;
 
-/** RFC 9110 §7.6.1 hop-by-hop fields, plus what the proxy sets itself. Lower case. */
+/**
+ * RFC 9110 §7.6.1 hop-by-hop fields (and h2c's HTTP2-Settings), plus what the proxy sets itself.
+ * Lower case, `-` only: incoming names are folded (see `fold`) before they are looked up.
+ */
 const DROP_REQUEST = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings',
   'proxy-authorization', 'proxy-authenticate', 'host', 'expect',
-  'authorization', 'x-forwarded-user', 'x-forwarded-for',
+  'authorization',
 ]);
+/**
+ * Identity and address fields a client could send to speak for the proxy: never forwarded (issue
+ * 11, finding 8). The gateway behind the proxy trusts it for who a request is from and where it
+ * came from, and servers read these as exactly that: X-Forwarded-* (incl. -User, -For, -Host,
+ * -Proto), Forwarded (RFC 7239), X-Real-IP and its kin, Remote-User, Cloudflare Access's
+ * Cf-Access-* and Cf-Connecting-IP, and OpenClaw's own x-openclaw-*. Matched by name, or by
+ * prefix for the families. Names are folded first (lower case, `_` as `-`): CGI-style servers,
+ * WSGI and nginx with underscores_in_headers read `X_Forwarded_User` as `X-Forwarded-User`.
+ * The proxy then sets X-Forwarded-User (the verified `sub`), X-Forwarded-For (the TCP peer only),
+ * X-Forwarded-Host and X-Forwarded-Proto itself.
+ */
+export const CLIENT_IDENTITY_HEADERS = {
+  names: new Set([
+    'forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip',
+    'cf-connecting-ip', 'cf-connecting-ipv6', 'remote-user', 'x-remote-user', 'remote-addr', 'x-remote-addr',
+  ]),
+  prefixes: ['x-forwarded-', 'cf-access-', 'x-openclaw-'],
+} as const;
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 /** X-Forwarded-User carries `sub` as a header value: printable ASCII only, never CR or LF. */
 const HEADER_VALUE = /^[\x20-\x7e]*$/;
+/**
+ * The scope of user access tokens, as mintAccessToken (src/issuer/tokens.ts) writes it. The proxy
+ * admits those only (issue 11, finding 7): the agent's own token (`scope: agent`, same audience)
+ * is for the issuer's token endpoint, and code in the container reaches the gateway on loopback.
+ */
+export const ADMITTED_SCOPE = 'gateway';
+/** Scopes that refuse a token even beside ADMITTED_SCOPE: an agent token is never a user. */
+const REFUSED_SCOPES = new Set(['agent']);
+/** error_description of a verified token without the admitted scope: stable, clients match it. */
+export const SCOPE_REFUSED = 'insufficient_scope';
+/** RFC 6455 §4.1: Sec-WebSocket-Key is 16 bytes in base64 (24 characters, canonical padding). */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+/** RFC 6455 §4.4: the one version there is; anything else gets 426 naming it. */
+const WEBSOCKET_VERSION = '13';
 
 export interface ProxyOptions {
   upstream: URL;
@@ -76,16 +144,68 @@ function rawValues(raw: string[], lowerName: string): string[] {
   return out;
 }
 
-/** Header names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1). */
+/** A header name as the drop lists spell it: lower case, `_` as `-` (see CLIENT_IDENTITY_HEADERS). */
+function fold(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+}
+
+function isClientIdentity(folded: string): boolean {
+  if (CLIENT_IDENTITY_HEADERS.names.has(folded)) return true;
+  for (const p of CLIENT_IDENTITY_HEADERS.prefixes) if (folded.startsWith(p)) return true;
+  return false;
+}
+
+/** Header names listed in Connection (folded) are hop-by-hop too (RFC 9110 §7.6.1). */
 function connectionListed(raw: string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (const v of rawValues(raw, 'connection')) {
     for (const name of v.split(',')) {
-      const n = name.trim().toLowerCase();
+      const n = fold(name.trim());
       if (n) (listed ??= new Set()).add(n);
     }
   }
   return listed;
+}
+
+/** `scope` is a space-delimited list (RFC 9068 §2.2.3): it must name ADMITTED_SCOPE and no refused one. */
+function scopeAdmitted(scope: unknown): boolean {
+  if (typeof scope !== 'string') return false;
+  const scopes = scope.split(' ');
+  return scopes.includes(ADMITTED_SCOPE) && !scopes.some((s) => REFUSED_SCOPES.has(s));
+}
+
+type Answer = { status: number; headers: Record<string, string>; body: string };
+
+/**
+ * Why a request that asks to upgrade is not a WebSocket handshake the proxy will tunnel, or
+ * undefined when it is one (issue 11, finding 10). Only `Upgrade: websocket` with what RFC 6455
+ * §4.1 requires: GET over HTTP/1.1, `Connection: upgrade`, one 16-byte Sec-WebSocket-Key, version
+ * 13, and no body. Any other protocol (h2c, TLS, ...) would turn the tunnel into a channel the
+ * proxy never sees requests on, so one token could carry unverified requests with forged headers.
+ */
+function upgradeRefusal(req: IncomingMessage): { reason: string; answer: Answer } | undefined {
+  const refuse = (status: number, reason: string, description: string, extra?: Record<string, string>) => ({
+    reason,
+    answer: json(status, { error: reason, error_description: description }, extra),
+  });
+  const raw = req.rawHeaders;
+  const upgrades = rawValues(raw, 'upgrade');
+  if (upgrades.length !== 1 || upgrades[0]!.trim().toLowerCase() !== 'websocket') {
+    return refuse(400, 'unsupported_upgrade', 'only Upgrade: websocket is tunnelled');
+  }
+  if (rawValues(raw, 'transfer-encoding').length > 0 || rawValues(raw, 'content-length').some((v) => v.trim() !== '0')) {
+    return refuse(400, 'upgrade_with_body', 'an upgrade request has no body');
+  }
+  const keys = rawValues(raw, 'sec-websocket-key');
+  if (req.method !== 'GET' || req.httpVersion !== '1.1' || !connectionListed(raw)?.has('upgrade') || keys.length !== 1 || !WEBSOCKET_KEY.test(keys[0]!.trim())) {
+    return refuse(400, 'invalid_websocket_handshake', 'GET, HTTP/1.1, Connection: upgrade and one Sec-WebSocket-Key are required');
+  }
+  const versions = rawValues(raw, 'sec-websocket-version');
+  if (versions.length !== 1 || versions[0]!.trim() !== WEBSOCKET_VERSION) {
+    return refuse(426, 'unsupported_websocket_version', `Sec-WebSocket-Version ${WEBSOCKET_VERSION} is required`, { 'Sec-WebSocket-Version': WEBSOCKET_VERSION });
+  }
+  return undefined;
 }
 
 function requestPath(url: string | undefined, prefix: string): string | undefined {
@@ -100,7 +220,7 @@ function requestPath(url: string | undefined, prefix: string): string | undefine
   }
 }
 
-function json(status: number, body: unknown, extra: Record<string, string> = {}): { status: number; headers: Record<string, string>; body: string } {
+function json(status: number, body: unknown, extra: Record<string, string> = {}): Answer {
   return { status, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...extra }, body: JSON.stringify(body) };
 }
 
@@ -137,42 +257,47 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       log('info', 'request_rejected', { code: e.code, method: req.method, upgrade: req.headers.upgrade !== undefined });
       return { ok: false, ...rejection(e) };
     }
+    // After verify, not in it: the verifier (src/verifier) checks what every token must have; which
+    // kind of token this gateway admits is the proxy's rule. Same RFC 6750 answer as a bad token.
+    if (!scopeAdmitted(claims.scope)) {
+      log('info', 'request_rejected', { code: SCOPE_REFUSED, method: req.method, upgrade: req.headers.upgrade !== undefined });
+      return {
+        ok: false,
+        ...json(401, { error: 'invalid_token', error_description: SCOPE_REFUSED }, { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${SCOPE_REFUSED}"` }),
+      };
+    }
     const c = credentials.read();
     noteCredential(c);
     if (!c.ok) return { ok: false, ...json(503, { error: 'upstream_credential_unavailable', error_description: c.reason }, { 'Retry-After': '5' }) };
     return { ok: true, claims, credential: c.value };
   }
 
-  /** The upstream request's headers: incoming ones less hop-by-hop and identity, plus ours. */
-  function upstreamHeaders(req: IncomingMessage, auth: { claims: VerifiedClaims; credential: string }, keepUpgrade: boolean): string[] {
+  /**
+   * The upstream request's headers: incoming ones less hop-by-hop and client identity/address
+   * fields (under any spelling), plus ours. `websocket` adds the upgrade fields, with the one
+   * protocol the proxy tunnels rather than whatever the client wrote.
+   */
+  function upstreamHeaders(req: IncomingMessage, auth: { claims: VerifiedClaims; credential: string }, websocket: boolean): string[] {
     const raw = req.rawHeaders;
     const listed = connectionListed(raw);
     const out: string[] = [];
-    let forwardedFor: string | undefined;
-    let hasForwardedHost = false;
-    let hasForwardedProto = false;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
-      const lower = name.toLowerCase();
-      if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? raw[i + 1] : `${forwardedFor}, ${raw[i + 1]}`;
-      if (DROP_REQUEST.has(lower) || listed?.has(lower)) {
-        if (keepUpgrade && lower === 'upgrade') out.push(name, raw[i + 1]!);
-        continue;
-      }
-      if (lower === 'x-forwarded-host') hasForwardedHost = true;
-      else if (lower === 'x-forwarded-proto') hasForwardedProto = true;
+      const folded = fold(name);
+      if (DROP_REQUEST.has(folded) || listed?.has(folded) || isClientIdentity(folded)) continue;
       out.push(name, raw[i + 1]!);
     }
+    // Facts of this hop only; a client's own X-Forwarded-* never gets here (dropped above).
     const peer = req.socket.remoteAddress;
-    if (peer) out.push('x-forwarded-for', forwardedFor ? `${forwardedFor}, ${peer}` : peer);
-    if (!hasForwardedHost && req.headers.host) out.push('x-forwarded-host', req.headers.host);
-    if (!hasForwardedProto) out.push('x-forwarded-proto', 'http');
-    if (keepUpgrade) out.push('connection', 'Upgrade', 'host', upstreamHost);
+    if (peer) out.push('x-forwarded-for', peer);
+    if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
+    out.push('x-forwarded-proto', 'http');
+    if (websocket) out.push('connection', 'Upgrade', 'upgrade', 'websocket', 'host', upstreamHost);
     out.push('authorization', `Bearer ${auth.credential}`, 'x-forwarded-user', auth.claims.sub);
     return out;
   }
 
-  function send(res: ServerResponse, r: { status: number; headers: Record<string, string>; body: string }): void {
+  function send(res: ServerResponse, r: Answer): void {
     res.writeHead(r.status, { ...r.headers, 'Content-Length': String(Buffer.byteLength(r.body)) });
     res.end(r.body);
   }
@@ -264,6 +389,17 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
 
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.url === '/healthz' || req.url?.startsWith('/healthz?')) return health(req, res);
+    // Node hands an Upgrade without `Connection: upgrade` to this handler. It is no WebSocket
+    // handshake (that needs both), so it is refused like any other, never forwarded without it.
+    if (req.headers.upgrade !== undefined) {
+      res.shouldKeepAlive = false;
+      const refusal = upgradeRefusal(req) ?? {
+        reason: 'invalid_websocket_handshake',
+        answer: json(400, { error: 'invalid_websocket_handshake', error_description: 'Connection: upgrade is required' }),
+      };
+      log('info', 'upgrade_refused', { reason: refusal.reason, method: req.method });
+      return send(res, refusal.answer);
+    }
     const auth = await authorize(req);
     if (!auth.ok) {
       // The body is never read: close the connection rather than drain an unauthenticated upload.
@@ -273,7 +409,7 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     forward(req, res, auth);
   }
 
-  function writeRaw(socket: Duplex, r: { status: number; headers: Record<string, string>; body: string }): void {
+  function writeRaw(socket: Duplex, r: Answer): void {
     let head = `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status] ?? ''}\r\n`;
     for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`;
     head += `Content-Length: ${Buffer.byteLength(r.body)}\r\nConnection: close\r\n\r\n`;
@@ -295,6 +431,12 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
 
   async function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
+    // Before the token and before anything reaches the gateway: the protocol is the proxy's rule.
+    const refusal = upgradeRefusal(req);
+    if (refusal) {
+      log('info', 'upgrade_refused', { reason: refusal.reason, method: req.method });
+      return writeRaw(socket, refusal.answer);
+    }
     const auth = await authorize(req);
     if (!auth.ok) return writeRaw(socket, auth);
     const path = requestPath(req.url, prefix);
@@ -338,24 +480,43 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     upReq.end();
   }
 
-  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
-    onRequest(req, res).catch((e: Error) => {
-      log('error', 'proxy_fault', { error: e.name });
-      if (!res.headersSent) send(res, json(500, { error: 'internal_error' }));
-      else res.destroy();
-    });
-  });
+  const server = http.createServer(
+    {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    },
+    (req, res) => {
+      onRequest(req, res).catch((e: Error) => {
+        log('error', 'proxy_fault', { error: e.name });
+        if (!res.headersSent) send(res, json(500, { error: 'internal_error' }));
+        else res.destroy();
+      });
+    },
+  );
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     onUpgrade(req, socket, head).catch((e: Error) => {
       log('error', 'proxy_fault', { error: e.name, upgrade: true });
       socket.destroy();
     });
   });
+  /** Connections the handler below has answered; Node calls it again for data it had already read. */
+  const answered = new WeakSet<Duplex>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    // Node's parser refused the request (bad syntax, headers over MAX_HEADER_BYTES): 400/431, no body echoed.
+    // Node refused the request: bad syntax (400), a head over MAX_HEADER_BYTES (431), or not sent
+    // within HEADERS_TIMEOUT_MS (408). No body is echoed; the connection is closed.
+    if (answered.has(socket)) return; // more of the refused head: the parser drops it unkept
     if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    answered.add(socket);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // Closing at once, with the client's bytes still arriving, would reset the connection and the
+    // client could lose the answer; a bounded linger lets it read why, at the cost of one socket.
+    // Reading stops: the rest of a refused head is left in the kernel, never copied in here.
+    socket.pause();
+    const linger = setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(linger));
   });
 
   return {
