@@ -120,7 +120,8 @@ export class IssuerClient {
     try {
       res = await this.#fetch(url, {
         method,
-        headers: { Accept: 'application/json', ...headers },
+        // JSON on every request: the admin API refuses a state-changing one without it (CSRF rule).
+        headers: { Accept: 'application/json', ...(method === 'GET' ? {} : { 'Content-Type': 'application/json' }), ...headers },
         // A login redirect (Cloudflare Access) is an answer to report, not a page to follow.
         redirect: 'manual',
         signal: AbortSignal.timeout(this.#cfg.timeoutMs),

@@ -23,6 +23,8 @@ export interface Env {
   ROTATION_PERIOD?: string;
   CF_ACCESS_TEAM_DOMAIN?: string;
   CF_ACCESS_AUD?: string;
+  ADMIN_USERS?: string;
+  ADMIN_ACCESS_AUD?: string;
   CREDENTIALS?: string;
   SANDBOX_ID?: string;
   GATEWAY_UPSTREAM?: string;
@@ -44,8 +46,13 @@ export interface Config {
   issuer: string;
   timing: Timing;
   admin: {
-    /** Cloudflare Access, when both team domain and audience are set. */
-    access?: { teamDomain: string; aud: string };
+    /**
+     * Cloudflare Access, when both team domain and audience are set. Admins are an explicit
+     * allow-list: `users` (ADMIN_USERS, lower case) and/or every identity of a separate Access
+     * application for /api/admin (`adminAud`, ADMIN_ACCESS_AUD). With neither, no Access identity
+     * is an admin.
+     */
+    access?: { teamDomain: string; aud: string; users: readonly string[]; adminAud?: string };
     token?: string;
   };
   signingKeyKek?: string;
@@ -71,6 +78,8 @@ export const OPTIONS = [
   'ROTATION_PERIOD',
   'CF_ACCESS_TEAM_DOMAIN',
   'CF_ACCESS_AUD',
+  'ADMIN_USERS',
+  'ADMIN_ACCESS_AUD',
   'CREDENTIALS',
   'SANDBOX_ID',
   'GATEWAY_UPSTREAM',
@@ -122,6 +131,8 @@ const schema = z.object({
   ROTATION_PERIOD: duration('ROTATION_PERIOD', '24h'),
   CF_ACCESS_TEAM_DOMAIN: optionalText,
   CF_ACCESS_AUD: optionalText,
+  ADMIN_USERS: optionalText,
+  ADMIN_ACCESS_AUD: optionalText,
   CREDENTIALS: z.string().optional(),
   SANDBOX_ID: optionalText.transform((v) => v ?? 'main').refine((v) => SANDBOX_ID.test(v), {
     message: 'SANDBOX_ID: must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit',
@@ -131,6 +142,20 @@ const schema = z.object({
   ADMIN_TOKEN: optionalText,
   SIGNING_KEY_KEK: optionalText,
 });
+
+/** More admins than this is a group, which belongs in a separate Access application (ADMIN_ACCESS_AUD). */
+export const MAX_ADMIN_USERS = 100;
+
+/** ADMIN_USERS: comma-separated Access identities (emails, service-token client ids), compared in lower case. */
+function parseAdminUsers(raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const users = raw.split(',').map((u) => u.trim().toLowerCase()).filter((u) => u !== '');
+  for (const u of users) {
+    if (u.length > 254 || /[\s\x00-\x1f]/.test(u)) throw new ConfigError('ADMIN_USERS', 'must be a comma-separated list of emails or service-token client ids, without spaces inside one');
+  }
+  if (users.length > MAX_ADMIN_USERS) throw new ConfigError('ADMIN_USERS', `must name at most ${MAX_ADMIN_USERS} identities; use a separate Access application (ADMIN_ACCESS_AUD) for more`);
+  return users;
+}
 
 function isLoopback(v: string): boolean {
   const host = new URL(v).hostname;
@@ -197,6 +222,10 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
       'must be a host name such as myteam.cloudflareaccess.com',
     );
   }
+  const adminUsers = parseAdminUsers(v.ADMIN_USERS);
+  rule(!(adminUsers.length && !teamDomain), 'ADMIN_USERS', 'names Cloudflare Access identities: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too');
+  rule(!(v.ADMIN_ACCESS_AUD && !teamDomain), 'ADMIN_ACCESS_AUD', 'is an Access application audience: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too');
+  rule(!(v.ADMIN_ACCESS_AUD && v.ADMIN_ACCESS_AUD === aud), 'ADMIN_ACCESS_AUD', 'must be another Access application than CF_ACCESS_AUD (the gateway\'s): every gateway user would be an admin');
   if (v.ADMIN_TOKEN !== undefined) {
     rule(v.ADMIN_TOKEN.length >= MIN_SECRET_LENGTH, 'ADMIN_TOKEN', `must be at least ${MIN_SECRET_LENGTH} characters`);
   }
@@ -215,7 +244,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     issuer: v.ISSUER.replace(/\/+$/, ''),
     timing,
     admin: {
-      access: teamDomain && aud ? { teamDomain: teamDomain.replace(/^https:\/\//, '').replace(/\/$/, ''), aud } : undefined,
+      access: teamDomain && aud ? { teamDomain: teamDomain.replace(/^https:\/\//, '').replace(/\/$/, ''), aud, users: adminUsers, adminAud: v.ADMIN_ACCESS_AUD } : undefined,
       token: v.ADMIN_TOKEN,
     },
     signingKeyKek: v.SIGNING_KEY_KEK,

@@ -2,7 +2,7 @@
  * Operator API, /api/admin/* (DESIGN §4). Every route is behind authenticateAdmin.
  */
 import { Hono } from 'hono';
-import { authenticateAdmin } from '../admin-auth.js';
+import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
 import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditListing } from '../admin-api.js';
@@ -62,6 +62,7 @@ function parseLimit(raw: string | undefined): number {
 
 export const admin = new Hono<AppEnv>()
   .use('*', async (c, next) => {
+    checkStateChange(c.req.raw, c.var.config);
     const who = await authenticateAdmin(c.req.raw, c.var.config);
     c.set('admin', who);
     await next();
