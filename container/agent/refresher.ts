@@ -50,9 +50,26 @@ export interface Metrics {
 
 const isRefusal = (e: AgentError) => e.code === 'bootstrap_refused' || e.code === 'request_rejected';
 
+/** The token being served. */
+export interface HeldToken {
+  token: string;
+  /** The issuer's times (epoch seconds, issuer's clock). */
+  iat: number;
+  exp: number;
+  kid?: string;
+  jti?: string;
+  /**
+   * Its life on this machine's clock (epoch ms): from when the request was sent, for exp - iat.
+   * The token cannot have been issued before the request left, and iat is rounded down to a
+   * second, so this is within about a second of the issuer's own view, whatever the two clocks
+   * say. Health and the schedule use only these.
+   */
+  localStart: number;
+  localExpiry: number;
+}
+
 export class Refresher {
-  /** The token being served and its times (epoch seconds). */
-  current: { token: string; iat: number; exp: number; kid?: string; jti?: string } | undefined;
+  current: HeldToken | undefined;
   credentials: Credentials | undefined;
   state: AgentState = {};
   readonly metrics: Metrics = { refreshes: { ok: 0, error: 0, refused: 0 }, failures: {}, hooks: { ok: 0, error: 0 } };
@@ -65,6 +82,7 @@ export class Refresher {
   private wake: AbortController | undefined;
   private refusalLogged = false;
   private sendEncKey = true;
+  private skewLogged = false;
 
   constructor(
     private readonly opts: RefresherOptions,
@@ -78,14 +96,20 @@ export class Refresher {
     this.credentials = saved.credentials;
     const exp = saved.state.expires_at;
     if (saved.token && exp !== undefined && exp * 1000 > this.deps.now()) {
-      this.current = { token: saved.token, iat: saved.state.issued_at ?? exp, exp, kid: saved.state.kid, jti: saved.state.jti };
+      const iat = saved.state.issued_at ?? exp;
+      this.current = { token: saved.token, iat, exp, kid: saved.state.kid, jti: saved.state.jti, localStart: iat * 1000, localExpiry: exp * 1000 };
     }
     this.nextAt = this.deps.now(); // DESIGN §6: with a usable bootstrap key it refreshes at once
   }
 
-  /** Whether the current token is still valid. */
+  /** Whether the current token is still valid, as the issuer sees it. */
   healthy(): boolean {
-    return this.current !== undefined && this.current.exp * 1000 > this.deps.now();
+    return this.current !== undefined && this.current.localExpiry > this.deps.now();
+  }
+
+  /** Milliseconds until the current token expires as the issuer sees it (negative: expired); undefined without one. */
+  expiresInMs(): number | undefined {
+    return this.current ? this.current.localExpiry - this.deps.now() : undefined;
   }
 
   /** Refreshes now; joins a refresh already in flight. */
@@ -126,7 +150,7 @@ export class Refresher {
         now: started,
         post: this.deps.post,
       });
-      await this.accept(issued, reason);
+      await this.accept(issued, reason, started);
       return { ok: true, token: issued };
     } catch (e) {
       // Whatever went wrong is a failed refresh: logged, counted, backed off. The agent never exits
@@ -137,8 +161,10 @@ export class Refresher {
     }
   }
 
-  private async accept(t: IssuedToken, reason: string): Promise<void> {
+  private async accept(t: IssuedToken, reason: string, sentAt: number): Promise<void> {
     const now = this.deps.now();
+    const lifetimeMs = (t.exp - t.iat) * 1000;
+    this.noteSkew(t.iat, sentAt, now);
     const { store } = this.deps;
     const creds = t.credentials;
     const changed = creds !== undefined && creds.version !== this.credentials?.version;
@@ -152,8 +178,8 @@ export class Refresher {
     await store.writeToken(t.token);
     // Without credentials in the token, the issuer may have lost our key (a new bootstrap): send it again.
     this.sendEncKey = !creds;
-    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti };
-    this.nextAt = refreshAt(t.iat, t.exp, now, this.deps.random());
+    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti, localStart: sentAt, localExpiry: sentAt + lifetimeMs };
+    this.nextAt = refreshAt(sentAt, lifetimeMs, now, this.deps.random());
     this.state = {
       ...this.state,
       expires_at: t.exp,
@@ -177,10 +203,21 @@ export class Refresher {
       jti: t.jti,
       version: this.credentials?.version,
       credentials_changed: changed,
-      expires_in: t.exp - Math.floor(now / 1000),
+      expires_in: Math.round((sentAt + lifetimeMs - now) / 1000),
       next_refresh_in: Math.round((this.nextAt - now) / 1000),
     });
     this.maybeRunHook();
+  }
+
+  /**
+   * The agent's clock minus the issuer's, from a token's iat (issuer time, rounded down to the
+   * second) and when the request left and the answer came back: logged once, the first time.
+   */
+  private noteSkew(iat: number, sentAt: number, arrivedAt: number): void {
+    if (this.skewLogged) return;
+    this.skewLogged = true;
+    const skewS = Math.round(((sentAt + arrivedAt) / 2 - (iat * 1000 + 500)) / 1000);
+    this.deps.log('info', 'clock_skew_measured', { skew_s: skewS, source: 'token iat', note: 'the agent\'s clock minus the issuer\'s; the schedule and health use the token\'s lifetime, not its exp' });
   }
 
   /** Runs the hook when the delivered version has not had a successful run yet; never awaited by a refresh. */

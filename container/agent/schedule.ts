@@ -15,15 +15,27 @@ export const BACKOFF_BASE_MS = 1_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
 
 /**
- * The moment (epoch ms) to refresh a token issued at `iat` and expiring at `exp` (epoch seconds):
- * 40%..60% of its lifetime, capped at 80%, and never before `now` when the token was read back late.
+ * Never two scheduled refreshes closer than this. Every token is an audit row at the issuer, which
+ * keeps 1,000 per sandbox (README "Audit"): a schedule gone wrong (a clock that jumps, a token
+ * that claims a lifetime of a second) must not overwrite that trail within seconds, as the refresh
+ * storm of issue 12 B did (4,499 tokens in 36 s). At one refresh per 2 s it would take over half
+ * an hour. The shortest token the issuer issues (AGENT_TOKEN_TTL 10 s) is refreshed after 4 s at
+ * the earliest, so the gap never delays a normal refresh.
  */
-export function refreshAt(iat: number, exp: number, now: number, random: number): number {
-  const lifetime = (exp - iat) * 1000;
+export const MIN_REFRESH_GAP_MS = 2_000;
+
+/**
+ * The moment (epoch ms, local clock) to refresh a token whose life of `lifetimeMs` (its exp - iat)
+ * began, on this machine's clock, at `startMs`: 40%..60% of the lifetime, capped at 80%, no sooner
+ * than MIN_REFRESH_GAP_MS after `startMs`, and never before `now`.
+ *
+ * Only durations of the token are used, never its exp against the local clock: an agent whose
+ * clock runs ahead of the issuer's would otherwise see every token as half spent on arrival.
+ */
+export function refreshAt(startMs: number, lifetimeMs: number, now: number, random: number): number {
   const fraction = Math.min(REFRESH_POINT + (random * 2 - 1) * REFRESH_JITTER, REFRESH_LATEST);
-  const at = iat * 1000 + lifetime * fraction;
-  const latest = iat * 1000 + lifetime * REFRESH_LATEST;
-  return Math.max(now, Math.min(at, latest));
+  const at = Math.min(startMs + lifetimeMs * fraction, startMs + lifetimeMs * REFRESH_LATEST);
+  return Math.max(now, startMs + MIN_REFRESH_GAP_MS, at);
 }
 
 /** Full-jitter backoff for the n-th consecutive failure (n >= 1): uniform in [0, min(max, base * 2^(n-1))]. */

@@ -17,8 +17,9 @@ function failureStatus(code: AgentErrorCode): number {
   return code === 'write_failed' || code === 'internal_error' ? 503 : 502;
 }
 
-function metricsText(r: Refresher, now: number): string {
-  const exp = r.current ? r.current.exp - now / 1000 : -1;
+function metricsText(r: Refresher): string {
+  const left = r.expiresInMs();
+  const exp = left !== undefined ? left / 1000 : -1;
   const lines = [
     '# HELP credential_agent_token_expiry_seconds Seconds until the current token expires (negative: expired or none).',
     '# TYPE credential_agent_token_expiry_seconds gauge',
@@ -53,15 +54,16 @@ export function startServer(r: Refresher, opts: { host: string; port: number; no
     };
     if (path === '/healthz' && req.method === 'GET') {
       const ok = r.healthy();
+      const left = r.expiresInMs();
       return send(ok ? 200 : 503, JSON.stringify({
         status: ok ? 'ok' : 'expired',
-        expires_in: r.current ? Math.floor(r.current.exp - now() / 1000) : null,
+        expires_in: left === undefined ? null : Math.floor(left / 1000),
         kid: r.current?.kid ?? null,
         credentials_version: r.credentials?.version ?? null,
         consecutive_failures: r.failures,
       }));
     }
-    if (path === '/metrics' && req.method === 'GET') return send(200, metricsText(r, now()), 'text/plain; version=0.0.4');
+    if (path === '/metrics' && req.method === 'GET') return send(200, metricsText(r), 'text/plain; version=0.0.4');
     if (path === '/refresh' && req.method === 'POST') {
       const t = now();
       if (t - lastNudge < NUDGE_INTERVAL_MS) return send(429, JSON.stringify({ error: 'too_many_requests', retry_after: 1 }), 'application/json', { 'Retry-After': '1' });

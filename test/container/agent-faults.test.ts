@@ -150,3 +150,34 @@ describe('agent write failures', () => {
     expect(temps(dir)).toEqual([]);
   }, 30_000);
 });
+
+describe('agent clock skew (the loopback issuer\'s clock set apart from the agent\'s)', () => {
+  it('failure B: agent 20 s ahead of the issuer, 20 s tokens: a handful of refreshes in 21 s, /healthz 200 throughout', async () => {
+    const skewed = await startLoopbackIssuer({ ttlS: 20, clockOffsetMs: -20_000 });
+    try {
+      const path = join(root, 'skew-b.bootstrap.json');
+      writeFileSync(path, await skewed.bootstrapFile('skew-b'), { mode: 0o600 });
+      const agent = await startAgent(['--bootstrap-key', path, '--dir', join(root, 'skew-b'), '--max-backoff', '1s']);
+      agents.push(agent);
+      await waitFor(async () => (await health(agent.url)) === 200, 10_000, 'a first token');
+      const until = Date.now() + 21_000;
+      while (Date.now() < until) {
+        const res = await fetch(`${agent.url}/healthz`);
+        const body = (await res.json()) as { expires_in: number };
+        expect(res.status).toBe(200);
+        expect(body.expires_in).toBeGreaterThan(0);
+        expect(body.expires_in).toBeLessThanOrEqual(20);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      // One at start, then one every 8 to 12 s: 3 (at most 4) in 21 s. The fault run saw 4,499 in 36 s.
+      const issued = skewed.requests.filter((r) => r.outcome === 'issued').length;
+      expect(issued).toBeGreaterThanOrEqual(2);
+      expect(issued).toBeLessThanOrEqual(4);
+      expect(agent.logs().filter((l) => l.event === 'clock_skew_measured')).toHaveLength(1);
+      expect(Math.abs(Number(agent.logs().find((l) => l.event === 'clock_skew_measured')!.skew_s) - 20)).toBeLessThanOrEqual(1);
+      await agent.stop();
+    } finally {
+      await skewed.close();
+    }
+  }, 45_000);
+});

@@ -4,6 +4,7 @@
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
@@ -11,6 +12,7 @@ import { CREDENTIALS_FILE, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
+import { startServer } from '../../container/agent/server.js';
 import { BACKOFF_MAX_MS } from '../../container/agent/schedule.js';
 
 const T0 = 1_800_000_000_000;
@@ -32,6 +34,11 @@ class FakeIssuer {
   private signer = generateKeyPair('EdDSA');
   gate: Promise<void> | undefined;
   afterCall: (() => void) | undefined;
+  /** The issuer's clock minus the agent's (the injected clock is the agent's). */
+  offsetMs = 0;
+  ttl = TTL;
+  /** Virtual time each request takes. */
+  latencyMs = 0;
 
   constructor(private readonly clock: { t: number }) {}
 
@@ -48,10 +55,11 @@ class FakeIssuer {
     this.afterCall?.();
     if (enc) this.encKey = JSON.parse(enc) as JWK;
     if (this.gate) await this.gate;
+    this.clock.t += this.latencyMs;
     const reply = this.script.shift() ?? { status: 200 };
     if (reply === 'network') throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
     if (reply.status !== 200) return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status });
-    const iat = Math.floor(this.clock.t / 1000);
+    const iat = Math.floor((this.clock.t + this.offsetMs) / 1000);
     const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
     if (this.encKey) {
       const creds: Credentials = { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
@@ -60,12 +68,12 @@ class FakeIssuer {
         .encrypt(await importJWK(this.encKey, 'ECDH-ES+A256KW'));
       claims.cred_ver = this.version;
     }
-    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + TTL).sign((await this.signer).privateKey);
-    return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: TTL }), { status: 200 });
+    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + this.ttl).sign((await this.signer).privateKey);
+    return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: this.ttl }), { status: 200 });
   };
 }
 
-async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult>; store?: RefresherDeps['store'] } = {}) {
+async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult>; store?: RefresherDeps['store']; aroundSleep?: () => Promise<void> } = {}) {
   const clock = { t: T0 };
   const issuer = new FakeIssuer(clock);
   const logs: { level: string; event: string; fields: Record<string, unknown> }[] = [];
@@ -77,7 +85,9 @@ async function setup(opts: { random?: () => number; hook?: (v: string) => Promis
     // Virtual time: a sleep advances the clock by its full length unless a nudge cut it short.
     sleep: async (ms, signal) => {
       sleeps.push(ms);
+      await opts.aroundSleep?.();
       if (!signal.aborted) clock.t += ms;
+      await opts.aroundSleep?.();
     },
     post: issuer.fetch,
     log: (level, event, fields = {}) => logs.push({ level, event, fields }),
@@ -159,6 +169,50 @@ describe('Refresher schedule', () => {
     expect(said).toHaveLength(1);
     expect(String(said[0]!.fields.message)).toContain('client_revoked');
     expect(s.r.metrics.refreshes.refused).toBe(5);
+  });
+});
+
+describe('Refresher clock skew', () => {
+  it('failure B: agent clock 20 s ahead, 20 s tokens: a bounded number of refreshes in 36 s, and /healthz 200 while the token is valid', async () => {
+    // /healthz is sampled right after each refresh and right before the next one.
+    let sample: () => Promise<void> = async () => undefined;
+    const s = await setup({ random: () => 0.5, aroundSleep: () => sample() });
+    s.issuer.offsetMs = -20_000; // the issuer's clock is 20 s behind the agent's
+    s.issuer.ttl = 20;
+    s.issuer.latencyMs = 10; // each request takes 10 ms: a storm advances time too
+    const server = await startServer(s.r, { host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const samples: { validAtIssuer: boolean; status: number; expiresIn: number }[] = [];
+    sample = async () => {
+      const issuerNow = s.clock.t + s.issuer.offsetMs;
+      const res = await fetch(`${url}/healthz`);
+      const body = (await res.json()) as { expires_in: number };
+      samples.push({ validAtIssuer: s.r.current !== undefined && s.r.current.exp * 1000 > issuerNow, status: res.status, expiresIn: body.expires_in });
+    };
+    const stop = new AbortController();
+    s.issuer.afterCall = () => {
+      if (s.clock.t - T0 >= 36_000 || s.issuer.calls.length >= 1_000) stop.abort();
+    };
+    try {
+      await s.r.run(stop.signal);
+    } finally {
+      server.close();
+    }
+    // 0, 10, 20, 30 s (50% of 20 s), and the one at 40 s is past the 36 s window.
+    expect(s.issuer.calls.length).toBeLessThanOrEqual(5);
+    expect(s.issuer.calls.length).toBeGreaterThanOrEqual(4);
+    const gaps = s.issuer.calls.slice(1).map((c, k) => c.at - s.issuer.calls[k]!.at);
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(8_000);
+    expect(samples.length).toBeGreaterThan(4);
+    for (const x of samples) {
+      expect(x.validAtIssuer).toBe(true);
+      expect(x.status).toBe(200);
+      expect(x.expiresIn).toBeGreaterThan(0);
+      expect(x.expiresIn).toBeLessThanOrEqual(20);
+    }
+    const skew = s.logs.filter((l) => l.event === 'clock_skew_measured');
+    expect(skew).toHaveLength(1);
+    expect(skew[0]!.fields.skew_s).toBe(20);
   });
 });
 

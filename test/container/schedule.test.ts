@@ -1,27 +1,34 @@
 import { describe, expect, it } from 'vitest';
-import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay, refreshAt, refusedDelay } from '../../container/agent/schedule.js';
+import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay, MIN_REFRESH_GAP_MS, refreshAt, refusedDelay } from '../../container/agent/schedule.js';
 
-const IAT = 1_800_000_000; // epoch seconds
-const EXP = IAT + 600;
+const START = 1_800_000_000_000; // epoch ms, local clock: when the token's request left
+const LIFE = 600_000;
 
 describe('refreshAt', () => {
   it('falls within 40%..60% of the lifetime for every random value', () => {
     for (let i = 0; i <= 100; i++) {
-      const at = refreshAt(IAT, EXP, IAT * 1000, i / 100);
-      expect(at).toBeGreaterThanOrEqual(IAT * 1000 + 0.4 * 600_000);
-      expect(at).toBeLessThanOrEqual(IAT * 1000 + 0.6 * 600_000);
+      const at = refreshAt(START, LIFE, START, i / 100);
+      expect(at).toBeGreaterThanOrEqual(START + 0.4 * LIFE);
+      expect(at).toBeLessThanOrEqual(START + 0.6 * LIFE);
     }
-    expect(refreshAt(IAT, EXP, IAT * 1000, 0)).toBe(IAT * 1000 + 240_000);
-    expect(refreshAt(IAT, EXP, IAT * 1000, 0.5)).toBe(IAT * 1000 + 300_000);
+    expect(refreshAt(START, LIFE, START, 0)).toBe(START + 240_000);
+    expect(refreshAt(START, LIFE, START, 0.5)).toBe(START + 300_000);
   });
 
   it('never schedules in the past: a token read back late refreshes at once', () => {
-    const late = (IAT + 500) * 1000;
-    expect(refreshAt(IAT, EXP, late, 0.5)).toBe(late);
+    const late = START + 500_000;
+    expect(refreshAt(START, LIFE, late, 0.5)).toBe(late);
   });
 
   it('never later than 80% of the lifetime', () => {
-    for (let i = 0; i <= 10; i++) expect(refreshAt(IAT, EXP, 0, i / 10)).toBeLessThanOrEqual(IAT * 1000 + 0.8 * 600_000);
+    for (let i = 0; i <= 10; i++) expect(refreshAt(START, LIFE, 0, i / 10)).toBeLessThanOrEqual(START + 0.8 * LIFE);
+  });
+
+  it('failure B: never sooner than MIN_REFRESH_GAP_MS after the last refresh started, even for a token that claims to live a second', () => {
+    expect(MIN_REFRESH_GAP_MS).toBeGreaterThanOrEqual(1_000);
+    // The issuer's shortest token (10 s) is refreshed at 4 s at the earliest: the gap never delays it.
+    expect(MIN_REFRESH_GAP_MS).toBeLessThan(0.4 * 10_000);
+    for (const life of [0, 1, 1_000, 3_000]) expect(refreshAt(START, life, START, 0.5)).toBe(START + MIN_REFRESH_GAP_MS);
   });
 });
 
