@@ -148,7 +148,7 @@ export class IssuerClient {
       throw new CliError(EXIT.unreachable, `the answer from ${this.origin} is a redirect (${res.status}), not the issuer's API; check --issuer`);
     }
     if (!res.ok && isApiError(body)) {
-      const hint = body.error === 'rotation_too_soon' ? ' (credctl keys rotate --force rotates anyway)' : '';
+      const hint = body.error === 'rotation_too_soon' ? ' (credctl keys rotate --force rotates anyway)' : body.error === 'too_many_retiring_keys' ? ' (credctl keys revoke <kid> stops a key at once)' : '';
       throw new CliError(EXIT.issuer, `the issuer answered ${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}${hint}`);
     }
     if (!res.ok || typeof body !== 'object' || body === null) {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { SANDBOX_ID } from './admin-api.js';
 import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
+import { jwksWithinVerifierLimits } from './issuer/jwks-bounds.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
 export interface Env {
@@ -210,6 +211,8 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     `must be between ${MIN_JWKS_MAX_AGE_SECONDS}s and ${MAX_JWKS_MAX_AGE_SECONDS}s`,
   );
   checkTimingInvariants(timing);
+  const jwks = jwksWithinVerifierLimits();
+  rule(jwks.ok, 'MAX_RETIRING_KEYS', `the largest JWKS this issuer can publish (${jwks.keys} keys, ${jwks.bytes} bytes) must fit what verifiers keep and read (src/verifier/limits.ts)`);
 
   const teamDomain = v.CF_ACCESS_TEAM_DOMAIN;
   const aud = v.CF_ACCESS_AUD;

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'not_found'
   | 'rotation_too_soon'
+  | 'too_many_retiring_keys'
   | 'payload_too_large'
   | 'gateway_unavailable'
   | 'bad_gateway'
@@ -61,6 +62,7 @@ const STATUS: Record<ErrorCode, number> = {
   forbidden: 403,
   not_found: 404,
   rotation_too_soon: 409,
+  too_many_retiring_keys: 409,
   payload_too_large: 413,
   gateway_unavailable: 503,
   bad_gateway: 502,

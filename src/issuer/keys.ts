@@ -13,6 +13,7 @@
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { retentionSeconds, type Timing } from '../config.js';
 import { IssuerError } from './errors.js';
+import { MAX_RETIRING_KEYS } from './jwks-bounds.js';
 import type { StoredPrivateKey } from './key-wrap.js';
 import type { KeyState, KeyView } from '../admin-api.js';
 
@@ -135,9 +136,18 @@ export function rotate(
   newNext: { key: NewKey; privateKey: StoredPrivateKey },
   now: number,
   timing: Timing,
-  opts: { force?: boolean } = {},
+  opts: { force?: boolean; scheduled?: boolean } = {},
 ): KeySet {
   const earliest = earliestRotation(set, timing);
+  const retiring = set.keys.filter((k) => k.state === 'retiring');
+  if (!opts.scheduled && retiring.length >= MAX_RETIRING_KEYS) {
+    const leaves = Math.min(...retiring.map((k) => k.removeAt ?? Number.POSITIVE_INFINITY));
+    throw new IssuerError(
+      'too_many_retiring_keys',
+      `${retiring.length} retired keys are still published (at most ${MAX_RETIRING_KEYS}, so verifiers keep them all); the oldest leaves the JWKS at ${new Date(leaves).toISOString()}. To stop a key signing now, revoke it`,
+      { retry_after: Math.max(1, Math.ceil((leaves - now) / SECOND)) },
+    );
+  }
   if (!opts.force && now < earliest) {
     throw new IssuerError(
       'rotation_too_soon',
@@ -208,7 +218,7 @@ export function advance(set: KeySet, now: number, timing: Timing, newNext?: { ke
   let out = set;
   if (rotationDue(out, now)) {
     if (!newNext) throw new Error('advance: a new next key is required when a rotation is due');
-    out = rotate(out, newNext, now, timing, { force: true });
+    out = rotate(out, newNext, now, timing, { force: true, scheduled: true });
   }
   return expire(out, now);
 }
@@ -222,12 +232,16 @@ export function nextWakeUp(set: KeySet): number {
 
 const PUBLISH_ORDER: Record<KeyState, number> = { active: 0, next: 1, retiring: 2, removed: 3 };
 
-/** The JWKS: every published key (active, next, retiring), public parts only. */
+/**
+ * The JWKS: every published key, public parts only. Active and next first, then retiring keys
+ * newest first: a verifier that keeps only a prefix (src/verifier/limits.ts) keeps the keys that
+ * sign now or signed most recently.
+ */
 export function toJwks(set: KeySet): { keys: PublicJwk[] } {
   return {
     keys: set.keys
       .filter((k) => k.state !== 'removed')
-      .sort((a, b) => PUBLISH_ORDER[a.state] - PUBLISH_ORDER[b.state])
+      .sort((a, b) => PUBLISH_ORDER[a.state] - PUBLISH_ORDER[b.state] || (b.retiredAt ?? 0) - (a.retiredAt ?? 0))
       .map((k) => ({ ...k.publicJwk })),
   };
 }

@@ -258,3 +258,21 @@ describe('POST /api/admin/keys/:kid/revoke', () => {
     expect(res.status).toBeGreaterThanOrEqual(400);
   });
 });
+
+describe('failure G through the admin API', () => {
+  it('failure G: forced rotations past the retiring cap answer 409 too_many_retiring_keys with the reason; revoke still works', async () => {
+    const { MAX_RETIRING_KEYS } = await import('../../src/issuer/jwks-bounds.js');
+    const rotateForced = () => call('/api/admin/keys/rotate?force=true', { method: 'POST', headers: adminHeaders() });
+    for (let i = 0; i < MAX_RETIRING_KEYS; i++) expect((await rotateForced()).status).toBe(200);
+    const refused = await rotateForced();
+    expect(refused.status).toBe(409);
+    const body = (await refused.json()) as { error: string; error_description: string };
+    expect(body.error).toBe('too_many_retiring_keys');
+    expect(body.error_description).toMatch(/^8 retired keys are still published \(at most 8, so verifiers keep them all\); the oldest leaves the JWKS at .+Z\. To stop a key signing now, revoke it$/);
+    const jwks = (await (await call('/.well-known/jwks.json')).json()) as { keys: unknown[] };
+    expect(jwks.keys).toHaveLength(MAX_RETIRING_KEYS + 2);
+    const keys = (await (await call('/api/admin/keys', { headers: adminHeaders() })).json()) as { keys: { kid: string; state: string }[] };
+    const active = keys.keys.find((k) => k.state === 'active')!.kid;
+    expect((await call(`/api/admin/keys/${active}/revoke`, { method: 'POST', headers: adminHeaders() })).status).toBe(200);
+  });
+});

@@ -138,3 +138,43 @@ describe('keys', () => {
     expect(toView(set).map((v) => v.state)).toEqual(['active', 'next', 'retiring']);
   });
 });
+
+describe('failure G: forced rotations cannot grow the JWKS without limit', () => {
+  it('failure G: manual rotations past MAX_RETIRING_KEYS are refused (409 too_many_retiring_keys); the JWKS stays bounded and ordered', async () => {
+    const { MAX_RETIRING_KEYS, MAX_PUBLISHED_KEYS } = await import('../../src/issuer/jwks-bounds.js');
+    let set = await start();
+    let now = T0;
+    for (let i = 0; i < MAX_RETIRING_KEYS; i++) {
+      now += S;
+      set = rotate(set, await fresh(), now, timing, { force: true });
+    }
+    expect(set.keys.filter((k) => k.state === 'retiring')).toHaveLength(MAX_RETIRING_KEYS);
+    const extra = await fresh();
+    expect(errorCode(() => rotate(set, extra, now + S, timing, { force: true }))).toBe('too_many_retiring_keys');
+    expect(errorCode(() => rotate(set, extra, now + 3600 * S, timing))).toBe('too_many_retiring_keys');
+    // Published: active, next, then retiring newest first (a verifier keeping a prefix keeps these).
+    const jwks = toJwks(set).keys.map((k) => k.kid);
+    const retiring = set.keys.filter((k) => k.state === 'retiring').sort((a, b) => b.retiredAt! - a.retiredAt!).map((k) => k.kid);
+    expect(jwks).toEqual([activeKey(set).kid, findByState(set, 'next')!.kid, ...retiring]);
+    // The scheduled rotation is never refused: one more retiring key, still within the bound.
+    const scheduled = advance(set, set.rotateAt, timing, await fresh());
+    expect(toJwks(scheduled).keys.length).toBeLessThanOrEqual(MAX_PUBLISHED_KEYS);
+    expect(activeKey(scheduled).kid).toBe(findByState(set, 'next')!.kid);
+    // Once the oldest retiring key has left the JWKS, a manual rotation works again.
+    const oldestLeaves = Math.min(...set.keys.filter((k) => k.state === 'retiring').map((k) => k.removeAt!));
+    const later = expire(set, oldestLeaves);
+    expect(() => rotate(later, extra, oldestLeaves, timing, { force: true })).not.toThrow();
+  });
+
+  it('failure G: the largest JWKS the issuer can publish fits what the verifier keeps and reads', async () => {
+    const { jwksWithinVerifierLimits, MAX_PUBLISHED_KEYS } = await import('../../src/issuer/jwks-bounds.js');
+    const { MAX_JWKS_KEYS, MAX_JWKS_BYTES } = await import('../../src/verifier/limits.js');
+    const bound = jwksWithinVerifierLimits();
+    expect(bound).toMatchObject({ ok: true, keys: MAX_PUBLISHED_KEYS });
+    expect(MAX_PUBLISHED_KEYS).toBeLessThanOrEqual(MAX_JWKS_KEYS);
+    // The estimate is not below a real JWKS of that many keys.
+    const keys = await Promise.all(Array.from({ length: MAX_PUBLISHED_KEYS }, async () => (await generateKey()).publicJwk));
+    expect(JSON.stringify({ keys }).length).toBeLessThanOrEqual(bound.bytes);
+    expect(bound.bytes).toBeLessThanOrEqual(MAX_JWKS_BYTES);
+  });
+});
