@@ -7,4 +7,5 @@ export { ALGORITHMS, FORBIDDEN_HEADERS, MAX_TOKEN_BYTES, TOKEN_TYP } from './com
 export { challengeOf, statusOf, VerifierError, type VerifierErrorCode } from './errors.js';
 export { verifyBearer, rejection, type BearerEnv } from './hono.js';
 export type { JwksEvent, JwksOptions, JwksStatus } from './jwks.js';
+export { MAX_JWKS_BYTES, MAX_JWKS_KEYS } from './limits.js';
 export { createVerifier, DEFAULT_CLOCK_SKEW_S, type Verifier, type VerifiedClaims, type VerifierEvent, type VerifierOptions, type VerifierStatus } from './verify.js';

@@ -1,21 +1,55 @@
 /**
- * The verifier's copy of the issuer's JWKS: what jose's `createRemoteJWKSet` does not do.
+ * The verifier's copy of the issuer's JWKS: what jose's `createRemoteJWKSet` does not do. Every
+ * limit and interval named here is defined, with its reason, in limits.ts.
  *
  * - Freshness comes from the response's `Cache-Control: max-age` (less `Age`), clamped to
  *   [minAge, maxAge], so the issuer's rotation timing (DESIGN §5) holds and a `max-age=0` cannot
- *   turn every request into a fetch.
- * - A stale copy is revalidated with `If-None-Match`; every caller waits for one shared fetch.
- * - A kid that is not in the copy triggers a refetch at most once per cooldown (30 s), with one
- *   fetch in flight: a flood of made-up kids costs the issuer one request per cooldown.
- * - A failed fetch keeps the last good copy in service until it is `maxStale` (24 h) old, the
- *   `stale-if-error` the issuer advertises; failed fetches are retried at most once per cooldown.
+ *   turn every request into a fetch. A stale copy is revalidated with `If-None-Match`.
+ * - A request whose kid is in a usable copy never waits long for a fetch: past max-age it waits for
+ *   the revalidation for at most REVALIDATE_WAIT_MS (0.5 s), so that a healthy issuer's answer,
+ *   and a revocation in it, counts at once; an issuer that has not answered by then is treated as
+ *   failing, and the stale copy serves while the one refetch goes on in the background. Once a
+ *   fetch has failed, the stale copy serves without any wait, up to `stale-if-error` (RFC 5861)
+ *   after it was fetched, at most maxStale (24 h).
+ * - Only a request that cannot be answered without a fetch waits for a whole one: an unknown kid,
+ *   or no usable copy at all. After a successful fetch an unknown kid refetches at most once per cooldown
+ *   (30 s), after a failed one at most once per RETRY_AFTER_FAILURE_MS (1 s); one fetch in flight.
+ * - Failed background refetches of a stale copy that still serves are retried at most once per
+ *   cooldown: nobody waits for them.
+ * - At most MAX_JWKS_KEYS keys are kept, the first ones in document order; the rest are reported
+ *   (one event) and counted in the status. A body over MAX_JWKS_BYTES is a failed fetch.
  *
  * Keys are selected and imported by jose's `createLocalJWKSet` over the copy (it caches the
- * imported CryptoKey per key). Only WebCrypto and `fetch`: runs in Node and in Workers.
+ * imported CryptoKey per key). Only WebCrypto, `fetch` and `setTimeout`: runs in Node and in Workers.
  */
 import { createLocalJWKSet, type JWK } from 'jose';
 import { readBoundedText } from '../bounded-body.js';
 import { VerifierError } from './errors.js';
+import {
+  DEFAULT_AGE_S,
+  DEFAULT_COOLDOWN_S,
+  DEFAULT_MAX_AGE_S,
+  DEFAULT_MAX_STALE_S,
+  DEFAULT_MIN_AGE_S,
+  DEFAULT_TIMEOUT_S,
+  MAX_JWKS_BYTES,
+  MAX_JWKS_KEYS,
+  RETRY_AFTER_FAILURE_MS,
+  REVALIDATE_WAIT_MS,
+} from './limits.js';
+
+export {
+  DEFAULT_AGE_S,
+  DEFAULT_COOLDOWN_S,
+  DEFAULT_MAX_AGE_S,
+  DEFAULT_MAX_STALE_S,
+  DEFAULT_MIN_AGE_S,
+  DEFAULT_TIMEOUT_S,
+  MAX_JWKS_BYTES,
+  MAX_JWKS_KEYS,
+  RETRY_AFTER_FAILURE_MS,
+  REVALIDATE_WAIT_MS,
+};
 
 export interface JwksOptions {
   /** Lower bound on how long a copy is fresh, whatever max-age says. Default 10 s. */
@@ -24,43 +58,23 @@ export interface JwksOptions {
   maxAgeSeconds?: number;
   /** Freshness when the response has no usable max-age. Default 300 s, the issuer's default. */
   defaultAgeSeconds?: number;
-  /** Least time between two refetches caused by unknown kids, or after a failed fetch. Default 30 s. */
+  /** Least time between two refetches caused by unknown kids after a successful fetch, and between failed background refetches. Default 30 s. */
   cooldownSeconds?: number;
-  /** How long the last good copy serves while fetches fail. Default 24 h. */
+  /** How long the last good copy serves while fetches fail, at most (a smaller `stale-if-error` wins). Default 24 h. */
   maxStaleSeconds?: number;
   /** One fetch's time limit. Default 5 s. */
   timeoutSeconds?: number;
-  /** Largest JWKS body accepted. Default 64 KiB. */
+  /** Largest JWKS body accepted. Default MAX_JWKS_BYTES (256 KiB). */
   maxBytes?: number;
 }
-
-/** Ten seconds: short enough for any sane issuer setting, long enough that `max-age=0` is not a fetch per request. */
-export const DEFAULT_MIN_AGE_S = 10;
-/** One hour: a verifier rechecks at least this often even if the issuer asks for longer. */
-export const DEFAULT_MAX_AGE_S = 3_600;
-/** The issuer's own default JWKS max-age (DESIGN §5). */
-export const DEFAULT_AGE_S = 300;
-/** DESIGN §4: unknown-kid refetches at most once per 30 s. */
-export const DEFAULT_COOLDOWN_S = 30;
-/** DESIGN §4 and the issuer's `stale-if-error=86400`. */
-export const DEFAULT_MAX_STALE_S = 86_400;
-/** Five seconds: callers wait for a fetch of a stale copy, so it must not hang for long. */
-export const DEFAULT_TIMEOUT_S = 5;
-/** A JWKS of a few Ed25519 keys is under 1 KiB; 64 KiB leaves room and caps the memory an issuer fault can take. */
-export const DEFAULT_MAX_BYTES = 64 * 1024;
-/**
- * With no copy at all every request is refused, so recovery should be quick; but an issuer that
- * is down must not get one fetch per request. One attempt per second, whatever the traffic.
- */
-export const FIRST_FETCH_RETRY_MS = 1_000;
-/** Keys beyond this many are ignored: the issuer publishes three (next, active, retiring). */
-export const MAX_KEYS = 100;
 
 export type JwksEvent =
   | { event: 'jwks_fetched'; status: 200 | 304; kids: number; fresh_for_s: number; reason: FetchReason }
   | { event: 'jwks_fetch_failed'; reason: FetchReason; error: string; serving_stale: boolean }
-  | { event: 'jwks_key_ignored'; kid?: string; why: string };
+  /** One key skipped (with its kid), or, with `dropped`, that many keys past MAX_JWKS_KEYS. */
+  | { event: 'jwks_key_ignored'; kid?: string; why: string; dropped?: number };
 
+/** `expired`: a stale copy is revalidated (with the bounded wait, or in the background after a failure). */
 export type FetchReason = 'initial' | 'expired' | 'unknown_kid' | 'manual';
 
 export interface JwksStatus {
@@ -68,9 +82,13 @@ export interface JwksStatus {
   ageSeconds: number | null;
   /** True while the copy is within its max-age. */
   fresh: boolean;
-  /** True while tokens can be checked: a copy exists and is within the stale limit. */
+  /** True while tokens can be checked: a copy exists and is within its stale-if-error limit. */
   usable: boolean;
+  /** True while a fetch is in flight. */
+  refreshing: boolean;
   kids: string[];
+  /** Keys of the copy in use past MAX_JWKS_KEYS, ignored. */
+  droppedKeys: number;
   lastError: string | null;
   fetches: number;
   failures: number;
@@ -82,9 +100,12 @@ interface Snapshot {
   /** Keys jose has already selected and imported, by kid: the hot path skips the selection. */
   imported: Map<string, CryptoKey>;
   etag: string | null;
+  droppedKeys: number;
   /** When this content was last confirmed by the issuer (200 or 304). */
   checkedAt: number;
   freshUntil: number;
+  /** Until then the copy serves when fetches fail (stale-if-error); past it, jwks_unavailable. */
+  usableUntil: number;
 }
 
 interface Settings {
@@ -111,27 +132,34 @@ export function jwksSettings(o: JwksOptions = {}): Settings {
     cooldown: seconds('cooldownSeconds', o.cooldownSeconds, DEFAULT_COOLDOWN_S),
     maxStale: seconds('maxStaleSeconds', o.maxStaleSeconds, DEFAULT_MAX_STALE_S),
     timeout: seconds('timeoutSeconds', o.timeoutSeconds, DEFAULT_TIMEOUT_S, 0.001),
-    maxBytes: o.maxBytes ?? DEFAULT_MAX_BYTES,
+    maxBytes: o.maxBytes ?? MAX_JWKS_BYTES,
   };
   if (s.minAge > s.maxAge) throw new TypeError('jwks.minAgeSeconds must not exceed jwks.maxAgeSeconds');
   if (!Number.isInteger(s.maxBytes) || s.maxBytes < 1) throw new TypeError('jwks.maxBytes must be a positive integer');
   return s;
 }
 
-/** Freshness lifetime in ms from Cache-Control and Age (RFC 9111 §4.2.1, §4.2.3), before clamping. */
-export function freshnessOf(headers: Headers, fallbackMs: number): number {
-  const cc = headers.get('cache-control');
-  if (cc === null) return fallbackMs;
-  let maxAge: number | undefined;
-  for (const part of cc.split(',')) {
+/** Cache-Control directives by lower-case name; a value of `""` for a directive without one. */
+function directives(headers: Headers): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (headers.get('cache-control') ?? '').split(',')) {
     const [rawName, rawValue] = part.split('=', 2) as [string, string | undefined];
     const name = rawName.trim().toLowerCase();
-    if (name === 'no-store' || name === 'no-cache') return 0;
-    if (name === 'max-age' && rawValue !== undefined) {
-      const v = rawValue.trim().replace(/^"(.*)"$/, '$1');
-      if (/^\d+$/.test(v)) maxAge = Number(v);
-    }
+    if (name !== '' && !out.has(name)) out.set(name, (rawValue ?? '').trim().replace(/^"(.*)"$/, '$1'));
   }
+  return out;
+}
+
+function deltaSeconds(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/** Freshness lifetime in ms from Cache-Control and Age (RFC 9111 §4.2.1, §4.2.3), before clamping. */
+export function freshnessOf(headers: Headers, fallbackMs: number): number {
+  if (headers.get('cache-control') === null) return fallbackMs;
+  const d = directives(headers);
+  if (d.has('no-store') || d.has('no-cache')) return 0;
+  const maxAge = deltaSeconds(d.get('max-age'));
   if (maxAge === undefined) return fallbackMs;
   const ageHeader = headers.get('age');
   const age = ageHeader !== null && /^\d+$/.test(ageHeader.trim()) ? Number(ageHeader.trim()) : 0;
@@ -139,45 +167,67 @@ export function freshnessOf(headers: Headers, fallbackMs: number): number {
 }
 
 /**
- * Keeps the Ed25519 signing keys of a JWKS document; anything else is reported and skipped, so
- * one odd key does not take the others down. A document that is not `{keys: [...]}` is an error.
+ * RFC 5861 `stale-if-error` in ms, `fallbackMs` when absent. (`stale-while-revalidate` is not used:
+ * a stale copy is always revalidated first, for a bounded time, so that revocations count at
+ * max-age; see REVALIDATE_WAIT_MS.)
  */
-export function usableKeys(doc: unknown, report: (e: JwksEvent) => void): JWK[] {
+export function staleIfErrorOf(headers: Headers, fallbackMs: number): number {
+  const sie = deltaSeconds(directives(headers).get('stale-if-error'));
+  return sie === undefined ? fallbackMs : sie * 1000;
+}
+
+/** Why a JWKS entry is not a usable Ed25519 verification key, or null when it is one. */
+function unusable(k: unknown): string | null {
+  if (typeof k !== 'object' || k === null) return 'not an object';
+  const jwk = k as Record<string, unknown>;
+  return jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' ? 'not an Ed25519 key'
+    : typeof jwk.x !== 'string' ? 'no x'
+    : jwk.d !== undefined ? 'private key material'
+    : typeof jwk.kid !== 'string' || jwk.kid === '' ? 'no kid'
+    : jwk.use !== undefined && jwk.use !== 'sig' ? 'use is not sig'
+    : jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519' ? 'alg is not EdDSA'
+    : jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify')) ? 'key_ops without verify'
+    : null;
+}
+
+/**
+ * Keeps the Ed25519 signing keys among the first `maxKeys` (MAX_JWKS_KEYS) entries of a JWKS
+ * document, in document order: the issuer publishes the keys that can sign first. Anything else
+ * among them is reported and skipped, so one odd key does not take the others down; entries past
+ * the limit are dropped and reported once, with their number, instead of failing the whole JWKS.
+ * A document that is not `{keys: [...]}` is an error.
+ */
+export function usableKeys(doc: unknown, report: (e: JwksEvent) => void, maxKeys = MAX_JWKS_KEYS): { keys: JWK[]; dropped: number } {
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { keys?: unknown }).keys)) throw new Error('not a JWK Set');
-  const out: JWK[] = [];
+  const all = (doc as { keys: unknown[] }).keys;
+  const dropped = Math.max(0, all.length - maxKeys);
+  if (dropped > 0) report({ event: 'jwks_key_ignored', why: `over the limit of ${maxKeys} keys`, dropped });
+  // Two keys under one kid make the choice of key ambiguous: use neither, even when one of them is
+  // past the limit (the body is bounded in bytes, so this pass is too).
   const seen = new Map<string, number>();
-  for (const k of ((doc as { keys: unknown[] }).keys).slice(0, MAX_KEYS)) {
-    const jwk = k as Record<string, unknown>;
-    const kid = typeof jwk?.kid === 'string' ? jwk.kid : undefined;
-    const why =
-      typeof k !== 'object' || k === null ? 'not an object'
-      : jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' ? 'not an Ed25519 key'
-      : typeof jwk.x !== 'string' ? 'no x'
-      : jwk.d !== undefined ? 'private key material'
-      : !kid ? 'no kid'
-      : jwk.use !== undefined && jwk.use !== 'sig' ? 'use is not sig'
-      : jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519' ? 'alg is not EdDSA'
-      : jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify')) ? 'key_ops without verify'
-      : null;
+  for (const k of all) {
+    if (unusable(k) === null) {
+      const kid = (k as { kid: string }).kid;
+      seen.set(kid, (seen.get(kid) ?? 0) + 1);
+    }
+  }
+  const out: JWK[] = [];
+  for (const k of all.slice(0, maxKeys)) {
+    const kid = typeof (k as { kid?: unknown } | null)?.kid === 'string' ? (k as { kid: string }).kid : undefined;
+    const why = unusable(k) ?? (seen.get(kid!) !== 1 ? 'duplicate kid' : null);
     if (why) {
       report({ event: 'jwks_key_ignored', kid, why });
       continue;
     }
-    seen.set(kid!, (seen.get(kid!) ?? 0) + 1);
     // jose picks by kid and alg; the key's own alg would hide it from an `Ed25519` token header.
-    out.push({ kty: 'OKP', crv: 'Ed25519', x: jwk.x as string, kid: kid!, use: 'sig' });
+    out.push({ kty: 'OKP', crv: 'Ed25519', x: (k as { x: string }).x, kid: kid!, use: 'sig' });
   }
-  // Two keys under one kid would make the choice of key ambiguous: use neither.
-  return out.filter((k) => {
-    if (seen.get(k.kid!) === 1) return true;
-    report({ event: 'jwks_key_ignored', kid: k.kid, why: 'duplicate kid' });
-    return false;
-  });
+  return { keys: out, dropped };
 }
 
 export interface JwksCache {
   /**
-   * The verification key for `kid`; refetches as the rules above allow. Throws a VerifierError.
+   * The verification key for `kid`; fetches as the rules above allow. Throws a VerifierError.
    * `since` (from generation()) marks when the caller began: a copy confirmed after that is as
    * new as an unknown-kid refetch would be, so none is made.
    */
@@ -188,15 +238,26 @@ export interface JwksCache {
   keyNow(kid: string, now: number): CryptoKey | undefined;
   /** Whether the copy in use publishes `kid`. */
   has(kid: string): boolean;
-  /** Fetch now (the cooldown does not apply); resolves once the fetch has settled. */
+  /** Fetch now (no interval applies; joins a fetch in flight); resolves once the fetch has settled. */
   refresh(): Promise<void>;
-  /** True while the copy is within its max-age and no fetch is running: a number compare. */
+  /** True while the copy is within its max-age: a number compare. */
   isFresh(now: number): boolean;
-  /** Revalidates a stale copy as getKey would; throws jwks_unavailable when there is no usable copy. */
-  ensureFresh(): Promise<void>;
+  /**
+   * What getKey does before it looks at the kid: a stale copy is revalidated (a wait of at most
+   * REVALIDATE_WAIT_MS, none after a failure); waits for a whole fetch only when there is no usable
+   * copy, and then throws jwks_unavailable if the fetch does not give one.
+   */
+  ensureUsable(): Promise<void>;
   status(): JwksStatus;
   /** Called with the kids of each new copy (not on a 304). */
   onChange(listener: (kids: ReadonlySet<string>) => void): void;
+}
+
+interface Flight {
+  /** Settles (never rejects) when the fetch has. */
+  done: Promise<void>;
+  /** Settles when the fetch has, or REVALIDATE_WAIT_MS after the first caller that waits on it. */
+  bounded?: Promise<void>;
 }
 
 export function createJwksCache(deps: {
@@ -210,14 +271,22 @@ export function createJwksCache(deps: {
   const report = deps.report ?? (() => undefined);
   const listeners: ((kids: ReadonlySet<string>) => void)[] = [];
   let current: Snapshot | undefined;
-  let inflight: Promise<void> | undefined;
+  let flight: Flight | undefined;
+  /** When the last fetch started, whatever its reason or outcome. */
+  let lastAttemptAt = -Infinity;
+  /** When the last fetch caused by an unknown kid started. */
   let lastUnknownKidFetch = -Infinity;
-  let lastFailureAt = -Infinity;
+  /** Whether the last fetch that settled failed. */
+  let failing = false;
   let lastError: string | null = null;
   let fetches = 0;
   let failures = 0;
   /** Counts successful fetches (200 or 304). */
   let generation = 0;
+
+  function windows(res: Response, now: number, life: number): Pick<Snapshot, 'checkedAt' | 'freshUntil' | 'usableUntil'> {
+    return { checkedAt: now, freshUntil: now + life, usableUntil: now + Math.min(staleIfErrorOf(res.headers, s.maxStale), s.maxStale) };
+  }
 
   async function fetchOnce(reason: FetchReason): Promise<void> {
     fetches++;
@@ -229,8 +298,9 @@ export function createJwksCache(deps: {
       const life = Math.min(s.maxAge, Math.max(s.minAge, freshnessOf(res.headers, s.defaultAge)));
       if (res.status === 304 && current) {
         await res.body?.cancel();
-        current = { ...current, checkedAt: now, freshUntil: now + life };
+        current = { ...current, ...windows(res, now, life) };
         generation++;
+        failing = false;
         lastError = null;
         report({ event: 'jwks_fetched', status: 304, kids: current.kids.size, fresh_for_s: life / 1000, reason });
         return;
@@ -246,16 +316,17 @@ export function createJwksCache(deps: {
         // SyntaxError messages quote the body; the log gets the kind of fault only.
         throw new Error(e instanceof SyntaxError ? 'not JSON' : (e as Error).message);
       }
-      const keys = usableKeys(doc, report);
+      const { keys, dropped } = usableKeys(doc, report);
       const kids = new Set(keys.map((k) => k.kid!));
-      current = { kids, getKey: createLocalJWKSet({ keys }), imported: new Map(), etag: res.headers.get('etag'), checkedAt: now, freshUntil: now + life };
+      current = { kids, getKey: createLocalJWKSet({ keys }), imported: new Map(), etag: res.headers.get('etag'), droppedKeys: dropped, ...windows(res, now, life) };
       generation++;
+      failing = false;
       lastError = null;
       report({ event: 'jwks_fetched', status: 200, kids: kids.size, fresh_for_s: life / 1000, reason });
       for (const l of listeners) l(kids);
     } catch (e) {
       failures++;
-      lastFailureAt = deps.now();
+      failing = true;
       const err = e as Error;
       lastError = err.name === 'TimeoutError' ? 'timeout' : err.message.slice(0, 200);
       report({ event: 'jwks_fetch_failed', reason, error: lastError, serving_stale: usable(deps.now()) });
@@ -263,39 +334,71 @@ export function createJwksCache(deps: {
   }
 
   function usable(now: number): boolean {
-    return current !== undefined && now - current.checkedAt <= s.maxStale;
+    return current !== undefined && now <= current.usableUntil;
   }
 
-  /** One fetch at a time: a caller that finds one running waits for it instead. */
-  function fetchShared(reason: FetchReason): Promise<void> {
-    inflight ??= fetchOnce(reason).finally(() => {
-      inflight = undefined;
+  /** One fetch at a time: a caller that finds one running joins it instead. */
+  function startFetch(reason: FetchReason): Flight {
+    if (flight) return flight;
+    lastAttemptAt = deps.now();
+    // fetchOnce records its own failures; it rejects only if an event listener throws, which must
+    // not become an unhandled rejection of a background fetch.
+    const f: Flight = { done: fetchOnce(reason).catch(() => undefined) };
+    flight = f;
+    void f.done.finally(() => {
+      if (flight === f) flight = undefined;
     });
-    return inflight;
+    return f;
   }
 
-  async function ensureUsable(): Promise<Snapshot> {
+  /** Waits for `f`, for at most REVALIDATE_WAIT_MS in all (the wait is shared by every caller). */
+  function bounded(f: Flight): Promise<void> {
+    f.bounded ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, REVALIDATE_WAIT_MS);
+      void f.done.finally(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return f.bounded;
+  }
+
+  /** A copy to look the kid up in, waiting only as the rules at the top allow. */
+  async function usableCopy(): Promise<Snapshot> {
     const now = deps.now();
-    if (inflight) await inflight;
-    else if (!current) {
-      if (now - lastFailureAt >= FIRST_FETCH_RETRY_MS) await fetchShared('initial');
-    } else if (now >= current.freshUntil && now - lastFailureAt >= s.cooldown) await fetchShared('expired');
+    if (current && now < current.freshUntil) return current;
+    if (current && usable(now)) {
+      // Stale but in service: revalidate. After a failure, at most once per cooldown, and nobody waits.
+      const f = flight ?? (!failing || now - lastAttemptAt >= s.cooldown ? startFetch('expired') : undefined);
+      if (f && !failing) await bounded(f);
+      if (usable(deps.now())) return current;
+    }
+    // No usable copy: every request is refused until a fetch succeeds, so wait for one, started at
+    // most once per RETRY_AFTER_FAILURE_MS (never per request).
+    if (flight) await flight.done;
+    else if (now - lastAttemptAt >= RETRY_AFTER_FAILURE_MS) await startFetch(current ? 'expired' : 'initial').done;
     if (!current || !usable(deps.now())) {
-      throw new VerifierError('jwks_unavailable', current ? 'JWKS copy older than the stale limit' : 'no JWKS fetched yet');
+      throw new VerifierError('jwks_unavailable', current ? 'JWKS copy older than its stale-if-error limit' : 'no JWKS fetched yet');
     }
     return current;
   }
 
+  /** Whether an unknown kid may cause a fetch now (see DEFAULT_COOLDOWN_S and RETRY_AFTER_FAILURE_MS). */
+  function unknownKidFetchDue(now: number): boolean {
+    return failing ? now - lastAttemptAt >= RETRY_AFTER_FAILURE_MS : now - lastUnknownKidFetch >= s.cooldown;
+  }
+
   return {
     async getKey(kid, since = generation) {
-      let snap = await ensureUsable();
+      let snap = await usableCopy();
       if (!snap.kids.has(kid)) {
+        // This request cannot be answered without a newer copy: it waits, for one fetch at most.
         const now = deps.now();
-        if (inflight) await inflight;
+        if (flight) await flight.done;
         // A copy confirmed since this lookup began is as new as a refetch would be.
-        else if (generation === since && now - lastUnknownKidFetch >= s.cooldown) {
+        else if (generation === since && unknownKidFetchDue(now)) {
           lastUnknownKidFetch = now;
-          await fetchShared('unknown_kid');
+          await startFetch('unknown_kid').done;
         }
         snap = current!;
         if (!snap.kids.has(kid) || !usable(deps.now())) throw new VerifierError('unknown_kid', 'kid not in the JWKS');
@@ -306,15 +409,15 @@ export function createJwksCache(deps: {
       return key;
     },
     keyNow(kid, now) {
-      if (current === undefined || inflight !== undefined || now >= current.freshUntil) return undefined;
+      if (current === undefined || now >= current.freshUntil) return undefined;
       return current.imported.get(kid);
     },
     has: (kid) => current?.kids.has(kid) === true,
-    refresh: () => fetchShared('manual'),
+    refresh: () => startFetch('manual').done,
     generation: () => generation,
-    isFresh: (now) => current !== undefined && now < current.freshUntil && inflight === undefined,
-    async ensureFresh() {
-      await ensureUsable();
+    isFresh: (now) => current !== undefined && now < current.freshUntil,
+    async ensureUsable() {
+      await usableCopy();
     },
     status() {
       const now = deps.now();
@@ -322,7 +425,9 @@ export function createJwksCache(deps: {
         ageSeconds: current ? Math.max(0, Math.floor((now - current.checkedAt) / 1000)) : null,
         fresh: current !== undefined && now < current.freshUntil,
         usable: usable(now),
+        refreshing: flight !== undefined,
         kids: current ? [...current.kids] : [],
+        droppedKeys: current?.droppedKeys ?? 0,
         lastError,
         fetches,
         failures,

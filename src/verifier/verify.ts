@@ -180,8 +180,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (hit !== undefined) {
         if (jwks.isFresh(at)) return hit;
         // A stale copy is revalidated even when every token is a cache hit, or a revoked kid would
-        // live on in the cache; a refetch that drops the kid prunes its entries.
-        await jwks.ensureFresh();
+        // live on in the cache; a refetch that drops the kid prunes its entries. Like a key lookup,
+        // this waits only as jwks.ts allows (at most 0.5 s; not at all once a fetch has failed).
+        await jwks.ensureUsable();
         const again = cache.get(token, now());
         if (again !== undefined) return again;
       }

@@ -1,8 +1,10 @@
 /**
  * The verifier (src/verifier) in Node against a real JWKS server on 127.0.0.1, with an injected
  * clock: strict claim rules at their boundaries, the JWKS cache (max-age within bounds, unknown-kid
- * refetch once per cooldown with one fetch in flight, last good copy through an outage up to
- * 24 h), rotation and revocation, and the verified-token cache.
+ * refetch once per cooldown with one fetch in flight, once a second after a failed fetch; a stale
+ * copy's revalidation waited for at most 0.5 s, the copy serving up to stale-if-error, the last
+ * good copy through an outage up to 24 h; the key limit), rotation and revocation, and the
+ * verified-token cache.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bearerToken } from '../../src/verifier/bearer.js';
@@ -21,6 +23,14 @@ let events: VerifierEvent[];
 
 function verifier(o: Partial<VerifierOptions> = {}): Verifier {
   return createVerifier({ jwksUrl: jwks.url, issuer: ISSUER, audience: AUDIENCE, now: () => clock, onEvent: (e) => events.push(e), ...o });
+}
+
+/** Until the JWKS fetch in flight, if any, has settled (a background refetch, say). */
+async function settled(v: Verifier): Promise<void> {
+  for (let i = 0; v.status().jwks.refreshing; i++) {
+    if (i > 500) throw new Error('the JWKS fetch did not settle');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
@@ -287,7 +297,9 @@ describe('JWKS cache', () => {
     expect(jwks.hits).toBe(2);
     jwks.fault = 503;
     clock = T0 + 23 * 3600_000;
+    // After a failure the stale copy serves at once; the retry runs in the background.
     expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
+    await settled(v);
     expect(v.status().jwks).toMatchObject({ usable: true, fresh: false, lastError: 'HTTP 503' });
     clock = T0 + 24 * 3600_000 + 1000;
     expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('jwks_unavailable');
@@ -401,5 +413,153 @@ describe('options are checked once, when the verifier is built', () => {
     expect(() => createVerifier({ ...base, clockSkew: -1 })).toThrow(/clockSkew/);
     expect(() => createVerifier({ ...base, jwks: { minAgeSeconds: 100, maxAgeSeconds: 10 } })).toThrow(/minAgeSeconds/);
     expect(() => createVerifier({ ...base, tokenCache: { maxEntries: -1 } })).toThrow(/maxEntries/);
+  });
+});
+
+describe('issue 12: JWKS outages (injected clock; the real-time runs are in verifier-outage.test.ts)', () => {
+  it('failure D: after a failed fetch an unknown kid retries once a second, not once per 30 s; after a success the 30 s cooldown holds', async () => {
+    jwks.cacheControl = 'public, max-age=300, stale-while-revalidate=60, stale-if-error=86400';
+    const v = verifier();
+    await v.verify(await token(keyA, { now: T0 }));
+    jwks.fault = 'down';
+    const b = await token(keyB, { now: T0 });
+    clock = T0 + 1_000;
+    expect(await codeOf(v.verify(b))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(2);
+    clock += 500;
+    expect(await codeOf(v.verify(b))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(2);
+    clock += 500;
+    expect(await codeOf(v.verify(b))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(3);
+    // The JWKS is back, with the key made during the outage: the next retry, a second later, finds it.
+    jwks.fault = undefined;
+    jwks.keys = [keyA.publicJwk, keyB.publicJwk];
+    clock += 1_000;
+    expect(await codeOf(v.verify(b))).toBe('accepted');
+    expect(jwks.hits).toBe(4);
+    // A success puts made-up kids back under the cooldown.
+    const junk = await token({ ...keyB, kid: 'junk' }, { now: T0 });
+    for (const step of [1_000, 1_000, 10_000]) {
+      clock += step;
+      expect(await codeOf(v.verify(junk))).toBe('unknown_kid');
+    }
+    expect(jwks.hits).toBe(4);
+    clock += 18_000; // 30 s after the last unknown-kid fetch
+    expect(await codeOf(v.verify(junk))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(5);
+  });
+
+  it('failure E: past max-age a slow refetch holds requests for at most 0.5 s; the stale copy answers while it runs, once', async () => {
+    jwks.cacheControl = 'public, max-age=300, stale-while-revalidate=60, stale-if-error=86400';
+    const v = verifier();
+    const cached = await token(keyA, { now: T0, ttl: 3600 });
+    await v.verify(cached);
+    // The issuer revokes A and becomes slow (1.5 s per answer); the copy goes stale.
+    jwks.keys = [keyB.publicJwk];
+    jwks.delayMs = 1_500;
+    clock = T0 + 300_000;
+    let started = performance.now();
+    const codes = await Promise.all([codeOf(v.verify(cached)), ...Array.from({ length: 20 }, async () => codeOf(v.verify(await token(keyA, { now: clock }))))]);
+    const waited = performance.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(400);
+    expect(waited).toBeLessThan(1_000);
+    // The issuer has not answered within the wait: the stale copy decides meanwhile...
+    expect(new Set(codes)).toEqual(new Set(['accepted']));
+    expect(v.status().jwks).toMatchObject({ fresh: false, usable: true, refreshing: true });
+    // ...and the wait is not repeated for later requests during the same refetch.
+    started = performance.now();
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
+    expect(performance.now() - started).toBeLessThan(300);
+    await settled(v);
+    expect(jwks.hits).toBe(2);
+    // Once it has landed, the revoked key is refused, the cached token included.
+    expect(v.status().jwks).toMatchObject({ fresh: true, kids: [keyB.kid] });
+    expect(await codeOf(v.verify(cached))).toBe('unknown_kid');
+  }, 15_000);
+
+  it('failure E: an issuer that answers within the wait is waited for: a revocation counts at max-age, within stale-while-revalidate too', async () => {
+    jwks.cacheControl = 'public, max-age=300, stale-while-revalidate=60, stale-if-error=86400';
+    const v = verifier();
+    const cached = await token(keyA, { now: T0, ttl: 3600 });
+    await v.verify(cached);
+    jwks.keys = [keyB.publicJwk];
+    jwks.delayMs = 100;
+    clock = T0 + 300_000;
+    // The revalidation (hit 2) already answers the cached token; a new token of the revoked key is
+    // an unknown kid after it, and costs the one refetch the cooldown allows (hit 3).
+    expect(await codeOf(v.verify(cached))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(2);
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('unknown_kid');
+    expect(jwks.hits).toBe(3);
+  });
+
+  it('failure E: after a failed fetch the stale copy serves without waiting, up to the stale-if-error the issuer sent', async () => {
+    jwks.cacheControl = 'public, max-age=300, stale-while-revalidate=0, stale-if-error=600';
+    const v = verifier({ tokenCache: { maxEntries: 0 } });
+    await v.verify(await token(keyA, { now: T0 }));
+    jwks.fault = 503;
+    clock = T0 + 301_000;
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
+    await settled(v);
+    expect(v.status().jwks).toMatchObject({ usable: true, lastError: 'HTTP 503' });
+    jwks.delayMs = 1_500; // the issuer hangs too: a failing issuer is not waited for
+    clock = T0 + 600_000;
+    const started = performance.now();
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
+    expect(performance.now() - started).toBeLessThan(300);
+    await settled(v);
+    jwks.delayMs = 0;
+    clock = T0 + 601_000;
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('jwks_unavailable');
+    expect(v.status().jwks.usable).toBe(false);
+  });
+});
+
+describe('issue 12 G: more keys than the verifier keeps', () => {
+  /** `n` keys; in the JWKS, index 0 stands for the active key, 1 for next, then retiring keys newest first (the issuer's order). */
+  async function manyKeys(n: number): Promise<TestKey[]> {
+    return Promise.all(Array.from({ length: n }, () => makeKey()));
+  }
+
+  it('failure G: the limits are named constants of one module, src/verifier/limits.ts (also exported by the index)', async () => {
+    const limits = await import('../../src/verifier/limits.js');
+    const index = await import('../../src/verifier/index.js');
+    expect({ keys: limits.MAX_JWKS_KEYS, bytes: limits.MAX_JWKS_BYTES, token: limits.MAX_TOKEN_BYTES }).toEqual({ keys: 100, bytes: 256 * 1024, token: 8 * 1024 });
+    expect({ keys: index.MAX_JWKS_KEYS, bytes: index.MAX_JWKS_BYTES }).toEqual({ keys: 100, bytes: 256 * 1024 });
+  });
+
+  it('failure G: over 100 keys, the first 100 in document order are kept (active, next, newest retiring) and the rest are reported, not fatal', async () => {
+    const keys = await manyKeys(202);
+    jwks.keys = keys.map((k) => k.publicJwk);
+    const v = verifier();
+    await v.refresh();
+    for (const i of [0, 1, 2, 99]) expect([i, await codeOf(v.verify(await token(keys[i]!, { now: T0 })))]).toEqual([i, 'accepted']);
+    for (const i of [100, 201]) expect([i, await codeOf(v.verify(await token(keys[i]!, { now: T0 })))]).toEqual([i, 'unknown_kid']);
+    expect(v.status().jwks).toMatchObject({ usable: true, droppedKeys: 102 });
+    expect(v.status().jwks.kids).toEqual(keys.slice(0, 100).map((k) => k.kid));
+    expect(events).toContainEqual({ event: 'jwks_key_ignored', why: 'over the limit of 100 keys', dropped: 102 });
+  });
+
+  it('failure G: a JWKS of 502 keys (over 64 KiB) is read and cut to 100 keys instead of refused whole', async () => {
+    const keys = await manyKeys(502);
+    jwks.keys = keys.map((k) => k.publicJwk);
+    expect(JSON.stringify({ keys: jwks.keys }).length).toBeGreaterThan(64 * 1024);
+    const v = verifier();
+    expect(await codeOf(v.verify(await token(keys[0]!, { now: T0 })))).toBe('accepted');
+    expect(v.status().jwks).toMatchObject({ usable: true, lastError: null, droppedKeys: 402 });
+    expect(v.status().jwks.kids).toHaveLength(100);
+  });
+
+  it('failure G: a body over MAX_JWKS_BYTES is a failed fetch; the last good copy stays in service', async () => {
+    const { MAX_JWKS_BYTES } = await import('../../src/verifier/limits.js');
+    jwks.cacheControl = 'max-age=300';
+    const v = verifier({ tokenCache: { maxEntries: 0 } });
+    await v.verify(await token(keyA, { now: T0 }));
+    jwks.keys = [keyA.publicJwk, { kty: 'OKP', crv: 'Ed25519', kid: 'pad', x: 'p'.repeat(MAX_JWKS_BYTES) }];
+    clock = T0 + 300_000;
+    expect(await codeOf(v.verify(await token(keyA, { now: clock })))).toBe('accepted');
+    await settled(v);
+    expect(v.status().jwks).toMatchObject({ usable: true, kids: [keyA.kid], lastError: `body over ${MAX_JWKS_BYTES} bytes` });
   });
 });
