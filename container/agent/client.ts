@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, MAX_CLOCK_CORRECTION_MS, parseDateHeader, type IssuerClock } from './clock.js';
 import { AgentError } from './errors.js';
 import type { Credentials } from './files.js';
 import type { Post, SimpleResponse } from './http-client.js';
@@ -78,6 +79,9 @@ export async function prepareKeys(file: BootstrapFile): Promise<AgentKeys> {
 
 export interface IssuedToken {
   token: string;
+  /** The agent's clock (epoch ms) when the request left and when its answer was read. */
+  sentAt: number;
+  arrivedAt: number;
   iat: number;
   exp: number;
   kid?: string;
@@ -90,12 +94,38 @@ export interface RequestOptions {
   endpoint: string;
   keys: AgentKeys;
   sendEncKey: boolean;
-  now: number;
+  /** The agent's clock (epoch ms). */
+  now: () => number;
+  /** The estimate of the issuer's clock: fed by every answer, used to date the assertion. */
+  clock: IssuerClock;
   post: Post;
 }
 
+/**
+ * The issuer's rules on the assertion's times (README "Token endpoint"). A refusal for one of
+ * them with an assertion made a moment ago is a clock difference, which a new bootstrap key would
+ * not change.
+ */
+const TIME_RULES = new Set(['expired', 'iat_in_future', 'nbf_in_future']);
+
+function clockRefusal(rule: string, clock: IssuerClock, status: number): AgentError {
+  const ahead = clock.agentAheadS();
+  const agentAhead = rule !== 'expired';
+  let message: string;
+  if (ahead !== undefined && (agentAhead ? ahead > 0 : ahead < 0)) {
+    message = `${describeSkew(ahead)}; the issuer refused the assertion (${rule}); ${clock.correcting() ? 'retrying with assertions on the issuer\'s time' : `too far to follow (over ${MAX_CLOCK_CORRECTION_MS / 60_000} min): set the agent's clock`}`;
+  } else if (ahead !== undefined) {
+    message = `the issuer refused the assertion (${rule}) though ${describeSkew(ahead)}; retrying`;
+  } else {
+    message = `the issuer refused the assertion (${rule}): the agent's clock is probably ${agentAhead ? 'ahead of' : 'behind'} the issuer's by more than the allowed ${ASSUMED_ISSUER_CLOCK_SKEW_S} s; the issuer's answers carry no Date header to measure by how much; retrying`;
+  }
+  return new AgentError('clock_skew', message, { status, rule });
+}
+
 export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
-  const iat = Math.floor(o.now / 1000);
+  const sentAt = o.now();
+  // On the issuer's time as far as it is measured: a skewed agent still passes the issuer's checks.
+  const iat = Math.floor(o.clock.issuerTime(sentAt) / 1000);
   const assertion = await new SignJWT({})
     .setProtectedHeader(o.keys.kid ? { alg: 'EdDSA', kid: o.keys.kid } : { alg: 'EdDSA' })
     .setIssuer(o.file.client_id)
@@ -122,6 +152,9 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
     throw new AgentError('issuer_unreachable', `issuer unreachable at ${new URL(o.endpoint).origin} (${cause})`);
   }
   const text = await res.text().catch(() => '');
+  const arrivedAt = o.now();
+  const date = parseDateHeader(res.headers?.get('date'));
+  if (date !== undefined) o.clock.sample(date, sentAt, arrivedAt, 'Date header');
   let json: Record<string, unknown> = {};
   try {
     json = JSON.parse(text) as Record<string, unknown>;
@@ -131,16 +164,20 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   if (!res.ok) {
     // error and error_description are the issuer's RFC 6749 fields: codes and reasons, no secrets.
     const why = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : ''}` : `HTTP ${res.status}`;
+    const rule = typeof json.error_description === 'string' ? /^([a-z_]+):/.exec(json.error_description)?.[1] : undefined;
+    if (res.status === 401 && rule !== undefined && TIME_RULES.has(rule)) throw clockRefusal(rule, o.clock, res.status);
     if (res.status === 401) throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, { status: res.status });
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       throw new AgentError('request_rejected', `token request rejected by the issuer (${why})`, { status: res.status });
     }
     throw new AgentError('issuer_error', `issuer answered ${res.status} (${why})`, { status: res.status });
   }
-  return parseTokenResponse(json, o.keys.encPrivate);
+  const out = await parseTokenResponse(json, o.keys.encPrivate, sentAt, arrivedAt);
+  o.clock.sample(out.iat, sentAt, arrivedAt, 'token iat');
+  return out;
 }
 
-async function parseTokenResponse(json: Record<string, unknown>, encPrivate: CryptoKey): Promise<IssuedToken> {
+async function parseTokenResponse(json: Record<string, unknown>, encPrivate: CryptoKey, sentAt: number, arrivedAt: number): Promise<IssuedToken> {
   const token = json.access_token;
   if (typeof token !== 'string') throw new AgentError('bad_response', 'the issuer answered without an access_token');
   let claims: ReturnType<typeof decodeJwt>;
@@ -154,7 +191,7 @@ async function parseTokenResponse(json: Record<string, unknown>, encPrivate: Cry
   if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number' || claims.exp <= claims.iat) {
     throw new AgentError('bad_response', 'the access_token has no usable iat/exp');
   }
-  const out: IssuedToken = { token, iat: claims.iat, exp: claims.exp, kid, jti: claims.jti };
+  const out: IssuedToken = { token, sentAt, arrivedAt, iat: claims.iat, exp: claims.exp, kid, jti: claims.jti };
   if (typeof claims.cred === 'string') {
     let plaintext: Uint8Array;
     try {

@@ -11,6 +11,8 @@ export type AgentErrorCode =
   | 'bad_response'
   /** The token's `cred` does not decrypt: the issuer holds another X25519 key for this sandbox. */
   | 'credentials_undecryptable'
+  /** The issuer refused the assertion's times (expired, iat_in_future, nbf_in_future): a clock problem, not a key problem. */
+  | 'clock_skew'
   /** A file could not be written (ENOSPC, EISDIR, EACCES, ...); `path` names it. */
   | 'write_failed'
   /** A bug: anything thrown that is not one of the above. Logged and retried like any failure. */
@@ -21,6 +23,8 @@ export interface AgentErrorDetail {
   status?: number;
   /** The file a write failed for. */
   path?: string;
+  /** The issuer's rule code, for a refusal. */
+  rule?: string;
 }
 
 /** A failure with a stable code; the message is one line for an operator, with no secret in it. */
@@ -28,12 +32,14 @@ export class AgentError extends Error {
   readonly code: AgentErrorCode;
   readonly status?: number;
   readonly path?: string;
+  readonly rule?: string;
   constructor(code: AgentErrorCode, message: string, detail: AgentErrorDetail = {}) {
     super(message);
     this.name = 'AgentError';
     this.code = code;
     this.status = detail.status;
     this.path = detail.path;
+    this.rule = detail.rule;
   }
 }
 

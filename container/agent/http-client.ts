@@ -18,6 +18,8 @@ export interface PostInit {
 export interface SimpleResponse {
   ok: boolean;
   status: number;
+  /** Case-insensitive; the agent reads `Date` (the issuer's clock). */
+  headers: { get(name: string): string | null };
   text(): Promise<string>;
 }
 
@@ -45,7 +47,12 @@ export const nodePost: Post = (url, init) =>
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         const status = res.statusCode ?? 0;
-        resolve({ ok: status >= 200 && status < 300, status, text: async () => text });
+        const headers = res.headers;
+        const get = (name: string) => {
+          const v = headers[name.toLowerCase()];
+          return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+        };
+        resolve({ ok: status >= 200 && status < 300, status, headers: { get }, text: async () => text });
       });
       res.on('error', reject);
     });

@@ -6,6 +6,7 @@
  * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
  */
+import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, IssuerClock } from './clock.js';
 import { AgentError, type AgentErrorCode } from './errors.js';
 import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
 import type { AgentState, Credentials, SavedFiles } from './files.js';
@@ -82,7 +83,8 @@ export class Refresher {
   private wake: AbortController | undefined;
   private refusalLogged = false;
   private sendEncKey = true;
-  private skewLogged = false;
+  /** The issuer's clock as far as its answers tell (issue 12 C). */
+  readonly clock = new IssuerClock();
 
   constructor(
     private readonly opts: RefresherOptions,
@@ -140,31 +142,33 @@ export class Refresher {
   }
 
   private async attempt(reason: string): Promise<RefreshOutcome> {
-    const started = this.deps.now();
     try {
       const issued = await requestToken({
         file: this.opts.file,
         endpoint: this.opts.endpoint,
         keys: this.opts.keys,
         sendEncKey: this.sendEncKey,
-        now: started,
+        now: this.deps.now,
+        clock: this.clock,
         post: this.deps.post,
       });
-      await this.accept(issued, reason, started);
+      this.reportSkew();
+      await this.accept(issued, reason);
       return { ok: true, token: issued };
     } catch (e) {
       // Whatever went wrong is a failed refresh: logged, counted, backed off. The agent never exits
       // for one, since start.sh would take the gateway down with it (issue 12 A).
       const err = (e as Error)?.name === 'AgentError' ? (e as AgentError) : new AgentError('internal_error', `unexpected error: ${(e as Error)?.message ?? String(e)}`);
+      this.reportSkew();
       await this.fail(err);
       return { ok: false, error: err };
     }
   }
 
-  private async accept(t: IssuedToken, reason: string, sentAt: number): Promise<void> {
+  private async accept(t: IssuedToken, reason: string): Promise<void> {
     const now = this.deps.now();
+    const { sentAt } = t;
     const lifetimeMs = (t.exp - t.iat) * 1000;
-    this.noteSkew(t.iat, sentAt, now);
     const { store } = this.deps;
     const creds = t.credentials;
     const changed = creds !== undefined && creds.version !== this.credentials?.version;
@@ -209,15 +213,18 @@ export class Refresher {
     this.maybeRunHook();
   }
 
-  /**
-   * The agent's clock minus the issuer's, from a token's iat (issuer time, rounded down to the
-   * second) and when the request left and the answer came back: logged once, the first time.
-   */
-  private noteSkew(iat: number, sentAt: number, arrivedAt: number): void {
-    if (this.skewLogged) return;
-    this.skewLogged = true;
-    const skewS = Math.round(((sentAt + arrivedAt) / 2 - (iat * 1000 + 500)) / 1000);
-    this.deps.log('info', 'clock_skew_measured', { skew_s: skewS, source: 'token iat', note: 'the agent\'s clock minus the issuer\'s; the schedule and health use the token\'s lifetime, not its exp' });
+  /** Logs the measured clock difference the first time, and after a step (IssuerClock.shouldReport). */
+  private reportSkew(): void {
+    if (!this.clock.shouldReport()) return;
+    const ahead = this.clock.agentAheadS()!;
+    const beyond = Math.abs(ahead) > ASSUMED_ISSUER_CLOCK_SKEW_S;
+    this.deps.log(beyond ? 'warn' : 'info', 'clock_skew_measured', {
+      skew_s: ahead,
+      allowed_s: ASSUMED_ISSUER_CLOCK_SKEW_S,
+      source: this.clock.source,
+      message: describeSkew(ahead),
+      assertions: this.clock.correcting() ? 'signed on the issuer\'s time' : 'signed on the agent\'s time (difference too large to follow)',
+    });
   }
 
   /** Runs the hook when the delivered version has not had a successful run yet; never awaited by a refresh. */
@@ -267,6 +274,8 @@ export class Refresher {
         code: e.code,
         status: e.status,
         path: e.path,
+        rule: e.rule,
+        skew_s: e.code === 'clock_skew' ? this.clock.agentAheadS() : undefined,
         message: e.message,
         action: reregister ? 're-registering this agent\'s encryption key on the next request' : undefined,
         failures: this.failures,

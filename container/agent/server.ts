@@ -61,6 +61,7 @@ export function startServer(r: Refresher, opts: { host: string; port: number; no
         kid: r.current?.kid ?? null,
         credentials_version: r.credentials?.version ?? null,
         consecutive_failures: r.failures,
+        clock_skew_s: r.clock.agentAheadS() ?? null,
       }));
     }
     if (path === '/metrics' && req.method === 'GET') return send(200, metricsText(r), 'text/plain; version=0.0.4');

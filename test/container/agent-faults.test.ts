@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLoopbackIssuer, type LoopbackIssuer } from './agent-issuer.js';
-import { buildContainer, health, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
+import { agentBundle, buildContainer, health, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'agent-faults-'));
 let issuer: LoopbackIssuer;
@@ -180,4 +180,56 @@ describe('agent clock skew (the loopback issuer\'s clock set apart from the agen
       await skewed.close();
     }
   }, 45_000);
+
+  async function skewedAgent(id: string, issuerAt: LoopbackIssuer): Promise<{ agent: AgentProcess; boot: string }> {
+    const boot = join(root, `${id}.bootstrap.json`);
+    writeFileSync(boot, await issuerAt.bootstrapFile(id), { mode: 0o600 });
+    const agent = await startAgent(['--bootstrap-key', boot, '--dir', join(root, id), '--max-backoff', '1s']);
+    agents.push(agent);
+    return { agent, boot };
+  }
+
+  it('failure C: agent 5 min ahead of an issuer that sends Date: one refusal that says by how much, then tokens on the issuer\'s time; --once works too', async () => {
+    const skewed = await startLoopbackIssuer({ ttlS: 20, clockOffsetMs: -300_000, dateHeader: true });
+    try {
+      const { agent, boot } = await skewedAgent('skew-c', skewed);
+      await waitFor(async () => (await health(agent.url)) === 200, 10_000, 'a token despite the skew');
+      const failed = agent.logs().filter((l) => l.event === 'refresh_failed');
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ code: 'clock_skew', rule: 'iat_in_future' });
+      expect(String(failed[0]!.message)).toMatch(/the agent's clock differs from the issuer's by 300 s \(allowed: 30 s\)/);
+      expect(JSON.stringify(agent.logs())).not.toMatch(/bootstrap_refused|new bootstrap key/);
+      const body = (await (await fetch(`${agent.url}/healthz`)).json()) as { expires_in: number; clock_skew_s: number };
+      expect(body.clock_skew_s).toBe(300);
+      expect(body.expires_in).toBeGreaterThan(10);
+      await agent.stop();
+
+      const { execFile } = await import('node:child_process');
+      const once = await new Promise<number>((resolve) => {
+        execFile(process.execPath, [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', join(root, 'skew-c-once')], { timeout: 20_000 }, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0));
+      });
+      expect(once).toBe(0);
+    } finally {
+      await skewed.close();
+    }
+  }, 40_000);
+
+  it('failure C: agent 40 s ahead of an issuer that sends no Date: the refusal names the clock, never the bootstrap key, and retries on the normal backoff', async () => {
+    const skewed = await startLoopbackIssuer({ ttlS: 20, clockOffsetMs: -40_000 });
+    try {
+      const { agent } = await skewedAgent('skew-c-nodate', skewed);
+      await new Promise((r) => setTimeout(r, 4_000));
+      // --max-backoff 1s: a retry about every 0.5 s; a refused bootstrap key would wait ~1 s each, but say so once.
+      expect(skewed.requests.length).toBeGreaterThanOrEqual(3);
+      expect(skewed.requests.every((r) => r.outcome === 'iat_in_future')).toBe(true);
+      const failed = agent.logs().filter((l) => l.event === 'refresh_failed');
+      expect(failed.length).toBe(skewed.requests.length);
+      expect(String(failed[0]!.message)).toMatch(/clock is probably ahead of the issuer's by more than the allowed 30 s/);
+      expect(JSON.stringify(agent.logs())).not.toMatch(/bootstrap_refused|new bootstrap key/);
+      expect(await metric(agent.url, 'credential_agent_refresh_failures_total{code="clock_skew"}')).toBe(skewed.requests.length);
+      expect(await health(agent.url)).toBe(503);
+    } finally {
+      await skewed.close();
+    }
+  }, 30_000);
 });

@@ -45,6 +45,7 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
     const form = new URLSearchParams(Buffer.concat(chunks).toString());
     const answer = (status: number, body: unknown, outcome: string) => {
       requests.push({ at: Date.now(), encJwk: form.has('enc_jwk'), outcome });
+      res.sendDate = false; // node:http adds a Date of the real clock by default
       res.writeHead(status, headers).end(JSON.stringify(body));
     };
     let claims: Record<string, unknown>;

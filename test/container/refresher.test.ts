@@ -39,6 +39,10 @@ class FakeIssuer {
   ttl = TTL;
   /** Virtual time each request takes. */
   latencyMs = 0;
+  /** Apply the issuer's time rules to the assertion (README "Token endpoint"), with this CLOCK_SKEW. */
+  skewS: number | undefined;
+  /** Send a Date header on every answer. */
+  dateHeader = false;
 
   constructor(private readonly clock: { t: number }) {}
 
@@ -53,12 +57,20 @@ class FakeIssuer {
     const enc = params.get('enc_jwk');
     this.calls.push({ at: this.clock.t, sentEncKey: enc !== null });
     this.afterCall?.();
-    if (enc) this.encKey = JSON.parse(enc) as JWK;
     if (this.gate) await this.gate;
     this.clock.t += this.latencyMs;
+    const issuerNow = this.clock.t + this.offsetMs;
+    const headers: Record<string, string> = this.dateHeader ? { date: new Date(issuerNow).toUTCString() } : {};
+    if (this.skewS !== undefined) {
+      const a = JSON.parse(Buffer.from(String(params.get('client_assertion')).split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      const refuse = (rule: string) => new Response(JSON.stringify({ error: 'invalid_client', error_description: `${rule}: refused` }), { status: 401, headers });
+      if (a.exp + this.skewS <= issuerNow / 1000) return refuse('expired');
+      if (a.iat > issuerNow / 1000 + this.skewS) return refuse('iat_in_future');
+    }
     const reply = this.script.shift() ?? { status: 200 };
     if (reply === 'network') throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
-    if (reply.status !== 200) return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status });
+    if (enc && reply.status === 200) this.encKey = JSON.parse(enc) as JWK;
+    if (reply.status !== 200) return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status, headers });
     const iat = Math.floor((this.clock.t + this.offsetMs) / 1000);
     const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
     if (this.encKey) {
@@ -69,7 +81,7 @@ class FakeIssuer {
       claims.cred_ver = this.version;
     }
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + this.ttl).sign((await this.signer).privateKey);
-    return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: this.ttl }), { status: 200 });
+    return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: this.ttl }), { status: 200, headers });
   };
 }
 
@@ -213,6 +225,82 @@ describe('Refresher clock skew', () => {
     const skew = s.logs.filter((l) => l.event === 'clock_skew_measured');
     expect(skew).toHaveLength(1);
     expect(skew[0]!.fields.skew_s).toBe(20);
+  });
+});
+
+describe('Refresher clock skew: refusals', () => {
+  const cases = [
+    { name: '40 s ahead', aheadS: 40, rule: 'iat_in_future' },
+    { name: '5 min ahead', aheadS: 300, rule: 'iat_in_future' },
+    { name: '5 min behind', aheadS: -300, rule: 'expired' },
+  ];
+  for (const c of cases) {
+    it(`failure C: agent ${c.name}, issuer with a Date header: says by how much, no re-bootstrap advice, normal backoff, then works on the issuer's time`, async () => {
+      const s = await setup({ random: () => 0.5 });
+      s.issuer.offsetMs = -c.aheadS * 1000;
+      s.issuer.skewS = 30;
+      s.issuer.dateHeader = true;
+      s.issuer.ttl = 20;
+      const first = await s.r.refresh('first');
+      expect(first.ok).toBe(false);
+      if (first.ok) return;
+      expect(first.error.code).toBe('clock_skew');
+      expect(first.error.rule).toBe(c.rule);
+      expect(first.error.message).toContain(`the agent's clock differs from the issuer's by ${Math.abs(c.aheadS)} s (allowed: 30 s)`);
+      expect(s.r.nextAt - s.clock.t).toBeLessThanOrEqual(1_000); // the first backoff step, not 4-5 min
+      expect(s.r.metrics.refreshes.refused).toBe(0);
+      expect(s.r.metrics.failures.clock_skew).toBe(1);
+      const second = await s.r.refresh('retry');
+      expect(second.ok).toBe(true);
+      expect(s.r.healthy()).toBe(true);
+      expect(s.r.expiresInMs()).toBe(20_000);
+      const text = JSON.stringify(s.logs);
+      expect(text).not.toMatch(/bootstrap_refused|new bootstrap key/);
+      expect(s.logs.find((l) => l.event === 'refresh_failed')!.fields).toMatchObject({ code: 'clock_skew', rule: c.rule, skew_s: c.aheadS });
+      const measured = s.logs.filter((l) => l.event === 'clock_skew_measured');
+      expect(measured).toHaveLength(1);
+      expect(measured[0]!.fields).toMatchObject({ skew_s: c.aheadS, allowed_s: 30, source: 'Date header' });
+      expect(measured[0]!.level).toBe('warn');
+    });
+  }
+
+  it('failure C: without a Date header, the refusal still names the clock, never the bootstrap key, and retries on the normal backoff', async () => {
+    const s = await setup({ random: () => 0.999999 });
+    s.issuer.offsetMs = -40_000;
+    s.issuer.skewS = 30;
+    await runUntilCalls(s, 6);
+    const gaps = s.issuer.calls.slice(1).map((c, k) => c.at - s.issuer.calls[k]!.at);
+    expect(gaps).toEqual([1, 2, 4, 8, 16].map((x) => x * 1000 - 1));
+    expect(s.r.metrics.refreshes.refused).toBe(0);
+    expect(s.r.metrics.failures.clock_skew).toBe(6);
+    const failed = s.logs.filter((l) => l.event === 'refresh_failed');
+    expect(String(failed[0]!.fields.message)).toMatch(/iat_in_future.*clock is probably ahead of the issuer's by more than the allowed 30 s/);
+    expect(JSON.stringify(s.logs)).not.toMatch(/bootstrap_refused|new bootstrap key/);
+  });
+
+  it('failure C: /healthz follows the issuer-relative expiry: agent 40 s behind, issuer gone after one 20 s token', async () => {
+    const s = await setup({ random: () => 0.5 });
+    s.issuer.offsetMs = 40_000; // the issuer's clock is 40 s ahead: the agent's is behind
+    s.issuer.skewS = 30;
+    s.issuer.ttl = 20;
+    const server = await startServer(s.r, { host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect((await s.r.refresh('first')).ok).toBe(true);
+      s.issuer.script = Array.from({ length: 10 }, () => 'network' as const);
+      const exp = s.r.current!.exp * 1000; // issuer's clock
+      const at = async (issuerTime: number) => {
+        s.clock.t = issuerTime - s.issuer.offsetMs;
+        const res = await fetch(`${url}/healthz`);
+        return { status: res.status, expiresIn: ((await res.json()) as { expires_in: number }).expires_in };
+      };
+      expect(await at(exp - 1_000)).toEqual({ status: 200, expiresIn: 1 });
+      // Expired at the issuer: the agent's clock says 40 s are left, /healthz says 503.
+      expect(await at(exp + 1)).toMatchObject({ status: 503 });
+      expect((await at(exp + 1)).expiresIn).toBeLessThan(0);
+    } finally {
+      server.close();
+    }
   });
 });
 
