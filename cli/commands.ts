@@ -4,7 +4,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditListing, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
 import { auditTable, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
@@ -28,7 +28,7 @@ export interface Context {
   io: Io;
 }
 
-export type Flags = { force?: boolean; out?: string; sandbox?: string; limit?: string };
+export type Flags = { force?: boolean; out?: string; sandbox?: string; limit?: string; cursor?: string };
 
 function json(ctx: Context, value: unknown): void {
   ctx.io.out(JSON.stringify(value, null, 2));
@@ -44,10 +44,11 @@ function sandboxArg(raw: string | undefined): string {
 export async function status(ctx: Context): Promise<void> {
   const [keys, list] = await Promise.all([
     ctx.client.admin<KeyListing>('GET', '/keys'),
-    ctx.client.admin<{ sandboxes: SandboxStatus[] }>('GET', '/sandboxes'),
+    ctx.client.admin<SandboxListing>('GET', '/sandboxes'),
   ]);
-  if (ctx.globals.json) return json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes });
+  if (ctx.globals.json) return json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes, sandboxes_total: list.total });
   for (const l of statusScreen(ctx.globals.issuerText, keys, list.sandboxes, ctx.io.now())) ctx.io.out(l);
+  for (const l of pageNote(list)) ctx.io.out(l);
 }
 
 function printListing(ctx: Context, listing: KeyListing, headline?: string): void {
@@ -74,10 +75,29 @@ export async function keysRevoke(ctx: Context, kid: string | undefined): Promise
   printListing(ctx, listing, `revoked ${shortKid(kid)}: it has left the JWKS`);
 }
 
-export async function sandboxList(ctx: Context): Promise<void> {
-  const list = await ctx.client.admin<{ sandboxes: SandboxStatus[] }>('GET', '/sandboxes');
+/** Says how much of the registry a page shows, and how to get the rest: a listing never leaves sandboxes out silently. */
+function pageNote(list: SandboxListing): string[] {
+  if (!list.next_cursor && list.sandboxes.length >= list.total) return [];
+  const more = list.next_cursor ? `; next page: credctl sandbox list --cursor ${oneLine(list.next_cursor)}` : '';
+  return ['', `${list.sandboxes.length} of ${list.total} sandboxes shown${more}`];
+}
+
+export async function sandboxList(ctx: Context, flags: Flags): Promise<void> {
+  const q = new URLSearchParams();
+  if (flags.limit !== undefined) {
+    const n = /^\d{1,4}$/.test(flags.limit) ? Number(flags.limit) : NaN;
+    if (!(n >= 1 && n <= SANDBOX_PAGE_MAX)) throw usageError(`--limit: must be a whole number from 1 to ${SANDBOX_PAGE_MAX}`);
+    q.set('limit', String(n));
+  }
+  if (flags.cursor !== undefined) {
+    if (!/^[A-Za-z0-9_-]{1,200}$/.test(flags.cursor)) throw usageError('--cursor: must be the next_cursor a previous page printed');
+    q.set('cursor', flags.cursor);
+  }
+  const qs = q.toString() ? `?${q}` : '';
+  const list = await ctx.client.admin<SandboxListing>('GET', `/sandboxes${qs}`);
   if (ctx.globals.json) return json(ctx, list);
   for (const l of sandboxTable(list.sandboxes, ctx.io.now())) ctx.io.out(l);
+  for (const l of pageNote(list)) ctx.io.out(l);
 }
 
 export async function sandboxStatus(ctx: Context, id: string | undefined): Promise<void> {
@@ -163,6 +183,10 @@ export async function audit(ctx: Context, flags: Flags): Promise<void> {
   const body = await ctx.client.admin<AuditListing>('GET', `/audit${qs}`);
   if (ctx.globals.json) return json(ctx, body);
   for (const l of auditTable(body.events)) ctx.io.out(l);
+  if (body.sandboxes && body.sandboxes.included < body.sandboxes.total) {
+    ctx.io.out('');
+    ctx.io.out(`events of ${body.sandboxes.included} of ${body.sandboxes.total} sandboxes read (the Worker's own first, then the newest); credctl audit --sandbox ID reads any other`);
+  }
   // Refusals are counted per rule per minute (README, audit); shown after the events they cannot displace.
   if ((body.refusals ?? []).length > 0) {
     ctx.io.out('');

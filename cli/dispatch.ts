@@ -26,6 +26,7 @@ const OPTIONS = {
   out: { type: 'string' },
   sandbox: { type: 'string' },
   limit: { type: 'string' },
+  cursor: { type: 'string' },
 } as const;
 
 const GLOBAL_FLAGS = new Set(['issuer', 'admin-token', 'access-client-id', 'access-client-secret', 'json', 'timeout', 'help', 'version']);
@@ -43,7 +44,7 @@ const TABLE: Record<string, Command> = {
   'keys list': { args: 0, flags: [], run: (c) => cmd.keysList(c) },
   'keys rotate': { args: 0, flags: ['force'], run: (c, _a, f) => cmd.keysRotate(c, f) },
   'keys revoke': { args: 1, flags: [], run: (c, a) => cmd.keysRevoke(c, a[0]) },
-  'sandbox list': { args: 0, flags: [], run: (c) => cmd.sandboxList(c) },
+  'sandbox list': { args: 0, flags: ['limit', 'cursor'], run: (c, _a, f) => cmd.sandboxList(c, f) },
   'sandbox status': { args: 1, flags: [], run: (c, a) => cmd.sandboxStatus(c, a[0]) },
   'sandbox bootstrap': { args: 1, flags: ['out'], run: (c, a, f) => cmd.sandboxBootstrap(c, a[0], f) },
   'sandbox revoke': { args: 1, flags: [], run: (c, a) => cmd.sandboxRevoke(c, a[0]) },

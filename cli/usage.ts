@@ -66,9 +66,12 @@ A revoked active key is replaced by the next key. <kid> is the full kid (credctl
   },
   {
     name: 'sandbox list',
-    synopsis: '',
-    summary: "every sandbox's status",
-    details: `--json: {"sandboxes": [<status>, ...]}`,
+    synopsis: '[--limit N] [--cursor C]',
+    summary: "sandboxes' status, one page at a time",
+    details: `The Worker's own sandbox (SANDBOX_ID) first, then the newest.
+  --limit N      at most N sandboxes, 1 to 1000 (default 100)
+  --cursor C     the page after the one that printed this cursor
+--json: {"sandboxes": [<status>, ...], "total", "next_cursor"?}`,
   },
   {
     name: 'sandbox status',
@@ -113,9 +116,10 @@ answers 503 gateway_unavailable; a container that does not answer, 502 bad_gatew
     name: 'audit',
     synopsis: '[--sandbox ID] [--limit N]',
     summary: 'audit events, newest first',
-    details: `  --sandbox ID   one sandbox's events (default: deployment events and every sandbox's)
-  --limit N      at most N events, 1 to 500 (default 50)
---json: the API's body {"events": [...]}.`,
+    details: `  --sandbox ID   one sandbox's events (default: deployment events and those of up to 100
+                 sandboxes, the Worker's own first; the output says when some were not read)
+  --limit N      at most N events and N refusal counts, 1 to 500 (default 50)
+--json: the API's body {"events": [...], "refusals": [...], "sandboxes"?}.`,
   },
   {
     name: 'token inspect',

@@ -81,6 +81,16 @@ export interface RefusalCount {
 export interface AuditListing {
   events: AuditEvent[];
   refusals: RefusalCount[];
+  /** The merged view (no `?sandbox=`): how many sandboxes' logs it read, of how many there are. */
+  sandboxes?: { included: number; total: number };
+}
+
+/** GET /api/admin/sandboxes: one page, the Worker's own sandbox first; `next_cursor` gets the next. */
+export interface SandboxListing {
+  sandboxes: SandboxStatus[];
+  /** Every sandbox ever bootstrapped. */
+  total: number;
+  next_cursor?: string;
 }
 
 /** POST /api/admin/sandboxes/:id/bootstrap (DESIGN §4): `key` is the private Ed25519 JWK. */
@@ -102,3 +112,6 @@ export const KID = /^[A-Za-z0-9_-]{43}$/;
 
 /** Most audit events one read returns. */
 export const AUDIT_MAX_LIMIT = 500;
+
+/** Most sandboxes one page of GET /api/admin/sandboxes (and one registry page) holds. */
+export const SANDBOX_PAGE_MAX = 1000;

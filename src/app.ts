@@ -116,7 +116,7 @@ export function createApp(options: AppOptions = {}) {
       pushChecked.add(c.var.config);
       waitUntil(c, pushOnSecretChange(c.var.config, {
         record: (fp) => keyAuthority().recordSecretsFingerprint(fp),
-        sandboxes: () => keyAuthority().sandboxes(),
+        sandboxes: (limit, cursor) => keyAuthority().sandboxPage(limit, cursor),
         push,
       }));
     }

@@ -12,7 +12,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { JWK } from 'jose';
 import { loadConfig, SIGNING_KEY_CACHE_SECONDS, type Config, type Env } from '../config.js';
 import { log } from '../log.js';
-import type { AuditEvent, KeyListing } from '../admin-api.js';
+import { SANDBOX_PAGE_MAX, type AuditEvent, type KeyListing } from '../admin-api.js';
 import { appendAudit, ensureAuditTable, readAudit, type AuditInput } from './audit.js';
 import { IssuerError } from './errors.js';
 import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } from './key-wrap.js';
@@ -33,6 +33,7 @@ import {
   type PublicJwk,
 } from './keys.js';
 import { capture, type Result } from './result.js';
+import type { RegistryCursor, RegistryPage } from './registry.js';
 
 const STORAGE_KEY = 'keyset';
 /** The one KeyAuthority object of a deployment is addressed by this name. */
@@ -51,8 +52,6 @@ export interface SigningKey {
   useUntil: number;
 }
 
-/** Most sandboxes the registry lists; the admin views fan out to each, so this bounds their cost. */
-export const SANDBOX_REGISTRY_MAX = 1000;
 
 export class KeyAuthority extends DurableObject<Env> {
   private set: KeySet | undefined;
@@ -75,12 +74,29 @@ export class KeyAuthority extends DurableObject<Env> {
     return this.ctx.storage.sql.exec('SELECT 1 FROM sandboxes WHERE id = ?', id).toArray().length > 0;
   }
 
-  /** Sandbox ids, newest first. */
-  async sandboxes(): Promise<string[]> {
-    return this.ctx.storage.sql
-      .exec<{ id: string }>('SELECT id FROM sandboxes ORDER BY created_at DESC, id LIMIT ?', SANDBOX_REGISTRY_MAX)
-      .toArray()
-      .map((r) => r.id);
+  /**
+   * One page of sandbox ids, newest first, then by id; `after` continues a listing. `pinned` (the
+   * Worker's own sandbox) is put first on the first page and left out of the rest, so the sandbox
+   * in use is never the one a page leaves out.
+   */
+  async sandboxPage(limit: number, after?: RegistryCursor, pinned?: string): Promise<RegistryPage> {
+    const sql = this.ctx.storage.sql;
+    const n = Math.max(1, Math.min(limit, SANDBOX_PAGE_MAX));
+    const total = sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM sandboxes').one().n;
+    const head = !after && pinned !== undefined && sql.exec('SELECT 1 FROM sandboxes WHERE id = ?', pinned).toArray().length > 0 ? [pinned] : [];
+    const rows = sql
+      .exec<{ id: string; created_at: number }>(
+        `SELECT id, created_at FROM sandboxes WHERE id != ? AND (? IS NULL OR created_at < ? OR (created_at = ? AND id > ?))
+         ORDER BY created_at DESC, id LIMIT ?`,
+        pinned ?? '', after?.createdAt ?? null, after?.createdAt ?? 0, after?.createdAt ?? 0, after?.id ?? '', n - head.length + 1,
+      )
+      .toArray();
+    const more = rows.length > n - head.length;
+    const page = rows.slice(0, n - head.length);
+    const last = page.at(-1);
+    // A first page that holds only the pinned id continues from the very start.
+    const next = more ? (last ? { createdAt: last.created_at, id: last.id } : { createdAt: Number.MAX_SAFE_INTEGER, id: '' }) : undefined;
+    return { ids: [...head, ...page.map((r) => r.id)], total, next };
   }
 
   /**

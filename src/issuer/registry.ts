@@ -32,3 +32,39 @@ export function createSandboxRegistry(lookup: (sandboxId: string) => Promise<boo
     remember,
   };
 }
+
+/**
+ * A position in the registry's listing order (newest first, then by id): opaque to clients, which
+ * pass back the `next_cursor` of one page to get the next. base64url of `<created_at>.<id>`.
+ */
+export interface RegistryCursor {
+  createdAt: number;
+  id: string;
+}
+
+export function encodeCursor(c: RegistryCursor): string {
+  return btoa(`${c.createdAt}.${c.id}`).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The cursor, or undefined when the text is not one this registry made. */
+export function decodeCursor(text: string, idPattern: RegExp): RegistryCursor | undefined {
+  if (!/^[A-Za-z0-9_-]{1,200}$/.test(text)) return undefined;
+  let raw: string;
+  try {
+    raw = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    return undefined;
+  }
+  // An empty id: the position before every sandbox (a first page that held only the pinned one).
+  const m = /^(\d{1,16})\.(.*)$/.exec(raw);
+  if (!m || (m[2] !== '' && !idPattern.test(m[2]!))) return undefined;
+  return { createdAt: Number(m[1]), id: m[2]! };
+}
+
+/** One page of the registry. `pinned` (the Worker's own sandbox) leads the first page when registered. */
+export interface RegistryPage {
+  ids: string[];
+  /** Every sandbox ever bootstrapped. */
+  total: number;
+  next?: RegistryCursor;
+}

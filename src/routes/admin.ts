@@ -5,7 +5,8 @@ import { Hono } from 'hono';
 import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, type AuditListing } from '../admin-api.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing } from '../admin-api.js';
+import { decodeCursor, encodeCursor } from '../issuer/registry.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
@@ -51,11 +52,19 @@ async function knownSandbox(v: AppEnv['Variables'], raw: string): Promise<string
 
 /** Default number of audit events returned. */
 const AUDIT_DEFAULT_LIMIT = 50;
+/** Sandboxes listed per page by default: each is one Durable Object call. */
+const SANDBOX_LIST_DEFAULT = 100;
+/**
+ * Sandboxes whose logs the merged audit view reads (the Worker's own first, then the newest):
+ * each is one Durable Object call per request. The answer says how many of how many it read;
+ * `?sandbox=` reads any one of them.
+ */
+export const AUDIT_MERGE_MAX_SANDBOXES = 100;
 
-function parseLimit(raw: string | undefined): number {
-  if (raw === undefined) return AUDIT_DEFAULT_LIMIT;
-  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > AUDIT_MAX_LIMIT) {
-    throw new IssuerError('invalid_request', `limit must be a whole number from 1 to ${AUDIT_MAX_LIMIT}`);
+function parseLimit(raw: string | undefined, fallback = AUDIT_DEFAULT_LIMIT, max = AUDIT_MAX_LIMIT): number {
+  if (raw === undefined) return fallback;
+  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
+    throw new IssuerError('invalid_request', `limit must be a whole number from 1 to ${max}`);
   }
   return Number(raw);
 }
@@ -118,9 +127,15 @@ export const admin = new Hono<AppEnv>()
     return c.json(status);
   })
   .get('/sandboxes', async (c) => {
-    const ids = await c.var.keyAuthority().sandboxes();
-    const sandboxes = await Promise.all(ids.map((id) => c.var.sandboxAuthority(id).status(id)));
-    return c.json({ sandboxes });
+    const limit = parseLimit(c.req.query('limit'), SANDBOX_LIST_DEFAULT, SANDBOX_PAGE_MAX);
+    const raw = c.req.query('cursor');
+    const cursor = raw === undefined ? undefined : decodeCursor(raw, SANDBOX_ID);
+    if (raw !== undefined && !cursor) throw new IssuerError('invalid_request', 'cursor is not a next_cursor this API gave');
+    const page = await c.var.keyAuthority().sandboxPage(limit, cursor, c.var.config.gateway.sandboxId);
+    const sandboxes = await Promise.all(page.ids.map((id) => c.var.sandboxAuthority(id).status(id)));
+    const listing: SandboxListing = { sandboxes, total: page.total };
+    if (page.next) listing.next_cursor = encodeCursor(page.next);
+    return c.json(listing);
   })
   .get('/audit', async (c) => {
     const limit = parseLimit(c.req.query('limit'));
@@ -131,14 +146,17 @@ export const admin = new Hono<AppEnv>()
       // A never-bootstrapped id has no events; its authority is not addressed (registry.ts).
       listing = (await c.var.registry.isKnown(id)) ? await c.var.sandboxAuthority(id).auditLog(limit) : { events: [], refusals: [] };
     } else {
-      // Deployment events plus every registered sandbox's, merged newest first. Each kind has
-      // its own limit, so refusal counts never crowd authenticated events out of the answer.
-      const ids = await c.var.keyAuthority().sandboxes();
+      // Deployment events plus the sandboxes' (the Worker's own first, then the newest), merged
+      // newest first; the answer says how many sandboxes it read. Each kind has its own limit,
+      // so refusal counts never crowd authenticated events out of the answer.
+      const page = await c.var.keyAuthority().sandboxPage(AUDIT_MERGE_MAX_SANDBOXES, undefined, c.var.config.gateway.sandboxId);
+      const ids = page.ids;
       const [deployment, ...perSandbox] = await Promise.all([c.var.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.sandboxAuthority(id).auditLog(limit))]);
       const newestFirst = <T>(at: (x: T) => string) => (a: T, b: T) => (at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0);
       listing = {
         events: [...deployment!, ...perSandbox.flatMap((l) => l.events)].sort(newestFirst((e) => e.at)).slice(0, limit),
         refusals: perSandbox.flatMap((l) => l.refusals).sort(newestFirst((r) => r.last_at)).slice(0, limit),
+        sandboxes: { included: ids.length, total: page.total },
       };
     }
     return c.json(listing);
