@@ -5,7 +5,7 @@
  * agent is killed mid-write (DESIGN §6).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError, describeErrno } from './errors.js';
 
@@ -84,45 +84,45 @@ export interface FileProblem {
   reason: string;
 }
 
+/** One file as a previous run left it: its text and when it was written (epoch ms, this machine's clock). */
+export interface SavedFile {
+  path: string;
+  text: string;
+  writtenAt: number;
+}
+
+/** What readBack found, unparsed: restore.ts decides what of it can be used. */
 export interface SavedFiles {
-  token?: string;
-  credentials?: Credentials;
-  state: AgentState;
+  dir: string;
+  token?: SavedFile;
+  credentials?: SavedFile;
+  state?: SavedFile;
+  /** Files that exist but cannot be read. */
   problems: FileProblem[];
 }
 
-type Read = { text?: string; problem?: FileProblem };
+type Read = { file?: SavedFile; problem?: FileProblem };
 
-async function readOptional(dir: string, file: string): Promise<Read> {
-  const path = join(dir, file);
+async function readOptional(dir: string, name: string): Promise<Read> {
+  const path = join(dir, name);
   try {
-    return { text: await readFile(path, 'utf8') };
+    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    return { file: { path, text, writtenAt: st.mtimeMs } };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     // A `token` that is a directory, an unreadable file: not fatal, the first refresh replaces it.
-    return { problem: { file, path, reason: `unreadable (${describeErrno(e)})` } };
+    return { problem: { file: name, path, reason: `unreadable (${describeErrno(e)})` } };
   }
 }
 
-function parseJson<T>(text: string | undefined): T | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const v = JSON.parse(text) as unknown;
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as T) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** What a previous run left: each file is whole or absent; one that cannot be read or parsed is reported and counts as absent. */
+/** What a previous run left in `dir`. Each file is whole or absent (atomic writes); one that cannot be read is reported and counts as absent. */
 export async function readBack(dir: string): Promise<SavedFiles> {
-  const [token, creds, state] = await Promise.all([readOptional(dir, TOKEN_FILE), readOptional(dir, CREDENTIALS_FILE), readOptional(dir, STATE_FILE)]);
-  const problems = [token.problem, creds.problem, state.problem].filter((p): p is FileProblem => p !== undefined);
-  const credentials = parseJson<Credentials>(creds.text);
+  const [token, credentials, state] = await Promise.all([readOptional(dir, TOKEN_FILE), readOptional(dir, CREDENTIALS_FILE), readOptional(dir, STATE_FILE)]);
   return {
-    token: token.text?.trim() || undefined,
-    credentials: credentials && typeof credentials.version === 'string' && credentials.values ? credentials : undefined,
-    state: parseJson<AgentState>(state.text) ?? {},
-    problems,
+    dir,
+    token: token.file,
+    credentials: credentials.file,
+    state: state.file,
+    problems: [token.problem, credentials.problem, state.problem].filter((p): p is FileProblem => p !== undefined),
   };
 }

@@ -10,6 +10,7 @@ import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, IssuerClock } from './clock.
 import { AgentError, type AgentErrorCode } from './errors.js';
 import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
 import type { AgentState, Credentials, SavedFiles } from './files.js';
+import { inspectSaved } from './restore.js';
 import type { HookResult } from './hook.js';
 import type { Post } from './http-client.js';
 import type { Logger } from './log.js';
@@ -67,7 +68,12 @@ export interface HeldToken {
    */
   localStart: number;
   localExpiry: number;
+  /** The credentials version the token carries (its `cred_ver`), if any. */
+  credVer?: string;
 }
+
+/** What /healthz says: `ok` only with a valid token and, if it carries credentials, those credentials whole on disk. */
+export type HealthStatus = 'ok' | 'no_token' | 'expired' | 'credentials_unusable';
 
 export class Refresher {
   current: HeldToken | undefined;
@@ -91,22 +97,32 @@ export class Refresher {
     private readonly deps: RefresherDeps,
   ) {}
 
-  /** Takes over what a previous run wrote: a still-valid token keeps being served while the first refresh runs. */
+  /**
+   * Takes over what a previous run wrote (restore.ts decides what can be used): a still-valid
+   * token keeps being served while the first refresh, at once, runs. Each file that cannot be used
+   * is one `file_unusable` line, naming it, never its content.
+   */
   restore(saved: SavedFiles): void {
-    for (const p of saved.problems) this.deps.log('warn', 'file_unusable', { file: p.file, path: p.path, reason: p.reason, action: 'refreshing now' });
-    this.state = { ...saved.state };
-    this.credentials = saved.credentials;
-    const exp = saved.state.expires_at;
-    if (saved.token && exp !== undefined && exp * 1000 > this.deps.now()) {
-      const iat = saved.state.issued_at ?? exp;
-      this.current = { token: saved.token, iat, exp, kid: saved.state.kid, jti: saved.state.jti, localStart: iat * 1000, localExpiry: exp * 1000 };
-    }
+    const r = inspectSaved(saved, this.deps.now());
+    for (const p of r.problems) this.deps.log('warn', 'file_unusable', { file: p.file, path: p.path, reason: p.reason, action: 'refreshing now' });
+    this.state = { ...r.state };
+    this.credentials = r.credentials;
+    this.current = r.token;
     this.nextAt = this.deps.now(); // DESIGN §6: with a usable bootstrap key it refreshes at once
   }
 
-  /** Whether the current token is still valid, as the issuer sees it. */
+  healthStatus(): HealthStatus {
+    const t = this.current;
+    if (!t) return 'no_token';
+    if (t.localExpiry <= this.deps.now()) return 'expired';
+    // The proxy reads its upstream credential from credentials.json: a token without it is no use.
+    if (t.credVer !== undefined && this.credentials?.version !== t.credVer) return 'credentials_unusable';
+    return 'ok';
+  }
+
+  /** Whether the current token is valid as the issuer sees it, with its credentials on disk. */
   healthy(): boolean {
-    return this.current !== undefined && this.current.localExpiry > this.deps.now();
+    return this.healthStatus() === 'ok';
   }
 
   /** Milliseconds until the current token expires as the issuer sees it (negative: expired); undefined without one. */
@@ -182,7 +198,7 @@ export class Refresher {
     await store.writeToken(t.token);
     // Without credentials in the token, the issuer may have lost our key (a new bootstrap): send it again.
     this.sendEncKey = !creds;
-    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti, localStart: sentAt, localExpiry: sentAt + lifetimeMs };
+    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti, localStart: sentAt, localExpiry: sentAt + lifetimeMs, credVer: creds?.version };
     this.nextAt = refreshAt(sentAt, lifetimeMs, now, this.deps.random());
     this.state = {
       ...this.state,

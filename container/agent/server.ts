@@ -53,10 +53,10 @@ export function startServer(r: Refresher, opts: { host: string; port: number; no
       res.end(body);
     };
     if (path === '/healthz' && req.method === 'GET') {
-      const ok = r.healthy();
+      const status = r.healthStatus();
       const left = r.expiresInMs();
-      return send(ok ? 200 : 503, JSON.stringify({
-        status: ok ? 'ok' : 'expired',
+      return send(status === 'ok' ? 200 : 503, JSON.stringify({
+        status,
         expires_in: left === undefined ? null : Math.floor(left / 1000),
         kid: r.current?.kid ?? null,
         credentials_version: r.credentials?.version ?? null,

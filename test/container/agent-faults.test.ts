@@ -233,3 +233,69 @@ describe('agent clock skew (the loopback issuer\'s clock set apart from the agen
     }
   }, 30_000);
 });
+
+describe('agent files at start', () => {
+  const UNREACHABLE = 'http://127.0.0.1:1';
+  /** A directory holding what a real run left: one --once run against the loopback issuer. */
+  async function leftByARun(id: string): Promise<{ dir: string; boot: string }> {
+    const boot = await bootstrap(id);
+    const dir = join(root, id);
+    const { execFile } = await import('node:child_process');
+    const code = await new Promise<number>((resolve) => {
+      execFile(process.execPath, [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir], { timeout: 20_000 }, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0));
+    });
+    expect(code).toBe(0);
+    return { dir, boot };
+  }
+  const healthz = async (url: string) => {
+    const res = await fetch(`${url}/healthz`);
+    return { status: res.status, body: (await res.json()) as { status: string; expires_in: number | null } };
+  };
+
+  it('failure F: credentials.json with the right version and "values":{} is never believed: 503 while the issuer is away, rewritten at once when it is back', async () => {
+    const { dir, boot } = await leftByARun('f-creds');
+    const creds = JSON.parse(readFileSync(join(dir, 'credentials.json'), 'utf8')) as { version: string; values: Record<string, string> };
+    writeFileSync(join(dir, 'credentials.json'), JSON.stringify({ version: creds.version, values: {} }));
+
+    const away = await startAgent(['--bootstrap-key', boot, '--dir', dir, '--issuer', UNREACHABLE, '--max-backoff', '1s']);
+    agents.push(away);
+    await waitFor(() => away.logs().some((l) => l.event === 'agent_started'), 5_000, 'the agent');
+    expect(await healthz(away.url)).toMatchObject({ status: 503, body: { status: 'credentials_unusable' } });
+    expect(away.logs().filter((l) => l.event === 'file_unusable')).toMatchObject([{ file: 'credentials.json', path: join(dir, 'credentials.json') }]);
+    await away.stop();
+
+    const back = await startAgent(['--bootstrap-key', boot, '--dir', dir, '--max-backoff', '1s']);
+    agents.push(back);
+    await waitFor(async () => (await health(back.url)) === 200, 5_000, 'the repair');
+    expect(JSON.parse(readFileSync(join(dir, 'credentials.json'), 'utf8'))).toEqual(creds);
+    expect(JSON.stringify(back.logs())).not.toContain(creds.values.GATEWAY_TOKEN!);
+    await back.stop();
+  }, 30_000);
+
+  it('failure F: "not-a-jwt" with a state.json claiming a far expiry is 503; a truncated state.json keeps a valid token (200, expiry from the token)', async () => {
+    const { dir, boot } = await leftByARun('f-token');
+    const good = readFileSync(join(dir, 'token'), 'utf8');
+    const nowS = Math.floor(Date.now() / 1000);
+
+    writeFileSync(join(dir, 'token'), 'not-a-jwt\n');
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ expires_at: nowS + 86_391, issued_at: nowS }));
+    const forged = await startAgent(['--bootstrap-key', boot, '--dir', dir, '--issuer', UNREACHABLE, '--max-backoff', '1s']);
+    agents.push(forged);
+    await waitFor(() => forged.logs().some((l) => l.event === 'agent_started'), 5_000, 'the agent');
+    expect(await healthz(forged.url)).toMatchObject({ status: 503, body: { status: 'no_token', expires_in: null } });
+    expect(forged.logs().filter((l) => l.event === 'file_unusable')).toMatchObject([{ file: 'token', reason: 'not a JWT' }]);
+    await forged.stop();
+
+    writeFileSync(join(dir, 'token'), good);
+    writeFileSync(join(dir, 'state.json'), '{"expires_at": 17');
+    const truncated = await startAgent(['--bootstrap-key', boot, '--dir', dir, '--issuer', UNREACHABLE, '--max-backoff', '1s']);
+    agents.push(truncated);
+    await waitFor(() => truncated.logs().some((l) => l.event === 'agent_started'), 5_000, 'the agent');
+    const h = await healthz(truncated.url);
+    expect(h).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(h.body.expires_in).toBeGreaterThan(15);
+    expect(h.body.expires_in).toBeLessThanOrEqual(30); // the loopback issuer's tokens live 30 s
+    expect(truncated.logs().filter((l) => l.event === 'file_unusable')).toMatchObject([{ file: 'state.json' }]);
+    await truncated.stop();
+  }, 30_000);
+});

@@ -6,6 +6,7 @@
  * the client assertion (README "Token endpoint": `expired`, `iat_in_future`, `nbf_in_future`).
  */
 import { createServer, type Server } from 'node:http';
+import { credentialsVersion } from '../../container/agent/restore.js';
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 
 export interface LoopbackIssuerOptions {
@@ -17,7 +18,7 @@ export interface LoopbackIssuerOptions {
   skewS?: number;
   /** Send a Date header (the Worker in workerd sends none; Cloudflare's edge adds one). */
   dateHeader?: boolean;
-  /** The delivered credentials and their version. */
+  /** The delivered credentials and their version (default: one value, its version computed as the issuer does). */
   credentials?: { version: string; values: Record<string, string> };
 }
 
@@ -32,7 +33,9 @@ export interface LoopbackIssuer {
 }
 
 export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promise<LoopbackIssuer> {
-  const opts: LoopbackIssuerOptions = { skewS: 30, dateHeader: false, clockOffsetMs: 0, credentials: { version: 'v1', values: { GATEWAY_TOKEN: 'gateway-token-value' } }, ...initial };
+  const values = { GATEWAY_TOKEN: 'gateway-token-value' };
+  // The version as the issuer computes it (a hash over names and values), which the agent checks at start.
+  const opts: LoopbackIssuerOptions = { skewS: 30, dateHeader: false, clockOffsetMs: 0, credentials: { version: credentialsVersion(values), values }, ...initial };
   const signer = await generateKeyPair('EdDSA');
   let encKey: JWK | undefined;
   const requests: LoopbackIssuer['requests'] = [];

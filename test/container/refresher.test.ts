@@ -12,6 +12,7 @@ import { CREDENTIALS_FILE, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
+import { credentialsVersion } from '../../container/agent/restore.js';
 import { startServer } from '../../container/agent/server.js';
 import { BACKOFF_MAX_MS } from '../../container/agent/schedule.js';
 
@@ -30,6 +31,8 @@ class FakeIssuer {
   calls: { at: number; sentEncKey: boolean }[] = [];
   script: Reply[] = [];
   version = 'v1';
+  /** Delivered as they are, instead of the made-up values of `version`. */
+  credentials: Credentials | undefined;
   private encKey: JWK | undefined;
   private signer = generateKeyPair('EdDSA');
   gate: Promise<void> | undefined;
@@ -74,11 +77,11 @@ class FakeIssuer {
     const iat = Math.floor((this.clock.t + this.offsetMs) / 1000);
     const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
     if (this.encKey) {
-      const creds: Credentials = { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
+      const creds: Credentials = this.credentials ?? { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
       claims.cred = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(creds)))
         .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' })
         .encrypt(await importJWK(this.encKey, 'ECDH-ES+A256KW'));
-      claims.cred_ver = this.version;
+      claims.cred_ver = creds.version;
     }
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + this.ttl).sign((await this.signer).privateKey);
     return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: this.ttl }), { status: 200, headers });
@@ -392,14 +395,31 @@ describe('Refresher credentials and hook', () => {
   });
 
   it('restores a still-valid token from disk and refreshes at once', async () => {
-    const s = await setup();
-    s.r.restore({ token: 'saved.token.x', credentials: { version: 'v1', values: { GATEWAY_TOKEN: 'old' } }, state: { expires_at: T0 / 1000 + 100, issued_at: T0 / 1000 - 500, kid: 'k', hook_version: 'v1' }, problems: [] });
-    expect(s.r.healthy()).toBe(true);
-    expect(s.r.nextAt).toBe(T0);
     const ran: string[] = [];
+    const s = await setup({ hook: async (v) => (ran.push(v), { ok: true, detail: 'exit 0' }) });
+    const values = { GATEWAY_TOKEN: 'saved-value' };
+    const creds = { version: credentialsVersion(values), values };
+    s.issuer.credentials = creds;
+    const { privateKey } = await generateKeyPair('EdDSA');
+    const iat = T0 / 1000 - 500;
+    const saved = await new SignJWT({ cred_ver: creds.version, jti: 'saved' }).setProtectedHeader({ alg: 'EdDSA', kid: 'k' }).setIssuedAt(iat).setExpirationTime(iat + TTL).sign(privateKey);
+    // Written 500 s ago, lives 600 s: 100 s left. state.json only remembers the hook's last version.
+    s.r.restore({
+      dir: '/saved',
+      token: { path: '/saved/token', text: `${saved}\n`, writtenAt: T0 - 500_000 },
+      credentials: { path: '/saved/credentials.json', text: JSON.stringify(creds), writtenAt: T0 - 500_000 },
+      state: { path: '/saved/state.json', text: JSON.stringify({ hook_version: creds.version }), writtenAt: T0 - 500_000 },
+      problems: [],
+    });
+    expect(s.r.healthy()).toBe(true);
+    expect(s.r.expiresInMs()).toBe(100_000);
+    expect(s.r.current?.jti).toBe('saved');
+    expect(s.r.nextAt).toBe(T0);
+    expect(s.logs.filter((l) => l.event === 'file_unusable')).toEqual([]);
     await s.r.refresh('restart');
+    await s.r.hookSettled();
     expect(s.written.credentials).toHaveLength(0); // same version: not rewritten
-    expect(ran).toEqual([]);
+    expect(ran).toEqual([]); // the hook already ran for it
   });
 
   it('logs carry ids and versions but never the token or a credential value', async () => {
