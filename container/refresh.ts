@@ -5,7 +5,9 @@
  * change hook on a new credentials version, and serves /healthz, /metrics and POST /refresh.
  *
  * Exit codes: 0 done (--once) or stopped by a signal; 1 no credential (--once: issuer unreachable,
- * key refused, bad answer); 2 usage, bootstrap file or port problem; 3 the change hook failed (--once).
+ * key or clock refused, bad answer, a file it cannot write); 2 usage, bootstrap file, output
+ * directory or port problem; 3 the change hook failed (--once). A failed refresh never ends the
+ * long-running agent: start.sh would take the gateway down with it.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

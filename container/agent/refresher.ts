@@ -1,7 +1,9 @@
 /**
  * The refresh loop, after the Azure SDK's token cycler: refresh in the background at ~50% of the
- * token's life; one refresh in flight at a time (a nudge during a refresh joins it); after a
- * failure, back off with full jitter and keep serving the current token until it expires.
+ * token's life (its exp - iat, counted on this clock from when it was requested); one refresh in
+ * flight at a time (a nudge during a refresh joins it); after a failure of any kind, back off with
+ * full jitter and keep serving the current token until it expires. Nothing a refresh meets makes
+ * the agent exit.
  *
  * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
@@ -116,7 +118,9 @@ export class Refresher {
     if (!t) return 'no_token';
     if (t.localExpiry <= this.deps.now()) return 'expired';
     // The proxy reads its upstream credential from credentials.json: a token without it is no use.
-    if (t.credVer !== undefined && this.credentials?.version !== t.credVer) return 'credentials_unusable';
+    // `credentials` is only ever what is whole on disk (checked at start, written since); it may be
+    // newer than the token when a write of the token failed after the credentials', which is fine.
+    if (t.credVer !== undefined && this.credentials === undefined) return 'credentials_unusable';
     return 'ok';
   }
 

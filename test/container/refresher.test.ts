@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
+import { AgentError } from '../../container/agent/errors.js';
 import { CREDENTIALS_FILE, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type AgentState, type Credentials } from '../../container/agent/files.js';
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
@@ -484,6 +485,32 @@ describe('Refresher write failures', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('failure A: new credentials written, then the token write fails: still healthy on the current token, the credentials not written twice', async () => {
+    const written: string[] = [];
+    let failToken = false;
+    const s = await setup({
+      store: {
+        writeToken: async () => {
+          if (failToken) throw new AgentError('write_failed', 'cannot write /d/token (ENOSPC: no space left on device)', { path: '/d/token' });
+          written.push('token');
+        },
+        writeCredentials: async (c) => void written.push(`credentials ${c.version}`),
+        writeState: async () => void written.push('state'),
+      },
+    });
+    expect((await s.r.refresh('first')).ok).toBe(true);
+    s.issuer.version = 'v2';
+    failToken = true;
+    const out = await s.r.refresh('nudge');
+    expect(out.ok).toBe(false);
+    expect(s.r.current?.jti).toBe('t1');
+    expect(s.r.credentials?.version).toBe('v2'); // on disk
+    expect(s.r.healthStatus()).toBe('ok');
+    failToken = false;
+    expect((await s.r.refresh('retry')).ok).toBe(true);
+    expect(written.filter((w) => w.startsWith('credentials'))).toEqual(['credentials v1', 'credentials v2']);
   });
 
   it('failure A: an unexpected error in a refresh is a failed refresh too, never a rejected promise', async () => {
