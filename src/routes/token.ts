@@ -70,6 +70,9 @@ export const token = new Hono<AppEnv>()
   .use('*', async (c, next) => {
     await next();
     for (const [k, v] of Object.entries(NO_STORE)) c.res.headers.set(k, v);
+    // The issuer's clock, so an agent whose assertion was refused for clock skew can measure it
+    // (RFC 9110 §6.6.1; the platform adds one in production, local workerd does not).
+    if (!c.res.headers.has('Date')) c.res.headers.set('Date', new Date().toUTCString());
   })
   .post('/token', async (c) => {
     const type = (c.req.header('Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
