@@ -12,7 +12,8 @@ import { SANDBOX_ID } from '../../src/admin-api.js';
 import { adminHeaders, BASE, call, captureLogs, freshStorage, keyAuthority } from './helpers.js';
 import { bootstrap } from './token-helpers.js';
 
-beforeEach(freshStorage);
+// Resetting storage with a thousand objects takes seconds on a loaded machine.
+beforeEach(freshStorage, 60_000);
 
 const MANY = 1003;
 

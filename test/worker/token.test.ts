@@ -286,7 +286,9 @@ describe('sandboxes and audit', () => {
   });
 
   it('the bootstrap answer is no-store and requires admin auth', async () => {
-    expect((await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST' })).status).toBe(401);
+    expect((await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST', headers: { 'Content-Type': 'application/json' } })).status).toBe(401);
+    // A simple (form-like) POST is refused before authentication: the CSRF rule (README, Security).
+    expect((await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST' })).status).toBe(403);
     const res = await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST', headers: adminHeaders() });
     expect(res.headers.get('Cache-Control')).toBe('no-store');
   });
