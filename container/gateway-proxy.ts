@@ -8,7 +8,8 @@
  * `agent` (the agent's own token is refused). Accepted requests go to --upstream with
  * `Authorization` replaced by `Bearer <value>` of the --upstream-token entry of the agent's
  * credentials.json (re-read whenever the file changes) and `X-Forwarded-User: <sub>`, plus
- * X-Forwarded-For (the TCP peer only), -Host and -Proto. Hop-by-hop fields and every identity or
+ * X-Forwarded-For (the token's `client_ip`, none without one; never the TCP peer), and -Proto and
+ * -Host (the --issuer URL's: the Worker's public origin). Hop-by-hop fields and every identity or
  * address field a client sends (X-Forwarded-*, Forwarded, X-Real-IP, Remote-User, Cf-Access-*,
  * Cf-Connecting-IP, x-openclaw-*, also spelt with `_`) are not forwarded.
  *

@@ -71,9 +71,10 @@ export function createApp(options: AppOptions = {}) {
     if (!mine) {
       const cfg = c.var.config;
       const signingKey = createSigningKeyCache(() => unwrap(keyAuthority().signingKey()));
-      const mintFor = async (user: string) => {
+      // One token per (user, client address): the address is a claim (client_ip), see user-tokens.ts.
+      const mintFor = async (user: string, clientIp: string | undefined) => {
         const signer = await signingKey.get();
-        const minted = await mintAccessToken({ signer, issuer: cfg.issuer, sandboxId: cfg.gateway.sandboxId, subject: user, ttl: cfg.timing.accessTokenTtl, now: Date.now(), jti: crypto.randomUUID() });
+        const minted = await mintAccessToken({ signer, issuer: cfg.issuer, sandboxId: cfg.gateway.sandboxId, subject: user, clientIp, ttl: cfg.timing.accessTokenTtl, now: Date.now(), jti: crypto.randomUUID() });
         return { ...minted, kid: signer.kid };
       };
       mine = {

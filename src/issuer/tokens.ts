@@ -46,6 +46,12 @@ export interface AccessTokenInput {
   ttl: number;
   now: number;
   jti: string;
+  /**
+   * The user's client address (claim `client_ip`, DESIGN §4): an IP literal, see clientIpOf in
+   * client-ip.ts. The verifying proxy makes it the gateway's X-Forwarded-For. Absent when the
+   * Worker saw no usable address; the claim is then left out, never written empty.
+   */
+  clientIp?: string;
 }
 
 export interface Minted {
@@ -88,12 +94,9 @@ export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
 export async function mintAccessToken(i: AccessTokenInput): Promise<Minted> {
   const iat = Math.floor(i.now / 1000);
   const exp = iat + i.ttl;
-  const token = await sign(
-    i.signer,
-    { iss: i.issuer, sub: i.subject, aud: gatewayAudience(i.sandboxId), jti: i.jti, client_id: i.issuer, scope: GATEWAY_SCOPE },
-    iat,
-    exp,
-  );
+  const claims: Record<string, unknown> = { iss: i.issuer, sub: i.subject, aud: gatewayAudience(i.sandboxId), jti: i.jti, client_id: i.issuer, scope: GATEWAY_SCOPE };
+  if (i.clientIp !== undefined) claims.client_ip = i.clientIp;
+  const token = await sign(i.signer, claims, iat, exp);
   if (token.length > TOKEN_MAX_BYTES) throw new IssuerError('invalid_request', `the token would exceed ${TOKEN_MAX_BYTES} bytes`);
   return { token, exp };
 }

@@ -3,13 +3,17 @@
  * `Authorization: Bearer <access token>` minted for the verified user: the email of a Cloudflare
  * Access JWT, or DEV_USER on a loopback issuer. HTTP and WebSocket alike. No verified user: 401,
  * never forwarded. The incoming Authorization header, the Access JWT header and cookie, and a
- * legacy `?token=` parameter are not forwarded; no token is ever put in a URL.
+ * legacy `?token=` parameter are not forwarded; no token is ever put in a URL. The token carries
+ * the client's address (`client_ip`, gatewayClientIp), so the verifying proxy can tell the gateway
+ * where the user is without believing any header a client wrote.
  */
 import { Hono } from 'hono';
 import { verifyAccess } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import type { Config } from '../config.js';
+import { CLIENT_IP_HEADER, clientIpOf, isLoopbackIssuer } from '../issuer/client-ip.js';
 import { IssuerError } from '../issuer/errors.js';
+import { log } from '../log.js';
 import type { BootstrapFile } from '../admin-api.js';
 import { ensureGateway, PORTS, type SandboxApi } from '../sandbox/gateway.js';
 import { issueBootstrapFile } from './sandbox-ops.js';
@@ -22,6 +26,20 @@ export async function gatewayUser(req: Request, config: Config): Promise<string>
   if (config.admin.access) return verifyAccess(req, config.admin.access);
   if (config.gateway.devUser) return config.gateway.devUser;
   throw new IssuerError('unauthorized', 'the gateway needs a verified user (Cloudflare Access)');
+}
+
+/**
+ * The user's client address for the token's `client_ip` (DESIGN §9): CF-Connecting-IP, which
+ * Cloudflare's edge sets and a client cannot forge in production; on a loopback issuer a loopback,
+ * missing or invalid one is LOCAL_CLIENT_IP (192.0.2.1). On a public issuer a request without a
+ * usable address gets a token without `client_ip` (the gateway then refuses it as unattributable),
+ * and the log says why, never with the value.
+ */
+export function gatewayClientIp(req: Request, config: Config): string | undefined {
+  const local = isLoopbackIssuer(config.issuer);
+  const { ip, gap } = clientIpOf(req.headers, local);
+  if (gap && !local) log('warn', 'client_ip_unavailable', { reason: gap, header: CLIENT_IP_HEADER });
+  return ip;
 }
 
 /**
@@ -102,8 +120,9 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   if (ISSUER_PREFIXES.some((p) => path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
   const { config } = c.var;
   const user = await gatewayUser(c.req.raw, config);
+  const clientIp = gatewayClientIp(c.req.raw, config);
   const signer = await c.var.signingKey.get();
-  const token = await c.var.userTokens.get(user, signer.kid);
+  const token = await c.var.userTokens.get(user, clientIp, signer.kid);
   const upstream = config.gateway.upstream;
   const sandbox = c.var.sandboxApi?.(config.gateway.sandboxId);
   if (!upstream && !sandbox) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');

@@ -196,6 +196,68 @@ describe('security review: the reviewer\'s inputs for findings 1, 8 and 9, throu
   });
 });
 
+describe('issue 13 item 4: identity no one between the user and the gateway can forge, through the whole chain', () => {
+  const port = () => Number(new URL(worker.url).port);
+  /** What a client sends to speak for the proxy; none of it may reach the gateway. */
+  const FORGED: [string, string][] = [
+    ['X-Forwarded-User', 'mallory@example.com'],
+    ['X-Forwarded-For', '203.0.113.9'],
+    ['X-Real-IP', '203.0.113.10'],
+    ['Forwarded', 'for=203.0.113.11;proto=https;host=evil.example'],
+    ['x-openclaw-scopes', 'operator.admin'],
+    ['X-Forwarded-Host', 'evil.example'],
+    ['X-Forwarded-Proto', 'gopher'],
+  ];
+  /** The identity headers the gateway got, one value each, and no forged value anywhere. */
+  function attribution(seen: { rawHeaders: string[] }): Record<string, string[]> {
+    const values = seen.rawHeaders.filter((_, i) => i % 2 === 1).join('\n');
+    for (const v of ['mallory', '203.0.113.', 'evil.example', 'gopher', 'operator.admin']) expect(values, v).not.toContain(v);
+    const of = (name: string) => seen.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1]!.toLowerCase() === name);
+    return Object.fromEntries(['x-forwarded-for', 'x-forwarded-user', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded', 'x-openclaw-scopes'].map((n) => [n, of(n)]));
+  }
+  /** A loopback client on the local stack: 192.0.2.1 (TEST-NET-1), the user DEV_USER, the issuer's own scheme and host. */
+  const expected = () => ({
+    'x-forwarded-for': ['192.0.2.1'],
+    'x-forwarded-user': [USER],
+    'x-forwarded-proto': ['http'],
+    'x-forwarded-host': [`127.0.0.1:${port()}`],
+    'x-real-ip': [],
+    forwarded: [],
+    'x-openclaw-scopes': [],
+  });
+
+  it('HTTP: the gateway sees X-Forwarded-For 192.0.2.1 and X-Forwarded-User = DEV_USER despite forged headers', async () => {
+    const res = await rawRequest(port(), ['GET /attribution HTTP/1.1', `Host: 127.0.0.1:${port()}`, ...FORGED.map(([n, v]) => `${n}: ${v}`)]);
+    expect(res.status).toBe(200);
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.url).toBe('/attribution');
+    expect(attribution(seen)).toEqual(expected());
+  });
+
+  it('WebSocket: the same attribution on the upgrade, despite the same forged headers', async () => {
+    const ws = new WebSocket(`${worker.url.replace('http', 'ws')}/ws`, { headers: Object.fromEntries(FORGED) });
+    const hello = await new Promise<string>((resolve, reject) => {
+      ws.once('message', (d) => resolve(d.toString()));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, r) => reject(new Error(`status ${r.statusCode}`)));
+    });
+    ws.close();
+    expect(JSON.parse(hello)).toEqual({ hello: USER, authorization: `Bearer ${gatewayToken}` });
+    expect(attribution(upstream.upgrades.at(-1)!)).toEqual(expected());
+  });
+
+  it('locally a client-sent CF-Connecting-IP is what the Worker saw (wrangler dev fills it in only when absent): a public one is used, a loopback one is still 192.0.2.1', async () => {
+    const send = async (ip: string) => {
+      const res = await rawRequest(port(), ['GET /cf-ip HTTP/1.1', `Host: 127.0.0.1:${port()}`, `CF-Connecting-IP: ${ip}`]);
+      expect(res.status).toBe(200);
+      return upstream.requests.at(-1)!.headers['x-forwarded-for'];
+    };
+    expect(await send('198.51.100.77')).toBe('198.51.100.77');
+    expect(await send('::1')).toBe('192.0.2.1');
+    expect(await send('not-an-address')).toBe('192.0.2.1');
+  });
+});
+
 it('finding 2: after a flood of 1,100 junk assertions, credctl audit --sandbox main still shows bootstrap and token_issued', async () => {
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const junk = `${enc({ alg: 'EdDSA' })}.${enc({ iss: 'main', sub: 'main' })}.AAAA`;

@@ -52,6 +52,9 @@ describe('flags', () => {
       [[], { ...base, JWKS_URL: '' }, /^--jwks \(or JWKS_URL\) is required$/],
       [['--jwks', 'ftp://x/jwks'], base, /^--jwks: /],
       [['--upstream', 'not a url'], base, /^--upstream: /],
+      // The issuer is the Worker's URL: its scheme and host are the X-Forwarded-Proto and -Host upstream.
+      [['--issuer', 'issuer.test'], base, /^--issuer: must be an absolute http\(s\) URL/],
+      [['--issuer', 'ftp://issuer.test'], base, /^--issuer: must be an http\(s\) URL/],
       [['--upstream', 'http://127.0.0.1:1/?q=1'], base, /^--upstream: must not have a query/],
       [['--port', '70000'], base, /^--port: /],
       [['--port', '80x'], base, /^--port: /],

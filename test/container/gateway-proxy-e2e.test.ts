@@ -124,6 +124,13 @@ it("finding 7: a user token from the real issuer goes through as its user; the a
   expect(upstream.hits).toBe(hits);
 });
 
+/**
+ * The rotation test signs and sends 1,000 tokens: about 4.5 s alone on a shared 2-core machine,
+ * over vitest's 5 s default when other test files run beside it. The limit is generous; the test's
+ * own assertions (fetch counts) are what it checks, not its speed.
+ */
+const FLOOD_TIMEOUT_MS = 30_000;
+
 it('rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost at most one fetch', async () => {
   const before = await userToken();
   expect((await get(before)).status).toBe(200);
@@ -157,7 +164,7 @@ it('rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost
   expect(statuses.filter((s) => s === 401)).toHaveLength(1000);
   expect(jwksFetches.n - fetchesBeforeFlood).toBeLessThanOrEqual(1);
   expect(upstream.hits).toBe(hitsBefore);
-});
+}, FLOOD_TIMEOUT_MS);
 
 it('revocation: a revoked kid is refused after its refetch, also for a token already in the cache', async () => {
   const t = await userToken();

@@ -17,6 +17,8 @@ import type { VerifierOptions } from '../../src/verifier/verify.js';
 
 export const ISSUER = 'https://issuer.test';
 export const AUDIENCE = 'gateway:sbx-1';
+/** The client address the fixture's tokens carry by default (claim client_ip; TEST-NET-2, RFC 5737). */
+export const CLIENT_IP = '198.51.100.23';
 
 export interface TestKey {
   kid: string;
@@ -40,7 +42,7 @@ export interface TokenOpts {
   ttl?: number;
 }
 
-/** A token as our issuer makes it, with overrides. */
+/** A user access token as our issuer makes it (client_ip included), with overrides. */
 export async function token(key: TestKey, o: TokenOpts = {}): Promise<string> {
   const iat = Math.floor((o.now ?? Date.now()) / 1000);
   const claims: Record<string, unknown> = {
@@ -52,6 +54,7 @@ export async function token(key: TestKey, o: TokenOpts = {}): Promise<string> {
     jti: randomUUID(),
     client_id: 'sbx-1',
     scope: 'gateway',
+    client_ip: CLIENT_IP,
     ...o.claims,
   };
   for (const k of o.drop ?? []) delete claims[k];

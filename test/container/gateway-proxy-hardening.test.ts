@@ -14,6 +14,8 @@ import WebSocket from 'ws';
 import { MAX_HEADER_BYTES } from '../../container/lib/proxy/server.js';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
+  CLIENT_IP,
+  ISSUER,
   captureLog,
   makeKey,
   rawRequest,
@@ -174,7 +176,7 @@ describe('finding 8: client identity and address headers', () => {
     ['X-Forwarded-For', '203.0.113.66'],
     ['X_Forwarded_For', '203.0.113.66'],
     ['X-Forwarded-Host', 'evil.example'],
-    ['X-Forwarded-Proto', 'https'],
+    ['X-Forwarded-Proto', 'gopher'],
     ['X-Forwarded-Port', '443'],
     ['X-Forwarded-Prefix', '/admin'],
     ['X-Forwarded-Email', 'mallory@evil.example'],
@@ -198,7 +200,7 @@ describe('finding 8: client identity and address headers', () => {
     ['X-Custom', 'kept'],
     ['X_Custom_Underscore', 'kept too'],
   ];
-  const FORGED_VALUES = ['mallory', '203.0.113.66', 'evil.example', 'admin', 'forged', 'operator.admin', 'Zm9vOmJhcg=='];
+  const FORGED_VALUES = ['mallory', '203.0.113.66', 'evil.example', 'admin', 'forged', 'operator.admin', 'Zm9vOmJhcg==', 'gopher'];
   const fold = (n: string) => n.toLowerCase().replaceAll('_', '-');
 
   function expectClean(seen: SeenRequest, user: string): void {
@@ -207,10 +209,12 @@ describe('finding 8: client identity and address headers', () => {
     // What the proxy sets, once each, with its own values.
     expect(seen.headers['x-forwarded-user']).toBe(user);
     expect(folded.filter((n) => n === 'x-forwarded-user')).toHaveLength(1);
-    expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+    // X-Forwarded-For is the token's client_ip (never the TCP peer); Proto and Host are the
+    // issuer's (the Worker's public URL), never the Host the proxy was sent.
+    expect(seen.headers['x-forwarded-for']).toBe(CLIENT_IP);
     expect(folded.filter((n) => n === 'x-forwarded-for')).toHaveLength(1);
-    expect(seen.headers['x-forwarded-host']).toBe(`127.0.0.1:${proxy.port}`);
-    expect(seen.headers['x-forwarded-proto']).toBe('http');
+    expect(seen.headers['x-forwarded-host']).toBe(new URL(ISSUER).host);
+    expect(seen.headers['x-forwarded-proto']).toBe('https');
     expect(seen.headers.authorization).toBe(`Bearer ${GATEWAY_TOKEN}`);
     // Nothing of the forged ones, under any spelling.
     for (const [name] of FORGED) {
@@ -226,7 +230,7 @@ describe('finding 8: client identity and address headers', () => {
     expect(seen.headers['x_custom_underscore']).toBe('kept too');
   }
 
-  it('finding 8: drops every client-sent identity/address header (any case, _ for -) on HTTP; X-Forwarded-For is the peer only', async () => {
+  it("finding 8: drops every client-sent identity/address header (any case, _ for -) on HTTP; X-Forwarded-For is the token's client_ip only", async () => {
     const t = await token(key, { claims: { sub: 'alice' } });
     const res = await rawRequest(proxy.port, [
       'GET /api/x HTTP/1.1',

@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
   AUDIENCE,
+  CLIENT_IP,
   captureLog,
   makeKey,
   rawRequest,
@@ -74,7 +75,8 @@ describe('forwarding', () => {
     const seen = upstream.requests.at(-1)!;
     expect(seen.headers['x-custom']).toBe('kept');
     expect(seen.headers['proxy-authorization']).toBeUndefined();
-    expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+    // The token's client_ip, never the TCP peer (127.0.0.1 here).
+    expect(seen.headers['x-forwarded-for']).toBe(CLIENT_IP);
     expect(seen.headers.host).toBe(`127.0.0.1:${upstream.port}`);
     expect(seen.rawHeaders.filter((h) => h.toLowerCase() === 'authorization')).toHaveLength(1);
     expect(seen.rawHeaders.filter((h) => h.toLowerCase() === 'x-forwarded-user')).toHaveLength(1);

@@ -3,7 +3,7 @@
  * everything behind it (Durable Objects, tokens, WebCrypto) is real.
  */
 import { createExecutionContext, env } from 'cloudflare:test';
-import type { JWK } from 'jose';
+import { decodeJwt, type JWK } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig, type Env } from '../../src/config.js';
@@ -172,6 +172,30 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
       expect(r.url).not.toContain('token=');
       expect(r.headers.get('Authorization')).toMatch(/^Bearer ey/);
     }
+  });
+
+  it('issue 13 item 4 (sandbox): HTTP and WebSocket upgrades reach the proxy with a token whose client_ip is CF-Connecting-IP, or 192.0.2.1 for a loopback client', async () => {
+    const fake = new FakeSandbox();
+    const app = withSandbox(fake);
+    const e = { ...env, DEV_USER: 'dev@example.com' } as Env;
+    const forged = { 'X-Forwarded-For': '198.51.100.66', 'X-Real-IP': '198.51.100.67' };
+    const sends: [string, Record<string, string>][] = [
+      ['/a', { 'CF-Connecting-IP': '203.0.113.7', ...forged }],
+      ['/ws', { 'CF-Connecting-IP': '203.0.113.7', Upgrade: 'websocket', ...forged }],
+      ['/b', { 'CF-Connecting-IP': '127.0.0.1', ...forged }],
+      ['/ws', { Upgrade: 'websocket', ...forged }],
+    ];
+    for (const [path, headers] of sends) {
+      expect((await app.fetch(new Request(`${BASE}${path}`, { headers }), e, createExecutionContext())).status).toBe(200);
+    }
+    expect(fake.calls.filter((c) => c.op === 'containerFetch' || c.op === 'wsConnect').map((c) => c.op)).toEqual(['containerFetch', 'wsConnect', 'containerFetch', 'wsConnect']);
+    const claims = fake.requests.map((r) => decodeJwt(r.headers.get('Authorization')!.slice('Bearer '.length)));
+    expect(claims.map((c) => [c.sub, c.client_ip])).toEqual([
+      ['dev@example.com', '203.0.113.7'],
+      ['dev@example.com', '203.0.113.7'],
+      ['dev@example.com', '192.0.2.1'],
+      ['dev@example.com', '192.0.2.1'],
+    ]);
   });
 
   it('finding 1 (sandbox): a path beginning with // is refused, and every request keeps the proxy origin and Host', async () => {

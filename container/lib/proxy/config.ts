@@ -21,7 +21,7 @@ export interface ProxyConfig {
 
 export const USAGE = `usage: gateway-proxy --jwks URL --issuer URL --audience AUD --upstream URL --credentials FILE [options]
   --jwks URL             the issuer's JWKS                          (JWKS_URL)
-  --issuer URL           the one accepted iss                       (EXPECTED_ISSUER)
+  --issuer URL           the one accepted iss, the Worker's URL     (EXPECTED_ISSUER)
   --audience AUD         the one accepted aud, e.g. gateway:main    (EXPECTED_AUDIENCE)
   --upstream URL         the gateway, e.g. http://127.0.0.1:18789   (UPSTREAM_URL)
   --credentials FILE     the agent's credentials.json               (CREDENTIALS_FILE)
@@ -59,8 +59,11 @@ export function parseProxyConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   const { pick, required } = flags;
 
   const jwksUrl = httpUrl('--jwks', required('jwks', 'JWKS_URL'), 'https://issuer.example/.well-known/jwks.json').href;
-  // iss is compared as a string, exactly as the issuer writes it: no URL normalization here.
+  // iss is compared as a string, exactly as the issuer writes it: no URL normalization here. It
+  // must still be the Worker's http(s) URL, as the issuer's ISSUER is: its scheme and host are the
+  // X-Forwarded-Proto and -Host the gateway is told (ProxyOptions.publicOrigin).
   const issuer = required('issuer', 'EXPECTED_ISSUER');
+  httpUrl('--issuer', issuer, 'https://issuer.example');
   const audience = required('audience', 'EXPECTED_AUDIENCE');
   const upstream = httpUrl('--upstream', required('upstream', 'UPSTREAM_URL'), 'http://127.0.0.1:18789');
   if (upstream.search || upstream.hash) throw new UsageError('--upstream: must not have a query or a fragment');

@@ -1,7 +1,11 @@
 /**
- * The verifying reverse proxy (DESIGN §3 "A user request", §4): every request and every WebSocket
- * upgrade needs a valid bearer JWT; accepted ones go to the gateway with `Authorization` replaced
- * by the gateway's own token and `X-Forwarded-User: <sub>`.
+ * The verifying reverse proxy (DESIGN §3 "A user request", §4, §9): every request and every
+ * WebSocket upgrade needs a valid bearer JWT; accepted ones go to the gateway with `Authorization`
+ * replaced by the gateway's own token and the identity headers rebuilt from verified facts only
+ * (forwardedHeaders): `X-Forwarded-User: <sub>`, `X-Forwarded-For: <client_ip>`, and
+ * `X-Forwarded-Proto`/`-Host` of the Worker's public URL (the pinned issuer). This is what lets
+ * OpenClaw's trusted-proxy mode believe them: no client, and nothing between the Worker and here,
+ * can change a signed claim.
  *
  * HTTP is forwarded with undici (a keep-alive pool to the one upstream, streaming both ways with
  * backpressure). WebSocket upgrades are verified first, then handed to the upstream with
@@ -28,6 +32,7 @@ import { bearerToken } from '../../../src/verifier/bearer.js';
 import { VerifierError } from '../../../src/verifier/errors.js';
 import { rejection } from '../../../src/verifier/hono.js';
 import type { Verifier, VerifiedClaims } from '../../../src/verifier/verify.js';
+import { ipLiteral } from '../../../src/issuer/client-ip.js';
 import type { Logger } from '../../agent/log.js';
 import type { CredentialSource, CredentialState } from './credentials.js';
 
@@ -93,8 +98,8 @@ const DROP_REQUEST = new Set([
  * Cf-Access-* and Cf-Connecting-IP, and OpenClaw's own x-openclaw-*. Matched by name, or by
  * prefix for the families. Names are folded first (lower case, `_` as `-`): CGI-style servers,
  * WSGI and nginx with underscores_in_headers read `X_Forwarded_User` as `X-Forwarded-User`.
- * The proxy then sets X-Forwarded-User (the verified `sub`), X-Forwarded-For (the TCP peer only),
- * X-Forwarded-Host and X-Forwarded-Proto itself.
+ * The proxy then sets X-Forwarded-User, X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto
+ * itself (forwardedHeaders), from the token and its own configuration.
  */
 export const CLIENT_IDENTITY_HEADERS = {
   names: new Set([
@@ -123,6 +128,11 @@ const WEBSOCKET_VERSION = '13';
 
 export interface ProxyOptions {
   upstream: URL;
+  /**
+   * The Worker's public URL: the pinned issuer (`iss`), since the gateway path is served on the
+   * issuer's own origin. Its scheme and host are the X-Forwarded-Proto and -Host the gateway sees.
+   */
+  publicOrigin: URL;
   upstreamTokenName: string;
   verifier: Verifier;
   credentials: CredentialSource;
@@ -252,6 +262,9 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     try {
       claims = await verifier.verify(bearerToken(rawValues(req.rawHeaders, 'authorization')));
       if (!HEADER_VALUE.test(claims.sub)) throw new VerifierError('invalid_claim', 'sub cannot be carried in a header');
+      // A signed client_ip that is no IP literal is an issuer fault, not a client to guess at: the
+      // token is refused (the same RFC 6750 answer as any bad claim), never forwarded without it.
+      if (claims.client_ip !== undefined && ipLiteral(claims.client_ip) === undefined) throw new VerifierError('invalid_claim', 'client_ip is not an IP literal');
     } catch (e) {
       if (!(e instanceof VerifierError)) throw e;
       log('info', 'request_rejected', { code: e.code, method: req.method, upgrade: req.headers.upgrade !== undefined });
@@ -272,6 +285,32 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     return { ok: true, claims, credential: c.value };
   }
 
+  /** X-Forwarded-Proto and -Host: one value each for the proxy's life (see ProxyOptions.publicOrigin). */
+  const forwardedProto = o.publicOrigin.protocol.slice(0, -1);
+  const forwardedHost = o.publicOrigin.host;
+  let unattributed = false;
+
+  /**
+   * The identity headers the gateway trusts (DESIGN §9), from verified facts only: never the TCP
+   * peer (always the Worker or loopback here, which OpenClaw refuses with
+   * `proxy_attribution_required`) and never anything a client sent (dropped in upstreamHeaders).
+   * A token without `client_ip` (a Worker from before the claim, or one that saw no address)
+   * gets no X-Forwarded-For at all: the gateway decides, and OpenClaw in trusted-proxy mode
+   * refuses it as unattributable rather than be told an address nobody saw.
+   */
+  function forwardedHeaders(req: IncomingMessage, claims: VerifiedClaims): string[] {
+    const out: string[] = [];
+    const clientIp = ipLiteral(claims.client_ip);
+    if (clientIp !== undefined) out.push('x-forwarded-for', clientIp);
+    else if (!unattributed) {
+      // Once per process: every such request is the same story, and the log says it once.
+      unattributed = true;
+      log('warn', 'client_ip_missing', { method: req.method, upgrade: req.headers.upgrade !== undefined });
+    }
+    out.push('x-forwarded-proto', forwardedProto, 'x-forwarded-host', forwardedHost, 'x-forwarded-user', claims.sub);
+    return out;
+  }
+
   /**
    * The upstream request's headers: incoming ones less hop-by-hop and client identity/address
    * fields (under any spelling), plus ours. `websocket` adds the upgrade fields, with the one
@@ -287,13 +326,8 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       if (DROP_REQUEST.has(folded) || listed?.has(folded) || isClientIdentity(folded)) continue;
       out.push(name, raw[i + 1]!);
     }
-    // Facts of this hop only; a client's own X-Forwarded-* never gets here (dropped above).
-    const peer = req.socket.remoteAddress;
-    if (peer) out.push('x-forwarded-for', peer);
-    if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
-    out.push('x-forwarded-proto', 'http');
     if (websocket) out.push('connection', 'Upgrade', 'upgrade', 'websocket', 'host', upstreamHost);
-    out.push('authorization', `Bearer ${auth.credential}`, 'x-forwarded-user', auth.claims.sub);
+    out.push('authorization', `Bearer ${auth.credential}`, ...forwardedHeaders(req, auth.claims));
     return out;
   }
 

@@ -38,7 +38,15 @@ export async function startGatewayProxy(
   const credentials = createCredentialSource(config.credentialsFile, config.upstreamTokenName, (code) =>
     log('warn', 'credentials_watch_unavailable', { code }),
   );
-  const proxy = createProxyServer({ upstream: config.upstream, upstreamTokenName: config.upstreamTokenName, verifier, credentials, log });
+  const proxy = createProxyServer({
+    upstream: config.upstream,
+    // parseProxyConfig made sure the issuer is an http(s) URL: the Worker's own, see ProxyOptions.
+    publicOrigin: new URL(config.issuer),
+    upstreamTokenName: config.upstreamTokenName,
+    verifier,
+    credentials,
+    log,
+  });
   await new Promise<void>((resolve, reject) => {
     proxy.server.once('error', reject);
     proxy.server.listen(config.port, config.host, () => {
