@@ -1,24 +1,34 @@
 /**
- * `npm run dev`: the whole system on one machine (DESIGN §7), as ordinary processes on loopback.
+ * `npm run dev [-- --gateway openclaw]`: the whole system on one machine (DESIGN §7), as ordinary
+ * processes on loopback.
  *
  *   issuer   8787  the Worker in workerd (wrangler dev), state kept in .wrangler/state
  *   agent    8788  the container agent, bootstrapped for SANDBOX_ID through the admin API
  *   proxy    8789  the verifying proxy in front of the gateway
- *   gateway  8790  a stand-in gateway that accepts only the agent's current GATEWAY_TOKEN
+ *   gateway  8790  a stand-in gateway that accepts only the agent's current GATEWAY_TOKEN, or with
+ *                  --gateway openclaw the real OpenClaw from .gateway/ (npm run gateway:install),
+ *                  in trusted-proxy mode (DESIGN §9)
+ *   model    8791  with --gateway openclaw: the stand-in model provider the gateway's model uses
  *
- * Order: check every port, write .dev.vars on first run, start the issuer, bootstrap the sandbox,
- * start the gateway, the agent and the proxy, each waited on until healthy, send one request
- * through the whole chain, then print where everything is. Ctrl-C stops it all; nothing is left.
- * Files of a run live in .dev-stack/ (git-ignored): the bootstrap file, the agent's output, logs.
+ * Order: with the real gateway, check it is installed; check every port, write .dev.vars on first
+ * run, start the issuer, bootstrap the sandbox, start the gateway (the stand-in first; the real one
+ * after the agent, since it resolves its secrets from the agent's credentials.json at start), the
+ * agent and the proxy, each waited on until healthy, send one request through the whole chain, then
+ * print where everything is. Ctrl-C stops it all; nothing is left.
+ * Files of a run live in .dev-stack/ (git-ignored): the bootstrap file, the agent's output, logs,
+ * the real gateway's throwaway home.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
 import { StackError } from './local-stack/errors.js';
 import { waitHealthy } from './local-stack/health.js';
-import { assertFree, DEFAULT_BASE_PORT, HOST, portsFrom, type StackPorts } from './local-stack/ports.js';
+import { keyFingerprint, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
+import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writeOpenClawHome } from './local-stack/openclaw-gateway.js';
+import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
+import { assertFree, DEFAULT_BASE_PORT, HOST, portsFrom, type PortName, type StackPorts } from './local-stack/ports.js';
 import { startChild, stopChildren, type Child } from './local-stack/processes.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
 import { statusText } from './local-stack/status.js';
@@ -29,28 +39,47 @@ const STATE_DIR = '.dev-stack';
 const ISSUER_START_MS = 120_000;
 /** The agent's first token, the proxy's first JWKS fetch. */
 const COMPONENT_START_MS = 30_000;
+/**
+ * OpenClaw 2026.9.6 is ready in about 10 s on an idle machine, 20 to 30 s on two cores shared with
+ * other work (measured): allow for a slower one before calling it failed.
+ */
+const OPENCLAW_START_MS = 180_000;
+/** One request through the chain; OpenClaw's first answers are slower than the stand-in's. */
+const CHAIN_CHECK_MS = 30_000;
 const TOKEN_NAME = 'GATEWAY_TOKEN';
+/** The Worker secret that holds the stand-in model provider's key (keys.example). */
+const PROVIDER_SECRET = 'STANDIN_PROVIDER_KEY';
+/** Highest base port: the stand-in stack uses base..base+3, the real gateway's also base+4. */
+const MAX_BASE_PORT = { 'stand-in': 65532, openclaw: 65531 } as const;
 /** keys.example's DEV_USER. */
 const DEFAULT_DEV_USER = 'dev@localhost';
 /** A signal this soon after the first is the same Ctrl-C, relayed by npm. */
 const REPEAT_SIGNAL_MS = 1_000;
 
-const USAGE = `usage: npm run dev [-- --base-port N]
-  Starts the issuer (${DEFAULT_BASE_PORT}), agent (${DEFAULT_BASE_PORT + 1}), verifying proxy (${DEFAULT_BASE_PORT + 2}) and a stand-in
-  gateway (${DEFAULT_BASE_PORT + 3}) on ${HOST}; --base-port N moves them to N..N+3. Ctrl-C stops everything.`;
+const USAGE = `usage: npm run dev [-- --base-port N] [--gateway stand-in|openclaw]
+  Starts the issuer (${DEFAULT_BASE_PORT}), agent (${DEFAULT_BASE_PORT + 1}), verifying proxy (${DEFAULT_BASE_PORT + 2}) and a gateway (${DEFAULT_BASE_PORT + 3}) on ${HOST}:
+  the stand-in gateway, or with --gateway openclaw the real OpenClaw from ${GATEWAY_DIR}/ (npm run gateway:install)
+  and a stand-in model provider (${DEFAULT_BASE_PORT + 4}). --base-port N moves them to N..N+4. Ctrl-C stops everything.`;
 
-function parseFlags(argv: string[]): { basePort: number } {
-  let values: { 'base-port'?: string; help?: boolean };
+type GatewayKind = 'stand-in' | 'openclaw';
+
+function parseFlags(argv: string[]): { basePort: number; gateway: GatewayKind } {
+  let values: { 'base-port'?: string; gateway?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { 'base-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({ args: argv, options: { 'base-port': { type: 'string' }, gateway: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]!);
   }
   if (values.help) throw new UsageError(USAGE, 0);
+  const gateway = values.gateway ?? 'stand-in';
+  if (gateway !== 'stand-in' && gateway !== 'openclaw') throw new UsageError(`--gateway: must be stand-in (the default) or openclaw, not "${gateway.slice(0, 40)}"`);
   const raw = values['base-port'];
   const basePort = raw === undefined ? DEFAULT_BASE_PORT : /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
-  if (!(basePort >= 1024 && basePort <= 65532)) throw new UsageError('--base-port: must be a port number from 1024 to 65532 (four ports from it are used)');
-  return { basePort };
+  const max = MAX_BASE_PORT[gateway];
+  if (!(basePort >= 1024 && basePort <= max)) {
+    throw new UsageError(`--base-port: must be a port number from 1024 to ${max} (${gateway === 'openclaw' ? 'five' : 'four'} ports from it are used)`);
+  }
+  return { basePort, gateway };
 }
 
 class UsageError extends Error {
@@ -65,6 +94,7 @@ class UsageError extends Error {
 interface Running {
   children: Child[];
   gateway?: Server;
+  modelProvider?: ModelProvider;
 }
 
 async function bootstrap(issuer: string, adminToken: string, sandbox: string, file: string): Promise<void> {
@@ -84,24 +114,64 @@ async function bootstrap(issuer: string, adminToken: string, sandbox: string, fi
   renameSync(`${file}.tmp`, file);
 }
 
-async function chainCheck(issuer: string): Promise<void> {
-  let res: Response;
-  try {
-    res = await fetch(`${issuer}/`, { signal: AbortSignal.timeout(10_000) });
-  } catch {
-    throw new StackError(`the request through the chain (${issuer}/) got no answer`);
+/**
+ * One request through the whole chain. For the real gateway, `GET /v1/models`: unlike `/` (the
+ * Control UI's page, which OpenClaw serves to anyone) it needs the trusted-proxy identity, so it
+ * shows the gateway accepted the proxy's user and address; then `/` must be the Control UI.
+ */
+async function chainCheck(issuer: string, gateway: GatewayKind): Promise<void> {
+  const get = async (path: string) => {
+    try {
+      const res = await fetch(`${issuer}${path}`, { signal: AbortSignal.timeout(CHAIN_CHECK_MS) });
+      return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
+    } catch {
+      throw new StackError(`the request through the chain (${issuer}${path}) got no answer`);
+    }
+  };
+  const path = gateway === 'openclaw' ? '/v1/models' : '/';
+  const res = await get(path);
+  if (res.status !== 200) throw new StackError(`the request through the chain (${issuer}${path}) answered HTTP ${res.status}: ${res.body.slice(0, 300)}`);
+  if (gateway === 'openclaw') {
+    const ui = await get('/');
+    if (ui.status !== 200 || !ui.type.startsWith('text/html')) throw new StackError(`the Control UI through the chain (${issuer}/) answered HTTP ${ui.status} ${ui.type}, not the page`);
   }
-  const body = await res.text();
-  if (res.status !== 200) throw new StackError(`the request through the chain (${issuer}/) answered HTTP ${res.status}: ${body.slice(0, 300)}`);
 }
 
-async function start(ports: StackPorts, running: Running, say: (line: string) => void): Promise<{ sandbox: string }> {
-  await assertFree(ports);
+/** The CREDENTIALS entry that delivers the model provider's key, from .dev.vars, or a one-line fix. */
+function providerKeyEntry(vars: Record<string, string>): { name: string; key: string } {
+  const fix = `(keys.example has both: add a ${PROVIDER_SECRET}=<32 or more random characters> line and "PROVIDER_API_KEY":{"secret":"${PROVIDER_SECRET}"} to CREDENTIALS)`;
+  const key = vars[PROVIDER_SECRET] ?? '';
+  if (key === '') throw new StackError(`.dev.vars has no ${PROVIDER_SECRET}, the stand-in model provider's key the real gateway needs ${fix}`);
+  let entries: Record<string, { secret?: unknown }> = {};
+  try {
+    entries = JSON.parse(vars.CREDENTIALS || '{}') as typeof entries;
+  } catch {
+    /* the Worker reports a broken CREDENTIALS itself, by name */
+  }
+  const name = Object.keys(entries).find((n) => entries[n]?.secret === PROVIDER_SECRET);
+  if (!name) throw new StackError(`CREDENTIALS in .dev.vars delivers no ${PROVIDER_SECRET} to the sandbox, so the real gateway would have no model key ${fix}`);
+  return { name, key };
+}
+
+interface Up {
+  sandbox: string;
+  /** Fingerprint of the model provider's key, with the real gateway. */
+  providerKey?: string;
+}
+
+async function start(ports: StackPorts, gateway: GatewayKind, running: Running, say: (line: string) => void): Promise<Up> {
+  if (gateway === 'openclaw') {
+    const problem = installProblem(ROOT);
+    if (problem) throw new StackError(`the real gateway is not installed (${problem}): run \`npm run gateway:install\` first`);
+  }
+  const used: PortName[] = gateway === 'openclaw' ? ['issuer', 'agent', 'proxy', 'gateway', 'modelProvider'] : ['issuer', 'agent', 'proxy', 'gateway'];
+  await assertFree(ports, used);
   if (ensureDevVars(`${ROOT}.dev.vars`, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
   const vars = readDevVars(`${ROOT}.dev.vars`);
   const adminToken = vars.ADMIN_TOKEN ?? '';
   if (adminToken === '') throw new StackError('.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)');
   const sandbox = vars.SANDBOX_ID || 'main';
+  const provider = gateway === 'openclaw' ? providerKeyEntry(vars) : undefined;
   // A .dev.vars from before DEV_USER existed (or with it emptied) would leave the chain without a user.
   const devUser = vars.DEV_USER || DEFAULT_DEV_USER;
 
@@ -129,7 +199,17 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
   const agentDir = `${dir}/agent`;
   const credentialsFile = `${agentDir}/credentials.json`;
 
-  running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME });
+  if (gateway === 'stand-in') running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME });
+  if (provider) {
+    const logFile = `${dir}/logs/model-provider.log`;
+    writeFileSync(logFile, '', { mode: 0o600 });
+    running.modelProvider = await startModelProvider({
+      host: HOST,
+      port: ports.modelProvider,
+      keys: [provider.key],
+      log: (line) => appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`),
+    });
+  }
 
   // The container programs from their TypeScript sources, as `npm run agent` / `gateway-proxy` run them.
   const fromSource = (script: string) => ['--import', './scripts/register-ts.mjs', script];
@@ -149,10 +229,39 @@ async function start(ports: StackPorts, running: Running, say: (line: string) =>
   proxyArgs.push('--upstream', `http://${HOST}:${ports.gateway}`, '--credentials', credentialsFile, '--upstream-token', TOKEN_NAME, '--host', HOST, '--port', String(ports.proxy));
   const proxy = startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` });
   running.children.push(proxy);
-  await waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
+  const proxyUp = waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
+  // Awaited below; this only keeps a failure before then from counting as unhandled.
+  proxyUp.catch(() => undefined);
 
-  await chainCheck(issuer);
-  return { sandbox };
+  if (provider && running.modelProvider) {
+    // After the agent: OpenClaw resolves its SecretRefs from credentials.json at start, and fails
+    // to start without the file. The proxy comes up meanwhile.
+    const home = writeOpenClawHome(
+      dir,
+      openClawConfig({
+        port: ports.gateway,
+        issuerOrigin: issuer,
+        devUser,
+        credentialsFile,
+        providerKeyName: provider.name,
+        providerBaseUrl: running.modelProvider.baseUrl,
+        logFile: `${dir}/logs/openclaw.jsonl`,
+      }),
+    );
+    writeCliProfile(dir, issuer.replace(/^http/, 'ws'));
+    say(`starting OpenClaw ${OPENCLAW_VERSION} on http://${HOST}:${ports.gateway} (the real gateway; ready in 10 to 30 s) ...`);
+    const startedAt = Date.now();
+    const openclaw = startOpenClaw(ROOT, home, ports.gateway, `${dir}/logs/gateway.log`);
+    running.children.push(openclaw);
+    // /readyz, not /healthz: live is not ready (agents, plugins and sidecars still starting).
+    await Promise.all([proxyUp, waitHealthy('the real gateway (OpenClaw)', `http://${HOST}:${ports.gateway}/readyz`, openclaw, OPENCLAW_START_MS)]);
+    say(`OpenClaw is ready (${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
+  } else {
+    await proxyUp;
+  }
+
+  await chainCheck(issuer, gateway);
+  return { sandbox, providerKey: provider && keyFingerprint(provider.key) };
 }
 
 async function stop(running: Running): Promise<void> {
@@ -160,13 +269,17 @@ async function stop(running: Running): Promise<void> {
   await stopChildren(running.children, { issuer: 'SIGINT' });
   running.children = [];
   await new Promise<void>((resolve) => (running.gateway ? running.gateway.close(() => resolve()).closeAllConnections() : resolve()));
+  await running.modelProvider?.close();
 }
 
 async function main(): Promise<number> {
   const say = (line: string) => console.log(line);
   let ports: StackPorts;
+  let gateway: GatewayKind;
   try {
-    ports = portsFrom(parseFlags(process.argv.slice(2)).basePort);
+    const flags = parseFlags(process.argv.slice(2));
+    ports = portsFrom(flags.basePort);
+    gateway = flags.gateway;
   } catch (e) {
     const u = e as UsageError;
     (u.exitCode === 0 ? console.log : console.error)(u.exitCode === 0 ? u.message : `dev: ${u.message}`);
@@ -193,13 +306,14 @@ async function main(): Promise<number> {
   });
 
   try {
-    const up = await Promise.race([start(ports, running, say), stoppedBySignal]);
+    const up = await Promise.race([start(ports, gateway, running, say), stoppedBySignal]);
     if (typeof up === 'string') {
       say('\nstopping ...');
       await stopOnce();
       return 0;
     }
-    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined }));
+    const openclaw = up.providerKey === undefined ? undefined : { version: OPENCLAW_VERSION, cli: `${GATEWAY_DIR}/bin/openclaw`, cliState: `${STATE_DIR}/${CLI_DIR}`, home: `${STATE_DIR}/${HOME_DIR}`, providerKey: up.providerKey };
+    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined, openclaw }));
   } catch (e) {
     await stopOnce();
     if (e instanceof StackError) {

@@ -1,7 +1,8 @@
 /**
- * The local stack's ports (DESIGN §7): issuer 8787, agent 8788, verifying proxy 8789, stand-in
- * gateway 8790; `--base-port N` moves all four to N..N+3. Each is checked before anything starts,
- * so a port in use is one line naming it, not a half-started stack.
+ * The local stack's ports (DESIGN §7): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
+ * (the stand-in, or the real OpenClaw), stand-in model provider 8791 (with the real gateway only);
+ * `--base-port N` moves them all to N..N+4. Each port the run uses is checked before anything
+ * starts, so a port in use is one line naming it, not a half-started stack.
  */
 import { createServer } from 'node:net';
 import { StackError } from './errors.js';
@@ -14,10 +15,14 @@ export interface StackPorts {
   agent: number;
   proxy: number;
   gateway: number;
+  /** The stand-in model provider: base + 4. */
+  modelProvider: number;
 }
 
+export type PortName = keyof StackPorts;
+
 export function portsFrom(base: number): StackPorts {
-  return { issuer: base, agent: base + 1, proxy: base + 2, gateway: base + 3 };
+  return { issuer: base, agent: base + 1, proxy: base + 2, gateway: base + 3, modelProvider: base + 4 };
 }
 
 /** Whether HOST:port can be bound now (EADDRINUSE also covers a listener on 0.0.0.0 or ::). */
@@ -29,11 +34,13 @@ export function isFree(port: number): Promise<boolean> {
   });
 }
 
-export async function assertFree(ports: StackPorts): Promise<void> {
-  for (const [name, port] of Object.entries(ports)) {
+/** Checks the ports named in `used` (every port unless given), in the stack's order. */
+export async function assertFree(ports: StackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {
+  for (const name of used) {
+    const port = ports[name];
     if (!(await isFree(port))) {
       throw new StackError(
-        `port ${port} (${name}) is already in use on ${HOST}: stop what holds it (\`lsof -i :${port}\` shows it), ` +
+        `port ${port} (${name === 'modelProvider' ? 'model provider' : name}) is already in use on ${HOST}: stop what holds it (\`lsof -i :${port}\` shows it), ` +
           `or move the stack with \`npm run dev -- --base-port <N>\``,
       );
     }

@@ -3,8 +3,14 @@
  * one stops everything it started too: wrangler's workerd, a shell's children. Their output goes
  * to a log file each; the terminal keeps a short status.
  *
- * A synchronous exit hook SIGKILLs every group still alive, so even a crash of the stack script
- * leaves no orphan behind (only a SIGKILL of the script itself can).
+ * A process group is not enough for every child: OpenClaw starts helpers (its spawn broker) in a
+ * group of their own, and anything may call setsid. So every child also carries a marker in its
+ * environment (LOCAL_STACK_CHILD, inherited by whatever it starts), and stopping a child ends with a
+ * sweep of /proc for processes that still carry it (or another `KEY=VALUE` entry given at start,
+ * such as the throwaway HOME of the real gateway).
+ *
+ * A synchronous exit hook SIGKILLs every group and every marked process still alive, so even a
+ * crash of the stack script leaves no orphan behind (only a SIGKILL of the script itself can).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
@@ -15,6 +21,8 @@ export const STOP_GRACE_MS = 8_000;
 const POLL_MS = 100;
 /** Lines of a child's log shown when it fails. */
 const TAIL_LINES = 20;
+/** The environment variable that marks a process as started by the local stack (see above). */
+export const MARKER_ENV = 'LOCAL_STACK_CHILD';
 
 export interface Child {
   name: string;
@@ -25,13 +33,26 @@ export interface Child {
   exited: Promise<string>;
   /** Last lines of its log, for an error message. */
   tail(): string;
+  /** `KEY=VALUE` environment entries that mark a process as this child's, wherever it moved. */
+  marks: string[];
 }
 
 const live = new Set<Child>();
 
 process.on('exit', () => {
-  for (const c of live) killGroup(c.pid, 'SIGKILL');
+  for (const c of live) {
+    killGroup(c.pid, 'SIGKILL');
+    for (const pid of strays(c.marks)) kill(pid, 'SIGKILL');
+  }
 });
+
+function kill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    /* gone meanwhile */
+  }
+}
 
 function killGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
   try {
@@ -42,9 +63,21 @@ function killGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-export function startChild(name: string, command: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; logFile: string }): Child {
+export interface StartOptions {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logFile: string;
+  /** More `KEY=VALUE` environment entries that identify this child's processes (it must set them). */
+  marks?: string[];
+}
+
+export function startChild(name: string, command: string, args: string[], opts: StartOptions): Child {
   const fd = openSync(opts.logFile, 'w', 0o600);
-  const proc = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', fd, fd], detached: true });
+  // The stack's pid makes the marker unique to this run, so a second stack (another clone) is not swept.
+  const marker = `${process.pid}:${name}`;
+  const marks = [`${MARKER_ENV}=${marker}`, ...(opts.marks ?? [])];
+  const env = { ...opts.env, [MARKER_ENV]: marker };
+  const proc = spawn(command, args, { cwd: opts.cwd, env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   const exited = new Promise<string>((resolve) => {
     proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
@@ -57,6 +90,7 @@ export function startChild(name: string, command: string, args: string[], opts: 
     logFile: opts.logFile,
     process: proc,
     exited,
+    marks,
     tail: () => {
       try {
         return readFileSync(opts.logFile, 'utf8').trimEnd().split('\n').slice(-TAIL_LINES).join('\n');
@@ -91,6 +125,28 @@ function groupRunning(pgid: number): boolean {
   return false;
 }
 
+/**
+ * Live (not zombie) processes, other than this one, whose environment holds one of `marks`. Linux
+ * only (/proc); elsewhere none are found and the process group is all there is. A process of
+ * another user cannot be read, and is not ours.
+ */
+export function strays(marks: string[]): number[] {
+  if (!existsSync('/proc/self/environ')) return [];
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
+      if (marks.some((m) => env.includes(m))) found.push(Number(name));
+    } catch {
+      continue; // exited meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
 async function stopOne(c: Child, signal: NodeJS.Signals): Promise<void> {
   killGroup(c.pid, signal);
   const deadline = Date.now() + STOP_GRACE_MS;
@@ -99,6 +155,13 @@ async function stopOne(c: Child, signal: NodeJS.Signals): Promise<void> {
     killGroup(c.pid, 'SIGKILL');
     while (groupRunning(c.pid)) await sleep(POLL_MS);
   }
+  // What left the group (a new group or session) and still runs: the same signal, then SIGKILL.
+  let left = strays(c.marks);
+  for (const pid of left) kill(pid, signal);
+  const strayDeadline = Date.now() + STOP_GRACE_MS;
+  while ((left = strays(c.marks)).length > 0 && Date.now() < strayDeadline) await sleep(POLL_MS);
+  for (const pid of left) kill(pid, 'SIGKILL');
+  while (strays(c.marks).length > 0) await sleep(POLL_MS);
   await c.exited;
   live.delete(c);
 }
@@ -106,7 +169,7 @@ async function stopOne(c: Child, signal: NodeJS.Signals): Promise<void> {
 /**
  * Stops every child at once: `signal` (default SIGTERM) to each group, then waits until no
  * process of the group runs (not just the leader: workerd outlives wrangler by a moment),
- * SIGKILL after the grace.
+ * SIGKILL after the grace; then the same for its marked processes outside the group.
  */
 export async function stopChildren(children: Child[], signal: Record<string, NodeJS.Signals> = {}): Promise<void> {
   await Promise.all(children.map((c) => stopOne(c, signal[c.name] ?? 'SIGTERM')));

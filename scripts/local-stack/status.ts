@@ -1,7 +1,10 @@
 /**
- * What the local stack prints once it is up: what runs where, one `curl` through the whole chain,
- * and the operator CLI commands to try next. The curl line is the one line that starts with
- * "  curl " (the end-to-end test runs it as printed).
+ * What the local stack prints once it is up: what runs where, how to go through the whole chain,
+ * and the operator CLI commands to try next. With the stand-in gateway that is one `curl`, the one
+ * line that starts with "  curl " (the end-to-end test runs it as printed). With the real gateway it
+ * is the Control UI URL (no token in it: the Worker adds the user's access token) and the real
+ * OpenClaw CLI command, each on a line of its own (its test runs them as printed), then a chat
+ * completion that reaches the stand-in model provider.
  */
 import type { StackPorts } from './ports.js';
 
@@ -13,6 +16,45 @@ export interface StatusInput {
   defaultBase: number;
   /** The shell's ISSUER_URL, which credctl would otherwise follow. */
   issuerUrlEnv?: string;
+  /** Set when the real gateway runs in place of the stand-in. */
+  openclaw?: {
+    version: string;
+    /** The wrapper, relative to the clone (`.gateway/bin/openclaw`). */
+    cli: string;
+    /** The CLI profile's state folder (OPENCLAW_STATE_DIR), relative to the clone. */
+    cliState: string;
+    /** The throwaway home, relative to the clone. */
+    home: string;
+    /** Fingerprint of the key the stand-in model provider accepts. */
+    providerKey: string;
+  };
+}
+
+function gatewayLines(s: StatusInput, url: (port: number) => string): string {
+  const issuer = url(s.ports.issuer);
+  if (!s.openclaw) {
+    return `  gateway  ${url(s.ports.gateway)}   stand-in gateway: accepts only the agent's current GATEWAY_TOKEN
+  logs     ${s.stateDir}/logs/
+
+Through the whole chain (Worker mints an access token for DEV_USER -> proxy verifies it -> gateway):
+  curl -s ${issuer}/hello`;
+  }
+  const o = s.openclaw;
+  const ws = issuer.replace(/^http/, 'ws');
+  const body = JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: 'hello' }] });
+  return `  gateway  ${url(s.ports.gateway)}   OpenClaw ${o.version}, trusted-proxy mode; home ${o.home}/
+  model    ${url(s.ports.modelProvider)}   stand-in model provider: accepts STANDIN_PROVIDER_KEY (key ${o.providerKey}) only
+  logs     ${s.stateDir}/logs/
+
+The Control UI, through the whole chain (open it in a browser; the Worker signs you in as DEV_USER):
+  ${issuer}/
+
+The real OpenClaw CLI, through the whole chain (Worker -> verifying proxy -> gateway), no token
+(its profile in ${o.cliState}/ names the Worker as its gateway; OpenClaw wants a token with --url):
+  OPENCLAW_STATE_DIR=${o.cliState} ${o.cli} gateway call health --expect-url ${ws} --json
+
+A chat completion (Worker -> proxy -> gateway -> stand-in model provider; the first takes a few seconds):
+  curl -s ${issuer}/v1/chat/completions -H 'content-type: application/json' -d '${body}'`;
 }
 
 export function statusText(s: StatusInput): string {
@@ -26,12 +68,8 @@ Local stack is up (Ctrl-C stops everything):
 
   issuer   ${issuer}   the Worker in workerd (wrangler dev); keys kept in .wrangler/state
   agent    ${url(s.ports.agent)}   sandbox "${s.sandbox}": token and credentials in ${s.stateDir}/agent/
-  proxy    ${url(s.ports.proxy)}   verifying proxy: checks the access token, presents GATEWAY_TOKEN
-  gateway  ${url(s.ports.gateway)}   stand-in gateway: accepts only the agent's current GATEWAY_TOKEN
-  logs     ${s.stateDir}/logs/
-
-Through the whole chain (Worker mints an access token for DEV_USER -> proxy verifies it -> gateway):
-  curl -s ${issuer}/hello
+  proxy    ${url(s.ports.proxy)}   verifying proxy: checks the access token, ${s.openclaw ? 'sets X-Forwarded-User and -For from it' : 'presents GATEWAY_TOKEN'}
+${gatewayLines(s, url)}
 
 Then the operator CLI (for a local issuer it reads ADMIN_TOKEN from .dev.vars):
   ${cli} status                            keys, sandboxes, token expiry
