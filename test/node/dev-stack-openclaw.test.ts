@@ -11,7 +11,7 @@
  * own tests; this one checks the stack around it.
  */
 import { exec, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -107,16 +107,36 @@ afterAll(() => {
 
 describe('npm run dev -- --gateway openclaw', () => {
   let child: ChildProcess | undefined;
-  afterAll(() => {
-    // Only if the test failed half-way: never leave the stack running.
+  afterAll(async () => {
+    // Only if the test failed half-way: never leave the stack running. Ctrl-C first, so the stack
+    // stops its children (each in a group of its own, which a SIGKILL of npm's group would orphan);
+    // then whatever still runs in the copy or with the gateway's HOME is killed.
     if (child?.pid && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
       try {
-        process.kill(-child.pid, 'SIGKILL');
+        process.kill(-child.pid, 'SIGINT');
       } catch {
         /* already gone */
       }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
     }
-  });
+    const home = `HOME=${join(copy, '.dev-stack', 'openclaw-home')}`;
+    for (const p of processes()) {
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${p.pid}/cwd`);
+      } catch {
+        /* gone */
+      }
+      if (p.env.includes(home) || (cwd.startsWith(copy) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }, 60_000);
 
   itRealGateway('starts the real gateway, prints the Control UI URL and the CLI command, and Ctrl-C leaves no OpenClaw process', async () => {
     assertRealGateway();
