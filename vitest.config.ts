@@ -12,6 +12,9 @@ export default defineConfig({
   test: {
     // Log lines of passing tests are noise in CI; a failing test shows its own.
     silent: 'passed-only',
+    // Most test files wait on child processes, sockets and timers, not on a core: vitest's default
+    // (cores - 1, one file at a time on a 2-core machine) left CI adding up every file's waits.
+    maxWorkers: 3,
     projects: [
       {
         plugins: [
@@ -24,7 +27,9 @@ export default defineConfig({
         test: { name: 'worker', include: ['test/worker/**/*.test.ts'] },
       },
       {
-        test: { name: 'node', include: ['test/container/**/*.test.ts', 'test/node/**/*.test.ts'], environment: 'node' },
+        // Real processes on a shared machine, several files at once: 5 s is too tight for a test that
+        // starts or waits on a child process; tests that need longer say so themselves.
+        test: { name: 'node', include: ['test/container/**/*.test.ts', 'test/node/**/*.test.ts'], environment: 'node', testTimeout: 30_000 },
       },
     ],
   },
