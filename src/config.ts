@@ -9,6 +9,7 @@ import { SANDBOX_ID } from './admin-api.js';
 import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
 import { jwksWithinVerifierLimits } from './issuer/jwks-bounds.js';
+import { isLoopbackIssuer } from './issuer/client-ip.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
 export interface Env {
@@ -158,11 +159,6 @@ function parseAdminUsers(raw: string | undefined): string[] {
   return users;
 }
 
-function isLoopback(v: string): boolean {
-  const host = new URL(v).hostname;
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 function isHttpUrl(v: string): boolean {
   try {
     const u = new URL(v);
@@ -239,7 +235,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
   const credentials = parseCredentials(v.CREDENTIALS, env);
   if (v.DEV_USER !== undefined) {
     // A fixed user for every request is for a laptop only: never on a public issuer.
-    rule(isLoopback(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
+    rule(isLoopbackIssuer(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
     rule(v.DEV_USER.length <= 254 && !/[\s\x00-\x1f]/.test(v.DEV_USER), 'DEV_USER', 'must be a user name or email without spaces');
   }
 

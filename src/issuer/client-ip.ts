@@ -65,8 +65,8 @@ export function isLoopbackOrUnspecified(ip: string): boolean {
 }
 
 /**
- * A loopback issuer URL (127.0.0.0/8, [::1], localhost): the local stack. The same rule as the one
- * that allows DEV_USER (src/config.ts), so "local" means one thing everywhere.
+ * A loopback issuer URL (127.0.0.0/8, [::1], localhost): the local stack. The one rule for "local":
+ * it also decides whether DEV_USER is allowed (src/config.ts).
  */
 export function isLoopbackIssuer(issuer: string): boolean {
   let host: string;
