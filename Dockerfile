@@ -5,6 +5,9 @@ FROM docker.io/cloudflare/sandbox:0.12.10
 
 COPY dist/container/refresh.mjs /usr/local/lib/credential-agent/refresh.mjs
 COPY dist/container/gateway-proxy.mjs /usr/local/lib/credential-agent/gateway-proxy.mjs
+# The change hook for OpenClaw (container/openclaw-reload.ts): secrets.reload after a new
+# credentials version; start.sh's default ON_CHANGE with the default gateway command.
+COPY dist/container/openclaw-reload.mjs /usr/local/lib/credential-agent/openclaw-reload.mjs
 COPY container/start.sh /usr/local/bin/start.sh
 RUN chmod 755 /usr/local/bin/start.sh
 

@@ -7,6 +7,9 @@
 #   BOOTSTRAP_KEY_FILE CREDENTIALS_DIR CREDENTIALS_FILE ISSUER_URL AGENT_PORT AGENT_HOST
 #   JWKS_URL EXPECTED_ISSUER EXPECTED_AUDIENCE UPSTREAM_URL PROXY_PORT PROXY_HOST GATEWAY_PORT
 # Optional: ON_CHANGE (the change hook), GATEWAY_COMMAND (default: openclaw gateway on loopback).
+# With the default gateway, ON_CHANGE defaults to openclaw-reload.mjs: the gateway's secrets.reload
+# RPC after every new credentials version (docs/moltworker.md, step 5). Set ON_CHANGE= (empty) for
+# no hook.
 set -euo pipefail
 
 LIB=${CREDENTIAL_AGENT_LIB:-/usr/local/lib/credential-agent}
@@ -17,7 +20,13 @@ AGENT_HOST=${AGENT_HOST:-127.0.0.1}
 PROXY_PORT=${PROXY_PORT:-8789}
 PROXY_HOST=${PROXY_HOST:-127.0.0.1}
 GATEWAY_PORT=${GATEWAY_PORT:-18789}
-GATEWAY_COMMAND=${GATEWAY_COMMAND:-"openclaw gateway --port ${GATEWAY_PORT} --bind loopback"}
+# Exported: the default hook reaches the gateway on ws://127.0.0.1:$GATEWAY_PORT.
+export GATEWAY_PORT
+if [ -z "${GATEWAY_COMMAND:-}" ]; then
+  GATEWAY_COMMAND="openclaw gateway --port ${GATEWAY_PORT} --bind loopback"
+  # Only when unset: an empty ON_CHANGE is the operator's "no hook".
+  ON_CHANGE=${ON_CHANGE-"node $LIB/openclaw-reload.mjs"}
+fi
 FIRST_CREDENTIAL_RETRY_SECONDS=2
 
 agent_args=(--bootstrap-key "$BOOTSTRAP_KEY_FILE" --dir "$CREDENTIALS_DIR" --issuer "$ISSUER_URL")

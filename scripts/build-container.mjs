@@ -11,7 +11,8 @@ import { NODE_BUNDLE } from './bundle-options.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { outdir: { type: 'string' } } });
 const outdir = values.outdir ? resolve(values.outdir) : `${root}dist/container`;
-const entries = ['refresh', 'gateway-proxy'].filter((n) => existsSync(`${root}container/${n}.ts`));
+// openclaw-reload: the change hook for an OpenClaw gateway (start.sh's default ON_CHANGE).
+const entries = ['refresh', 'gateway-proxy', 'openclaw-reload'].filter((n) => existsSync(`${root}container/${n}.ts`));
 
 await build({
   entryPoints: entries.map((n) => `${root}container/${n}.ts`),

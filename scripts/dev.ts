@@ -16,12 +16,19 @@
  * agent and the proxy, each waited on until healthy, send one request through the whole chain, then
  * print where everything is. Ctrl-C stops it all; nothing is left.
  * Files of a run live in .dev-stack/ (git-ignored): the bootstrap file, the agent's output, logs,
- * the real gateway's throwaway home.
+ * the real gateway's throwaway home, the change hook's bundle, the control socket.
+ *
+ * While it runs, `npm run dev:rotate -- NAME` rotates a secret as a deploy does
+ * (scripts/local-stack/rotation.ts): new value in .dev.vars, the Worker restarted, the agent
+ * nudged, and with the real gateway its change hook's secrets.reload, with the stand-in model
+ * provider accepting the old and the new key until the gateway has the new one.
  */
-import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+import { ensureLocalPassword, LOCAL_AUTH_FILE } from '../container/openclaw-reload.js';
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
 import { StackError } from './local-stack/errors.js';
 import { waitHealthy } from './local-stack/health.js';
@@ -30,6 +37,7 @@ import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writ
 import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
 import { assertFree, DEFAULT_BASE_PORT, HOST, portsFrom, type PortName, type StackPorts } from './local-stack/ports.js';
 import { startChild, stopChildren, type Child } from './local-stack/processes.js';
+import { CONTROL_SOCKET, startControlServer, type RotationEvent, type RotationReport } from './local-stack/rotation.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
 import { statusText } from './local-stack/status.js';
 
@@ -53,6 +61,18 @@ const PROVIDER_SECRET = 'STANDIN_PROVIDER_KEY';
 const MAX_BASE_PORT = { 'stand-in': 65532, openclaw: 65531 } as const;
 /** keys.example's DEV_USER. */
 const DEFAULT_DEV_USER = 'dev@localhost';
+/**
+ * A restarted Worker only re-bundles what changed since the first start, and workerd starts in
+ * a second or two; allow for a loaded machine.
+ */
+const ISSUER_RESTART_MS = 60_000;
+/** The agent's change hook runs at most HOOK_TIMEOUT_MS (30 s); a little more for the bookkeeping. */
+const HOOK_WAIT_MS = 35_000;
+/** Polling the agent's metrics for the hook's result: the hook itself takes ~150 ms to 1 s. */
+const HOOK_POLL_MS = 20;
+/** The agent takes one POST /refresh a second (429 otherwise): retry that often, this many times. */
+const NUDGE_RETRY_MS = 1_000;
+const NUDGE_ATTEMPTS = 5;
 /** A signal this soon after the first is the same Ctrl-C, relayed by npm. */
 const REPEAT_SIGNAL_MS = 1_000;
 
@@ -95,6 +115,16 @@ interface Running {
   children: Child[];
   gateway?: Server;
   modelProvider?: ModelProvider;
+  control?: Server;
+  /** Called when a child that is still part of the stack ends (not the Worker a rotation restarts). */
+  onDeath?: (c: Child, how: string) => void;
+}
+
+/** Adds a child to the stack: its end is the stack's failure, unless it was taken out first. */
+function track(running: Running, c: Child): Child {
+  running.children.push(c);
+  void c.exited.then((how) => running.children.includes(c) && running.onDeath?.(c, how));
+  return c;
 }
 
 async function bootstrap(issuer: string, adminToken: string, sandbox: string, file: string): Promise<void> {
@@ -181,17 +211,20 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   const env = { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' };
 
   say(`starting the issuer on ${issuer} (wrangler dev) ...`);
-  const worker = startChild(
-    'issuer',
-    `${ROOT}node_modules/.bin/wrangler`,
-    // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says; the chain needs a DEV_USER.
-    [
-      ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--show-interactive-dev-session=false'],
-      ...['--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`, '--var', `DEV_USER:${devUser}`],
-    ],
-    { cwd: ROOT, env, logFile: `${dir}/logs/issuer.log` },
-  );
-  running.children.push(worker);
+  const startIssuer = () =>
+    startChild(
+      'issuer',
+      `${ROOT}node_modules/.bin/wrangler`,
+      // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says; the chain needs a DEV_USER.
+      [
+        ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--show-interactive-dev-session=false'],
+        ...['--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`, '--var', `DEV_USER:${devUser}`],
+      ],
+      // Appended: a rotation's restart keeps the first start's lines.
+      { cwd: ROOT, env, logFile: `${dir}/logs/issuer.log`, append: true },
+    );
+  writeFileSync(`${dir}/logs/issuer.log`, '', { mode: 0o600 });
+  const worker = track(running, startIssuer());
   await waitHealthy('the issuer', `${issuer}/.well-known/jwks.json`, worker, ISSUER_START_MS);
 
   const bootFile = `${dir}/bootstrap.json`;
@@ -217,25 +250,38 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   // Every flag explicit: a flag wins over its environment twin, and a shell that exports
   // ISSUER_URL for credctl (perhaps a deployed issuer) must not redirect the local agent.
   const agentArgs = ['--bootstrap-key', bootFile, '--dir', agentDir, '--issuer', issuer, '--host', HOST, '--port', String(ports.agent)];
-  const agent = startChild('agent', process.execPath, [...fromSource('container/refresh.ts'), ...agentArgs], {
-    cwd: ROOT,
-    env,
-    logFile: `${dir}/logs/agent.log`,
-  });
-  running.children.push(agent);
+  let agentEnv: NodeJS.ProcessEnv = env;
+  if (provider) {
+    // The change hook, as the container image runs it: the bundle of container/openclaw-reload.ts
+    // (a TypeScript source run through the loader would add ~0.5 s of start to every rotation).
+    const hook = await bundleHook(`${dir}/bin`);
+    agentArgs.push('--on-change', `${shellQuote(process.execPath)} ${shellQuote(hook)}`);
+    agentEnv = { ...env, OPENCLAW_RELOAD_URL: `ws://${HOST}:${ports.gateway}` };
+  }
+  const agent = track(
+    running,
+    startChild('agent', process.execPath, [...fromSource('container/refresh.ts'), ...agentArgs], {
+      cwd: ROOT,
+      env: agentEnv,
+      logFile: `${dir}/logs/agent.log`,
+    }),
+  );
   await waitHealthy('the agent', `http://${HOST}:${ports.agent}/healthz`, agent, COMPONENT_START_MS);
 
   const proxyArgs = ['--jwks', `${issuer}/.well-known/jwks.json`, '--issuer', issuer, '--audience', `gateway:${sandbox}`];
   proxyArgs.push('--upstream', `http://${HOST}:${ports.gateway}`, '--credentials', credentialsFile, '--upstream-token', TOKEN_NAME, '--host', HOST, '--port', String(ports.proxy));
-  const proxy = startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` });
-  running.children.push(proxy);
+  const proxy = track(running, startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` }));
   const proxyUp = waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
   // Awaited below; this only keeps a failure before then from counting as unhandled.
   proxyUp.catch(() => undefined);
 
   if (provider && running.modelProvider) {
     // After the agent: OpenClaw resolves its SecretRefs from credentials.json at start, and fails
-    // to start without the file. The proxy comes up meanwhile.
+    // to start without the file. The proxy comes up meanwhile. The hook's local password file
+    // too: the hook creates it on its first run, which may still be under way; whoever is first
+    // writes it, the other reads it.
+    const localAuthFile = `${agentDir}/${LOCAL_AUTH_FILE}`;
+    ensureLocalPassword(localAuthFile);
     const home = writeOpenClawHome(
       dir,
       openClawConfig({
@@ -243,6 +289,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
         issuerOrigin: issuer,
         devUser,
         credentialsFile,
+        localAuthFile,
         providerKeyName: provider.name,
         providerBaseUrl: running.modelProvider.baseUrl,
         logFile: `${dir}/logs/openclaw.jsonl`,
@@ -251,8 +298,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
     writeCliProfile(dir, issuer.replace(/^http/, 'ws'));
     say(`starting OpenClaw ${OPENCLAW_VERSION} on http://${HOST}:${ports.gateway} (the real gateway; ready in 10 to 30 s) ...`);
     const startedAt = Date.now();
-    const openclaw = startOpenClaw(ROOT, home, ports.gateway, `${dir}/logs/gateway.log`);
-    running.children.push(openclaw);
+    const openclaw = track(running, startOpenClaw(ROOT, home, ports.gateway, `${dir}/logs/gateway.log`));
     // /readyz, not /healthz: live is not ready (agents, plugins and sidecars still starting).
     await Promise.all([proxyUp, waitHealthy('the real gateway (OpenClaw)', `http://${HOST}:${ports.gateway}/readyz`, openclaw, OPENCLAW_START_MS)]);
     say(`OpenClaw is ready (${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
@@ -261,13 +307,129 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   }
 
   await chainCheck(issuer, gateway);
+
+  // The rotation command's way in (scripts/local-stack/rotation.ts).
+  let current = vars;
+  let currentWorker = worker;
+  const agentUrl = `http://${HOST}:${ports.agent}`;
+  const rotate = async (): Promise<RotationReport> => {
+    const events: RotationEvent[] = [];
+    const note = (step: string, detail?: string) => {
+      events.push({ step, at: Date.now(), detail });
+      say(`rotate: ${step}${detail ? ` (${detail})` : ''}`);
+    };
+    const next = readDevVars(`${ROOT}.dev.vars`);
+    const changed = [...new Set([...Object.keys(current), ...Object.keys(next)])].filter((k) => current[k] !== next[k]).sort();
+    if (changed.length === 0) return { ok: true, changed, events, error: undefined };
+    note('.dev.vars changed', changed.join(', '));
+    const model = running.modelProvider;
+    const oldKey = provider ? current[PROVIDER_SECRET] : undefined;
+    const newKey = provider ? next[PROVIDER_SECRET] : undefined;
+    const keyRotates = model !== undefined && oldKey !== newKey;
+    if (keyRotates) {
+      if (!newKey) return { ok: false, changed, events, error: `.dev.vars has no ${PROVIDER_SECRET} any more; nothing was restarted` };
+      // Step 1: the new key works at the provider before anyone uses it; the old one still does.
+      model.accept(newKey);
+      note('model provider accepts the new key too', `key ${keyFingerprint(newKey)}`);
+    }
+    const hooksBefore = provider ? await hookRuns(agentUrl) : undefined;
+
+    // Step 2: the Worker restarts with the new .dev.vars, as a deploy starts a new version.
+    running.children = running.children.filter((c) => c !== currentWorker);
+    await stopChildren([currentWorker], { issuer: 'SIGINT' });
+    note('Worker stopped');
+    currentWorker = track(running, startIssuer());
+    await waitHealthy('the restarted issuer', `${issuer}/.well-known/jwks.json`, currentWorker, ISSUER_RESTART_MS);
+    note('Worker serves the new value');
+    current = next;
+
+    // Step 3: the push. The local Worker has no Sandbox binding to push through: nudge the agent.
+    const refreshed = await nudgeAgent(agentUrl);
+    note('agent refreshed', refreshed);
+
+    // Step 4: with the real gateway, wait for the change hook's secrets.reload.
+    if (hooksBefore) {
+      const after = await waitHookResult(agentUrl, hooksBefore);
+      if (after !== 'ok') {
+        return { ok: false, changed, events, error: `the change hook ${after}: the gateway keeps the old values and the model provider keeps accepting the old key (see ${STATE_DIR}/logs/agent.log)` };
+      }
+      note('gateway re-resolved its secrets (change hook: secrets.reload)');
+    }
+    // Step 5: only now is the old key of no use to anyone.
+    if (keyRotates && oldKey) {
+      model.revoke(oldKey);
+      note('model provider revoked the old key', `key ${keyFingerprint(oldKey)}`);
+    }
+    return { ok: true, changed, events };
+  };
+  const socket = `${dir}/${CONTROL_SOCKET}`;
+  running.control = await startControlServer(socket, rotate);
   return { sandbox, providerKey: provider && keyFingerprint(provider.key) };
+}
+
+/** The agent's hook run counters (credential_agent_hook_runs_total). */
+async function hookRuns(agentUrl: string): Promise<{ ok: number; error: number }> {
+  const text = await (await fetch(`${agentUrl}/metrics`)).text();
+  const count = (result: string) => Number(new RegExp(`^credential_agent_hook_runs_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { ok: count('ok'), error: count('error') };
+}
+
+/** Waits until the agent counts one more hook run: 'ok', or what went wrong. */
+async function waitHookResult(agentUrl: string, before: { ok: number; error: number }): Promise<string> {
+  const deadline = Date.now() + HOOK_WAIT_MS;
+  while (Date.now() < deadline) {
+    const now = await hookRuns(agentUrl);
+    if (now.ok > before.ok) return 'ok';
+    if (now.error > before.error) return 'failed';
+    await new Promise((r) => setTimeout(r, HOOK_POLL_MS));
+  }
+  return `did not finish within ${HOOK_WAIT_MS / 1000} s`;
+}
+
+/** POST /refresh on the agent (what the Worker's push does in production); its answer, in short. */
+async function nudgeAgent(agentUrl: string): Promise<string> {
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${agentUrl}/refresh`, { method: 'POST' });
+    const body = (await res.json().catch(() => ({}))) as { credentials_version?: string; error?: string };
+    if (res.status === 429 && i < NUDGE_ATTEMPTS) {
+      await new Promise((r) => setTimeout(r, NUDGE_RETRY_MS));
+      continue;
+    }
+    if (!res.ok) throw new StackError(`the agent's POST /refresh answered HTTP ${res.status} ${body.error ?? ''}: see ${STATE_DIR}/logs/agent.log`);
+    return `credentials version ${body.credentials_version ?? 'none'}`;
+  }
+}
+
+/** The change hook, bundled as the container image has it (scripts/build-container.mjs's options). */
+async function bundleHook(outdir: string): Promise<string> {
+  await build({
+    entryPoints: [`${ROOT}container/openclaw-reload.ts`],
+    outdir,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outExtension: { '.js': '.mjs' },
+    legalComments: 'none',
+    logLevel: 'warning',
+    // undici is CommonJS and require()s Node built-ins: give the ESM bundle a real require.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  });
+  return `${outdir}/openclaw-reload.mjs`;
+}
+
+/** One word for /bin/sh: the hook command is a shell line (--on-change). */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 async function stop(running: Running): Promise<void> {
   // All at once; SIGINT is how wrangler dev stops cleanly (it stops its workerd), SIGTERM for the rest.
-  await stopChildren(running.children, { issuer: 'SIGINT' });
+  await new Promise<void>((resolve) => (running.control ? running.control.close(() => resolve()) : resolve()));
+  rmSync(`${ROOT}${STATE_DIR}/${CONTROL_SOCKET}`, { force: true });
+  const children = running.children;
   running.children = [];
+  await stopChildren(children, { issuer: 'SIGINT' });
   await new Promise<void>((resolve) => (running.gateway ? running.gateway.close(() => resolve()).closeAllConnections() : resolve()));
   await running.modelProvider?.close();
 }
@@ -325,8 +487,10 @@ async function main(): Promise<number> {
     throw e;
   }
 
-  // Up: wait for Ctrl-C, or for a component to stop on its own.
-  const died = Promise.race(running.children.map((c) => c.exited.then((how) => ({ c, how }))));
+  // Up: wait for Ctrl-C, or for a component to stop on its own (a Worker a rotation restarts
+  // is taken out of the stack before it stops, and does not count).
+  const died = new Promise<{ c: Child; how: string }>((resolve) => (running.onDeath = (c, how) => resolve({ c, how })));
+  for (const c of running.children) if (c.process.exitCode !== null || c.process.signalCode !== null) void c.exited.then((how) => running.onDeath?.(c, how));
   const outcome = await Promise.race([stoppedBySignal, died]);
   if (typeof outcome === 'string') {
     say('\nstopping ...');

@@ -7,7 +7,10 @@
  * credentials.json (a `file` secrets provider in `json` mode), so a rotated key reaches the running
  * gateway by `secrets.reload`, with no restart and nothing to rewrite here. Trusted-proxy mode has
  * no gateway token at all (OpenClaw refuses one next to it); the proxy still presents GATEWAY_TOKEN
- * upstream, which this gateway ignores.
+ * upstream, which this gateway ignores. The agent's change hook (container/openclaw-reload.ts) calls
+ * secrets.reload with a local password (`gateway.auth.password`, also a SecretRef, to a file the
+ * hook creates next to credentials.json): OpenClaw's path for same-host callers that bypass the
+ * proxy, which it refuses on anything that came through the proxy.
  *
  * Every key below was checked against the docs shipped in the package
  * (.gateway/lib/node_modules/openclaw/docs/gateway/trusted-proxy-auth.md, config-gateway.md,
@@ -24,6 +27,8 @@ import { startChild, type Child } from './processes.js';
 export const PROVIDER_ID = 'standin';
 /** The secrets provider that reads the agent's credentials.json (DESIGN §9). */
 export const SECRETS_PROVIDER = 'agentcreds';
+/** The secrets provider that reads the change hook's local password file (openclaw-reload.ts). */
+export const LOCAL_AUTH_PROVIDER = 'localrpc';
 /** Where the gateway's home lives inside the stack's state folder. */
 export const HOME_DIR = 'openclaw-home';
 /** The OpenClaw CLI's own state folder (OPENCLAW_STATE_DIR) for the printed command, same place. */
@@ -62,6 +67,8 @@ export interface OpenClawConfigInput {
   devUser: string;
   /** The agent's credentials.json (absolute): the secrets provider's file. */
   credentialsFile: string;
+  /** The change hook's local password file (absolute; container/openclaw-reload.ts creates it). */
+  localAuthFile: string;
   /** The credentials.json entry that carries the model provider's key (`PROVIDER_API_KEY`). */
   providerKeyName: string;
   /** The stand-in model provider's `http://host:port/v1`. */
@@ -82,6 +89,8 @@ export function openClawConfig(c: OpenClawConfigInput) {
       trustedProxies: [PROXY_SOURCE],
       auth: {
         mode: 'trusted-proxy',
+        // For the change hook's secrets.reload on direct loopback only; never a value, a SecretRef.
+        password: { source: 'file', provider: LOCAL_AUTH_PROVIDER, id: '/password' },
         identityScopes: { [c.devUser]: FULL_OPERATOR_SCOPES },
         trustedProxy: {
           userHeader: USER_HEADER,
@@ -99,7 +108,10 @@ export function openClawConfig(c: OpenClawConfigInput) {
     },
     secrets: {
       // OpenClaw refuses a secrets file that is not 0600; the agent writes credentials.json so.
-      providers: { [SECRETS_PROVIDER]: { source: 'file', path: c.credentialsFile, mode: 'json' } },
+      providers: {
+        [SECRETS_PROVIDER]: { source: 'file', path: c.credentialsFile, mode: 'json' },
+        [LOCAL_AUTH_PROVIDER]: { source: 'file', path: c.localAuthFile, mode: 'json' },
+      },
     },
     models: {
       providers: {

@@ -69,10 +69,12 @@ export interface StartOptions {
   logFile: string;
   /** More `KEY=VALUE` environment entries that identify this child's processes (it must set them). */
   marks?: string[];
+  /** Append to the log instead of starting it afresh (a restarted child keeps the earlier lines). */
+  append?: boolean;
 }
 
 export function startChild(name: string, command: string, args: string[], opts: StartOptions): Child {
-  const fd = openSync(opts.logFile, 'w', 0o600);
+  const fd = openSync(opts.logFile, opts.append ? 'a' : 'w', 0o600);
   // The stack's pid makes the marker unique to this run, so a second stack (another clone) is not swept.
   const marker = `${process.pid}:${name}`;
   const marks = [`${MARKER_ENV}=${marker}`, ...(opts.marks ?? [])];

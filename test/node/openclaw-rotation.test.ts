@@ -1,0 +1,430 @@
+/**
+ * A secret rotated the local way (`npm run dev:rotate -- STANDIN_PROVIDER_KEY`, issue 13 item 6)
+ * reaches the running real gateway with no restart (item 5): the change hook's secrets.reload.
+ *
+ * One stack for the file (OpenClaw takes ~30 s to start, a completion 10 to 25 s): `npm run dev --
+ * --gateway openclaw` on a fresh copy of the working tree and a free base port, then
+ *   - a completion with the old key; two WebSockets: one through the whole chain, one straight to
+ *     the gateway's loopback port;
+ *   - the rotation; the next completion reaches the stand-in with the NEW key (its log's
+ *     fingerprints), never a 401; the gateway's PID is the same; the WebSocket to the gateway
+ *     still answers (the one through the local Worker ends when wrangler dev restarts, since the
+ *     Worker relays its frames; that is printed, and a new one through the chain answers);
+ *   - the timings, printed (bench/README.md has them);
+ *   - no secret value, old or new, in openclaw.json, any log of the stack, or the command line or
+ *     environment of any of its processes;
+ *   - the hook's failure (a wrong local password) is an exit code and a line, no secret.
+ * Plus the hook on its own, with no gateway: what it does before the gateway starts.
+ */
+import { exec, execFile, spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureLocalPassword, openWebSocket, parseReloadArgs, reloadSecrets, ReloadError, type MiniSocket } from '../../container/openclaw-reload.js';
+import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
+import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
+import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
+import { freePort, ROOT } from './worker-process.js';
+
+const run = promisify(exec);
+const runFile = promisify(execFile);
+/** issuer, agent, proxy, gateway, model provider. */
+const PORT_COUNT = 5;
+/** wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when busy). */
+const STACK_UP_MS = 240_000;
+/** An agent run through OpenClaw: 10 to 25 s measured on two shared cores. */
+const COMPLETION_MS = 90_000;
+/** The Worker's restart and the hook: seconds; dev:rotate itself allows 120 s. */
+const ROTATE_MS = 150_000;
+/** Ctrl-C: each child gets 8 s of grace. */
+const STOP_MS = 45_000;
+const READY_LINE = /^Then the operator CLI/m;
+/** The Worker secrets of keys.example (its "--- secrets ---" part): the values searched for. */
+const SECRET_NAMES = ['ADMIN_TOKEN', 'SIGNING_KEY_KEK', 'MOLTBOT_GATEWAY_TOKEN', 'STANDIN_PROVIDER_KEY'];
+
+interface Proc {
+  pid: number;
+  cmd: string;
+  env: string[];
+  environ: string;
+  cmdline: string;
+  cwd: string;
+}
+
+function processes(): Proc[] {
+  const out: Proc[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      const environ = readFileSync(`/proc/${name}/environ`, 'utf8');
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${name}/cwd`);
+      } catch {
+        /* gone */
+      }
+      out.push({ pid: Number(name), cmd: cmdline.replace(/\0/g, ' '), cmdline, environ, env: environ.split('\0'), cwd });
+    } catch {
+      /* gone meanwhile, or not ours */
+    }
+  }
+  return out;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+async function freeBase(): Promise<number> {
+  for (let i = 0; i < 40; i++) {
+    const p = await freePort();
+    if (p + PORT_COUNT - 1 > 65535) continue;
+    if ((await Promise.all([...Array(PORT_COUNT).keys()].map((d) => portFree(p + d)))).every(Boolean)) return p;
+  }
+  throw new Error(`no ${PORT_COUNT} free ports in a row`);
+}
+
+async function freshCopy(dest: string): Promise<void> {
+  const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
+  for (const rel of stdout.split('\0').filter(Boolean)) {
+    if (!existsSync(join(ROOT, rel))) continue;
+    mkdirSync(dirname(join(dest, rel)), { recursive: true });
+    cpSync(join(ROOT, rel), join(dest, rel));
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(dest, 'node_modules'));
+  if (existsSync(join(ROOT, '.gateway'))) symlinkSync(join(ROOT, '.gateway'), join(dest, '.gateway'));
+}
+
+function devVars(dir: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of readFileSync(join(dir, '.dev.vars'), 'utf8').split('\n')) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) vars[m[1]!] = m[2]!.replace(/^'(.*)'$/, '$1');
+  }
+  return vars;
+}
+
+/** A completion through the whole chain: Worker -> proxy -> OpenClaw -> stand-in model provider. */
+async function completion(issuer: string): Promise<{ status: number; content: string; sentAt: number; doneAt: number }> {
+  const sentAt = Date.now();
+  const res = await fetch(`${issuer}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: 'hello' }] }),
+    signal: AbortSignal.timeout(COMPLETION_MS),
+  });
+  const body = (await res.json().catch(() => ({}))) as { choices?: { message?: { content?: string } }[] };
+  return { status: res.status, content: body.choices?.[0]?.message?.content ?? JSON.stringify(body).slice(0, 300), sentAt, doneAt: Date.now() };
+}
+
+/** The stand-in provider's log: `<ISO time> POST /v1/chat/completions key <fp>: accepted ...`. */
+function providerLines(dir: string): { at: number; key: string; ok: boolean; line: string }[] {
+  const text = readFileSync(join(dir, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const m = /^(\S+) (\S+) (\S+) (?:key (\w+)|no key): (.*)$/.exec(line);
+      return { at: Date.parse(m?.[1] ?? ''), key: m?.[4] ?? '', ok: (m?.[5] ?? '').startsWith('accepted'), line };
+    });
+}
+
+/** OpenClaw's CLI connect through the chain: no token, the chain vouches for DEV_USER. */
+const CLI_CONNECT = { client: { id: 'cli', version: 'rotation-test', platform: process.platform, mode: 'cli' }, role: 'operator', scopes: ['operator.read'] };
+
+/** A WebSocket client of the gateway: connect with `params`, then `call(method)`. */
+function gatewaySocket(url: string, params: Record<string, unknown>): Promise<{ ws: MiniSocket; call(method: string): Promise<{ ok: boolean; error?: unknown }>; closed(): string | undefined }> {
+  return new Promise((resolve, reject) => {
+    let closedWith: string | undefined;
+    const pending = new Map<string, (f: { ok: boolean; error?: unknown }) => void>();
+    let n = 0;
+    const ws = openWebSocket(url, {
+      open: () => undefined,
+      error: (d) => reject(new Error(`WebSocket failed: ${d}`)),
+      close: (d) => {
+        closedWith = d;
+        reject(new Error(`closed before connect: ${d}`));
+      },
+      message: (text) => {
+        const f = JSON.parse(text) as { type: string; event?: string; id?: string; ok: boolean; error?: unknown };
+        if (f.type === 'event' && f.event === 'connect.challenge') {
+          ws.send(JSON.stringify({ type: 'req', id: 'connect', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, ...params } }));
+          return;
+        }
+        if (f.type !== 'res') return;
+        if (f.id === 'connect') {
+          if (!f.ok) return reject(new Error(`connect refused: ${JSON.stringify(f.error)}`));
+          return resolve({
+            ws,
+            closed: () => closedWith,
+            call: (method) =>
+              new Promise((r) => {
+                const id = `call-${++n}`;
+                pending.set(id, r);
+                ws.send(JSON.stringify({ type: 'req', id, method, params: {} }));
+              }),
+          });
+        }
+        pending.get(f.id ?? '')?.(f);
+        pending.delete(f.id ?? '');
+      },
+    });
+  });
+}
+
+describe('the change hook on its own', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'openclaw-reload-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('creates the local password once, 0600, and keeps it', () => {
+    const file = join(dir, 'sub', 'openclaw-local-auth.json');
+    const pw = ensureLocalPassword(file);
+    expect(pw.length).toBeGreaterThanOrEqual(32);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(ensureLocalPassword(file)).toBe(pw);
+    writeFileSync(join(dir, 'short.json'), '{"password":"x"}', { mode: 0o600 });
+    expect(() => ensureLocalPassword(join(dir, 'short.json'))).toThrow(ReloadError);
+  });
+
+  it('with no gateway listening it succeeds: the gateway resolves the file when it starts', async () => {
+    const port = await freePort();
+    const r = await reloadSecrets(`ws://127.0.0.1:${port}`, 'x'.repeat(40));
+    expect(r.outcome).toBe('no-gateway');
+  });
+
+  it('takes only a loopback ws:// URL, and finds the password next to CREDENTIALS_FILE', () => {
+    expect(() => parseReloadArgs(['--url', 'ws://203.0.113.7:18789'], {})).toThrow(/loopback/);
+    expect(() => parseReloadArgs([], {})).toThrow(/CREDENTIALS_FILE/);
+    expect(parseReloadArgs([], { CREDENTIALS_FILE: '/c/credentials.json', GATEWAY_PORT: '19000' })).toEqual({ url: 'ws://127.0.0.1:19000', authFile: '/c/openclaw-local-auth.json' });
+  });
+});
+
+describe('rotating the model provider key locally, into the running real gateway', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'issuer-openclaw-rotation-'));
+  let child: ChildProcess | undefined;
+  let out = '';
+  let base = 0;
+  let exited: Promise<string> | undefined;
+  const home = join(dir, '.dev-stack', 'openclaw-home');
+
+  beforeAll(async () => {
+    if (GATEWAY_PROBLEM !== undefined) return; // the test itself fails or skips (real-gateway.ts)
+    await freshCopy(dir);
+    base = await freeBase();
+    child = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
+      cwd: dir,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' },
+    });
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    exited = new Promise<string>((resolve) => child!.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+    const deadline = Date.now() + STACK_UP_MS;
+    while (!READY_LINE.test(out)) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`npm run dev stopped:\n${out}`);
+      if (Date.now() > deadline) throw new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${out}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }, STACK_UP_MS + 60_000);
+
+  afterAll(async () => {
+    // Ctrl-C as a terminal sends it; then whatever of the stack still runs is killed, and named.
+    if (child?.pid && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-child.pid, 'SIGINT');
+      } catch {
+        /* gone */
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, STOP_MS))]);
+    }
+    const left = processes().filter((p) => p.pid !== process.pid && (p.env.includes(`HOME=${home}`) || (p.cwd.startsWith(dir) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))));
+    for (const p of left) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    // The stack's logs outlive a failed run in .test-results/ (git-ignored); never a secret in them (checked above).
+    if (existsSync(join(dir, '.dev-stack', 'logs'))) {
+      const keep = join(ROOT, '.test-results', 'openclaw-rotation-logs');
+      rmSync(keep, { recursive: true, force: true });
+      cpSync(join(dir, '.dev-stack', 'logs'), keep, { recursive: true });
+    }
+    rmSync(dir, { recursive: true, force: true });
+    expect(left.map((p) => `${p.pid} ${p.cmd}`)).toEqual([]);
+  }, STOP_MS + 30_000);
+
+  itRealGateway(
+    'the next completion carries the new key, same gateway PID, an open WebSocket stays open, no secret anywhere',
+    async () => {
+      assertRealGateway();
+      const issuer = `http://127.0.0.1:${base}`;
+      const credentialsFile = join(dir, '.dev-stack', 'agent', 'credentials.json');
+      const localAuthFile = join(dir, '.dev-stack', 'agent', 'openclaw-local-auth.json');
+      const configFile = join(home, '.openclaw', 'openclaw.json');
+      const before = devVars(dir);
+      const oldKey = before.STANDIN_PROVIDER_KEY!;
+      const oldCredentials = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
+      expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
+      expect(statSync(localAuthFile).mode & 0o777).toBe(0o600);
+
+      // The gateway process (OpenClaw names itself openclaw-gateway) and its PID.
+      const gatewayPids = () => processes().filter((p) => p.env.includes(`HOME=${home}`) && p.cmd.trim() === 'openclaw-gateway').map((p) => p.pid);
+      const pidBefore = gatewayPids();
+      expect(pidBefore).toHaveLength(1);
+
+      // A completion with the old key, and a WebSocket through the whole chain, both before.
+      const first = await completion(issuer);
+      expect(first.status).toBe(200);
+      expect(first.content).toBe(FIXED_REPLY);
+      expect(providerLines(dir).filter((l) => l.ok).map((l) => l.key)).toContain(keyFingerprint(oldKey));
+      // Two WebSockets: one through the whole chain, and one straight to the gateway (as the hook
+      // connects: the backend client with the local password). wrangler dev's restart ends every
+      // connection that runs through the local Worker, so the first shows that; the second shows
+      // what the gateway itself does to its connections on secrets.reload: nothing.
+      const chainBefore = await gatewaySocket(`ws://127.0.0.1:${base}`, CLI_CONNECT);
+      expect((await chainBefore.call('health')).ok).toBe(true);
+      const localPassword = (JSON.parse(readFileSync(localAuthFile, 'utf8')) as { password: string }).password;
+      const direct = await gatewaySocket(`ws://127.0.0.1:${base + 3}`, {
+        client: { id: 'gateway-client', version: 'rotation-test', platform: process.platform, mode: 'backend' },
+        role: 'operator',
+        scopes: ['operator.admin'],
+        auth: { password: localPassword },
+      });
+      expect((await direct.call('health')).ok).toBe(true);
+
+      // The rotation, as the operator runs it.
+      const rotateStarted = Date.now();
+      const { stdout } = await run('npm run --silent dev:rotate -- STANDIN_PROVIDER_KEY', { cwd: dir, timeout: ROTATE_MS });
+      const rotateDone = Date.now();
+      const report = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; changed: string[]; events: { step: string; at: number }[] };
+      expect(report.ok).toBe(true);
+      expect(report.changed).toEqual(['STANDIN_PROVIDER_KEY']);
+      const at = (step: string) => report.events.find((e) => e.step.startsWith(step))?.at ?? NaN;
+      const newKey = devVars(dir).STANDIN_PROVIDER_KEY!;
+      expect(newKey).not.toBe(oldKey);
+      expect(stdout).not.toContain(newKey);
+      expect(stdout).not.toContain(oldKey);
+      // The provider accepted the new key before the Worker restarted, revoked the old one after the gateway reloaded.
+      expect(at('model provider accepts')).toBeLessThan(at('Worker stopped'));
+      expect(at('model provider revoked')).toBeGreaterThanOrEqual(at('gateway re-resolved'));
+      const newCredentials = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
+      expect(newCredentials.version).not.toBe(oldCredentials.version);
+      expect(newCredentials.values.PROVIDER_API_KEY).toBe(newKey);
+      expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
+
+      // The next completion: the new key at the provider.
+      const linesBefore = providerLines(dir).length;
+      const next = await completion(issuer);
+      expect(next.status).toBe(200);
+      expect(next.content).toBe(FIXED_REPLY);
+      const after = providerLines(dir).slice(linesBefore);
+      expect(after.length).toBeGreaterThan(0);
+      expect(after.map((l) => l.key)).toEqual(after.map(() => keyFingerprint(newKey)));
+      // Never a 401 in the whole run: OpenClaw would have disabled the key for a minute.
+      expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
+
+      // Same gateway process; the WebSocket opened before the rotation still answers.
+      expect(gatewayPids()).toEqual(pidBefore);
+      expect(direct.closed()).toBeUndefined();
+      expect((await direct.call('health')).ok).toBe(true);
+      direct.ws.close();
+      console.log(`the WebSocket through the local Worker: ${chainBefore.closed() === undefined ? 'still open' : `closed by the Worker's restart (${chainBefore.closed()})`}`);
+      chainBefore.ws.close();
+      const chainAfter = await gatewaySocket(`ws://127.0.0.1:${base}`, CLI_CONNECT).catch((e: Error) => {
+        const gw = readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').split('\n').filter((l) => /closed|unauthori|refus|ws\]/.test(l)).slice(-8).join('\n');
+        const proxyLog = readFileSync(join(dir, '.dev-stack', 'logs', 'proxy.log'), 'utf8').split('\n').slice(-8).join('\n');
+        throw new Error(`${e.message}\ngateway:\n${gw}\nproxy:\n${proxyLog}`);
+      });
+      expect((await chainAfter.call('health')).ok).toBe(true);
+      chainAfter.ws.close();
+
+      // The figures (bench/README.md).
+      const serves = at('Worker serves');
+      const firstNewRequest = after[0]!.at;
+      const figures = {
+        workerRestartMs: serves - at('Worker stopped'),
+        servesToGatewayReloadedMs: at('gateway re-resolved') - serves,
+        servesToFirstProviderRequestWithNewKeyMs: firstNewRequest - serves,
+        servesToFirstCompletionDoneMs: next.doneAt - serves,
+        completionSentToProviderRequestMs: firstNewRequest - next.sentAt,
+        completionMs: next.doneAt - next.sentAt,
+        devRotateCommandMs: rotateDone - rotateStarted,
+      };
+      console.log(`rotation figures: ${JSON.stringify(figures)}`);
+      const hookLine = /openclaw-reload: secrets\.reload done in (\d+) ms/.exec(readFileSync(join(dir, '.dev-stack', 'logs', 'agent.log'), 'utf8'));
+      console.log(`hook: ${hookLine?.[0]}; gateway: ${/secrets\.reload \d+ms/.exec(readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8'))?.[0]}`);
+      expect(hookLine).not.toBeNull();
+
+      // The hook's failure: a wrong local password is refused, an exit code and one line, no secret.
+      const bad = join(dir, 'wrong-auth.json');
+      writeFileSync(bad, `${JSON.stringify({ password: 'w'.repeat(43) })}\n`, { mode: 0o600 });
+      const failed = await runFile(process.execPath, [join(dir, '.dev-stack', 'bin', 'openclaw-reload.mjs'), '--url', `ws://127.0.0.1:${base + 3}`, '--auth-file', bad]).then(
+        () => undefined,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed!.stderr).toMatch(/refused the connection .*password/);
+      expect(failed!.stderr).not.toContain('w'.repeat(43));
+
+      // No secret value, old or new, anywhere it must not be.
+      const secrets = new Set<string>([
+        ...SECRET_NAMES.map((n) => before[n]!),
+        ...SECRET_NAMES.map((n) => devVars(dir)[n]!),
+        ...Object.values(oldCredentials.values),
+        ...Object.values(newCredentials.values),
+        (JSON.parse(readFileSync(localAuthFile, 'utf8')) as { password: string }).password,
+      ]);
+      expect([...secrets].every((s) => typeof s === 'string' && s.length >= 32)).toBe(true);
+      expect(secrets.size).toBeGreaterThanOrEqual(7);
+      const config = readFileSync(configFile, 'utf8');
+      const logs: [string, string][] = [['npm run dev output', out], ['dev:rotate output', stdout]];
+      const walk = (d: string) => {
+        for (const e of readdirSync(d, { withFileTypes: true })) {
+          const p = join(d, e.name);
+          if (e.isDirectory()) walk(p);
+          else if (/\.(log|jsonl)$/.test(e.name)) logs.push([p.slice(dir.length + 1), readFileSync(p, 'utf8')]);
+        }
+      };
+      walk(join(dir, '.dev-stack'));
+      if (existsSync(join(dir, '.wrangler'))) walk(join(dir, '.wrangler'));
+      expect(logs.map(([n]) => n)).toEqual(expect.arrayContaining(['.dev-stack/logs/agent.log', '.dev-stack/logs/gateway.log', '.dev-stack/logs/openclaw.jsonl', '.dev-stack/logs/issuer.log', '.dev-stack/logs/model-provider.log', '.dev-stack/logs/proxy.log']));
+      // Every process of the stack: npm, the stack script, and everything carrying its marker or the gateway's HOME.
+      const stackPid = String(child!.pid);
+      const all = processes();
+      // The stack script's pid is in the marker it gives its children (`<pid>:<name>`).
+      const gatewayMarker = all.find((p) => p.env.includes(`HOME=${home}`))?.env.find((e) => e.startsWith(`${MARKER_ENV}=`)) ?? '';
+      const scriptPid = Number(/=(\d+):/.exec(gatewayMarker)?.[1]);
+      expect(scriptPid).toBeGreaterThan(0);
+      const stack = all.filter(
+        (p) => String(p.pid) === stackPid || p.pid === scriptPid || p.cwd.startsWith(dir) || p.env.includes(`HOME=${home}`) || p.env.some((e) => e.startsWith(`${MARKER_ENV}=${scriptPid}:`)),
+      );
+      expect(stack.map((p) => p.cmd).join('\n')).toMatch(/openclaw-gateway/);
+      expect(stack.map((p) => p.cmd).join('\n')).toMatch(/refresh\.ts/);
+      const found: string[] = [];
+      for (const s of secrets) {
+        const fp = keyFingerprint(s);
+        if (config.includes(s)) found.push(`openclaw.json holds ${fp}`);
+        for (const [name, text] of logs) if (text.includes(s)) found.push(`${name} holds ${fp}`);
+        for (const p of stack) {
+          if (p.cmdline.includes(s)) found.push(`cmdline of ${p.pid} (${p.cmd.slice(0, 60)}) holds ${fp}`);
+          if (p.environ.includes(s)) found.push(`environ of ${p.pid} (${p.cmd.slice(0, 60)}) holds ${fp}`);
+        }
+      }
+      expect(found).toEqual([]);
+    },
+    COMPLETION_MS * 2 + ROTATE_MS + 60_000,
+  );
+});
