@@ -77,5 +77,6 @@ Then the operator CLI (for a local issuer it reads ADMIN_TOKEN from .dev.vars):
   ${cli} audit --limit 10                  who got which token
   ${cli} token inspect - < ${s.stateDir}/agent/token   decode and verify the agent's token
   curl -s -X POST ${url(s.ports.agent)}/refresh   make the agent refresh now
+  npm run dev:rotate -- ${s.openclaw ? 'STANDIN_PROVIDER_KEY' : 'MOLTBOT_GATEWAY_TOKEN'}   rotate a secret as a deploy does (new value, Worker restarted, agent pushed${s.openclaw ? ', gateway reloaded' : ''})
 `;
 }
