@@ -109,7 +109,12 @@ export interface MiniSocket {
   close(): void;
 }
 
-export function openWebSocket(url: string, on: { open(): void; message(text: string): void; close(detail: string): void; error(detail: string): void }): MiniSocket {
+export function openWebSocket(
+  url: string,
+  on: { open(): void; message(text: string): void; close(detail: string): void; error(detail: string): void },
+  /** More request headers for the upgrade (tests only: the hook sends none, so OpenClaw sees a direct local caller). */
+  extraHeaders: Record<string, string> = {},
+): MiniSocket {
   const u = new URL(url);
   let socket: Duplex | undefined;
   let closed = false;
@@ -140,7 +145,7 @@ export function openWebSocket(url: string, on: { open(): void; message(text: str
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: Number(u.port || 80),
     path: `${u.pathname}${u.search}`,
-    headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
+    headers: { ...extraHeaders, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
   });
   req.on('error', (e: NodeJS.ErrnoException) => !closed && ((closed = true), on.error(e.code ?? e.message)));
   req.on('response', (res) => {

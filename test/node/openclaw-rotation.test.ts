@@ -143,7 +143,7 @@ function providerLines(dir: string): { at: number; key: string; ok: boolean; lin
 const CLI_CONNECT = { client: { id: 'cli', version: 'rotation-test', platform: process.platform, mode: 'cli' }, role: 'operator', scopes: ['operator.read'] };
 
 /** A WebSocket client of the gateway: connect with `params`, then `call(method)`. */
-function gatewaySocket(url: string, params: Record<string, unknown>): Promise<{ ws: MiniSocket; call(method: string): Promise<{ ok: boolean; error?: unknown }>; closed(): string | undefined }> {
+function gatewaySocket(url: string, params: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ ws: MiniSocket; call(method: string): Promise<{ ok: boolean; error?: unknown }>; closed(): string | undefined }> {
   return new Promise((resolve, reject) => {
     let closedWith: string | undefined;
     const pending = new Map<string, (f: { ok: boolean; error?: unknown }) => void>();
@@ -178,7 +178,7 @@ function gatewaySocket(url: string, params: Record<string, unknown>): Promise<{ 
         pending.get(f.id ?? '')?.(f);
         pending.delete(f.id ?? '');
       },
-    });
+    }, headers);
   });
 }
 
@@ -378,6 +378,19 @@ describe('rotating the model provider key locally, into the running real gateway
       expect(failed?.code).toBe(1);
       expect(failed!.stderr).toMatch(/refused the connection .*password/);
       expect(failed!.stderr).not.toContain('w'.repeat(43));
+
+      // The local password is for direct local callers only: with a forwarded header (what every
+      // request through the verifying proxy carries) OpenClaw refuses it.
+      const forwarded = await gatewaySocket(
+        `ws://127.0.0.1:${base + 3}`,
+        { client: { id: 'gateway-client', version: 'rotation-test', platform: process.platform, mode: 'backend' }, role: 'operator', scopes: ['operator.admin'], auth: { password: localPassword } },
+        { 'x-forwarded-for': '203.0.113.7' },
+      ).then(
+        (s) => (s.ws.close(), 'accepted'),
+        (e: Error) => e.message,
+      );
+      expect(forwarded).not.toBe('accepted');
+      console.log(`the local password with X-Forwarded-For: ${forwarded.slice(0, 200)}`);
 
       // No secret value, old or new, anywhere it must not be.
       const secrets = new Set<string>([
