@@ -13,7 +13,10 @@
  *   - the timings, printed (bench/README.md has them);
  *   - no secret value, old or new, in openclaw.json, any log of the stack, or the command line or
  *     environment of any of its processes;
- *   - the hook's failure (a wrong local password) is an exit code and a line, no secret.
+ *   - the hook's failure (a wrong local password) is an exit code and a line, no secret; in a
+ *     rotation it is logged and counted by the agent, dev:rotate says so, the gateway keeps the old
+ *     key (and the provider keeps accepting it), and the agent's retry at its next refresh applies
+ *     the new one.
  * Plus the hook on its own, with no gateway: what it does before the gateway starts.
  */
 import { exec, execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -437,6 +440,79 @@ describe('rotating the model provider key locally, into the running real gateway
         }
       }
       expect(found).toEqual([]);
+    },
+    COMPLETION_MS * 2 + ROTATE_MS + 60_000,
+  );
+
+  itRealGateway(
+    'a failed hook is logged and counted, the gateway keeps the old key, and the retry at the next refresh applies the new one',
+    async () => {
+      assertRealGateway();
+      const issuer = `http://127.0.0.1:${base}`;
+      const agentUrl = `http://127.0.0.1:${base + 1}`;
+      const localAuthFile = join(dir, '.dev-stack', 'agent', 'openclaw-local-auth.json');
+      const hookRuns = async () => {
+        const text = await (await fetch(`${agentUrl}/metrics`)).text();
+        const n = (r: string) => Number(new RegExp(`^credential_agent_hook_runs_total\\{result="${r}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+        return { ok: n('ok'), error: n('error') };
+      };
+      const inUse = devVars(dir).STANDIN_PROVIDER_KEY!;
+      const good = readFileSync(localAuthFile, 'utf8');
+      const wrong = 'f'.repeat(43);
+      const before = await hookRuns();
+      // The hook fails: the gateway refuses its password (as it would refuse a hook that lost it).
+      writeFileSync(localAuthFile, `${JSON.stringify({ password: wrong })}\n`, { mode: 0o600 });
+      let failed: { code?: number; stderr?: string } | undefined;
+      try {
+        failed = await run('npm run --silent dev:rotate -- STANDIN_PROVIDER_KEY', { cwd: dir, timeout: ROTATE_MS }).then(
+          () => undefined,
+          (e: { code: number; stderr: string }) => e,
+        );
+      } finally {
+        writeFileSync(localAuthFile, good, { mode: 0o600 });
+      }
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toMatch(/change hook failed: the gateway keeps the old values and the model provider keeps accepting the old key/);
+      const afterFailure = await hookRuns();
+      expect(afterFailure.error).toBe(before.error + 1);
+      expect(afterFailure.ok).toBe(before.ok);
+      const agentLog = readFileSync(join(dir, '.dev-stack', 'logs', 'agent.log'), 'utf8');
+      expect(agentLog).toMatch(/"event":"hook_failed".*"retry":"at the next refresh"/);
+      expect(agentLog).toMatch(/openclaw-reload: the gateway refused the connection/);
+      const next = devVars(dir).STANDIN_PROVIDER_KEY!;
+      expect(next).not.toBe(inUse);
+
+      // The old values stay in force: the next completion still carries the key in use before.
+      let from = providerLines(dir).length;
+      const stale = await completion(issuer);
+      expect(stale.status).toBe(200);
+      expect(stale.content).toBe(FIXED_REPLY);
+      const staleLines = providerLines(dir).slice(from);
+      expect(staleLines.length).toBeGreaterThan(0);
+      expect(staleLines.map((l) => l.key)).toEqual(staleLines.map(() => keyFingerprint(inUse)));
+
+      // Fixed: the agent runs the hook again at its next refresh (here: a nudge) and the new key applies.
+      for (let i = 0; ; i++) {
+        const res = await fetch(`${agentUrl}/refresh`, { method: 'POST' });
+        await res.body?.cancel();
+        if (res.status !== 429 || i > 5) break;
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      const deadline = Date.now() + 35_000;
+      while ((await hookRuns()).ok === before.ok && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect((await hookRuns()).ok).toBe(before.ok + 1);
+      from = providerLines(dir).length;
+      const fresh = await completion(issuer);
+      expect(fresh.status).toBe(200);
+      const freshLines = providerLines(dir).slice(from);
+      expect(freshLines.length).toBeGreaterThan(0);
+      expect(freshLines.map((l) => l.key)).toEqual(freshLines.map(() => keyFingerprint(next)));
+      expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
+
+      // Neither the new key nor the wrong password in a log or the config.
+      const texts = [out, readFileSync(join(home, '.openclaw', 'openclaw.json'), 'utf8'), failed?.stderr ?? ''];
+      for (const f of readdirSync(join(dir, '.dev-stack', 'logs'))) texts.push(readFileSync(join(dir, '.dev-stack', 'logs', f), 'utf8'));
+      for (const v of [next, wrong]) expect(texts.filter((t) => t.includes(v)).length).toBe(0);
     },
     COMPLETION_MS * 2 + ROTATE_MS + 60_000,
   );
