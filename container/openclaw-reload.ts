@@ -28,7 +28,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -61,8 +61,11 @@ export class ReloadError extends Error {
 }
 
 /**
- * The local password, created on first use: a 0600 file written with 'wx' (a concurrent first run
- * keeps the other's), `{"password": "..."}`. OpenClaw's file provider refuses a file that is not 0600.
+ * The local password, created on first use: `{"password": "..."}` in a 0600 file (OpenClaw's file
+ * provider refuses any other mode). Written to a temp file and hard-linked into place, which fails
+ * if the file exists: a concurrent first run (the local stack and the agent's first hook run at
+ * once) keeps the other's, and no reader ever sees the file before its content is complete, as it
+ * could with an exclusive create followed by a write.
  */
 export function ensureLocalPassword(file: string): string {
   const read = () => {
@@ -79,10 +82,14 @@ export function ensureLocalPassword(file: string): string {
     }
   }
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
-    writeFileSync(file, `${JSON.stringify({ password: randomBytes(PASSWORD_BYTES).toString('base64url') })}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(tmp, `${JSON.stringify({ password: randomBytes(PASSWORD_BYTES).toString('base64url') })}\n`, { mode: 0o600, flag: 'wx' });
+    linkSync(tmp, file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ReloadError(`cannot create ${file} (${(e as NodeJS.ErrnoException).code})`, 2);
+  } finally {
+    rmSync(tmp, { force: true });
   }
   return read();
 }

@@ -199,6 +199,18 @@ describe('the change hook on its own', () => {
     expect(() => ensureLocalPassword(join(dir, 'short.json'))).toThrow(ReloadError);
   });
 
+  it('concurrent first runs (the stack and the agent\'s first hook) all read one complete password', async () => {
+    const file = join(dir, 'race', 'openclaw-local-auth.json');
+    const script = `import { ensureLocalPassword } from ${JSON.stringify(`${ROOT}container/openclaw-reload.ts`)}; process.stdout.write(ensureLocalPassword(${JSON.stringify(file)}));`;
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, () => promisify(execFile)(process.execPath, ['--import', `${ROOT}scripts/register-ts.mjs`, '--input-type=module', '-e', script], { cwd: ROOT })),
+    );
+    const passwords = new Set(runs.map((r) => r.stdout));
+    expect(passwords.size).toBe(1);
+    expect([...passwords][0]!.length).toBeGreaterThanOrEqual(32);
+    expect(readdirSync(dirname(file))).toEqual(['openclaw-local-auth.json']);
+  });
+
   it('with no gateway listening it succeeds: the gateway resolves the file when it starts', async () => {
     const port = await freePort();
     const r = await reloadSecrets(`ws://127.0.0.1:${port}`, 'x'.repeat(40));

@@ -22,6 +22,9 @@ it('passes shellcheck', () => {
 
 it('retries --once until the first credential, then runs all three and exits when one exits', async () => {
   const log = join(dir, 'calls.log');
+  // The stand-ins' sleep is this odd length so that counting them (below) never counts another
+  // test's `sleep 30`: test files run side by side.
+  const STANDIN_SLEEP_S = '30.417';
   // Stand-in `node`: logs its arguments; --once fails twice, then succeeds; the long-running
   // agent and proxy sleep; the gateway exits with status 7 after a moment.
   const fakeNode = join(dir, 'node');
@@ -31,7 +34,7 @@ it('retries --once until the first credential, then runs all three and exits whe
 echo "$*" >> ${log}
 case "$*" in
   *--once*) n=$(grep -c -- --once ${log}); [ "$n" -ge 3 ] && exit 0 || exit 1 ;;
-  *) exec sleep 30 ;;
+  *) exec sleep ${STANDIN_SLEEP_S} ;;
 esac
 `,
   );
@@ -63,7 +66,7 @@ exit 7
   );
   chmodSync(join(dir, 'gateway'), 0o755);
   // sleep 2 between --once tries is the script's own; stub it out through PATH for speed.
-  writeFileSync(join(dir, 'sleep'), '#!/usr/bin/env bash\n[ "$1" = 30 ] && exec /bin/sleep 30; exit 0\n');
+  writeFileSync(join(dir, 'sleep'), `#!/usr/bin/env bash\n[ "$1" = ${STANDIN_SLEEP_S} ] && exec /bin/sleep ${STANDIN_SLEEP_S}; exit 0\n`);
   chmodSync(join(dir, 'sleep'), 0o755);
   const r = spawnSync('bash', [`${ROOT}container/start.sh`], { env, encoding: 'utf8', timeout: 20_000 });
   expect(r.status, r.stderr).toBe(7);
@@ -76,7 +79,7 @@ exit 7
   expect(rest).toContain('gateway');
   // The stand-in agent and proxy were stopped when the gateway exited: start.sh signals them as
   // it exits, so they may take a moment under load (they would otherwise sleep 30 s).
-  const running = () => execFileSync('bash', ['-c', `pgrep -f "[s]leep 30" | wc -l`]).toString().trim();
+  const running = () => execFileSync('bash', ['-c', `pgrep -f "[s]leep ${STANDIN_SLEEP_S}$" | wc -l`]).toString().trim();
   for (let i = 0; i < 30 && running() !== '0'; i++) await new Promise((r) => setTimeout(r, 100));
   expect(running()).toBe('0');
 });
