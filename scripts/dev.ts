@@ -35,7 +35,7 @@ import { waitHealthy } from './local-stack/health.js';
 import { keyFingerprint, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
 import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writeOpenClawHome } from './local-stack/openclaw-gateway.js';
 import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
-import { assertFree, DEFAULT_BASE_PORT, HOST, portsFrom, type PortName, type StackPorts } from './local-stack/ports.js';
+import { assertFree, DEFAULT_BASE_PORT, ephemeralPort, HOST, portsFrom, type PortName, type StackPorts } from './local-stack/ports.js';
 import { startChild, stopChildren, type Child } from './local-stack/processes.js';
 import { CONTROL_SOCKET, startControlServer, type RotationEvent, type RotationReport } from './local-stack/rotation.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
@@ -211,13 +211,15 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   const env = { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' };
 
   say(`starting the issuer on ${issuer} (wrangler dev) ...`);
+  // Its own devtools port, kept across a rotation's restart (ports.ts, ephemeralPort).
+  const inspectorPort = await ephemeralPort();
   const startIssuer = () =>
     startChild(
       'issuer',
       `${ROOT}node_modules/.bin/wrangler`,
       // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says; the chain needs a DEV_USER.
       [
-        ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--show-interactive-dev-session=false'],
+        ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--inspector-port', String(inspectorPort), '--show-interactive-dev-session=false'],
         ...['--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`, '--var', `DEV_USER:${devUser}`],
       ],
       // Appended: a rotation's restart keeps the first start's lines.

@@ -34,6 +34,22 @@ export function isFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * A port the system has free now (bound to 0, then released). For wrangler dev's devtools
+ * inspector: left alone it takes 9229 when that looks free, and two wrangler dev started at
+ * once (two stacks, or tests side by side) both take it and the second dies with EADDRINUSE.
+ */
+export function ephemeralPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen({ port: 0, host: HOST }, () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 /** Checks the ports named in `used` (every port unless given), in the stack's order. */
 export async function assertFree(ports: StackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {
   for (const name of used) {
