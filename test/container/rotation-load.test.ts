@@ -133,5 +133,7 @@ it('50 requests/s for 60 s through rotation, revocation and a secret change with
   expect(outcomes.length).toBeGreaterThanOrEqual(0.75 * RATE_PER_S * (DURATION_MS / 1000));
   // Rotation and revocation must cost nothing: every failure is the local Worker restart's.
   expect(report.failed_otherwise).toBe(0);
-  expect(withPush).toBeLessThan(2_000);
+  // The push, not the schedule: below the agent's earliest scheduled refresh (40% of its 10 s token).
+  // Typically under a second (bench/README.md); a loaded machine took 2.4 s.
+  expect(withPush).toBeLessThan(4_000);
 }, 180_000);

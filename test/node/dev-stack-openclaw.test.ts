@@ -12,14 +12,13 @@
  */
 import { exec, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, itRealGateway } from './real-gateway.js';
-import { freePort, ROOT } from './worker-process.js';
+import { freeBase, portFree, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
 /** The stack with the real gateway: issuer .. model provider. */
@@ -40,22 +39,6 @@ async function freshCopy(dest: string, withGateway: boolean): Promise<void> {
   if (withGateway && existsSync(join(ROOT, '.gateway'))) symlinkSync(join(ROOT, '.gateway'), join(dest, '.gateway'));
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-async function freeBase(): Promise<number> {
-  for (let i = 0; i < 40; i++) {
-    const p = await freePort();
-    if (p + PORT_COUNT - 1 > 65535) continue;
-    if ((await Promise.all([...Array(PORT_COUNT).keys()].map((d) => portFree(p + d)))).every(Boolean)) return p;
-  }
-  throw new Error(`no ${PORT_COUNT} free ports in a row`);
-}
 
 interface Proc {
   pid: number;
@@ -140,7 +123,7 @@ describe('npm run dev -- --gateway openclaw', () => {
 
   itRealGateway('starts the real gateway, prints the Control UI URL and the CLI command, and Ctrl-C leaves no OpenClaw process', async () => {
     assertRealGateway();
-    const base = await freeBase();
+    const base = await freeBase(PORT_COUNT);
     const started = Date.now();
     let out = '';
     child = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
@@ -230,7 +213,7 @@ describe('npm run dev -- --gateway openclaw', () => {
   }, STACK_UP_MS + 60_000);
 
   it('without .gateway/ it stops before starting anything, with one line naming npm run gateway:install', async () => {
-    const base = await freeBase();
+    const base = await freeBase(PORT_COUNT);
     const err = await run(`npm run --silent dev -- --gateway openclaw --base-port ${base}`, { cwd: bare, timeout: 60_000 }).then(
       () => undefined,
       (e: { code: number; stderr: string }) => e,

@@ -12,12 +12,11 @@
  */
 import { exec, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
-import { freePort, ROOT } from './worker-process.js';
+import { freeBase, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
 /** The stack with the real gateway: issuer, agent, proxy, gateway, model provider. */
@@ -60,22 +59,6 @@ export function processes(): Proc[] {
   return out;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-async function freeBase(): Promise<number> {
-  for (let i = 0; i < 40; i++) {
-    const p = await freePort();
-    if (p + PORT_COUNT - 1 > 65535) continue;
-    if ((await Promise.all([...Array(PORT_COUNT).keys()].map((d) => portFree(p + d)))).every(Boolean)) return p;
-  }
-  throw new Error(`no ${PORT_COUNT} free ports in a row`);
-}
 
 async function freshCopy(dest: string): Promise<void> {
   const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
@@ -116,7 +99,7 @@ export interface OpenClawStack {
 export async function startOpenClawStack(): Promise<OpenClawStack> {
   const dir = mkdtempSync(join(tmpdir(), 'issuer-openclaw-chain-'));
   await freshCopy(dir);
-  const base = await freeBase();
+  const base = await freeBase(PORT_COUNT);
   const started = Date.now();
   let out = '';
   // Detached: its own process group, so Ctrl-C can go to the whole group as a terminal sends it.

@@ -21,7 +21,6 @@
  */
 import { exec, execFile, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,7 +29,7 @@ import { ensureLocalPassword, openWebSocket, parseReloadArgs, reloadSecrets, Rel
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
-import { freePort, ROOT } from './worker-process.js';
+import { freeBase, freePort, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
 const runFile = promisify(execFile);
@@ -80,22 +79,6 @@ function processes(): Proc[] {
   return out;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-async function freeBase(): Promise<number> {
-  for (let i = 0; i < 40; i++) {
-    const p = await freePort();
-    if (p + PORT_COUNT - 1 > 65535) continue;
-    if ((await Promise.all([...Array(PORT_COUNT).keys()].map((d) => portFree(p + d)))).every(Boolean)) return p;
-  }
-  throw new Error(`no ${PORT_COUNT} free ports in a row`);
-}
 
 async function freshCopy(dest: string): Promise<void> {
   const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
@@ -235,7 +218,7 @@ describe('rotating the model provider key locally, into the running real gateway
   beforeAll(async () => {
     if (GATEWAY_PROBLEM !== undefined) return; // the test itself fails or skips (real-gateway.ts)
     await freshCopy(dir);
-    base = await freeBase();
+    base = await freeBase(PORT_COUNT);
     child = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
       cwd: dir,
       detached: true,

@@ -32,6 +32,32 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether 127.0.0.1:port can be bound now. */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Where whole local stacks (`npm run dev -- --base-port N`, `count` ports in a row) are put in
+ * tests: below Linux's ephemeral range (32768 and up), where freePort()'s binds and every outgoing
+ * connection take their ports. A window picked from bind-0 ports sat among them: two stacks
+ * started side by side got overlapping windows, and OpenClaw found its port taken.
+ */
+const STACK_PORTS = { from: 20_000, to: 32_000, step: 10 };
+
+export async function freeBase(count: number): Promise<number> {
+  const slots = (STACK_PORTS.to - STACK_PORTS.from) / STACK_PORTS.step;
+  for (let i = 0; i < 100; i++) {
+    const base = STACK_PORTS.from + STACK_PORTS.step * Math.floor(Math.random() * slots);
+    if ((await Promise.all([...Array(count).keys()].map((d) => portFree(base + d)))).every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} free ports in a row between ${STACK_PORTS.from} and ${STACK_PORTS.to}`);
+}
+
 export interface WorkerProcess {
   url: string;
   port: number;
