@@ -38,18 +38,6 @@ import {
   REVALIDATE_WAIT_MS,
 } from './limits.js';
 
-export {
-  DEFAULT_AGE_S,
-  DEFAULT_COOLDOWN_S,
-  DEFAULT_MAX_AGE_S,
-  DEFAULT_MAX_STALE_S,
-  DEFAULT_MIN_AGE_S,
-  DEFAULT_TIMEOUT_S,
-  MAX_JWKS_BYTES,
-  MAX_JWKS_KEYS,
-  RETRY_AFTER_FAILURE_MS,
-  REVALIDATE_WAIT_MS,
-};
 
 export interface JwksOptions {
   /** Lower bound on how long a copy is fresh, whatever max-age says. Default 10 s. */

@@ -195,8 +195,9 @@ describe('against the issuer', () => {
     expect(typeof agent.claims.cred).toBe('string');
   });
 
-  const hasScript = existsSync('/usr/bin/script') || existsSync('/bin/script');
-  it.skipIf(!hasScript)('sandbox bootstrap refuses to print the file on a terminal, before asking the issuer', async () => {
+  it('sandbox bootstrap refuses to print the file on a terminal, before asking the issuer', async () => {
+    // script(1) (util-linux; .ci/run installs it when missing) is required: no skip.
+    expect(existsSync('/usr/bin/script') || existsSync('/bin/script'), 'script(1) from util-linux is needed for a real terminal').toBe(true);
     // script(1) gives the CLI a real terminal as stdout.
     const command = `'${process.execPath}' '${bundle}' sandbox bootstrap cli-tty`;
     const r = await runProcess('script', ['-qec', command, '/dev/null'], { cwd: work, env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN } });

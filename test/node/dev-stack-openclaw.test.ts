@@ -10,15 +10,16 @@
  * The whole-chain checks of the real gateway (CLI, Control UI in a browser, rotation) live in their
  * own tests; this one checks the stack around it.
  */
-import { exec, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { exec, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, itRealGateway } from './real-gateway.js';
-import { freeBase, portFree, ROOT } from './worker-process.js';
+import { freeBase, portFree } from './worker-process.js';
+import { freshCopy, processes, spawnOpenClawStack, type Proc } from './stack-copy.js';
 
 const run = promisify(exec);
 /** The stack with the real gateway: issuer .. model provider. */
@@ -27,41 +28,6 @@ const PORT_COUNT = 5;
 const STACK_UP_MS = 240_000;
 const copy = mkdtempSync(join(tmpdir(), 'issuer-openclaw-'));
 const bare = mkdtempSync(join(tmpdir(), 'issuer-no-gateway-'));
-
-async function freshCopy(dest: string, withGateway: boolean): Promise<void> {
-  const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
-  for (const rel of stdout.split('\0').filter(Boolean)) {
-    if (!existsSync(join(ROOT, rel))) continue;
-    mkdirSync(dirname(join(dest, rel)), { recursive: true });
-    cpSync(join(ROOT, rel), join(dest, rel));
-  }
-  symlinkSync(join(ROOT, 'node_modules'), join(dest, 'node_modules'));
-  if (withGateway && existsSync(join(ROOT, '.gateway'))) symlinkSync(join(ROOT, '.gateway'), join(dest, '.gateway'));
-}
-
-
-interface Proc {
-  pid: number;
-  cmd: string;
-  env: string[];
-}
-/** Live processes with their environment (only ours are readable). */
-function processes(): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
-      out.push({ pid: Number(name), cmd, env });
-    } catch {
-      /* gone meanwhile, or not ours */
-    }
-  }
-  return out;
-}
 
 function waitForOutput(child: ChildProcess, out: () => string, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
@@ -80,8 +46,8 @@ function waitForOutput(child: ChildProcess, out: () => string, pattern: RegExp, 
 }
 
 beforeAll(async () => {
-  await freshCopy(copy, true);
-  await freshCopy(bare, false);
+  await freshCopy(copy, { gateway: true });
+  await freshCopy(bare, { gateway: false });
 }, 60_000);
 afterAll(() => {
   rmSync(copy, { recursive: true, force: true });
@@ -125,25 +91,18 @@ describe('npm run dev -- --gateway openclaw', () => {
     assertRealGateway();
     const base = await freeBase(PORT_COUNT);
     const started = Date.now();
-    let out = '';
-    child = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
-      cwd: copy,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' },
-    });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-
-    await waitForOutput(child, () => out, /^Then the operator CLI/m, STACK_UP_MS);
+    const dev = spawnOpenClawStack(copy, base);
+    child = dev.child;
+    const out = dev.output;
+    await waitForOutput(child, out, /^Then the operator CLI/m, STACK_UP_MS);
     const upAfter = Date.now() - started;
-    const ready = /^OpenClaw is ready \((\d+\.\d) s\)$/m.exec(out);
+    const ready = /^OpenClaw is ready \((\d+\.\d) s\)$/m.exec(out());
     console.log(`dev stack with the real gateway up in ${(upAfter / 1000).toFixed(1)} s; OpenClaw ready ${ready?.[1]} s after its start`);
     expect(ready).not.toBeNull();
 
     // The two lines of issue 13, item 2, each on a line of its own.
     const issuer = `http://127.0.0.1:${base}`;
-    const lines = out.split('\n');
+    const lines = out().split('\n');
     expect(lines).toContain(`  ${issuer}/`);
     const cli = lines.find((l) => l.includes('.gateway/bin/openclaw gateway call health'));
     expect(cli).toBe(`  OPENCLAW_STATE_DIR=.dev-stack/openclaw-cli .gateway/bin/openclaw gateway call health --expect-url ws://127.0.0.1:${base} --json`);
@@ -199,12 +158,12 @@ describe('npm run dev -- --gateway openclaw', () => {
     expect(stack.length).toBeGreaterThan(gatewayProcs.length);
 
     // Ctrl-C: the terminal sends SIGINT to the foreground process group.
-    const exited = new Promise<string>((resolve) => child!.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+    const exited = dev.exited;
     const stopAt = Date.now();
     process.kill(-child.pid!, 'SIGINT');
     expect(['exit 0', 'SIGINT']).toContain(await exited);
     console.log(`stopped in ${((Date.now() - stopAt) / 1000).toFixed(1)} s`);
-    expect(out).toContain('stopped; nothing of the stack is left running');
+    expect(out()).toContain('stopped; nothing of the stack is left running');
     const alive = new Set(processes().map((p) => p.pid));
     expect(gatewayProcs.filter((p) => alive.has(p.pid)).map((p) => p.cmd)).toEqual([]);
     expect(ours().map((p) => p.cmd)).toEqual([]);

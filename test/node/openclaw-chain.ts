@@ -10,15 +10,15 @@
  * for it, and this checks the sweep), then SIGKILL for anything left, so a failing run leaves no
  * process behind either.
  */
-import { exec, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
-import { freeBase, ROOT } from './worker-process.js';
+import { freeBase } from './worker-process.js';
+import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
 
-const run = promisify(exec);
+export { processes, type Proc } from './stack-copy.js';
+
 /** The stack with the real gateway: issuer, agent, proxy, gateway, model provider. */
 export const PORT_COUNT = 5;
 /** wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when busy). */
@@ -27,49 +27,6 @@ export const STACK_UP_MS = 240_000;
 const STOP_MS = 45_000;
 /** The line the stack prints last once everything is up. */
 const READY_LINE = /^Then the operator CLI/m;
-
-export interface Proc {
-  pid: number;
-  cmd: string;
-  env: string[];
-  cwd: string;
-}
-
-/** Live processes with their environment and working folder (only ours are readable). */
-export function processes(): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
-      let cwd = '';
-      try {
-        cwd = readlinkSync(`/proc/${name}/cwd`);
-      } catch {
-        /* gone meanwhile */
-      }
-      out.push({ pid: Number(name), cmd, env, cwd });
-    } catch {
-      /* gone meanwhile, or not ours */
-    }
-  }
-  return out;
-}
-
-
-async function freshCopy(dest: string): Promise<void> {
-  const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
-  for (const rel of stdout.split('\0').filter(Boolean)) {
-    if (!existsSync(join(ROOT, rel))) continue;
-    mkdirSync(dirname(join(dest, rel)), { recursive: true });
-    cpSync(join(ROOT, rel), join(dest, rel));
-  }
-  symlinkSync(join(ROOT, 'node_modules'), join(dest, 'node_modules'));
-  symlinkSync(join(ROOT, '.gateway'), join(dest, '.gateway'));
-}
 
 export interface OpenClawStack {
   /** The copy the stack runs in (its .dev-stack/, .dev.vars). */
@@ -98,20 +55,10 @@ export interface OpenClawStack {
 
 export async function startOpenClawStack(): Promise<OpenClawStack> {
   const dir = mkdtempSync(join(tmpdir(), 'issuer-openclaw-chain-'));
-  await freshCopy(dir);
+  await freshCopy(dir, { gateway: true });
   const base = await freeBase(PORT_COUNT);
   const started = Date.now();
-  let out = '';
-  // Detached: its own process group, so Ctrl-C can go to the whole group as a terminal sends it.
-  const child: ChildProcess = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
-    cwd: dir,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' },
-  });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+  const { child, output, exited } = spawnOpenClawStack(dir, base);
   const home = `HOME=${join(dir, '.dev-stack', 'openclaw-home')}`;
 
   let stopped: Promise<{ exit: string; leftovers: string[] }> | undefined;
@@ -150,9 +97,9 @@ export async function startOpenClawStack(): Promise<OpenClawStack> {
     await new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + STACK_UP_MS;
       const timer = setInterval(() => {
-        if (READY_LINE.test(out)) return done(resolve);
-        if (child.exitCode !== null || child.signalCode !== null) return done(() => reject(new Error(`npm run dev stopped (${child.exitCode ?? child.signalCode}):\n${out}`)));
-        if (Date.now() > deadline) done(() => reject(new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${out}`)));
+        if (READY_LINE.test(output())) return done(resolve);
+        if (child.exitCode !== null || child.signalCode !== null) return done(() => reject(new Error(`npm run dev stopped (${child.exitCode ?? child.signalCode}):\n${output()}`)));
+        if (Date.now() > deadline) done(() => reject(new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${output()}`)));
       }, 200);
       const done = (f: () => void) => {
         clearInterval(timer);
@@ -164,7 +111,7 @@ export async function startOpenClawStack(): Promise<OpenClawStack> {
     throw e;
   }
 
-  const lines = out.split('\n');
+  const lines = output().split('\n');
   const cliCommand = lines.find((l) => /\.gateway\/bin\/openclaw gateway call health/.test(l))?.trim() ?? '';
   const issuer = `http://127.0.0.1:${base}`;
   const uiUrl = lines.find((l) => l.trim() === `${issuer}/`)?.trim() ?? '';
@@ -178,7 +125,7 @@ export async function startOpenClawStack(): Promise<OpenClawStack> {
     cliCommand,
     uiUrl,
     upSeconds: (Date.now() - started) / 1000,
-    output: () => out,
+    output,
     gatewayLog: () => {
       try {
         return readFileSync(join(dir, '.dev-stack', 'logs', 'openclaw.jsonl'), 'utf8');

@@ -19,8 +19,8 @@
  *     the new one.
  * Plus the hook on its own, with no gateway: what it does before the gateway starts.
  */
-import { exec, execFile, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { exec, execFile, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,6 +30,7 @@ import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-pro
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
 import { freeBase, freePort, ROOT } from './worker-process.js';
+import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
 
 const run = promisify(exec);
 const runFile = promisify(execFile);
@@ -46,50 +47,6 @@ const STOP_MS = 45_000;
 const READY_LINE = /^Then the operator CLI/m;
 /** The Worker secrets of keys.example (its "--- secrets ---" part): the values searched for. */
 const SECRET_NAMES = ['ADMIN_TOKEN', 'SIGNING_KEY_KEK', 'MOLTBOT_GATEWAY_TOKEN', 'STANDIN_PROVIDER_KEY'];
-
-interface Proc {
-  pid: number;
-  cmd: string;
-  env: string[];
-  environ: string;
-  cmdline: string;
-  cwd: string;
-}
-
-function processes(): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      const environ = readFileSync(`/proc/${name}/environ`, 'utf8');
-      let cwd = '';
-      try {
-        cwd = readlinkSync(`/proc/${name}/cwd`);
-      } catch {
-        /* gone */
-      }
-      out.push({ pid: Number(name), cmd: cmdline.replace(/\0/g, ' '), cmdline, environ, env: environ.split('\0'), cwd });
-    } catch {
-      /* gone meanwhile, or not ours */
-    }
-  }
-  return out;
-}
-
-
-async function freshCopy(dest: string): Promise<void> {
-  const { stdout } = await run('git ls-files -z --cached --others --exclude-standard', { cwd: ROOT, maxBuffer: 16 << 20 });
-  for (const rel of stdout.split('\0').filter(Boolean)) {
-    if (!existsSync(join(ROOT, rel))) continue;
-    mkdirSync(dirname(join(dest, rel)), { recursive: true });
-    cpSync(join(ROOT, rel), join(dest, rel));
-  }
-  symlinkSync(join(ROOT, 'node_modules'), join(dest, 'node_modules'));
-  if (existsSync(join(ROOT, '.gateway'))) symlinkSync(join(ROOT, '.gateway'), join(dest, '.gateway'));
-}
 
 function devVars(dir: string): Record<string, string> {
   const vars: Record<string, string> = {};
@@ -210,28 +167,23 @@ describe('the change hook on its own', () => {
 describe('rotating the model provider key locally, into the running real gateway', () => {
   const dir = mkdtempSync(join(tmpdir(), 'issuer-openclaw-rotation-'));
   let child: ChildProcess | undefined;
-  let out = '';
+  let output = () => '';
   let base = 0;
   let exited: Promise<string> | undefined;
   const home = join(dir, '.dev-stack', 'openclaw-home');
 
   beforeAll(async () => {
     if (GATEWAY_PROBLEM !== undefined) return; // the test itself fails or skips (real-gateway.ts)
-    await freshCopy(dir);
+    await freshCopy(dir, { gateway: true });
     base = await freeBase(PORT_COUNT);
-    child = spawn('npm', ['run', 'dev', '--', '--gateway', 'openclaw', '--base-port', String(base)], {
-      cwd: dir,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' },
-    });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    exited = new Promise<string>((resolve) => child!.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+    const stack = spawnOpenClawStack(dir, base);
+    child = stack.child;
+    exited = stack.exited;
+    output = stack.output;
     const deadline = Date.now() + STACK_UP_MS;
-    while (!READY_LINE.test(out)) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`npm run dev stopped:\n${out}`);
-      if (Date.now() > deadline) throw new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${out}`);
+    while (!READY_LINE.test(output())) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`npm run dev stopped:\n${output()}`);
+      if (Date.now() > deadline) throw new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${output()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }, STACK_UP_MS + 60_000);
@@ -401,7 +353,7 @@ describe('rotating the model provider key locally, into the running real gateway
       expect([...secrets].every((s) => typeof s === 'string' && s.length >= 32)).toBe(true);
       expect(secrets.size).toBeGreaterThanOrEqual(7);
       const config = readFileSync(configFile, 'utf8');
-      const logs: [string, string][] = [['npm run dev output', out], ['dev:rotate output', stdout]];
+      const logs: [string, string][] = [['npm run dev output', output()], ['dev:rotate output', stdout]];
       const walk = (d: string) => {
         for (const e of readdirSync(d, { withFileTypes: true })) {
           const p = join(d, e.name);
@@ -505,7 +457,7 @@ describe('rotating the model provider key locally, into the running real gateway
       expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
 
       // Neither the new key nor the wrong password in a log or the config.
-      const texts = [out, readFileSync(join(home, '.openclaw', 'openclaw.json'), 'utf8'), failed?.stderr ?? ''];
+      const texts = [output(), readFileSync(join(home, '.openclaw', 'openclaw.json'), 'utf8'), failed?.stderr ?? ''];
       for (const f of readdirSync(join(dir, '.dev-stack', 'logs'))) texts.push(readFileSync(join(dir, '.dev-stack', 'logs', f), 'utf8'));
       for (const v of [next, wrong]) expect(texts.filter((t) => t.includes(v)).length).toBe(0);
     },
