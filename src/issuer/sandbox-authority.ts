@@ -136,7 +136,7 @@ export class SandboxAuthority extends DurableObject<Env> {
         if (inserted === 0) throw new AssertionError('jti_replayed', 'this assertion jti has been used before');
         this.maybeSweep(now);
 
-        // A key that cannot be encrypted to is refused before it is stored (and so is this token).
+        // A new key was checked usable by the grant; a stored one is checked once (usableAgentKey).
         const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : await this.usableAgentKey();
         const credVer = enc ? req.issue.credVer : undefined;
         appendAudit(this.ctx.storage.sql, now, { sandbox: rec.id, event: 'token_issued', outcome: 'ok', kid: req.issue.kid, jti: req.issue.jti, cred_ver: credVer });
@@ -217,8 +217,8 @@ export class SandboxAuthority extends DurableObject<Env> {
     };
   }
 
+  /** `jwk` passed checkAgentKey in the grant (grant.ts), before anything was stored. */
   private async registerEncKey(jwk: X25519PublicJwk, now: number): Promise<EncKeyRecord> {
-    await checkAgentKey(jwk);
     const current = this.agentKey();
     const thumbprint = await calculateJwkThumbprint({ kty: 'OKP', crv: 'X25519', x: jwk.x }, 'sha256');
     this.checkedEncKey = thumbprint;
