@@ -41,6 +41,20 @@ export interface SandboxStatus {
   last_issued_at?: string;
   token_expires_at?: string;
   credentials_version?: string;
+  /** What CREDENTIALS delivers to every sandbox, and how (the deployment's config, not this sandbox's state). */
+  credentials?: CredentialDelivery[];
+}
+
+/**
+ * How one CREDENTIALS entry reaches a sandbox: its value (`value`), a per-sandbox HMAC of it
+ * (`derived`), or a sentinel that the outbound handler swaps for the value on the way to one of
+ * `hosts` (`egress`). Names and hosts only: never a value, never a sentinel.
+ */
+export interface CredentialDelivery {
+  name: string;
+  delivery: 'value' | 'derived' | 'egress';
+  hosts?: string[];
+  header?: string;
 }
 
 /**

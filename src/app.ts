@@ -19,6 +19,7 @@ import { pushOnSecretChange } from './issuer/push.js';
 import { pushRefresh, type SandboxApi } from './sandbox/gateway.js';
 import { admin } from './routes/admin.js';
 import { gateway } from './routes/gateway.js';
+import { LOCAL_EGRESS_PATH, localEgress } from './routes/local-egress.js';
 import { token } from './routes/token.js';
 import { wellKnown } from './routes/well-known.js';
 
@@ -128,6 +129,7 @@ export function createApp(options: AppOptions = {}) {
   if (!options.outbound) {
     app.route('/.well-known', wellKnown);
     app.route('/api/admin', admin);
+    app.route(LOCAL_EGRESS_PATH, localEgress);
     app.route('/', gateway);
   }
 

@@ -7,7 +7,8 @@
  */
 import type { Config } from '../config.js';
 import { AssertionError, parseAssertion, peekIssuer, type AssertionRule } from './assertion.js';
-import { cachedCredentialsFor, checkAgentKey, encryptCredentials, type X25519PublicJwk } from './credentials.js';
+import { cachedFixedValuesFor, checkAgentKey, credentialSet, encryptCredentials, type X25519PublicJwk } from './credentials.js';
+import { mintSentinel } from './sentinel.js';
 import type { Authorized, AuthorizeRequest } from './sandbox-authority.js';
 import { mintAgentToken, type ActiveSigningKey } from './tokens.js';
 
@@ -41,8 +42,11 @@ export interface GrantDeps {
 export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps): Promise<TokenResponse> {
   const { config } = deps;
   let sandboxId: string;
+  let assertionKid: unknown;
   try {
-    sandboxId = parseAssertion(req.assertion).iss;
+    const parsed = parseAssertion(req.assertion);
+    sandboxId = parsed.iss;
+    assertionKid = parsed.header.kid;
   } catch (e) {
     const iss = e instanceof AssertionError ? peekIssuer(req.assertion) : undefined;
     if (iss !== undefined && e instanceof AssertionError && (await deps.isKnown(iss))) await deps.refuse(iss, e.rule).catch(() => undefined);
@@ -57,8 +61,20 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
     throw new AssertionError('container_mismatch', 'the assertion names another sandbox than the container it came from');
   }
   const signer = await deps.signingKey();
-  const creds = config.credentials.length > 0 ? await cachedCredentialsFor(config.credentials, sandboxId) : undefined;
   const now = deps.now();
+  const iat = Math.floor(now / 1000);
+  const exp = iat + config.timing.agentTokenTtl;
+  const egress = config.credentials.filter((e) => e.egress);
+  // The sentinels name the bootstrap key the assertion claims (its kid, the key's thumbprint);
+  // authorize refuses the assertion unless that is the sandbox's current key (kid_mismatch), so
+  // no token ever carries a sentinel bound to another key.
+  const sentinels: Record<string, string> = {};
+  if (egress.length > 0 && typeof assertionKid === 'string') {
+    for (const e of egress) {
+      sentinels[e.name] = await mintSentinel({ signer, issuer: config.issuer, sandboxId, name: e.name, hosts: e.egress!.hosts, jkt: assertionKid, iat, exp, jti: deps.randomId() });
+    }
+  }
+  const creds = config.credentials.length > 0 ? await credentialSet(await cachedFixedValuesFor(config.credentials, sandboxId), sentinels) : undefined;
   const jti = deps.randomId();
   const ok = await deps.authorize(sandboxId, {
     assertion: req.assertion,
@@ -76,6 +92,7 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
     jti,
     jkt: ok.jkt,
     cred,
+    egress: cred && egress.length > 0 ? egress.map((e) => e.name) : undefined,
   });
   const out: TokenResponse = { access_token: minted.token, token_type: 'Bearer', expires_in: config.timing.agentTokenTtl };
   if (cred) out.credentials_version = cred.version;

@@ -51,6 +51,12 @@ export interface AuthorizeRequest {
   issue: { kid: string; jti: string; credVer?: string };
 }
 
+export interface EgressState {
+  /** Thumbprint of the current bootstrap key: a sentinel's cnf.jkt must equal it. */
+  jkt: string;
+  revoked: boolean;
+}
+
 export interface Authorized {
   sandboxId: string;
   /** RFC 7638 thumbprint of the bootstrap key: the token's cnf.jkt. */
@@ -152,6 +158,22 @@ export class SandboxAuthority extends DurableObject<Env> {
   async refuse(sandboxId: string, rule: AssertionRule | string): Promise<void> {
     const rec = this.sandbox();
     if (rec && rec.id === sandboxId) this.refused(Date.now(), sandboxId, rule, false);
+  }
+
+  /**
+   * What the egress handler checks a sentinel against: the current bootstrap key's thumbprint and
+   * whether the sandbox is revoked. A read: an id never bootstrapped gets undefined, and nothing is created.
+   */
+  async egressState(sandboxId: string): Promise<EgressState | undefined> {
+    const rec = this.sandbox();
+    if (!rec || rec.id !== sandboxId) return undefined;
+    return { jkt: rec.kid, revoked: rec.revokedAt !== undefined };
+  }
+
+  /** Counts an egress refusal (code `egress:<rule>`) in the bounded refusal counters, never as an event. */
+  async egressRefused(sandboxId: string, rule: string, authenticated: boolean): Promise<void> {
+    const rec = this.sandbox();
+    if (rec && rec.id === sandboxId) this.refused(Date.now(), sandboxId, `egress:${rule}`, authenticated);
   }
 
   async status(sandboxId: string): Promise<SandboxStatus> {

@@ -35,6 +35,8 @@ export interface AgentTokenInput {
   /** Thumbprint of the agent's bootstrap key. */
   jkt: string;
   cred?: { jwe: string; version: string };
+  /** Names of the entries in `cred` that are egress sentinels, not values (claim `cred_egress`). */
+  egress?: readonly string[];
 }
 
 export interface AccessTokenInput {
@@ -83,6 +85,7 @@ export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
   if (i.cred) {
     claims.cred = i.cred.jwe;
     claims.cred_ver = i.cred.version;
+    if (i.egress && i.egress.length > 0) claims.cred_egress = [...i.egress];
   }
   const token = await sign(i.signer, claims, iat, exp);
   if (token.length > TOKEN_MAX_BYTES) {

@@ -11,6 +11,7 @@ import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
 import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
+import { forgetEgressState } from '../sandbox/egress-deps.js';
 import { issueBootstrapFile, sandboxOrRefuse } from './sandbox-ops.js';
 import { NO_STORE } from './token.js';
 
@@ -99,7 +100,9 @@ export const admin = new Hono<AppEnv>()
     const id = sandboxId(c.req.param('id'));
     await optionalJsonObject(c.req.raw);
     // The bootstrap file of DESIGN §4, returned once: only the public half is kept.
-    return c.json(await issueBootstrapFile(c.var, id), 200, NO_STORE);
+    const file = await issueBootstrapFile(c.var, id);
+    forgetEgressState(c.env, id);
+    return c.json(file, 200, NO_STORE);
   })
   .post('/sandboxes/:id/refresh', async (c) => {
     const id = sandboxId(c.req.param('id'));
@@ -111,12 +114,14 @@ export const admin = new Hono<AppEnv>()
     const id = c.var.config.gateway.sandboxId;
     await optionalJsonObject(c.req.raw);
     const out = await restartGateway(sandboxOrRefuse(c.var, id), c.var.config, () => issueBootstrapFile(c.var, id));
+    forgetEgressState(c.env, id);
     log('warn', 'admin_gateway_restart', { by: c.var.admin.subject, sandbox: id });
     return c.json({ sandbox: id, ...out });
   })
   .delete('/sandboxes/:id', async (c) => {
     const id = await knownSandbox(c.var, c.req.param('id'));
     const status = await unwrap(c.var.sandboxAuthority(id).revoke(id, c.var.admin.subject));
+    forgetEgressState(c.env, id);
     log('warn', 'admin_sandbox_revoke', { by: c.var.admin.subject, sandbox: id });
     return c.json(status);
   })

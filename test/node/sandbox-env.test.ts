@@ -27,9 +27,9 @@ it('no value of .dev.vars that is a secret, nor any delivered credential, is in 
     vars[m[1]!] = value;
   }
   expect(secrets.length).toBeGreaterThanOrEqual(3);
-  const [{ parseConfig }, { credentialsFor }, { gatewayProcessEnv }] = await Promise.all([load('src/config.ts'), load('src/issuer/credentials.ts'), load('src/sandbox/gateway.ts')]);
+  const [{ parseConfig }, { fixedValuesFor }, { gatewayProcessEnv }] = await Promise.all([load('src/config.ts'), load('src/issuer/credentials.ts'), load('src/sandbox/gateway.ts')]);
   const config = parseConfig!(vars) as { credentials: unknown; gateway: { sandboxId: string } };
-  const delivered = (await credentialsFor!(config.credentials, config.gateway.sandboxId)) as { values: Record<string, string> };
+  const delivered = { values: (await fixedValuesFor!(config.credentials, config.gateway.sandboxId)) as Record<string, string> };
   const envText = JSON.stringify(gatewayProcessEnv!(config));
   for (const s of [...secrets, ...Object.values(delivered.values)]) expect(envText).not.toContain(s);
 });
