@@ -13,9 +13,9 @@
  * and is tested in workerd with a recording fetch. Nothing here imports the Sandbox SDK.
  */
 import type { Config } from '../config.js';
-import { egressEntriesFor, type CredentialEntry, type EgressHeader } from '../issuer/credentials.js';
+import { EGRESS_HEADERS, egressEntriesFor, type CredentialEntry, type EgressHeader } from '../issuer/credentials.js';
 import type { EgressState } from '../issuer/sandbox-authority.js';
-import { checkSentinel, looksLikeJws, SentinelRefusal, type SentinelRule } from '../issuer/sentinel.js';
+import { checkSentinel, looksLikeJws, SENTINEL_TYP, SentinelRefusal, type SentinelRule } from '../issuer/sentinel.js';
 import { log } from '../log.js';
 
 export interface EgressDeps {
@@ -51,15 +51,36 @@ function presented(request: Request, header: EgressHeader): string | undefined {
   return value !== undefined && looksLikeJws(value) ? value : undefined;
 }
 
-/** The `sub` a JWS-shaped value claims, unverified: only to tell which container sent junk. */
-function claimedSub(token: string): string | undefined {
+/** One segment of a JWS-shaped value as JSON, unverified; undefined when it is not. */
+function peekSegment(token: string, index: number): Record<string, unknown> | undefined {
   try {
-    const p = token.split('.')[1]!;
-    const json = JSON.parse(atob(p.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown };
-    return typeof json.sub === 'string' ? json.sub : undefined;
+    const seg = token.split('.')[index]!;
+    const json = JSON.parse(atob(seg.replace(/-/g, '+').replace(/_/g, '/'))) as unknown;
+    return json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The `sub` a JWS-shaped value claims, unverified: only to tell which container sent junk. */
+function claimedSub(token: string): string | undefined {
+  const sub = peekSegment(token, 1)?.sub;
+  return typeof sub === 'string' ? sub : undefined;
+}
+
+/**
+ * The values to check as sentinels: whatever is JWS-shaped in a header an entry of this host is
+ * bound to, and a sentinel (by its typ) in the other egress header, so that one sent in the wrong
+ * header is refused rather than forwarded.
+ */
+function candidates(request: Request, bound: readonly EgressHeader[]): { header: EgressHeader; sentinel: string }[] {
+  const out: { header: EgressHeader; sentinel: string }[] = [];
+  for (const header of EGRESS_HEADERS) {
+    const sentinel = presented(request, header);
+    if (sentinel === undefined) continue;
+    if (bound.includes(header) || peekSegment(sentinel, 0)?.typ === SENTINEL_TYP) out.push({ header, sentinel });
+  }
+  return out;
 }
 
 /**
@@ -69,8 +90,7 @@ function claimedSub(token: string): string | undefined {
 export async function decideEgress(request: Request, containerId: string, deps: EgressDeps): Promise<EgressDecision> {
   const host = new URL(request.url).hostname;
   const bound = egressEntriesFor(deps.config.credentials, host);
-  const headers = [...new Set(bound.map((e) => e.egress!.header))];
-  const found = headers.map((header) => ({ header, sentinel: presented(request, header) })).filter((x): x is { header: EgressHeader; sentinel: string } => x.sentinel !== undefined);
+  const found = candidates(request, bound.map((e) => e.egress!.header));
   if (found.length === 0) return { action: 'pass' };
 
   const substitutions: { header: EgressHeader; sentinel: string; entry: CredentialEntry }[] = [];

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { importJWK, SignJWT, type JWK } from 'jose';
+import { compactDecrypt, decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import { TEST_ADMIN_TOKEN } from '../secrets.js';
@@ -35,7 +35,13 @@ const logs = captureLog();
 
 const admin = (path: string, method = 'POST') => fetch(`${worker.url}${path}`, { method, headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
 
-async function agentToken(id: string): Promise<string> {
+/** An egress-delivered entry, so the agent's credentials carry a sentinel (README, "Egress delivery"). */
+const CREDENTIALS = JSON.stringify({
+  GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true },
+  PROVIDER_API_KEY: { secret: 'E2E_PROVIDER_SECRET', egress: { hosts: ['api.provider.test'], header: 'authorization' } },
+});
+
+async function agentToken(id: string, encJwk?: JWK): Promise<string> {
   const boot = await admin(`/api/admin/sandboxes/${id}/bootstrap`);
   expect(boot.status).toBe(200);
   const b = (await boot.json()) as { client_id: string; issuer: string; token_endpoint: string; key: JWK };
@@ -46,10 +52,24 @@ async function agentToken(id: string): Promise<string> {
   const res = await fetch(b.token_endpoint, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion }),
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+      ...(encJwk ? { enc_jwk: JSON.stringify(encJwk) } : {}),
+    }),
   });
   expect(res.status).toBe(200);
   return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** The sentinel the agent of `id` would write into credentials.json, decrypted as the agent does. */
+async function sentinelOf(id: string): Promise<string> {
+  const { publicKey, privateKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519', extractable: true });
+  const pub = await exportJWK(publicKey);
+  const t = await agentToken(id, { kty: pub.kty, crv: pub.crv, x: pub.x });
+  const { plaintext } = await compactDecrypt(decodeJwt(t).cred as string, privateKey);
+  return (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values.PROVIDER_API_KEY!;
 }
 
 /**
@@ -82,7 +102,7 @@ beforeAll(async () => {
   // A one-minute JWKS max-age keeps the clock moves below the tokens' 600 s lifetime.
   worker = await startWorker({
     persistTo: join(dir, 'state'),
-    vars: { JWKS_MAX_AGE: `${MAX_AGE_S}s`, SANDBOX_ID: SANDBOX, DEV_USER: USER, GATEWAY_UPSTREAM: minted.url, ACCESS_TOKEN_TTL },
+    vars: { JWKS_MAX_AGE: `${MAX_AGE_S}s`, SANDBOX_ID: SANDBOX, DEV_USER: USER, GATEWAY_UPSTREAM: minted.url, ACCESS_TOKEN_TTL, CREDENTIALS, E2E_PROVIDER_SECRET: `e2e-provider-${randomUUID()}` },
   });
   upstream = await startUpstream();
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-e2e-value' }, 'v1');
@@ -121,6 +141,16 @@ it("finding 7: a user token from the real issuer goes through as its user; the a
   const other = await get(await agentToken('e2e-other'));
   expect(other.status).toBe(401);
   expect(await challenge(other)).toBe('Bearer error="invalid_token", error_description="bad_audience"');
+  expect(upstream.hits).toBe(hits);
+});
+
+it('an egress sentinel from the real issuer, presented to the gateway path as a bearer token, is refused by the proxy', async () => {
+  const sentinel = await sentinelOf(SANDBOX);
+  expect(JSON.parse(Buffer.from(sentinel.split('.')[0]!, 'base64url').toString())).toMatchObject({ typ: 'egress+jwt' });
+  const hits = upstream.hits;
+  const res = await get(sentinel);
+  expect(res.status).toBe(401);
+  expect(await challenge(res)).toBe('Bearer error="invalid_token", error_description="invalid_typ"');
   expect(upstream.hits).toBe(hits);
 });
 
