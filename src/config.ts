@@ -10,6 +10,7 @@ import { parseCredentials, type CredentialEntry } from './issuer/credentials.js'
 import { ConfigError } from './issuer/errors.js';
 import { jwksWithinVerifierLimits } from './issuer/jwks-bounds.js';
 import { isLoopbackIssuer } from './issuer/client-ip.js';
+import { agentTokenBytesBound, TOKEN_MAX_BYTES } from './issuer/tokens.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
 export interface Env {
@@ -233,6 +234,8 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
   }
 
   const credentials = parseCredentials(v.CREDENTIALS, env);
+  const bound = agentTokenBytesBound(v.ISSUER, credentials);
+  rule(bound <= TOKEN_MAX_BYTES, 'CREDENTIALS', `the delivered entries could make agent tokens up to ${bound} bytes, over the ${TOKEN_MAX_BYTES}-byte cap; deliver fewer or shorter values (an egress entry's sentinel takes about 600 bytes)`);
   if (v.DEV_USER !== undefined) {
     // A fixed user for every request is for a laptop only: never on a public issuer.
     rule(isLoopbackIssuer(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');

@@ -70,6 +70,41 @@ async function sign(signer: ActiveSigningKey, claims: Record<string, unknown>, i
     .sign(signer.key);
 }
 
+/** base64url length of n bytes. */
+const b64len = (n: number) => Math.ceil((n * 4) / 3);
+/** The longest sandbox id (SANDBOX_ID), a UUID jti, an RFC 7638 thumbprint, a 10-digit epoch time. */
+const MAX_ID = 63;
+const JTI = 36;
+const THUMBPRINT = 43;
+const EPOCH = 10;
+
+/**
+ * An upper bound on the size of an agent token carrying these credentials, for any sandbox:
+ * checked at config load, so an over-large CREDENTIALS is a start-up error rather than a failure
+ * of every refresh. Each term is the JSON of what grant.ts and sentinel.ts sign, at its longest.
+ */
+export function agentTokenBytesBound(issuer: string, entries: readonly { name: string; value: string; derive: boolean; egress?: { hosts: readonly string[] } }[]): number {
+  const header = b64len(`{"alg":"EdDSA","kid":"","typ":"egress+jwt"}`.length + THUMBPRINT);
+  const signature = 86;
+  let values = 0;
+  for (const e of entries) {
+    let value: number;
+    if (e.egress) {
+      const hosts = e.egress.hosts.reduce((n, h) => n + h.length + 3, 2);
+      const claims = `{"iss":"","sub":"","aud":"egress","name":"","hosts":,"cnf":{"jkt":""},"jti":"","iat":,"exp":}`.length + issuer.length + MAX_ID + e.name.length + hosts + THUMBPRINT + JTI + 2 * EPOCH;
+      value = header + 1 + b64len(claims) + 1 + signature;
+    } else {
+      value = e.derive ? THUMBPRINT : e.value.length * 6; // JSON escapes at worst \u00XX per character
+    }
+    values += e.name.length + value + 6;
+  }
+  const plaintext = `{"version":"","values":{}}`.length + 16 + values;
+  const jwe = 170 + 1 + 54 + 1 + 22 + 1 + b64len(plaintext) + 1 + 22;
+  const egress = entries.filter((e) => e.egress).reduce((n, e) => n + e.name.length + 3, 20);
+  const claims = `{"iss":"","sub":"","aud":"gateway:","jti":"","client_id":"","scope":"agent","cnf":{"jkt":""},"cred":"","cred_ver":"","iat":,"exp":}`.length + issuer.length + 3 * MAX_ID + JTI + THUMBPRINT + jwe + 16 + 2 * EPOCH + egress;
+  return header + 1 + b64len(claims) + 1 + signature;
+}
+
 export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
   const iat = Math.floor(i.now / 1000);
   const exp = iat + i.ttl;

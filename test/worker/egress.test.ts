@@ -10,6 +10,7 @@ import { createApp } from '../../src/app.js';
 import { parseConfig, type Env } from '../../src/config.js';
 import { secretsFingerprint } from '../../src/issuer/credentials.js';
 import { ConfigError } from '../../src/issuer/errors.js';
+import { agentTokenBytesBound } from '../../src/issuer/tokens.js';
 import { handleEgress, type EgressDeps } from '../../src/sandbox/egress.js';
 import { egressDeps, sandboxContainerId } from '../../src/sandbox/egress-deps.js';
 import { outboundRoutes } from '../../src/sandbox/index.js';
@@ -148,6 +149,17 @@ describe('CREDENTIALS egress entries', () => {
   it('accepts a valid entry and keeps its binding', () => {
     const c = parseConfig({ ...base, CREDENTIALS: entry({ hosts: ['api.anthropic.com'], header: 'x-api-key' }) });
     expect(c.credentials[0]).toMatchObject({ name: 'PROVIDER_KEY', egress: { hosts: ['api.anthropic.com'], header: 'x-api-key' } });
+  });
+
+  it('bounds the agent token size at load: the bound holds for a real token, and too many sentinels are a start-up error', () => {
+    const c = parseConfig(e as never);
+    const bound = agentTokenBytesBound(c.issuer, c.credentials);
+    expect(issued.token.length).toBeLessThanOrEqual(bound);
+    expect(bound).toBeLessThan(issued.token.length * 1.25);
+    const many: Record<string, unknown> = {};
+    for (let i = 0; i < 8; i++) many[`KEY_${i}`] = { secret: 'K', egress: { hosts: ['api.example.com'], header: 'x-api-key' } };
+    expect(() => parseConfig({ ...base, CREDENTIALS: JSON.stringify(many) })).toThrow(/could make agent tokens up to \d+ bytes, over the 8192-byte cap/);
+    console.log(`agent token with 2 sentinels: ${issued.token.length} bytes (bound ${bound})`);
   });
 
   it('leaves egress secrets out of the secrets fingerprint: rotating one pushes nothing', async () => {
