@@ -28,6 +28,11 @@ if [ -z "${GATEWAY_COMMAND:-}" ]; then
   ON_CHANGE=${ON_CHANGE-"node $LIB/openclaw-reload.mjs"}
 fi
 FIRST_CREDENTIAL_RETRY_SECONDS=2
+# Egress delivery: the platform intercepts the TLS of bound provider hosts and re-signs it with
+# its own CA (the Sandbox image installs it here). Node, which OpenClaw runs on, trusts only its
+# bundled roots unless told, so its provider calls would fail the handshake without this.
+PLATFORM_CA=${PLATFORM_CA:-/etc/cloudflare/certs/cloudflare-containers-ca.crt}
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r "$PLATFORM_CA" ]; then export NODE_EXTRA_CA_CERTS="$PLATFORM_CA"; fi
 
 agent_args=(--bootstrap-key "$BOOTSTRAP_KEY_FILE" --dir "$CREDENTIALS_DIR" --issuer "$ISSUER_URL")
 if [ -n "${ON_CHANGE:-}" ]; then agent_args+=(--on-change "$ON_CHANGE"); fi
