@@ -52,7 +52,10 @@ esac
     UPSTREAM_URL: 'http://127.0.0.1:18789',
     ON_CHANGE: 'true',
     GATEWAY_COMMAND: join(dir, 'gateway'),
+    // The platform's CA for HTTPS interception of egress hosts: the gateway must be told to trust it.
+    PLATFORM_CA: join(dir, 'platform-ca.crt'),
   };
+  writeFileSync(env.PLATFORM_CA, 'not a real certificate\n');
   // The stand-in gateway exits (7) once the backgrounded agent and proxy have started, i.e. both
   // logged a line with --port (at most 10 s), so the order is certain even under load.
   // /bin/sleep: the PATH stub below returns at once.
@@ -60,6 +63,7 @@ esac
     join(dir, 'gateway'),
     `#!/usr/bin/env bash
 echo gateway >> ${log}
+echo "gateway ca=$NODE_EXTRA_CA_CERTS" >> ${log}
 for _ in $(seq 200); do [ "$(grep -c -- --port ${log})" -ge 2 ] && break; /bin/sleep 0.05; done
 exit 7
 `,
@@ -77,6 +81,7 @@ exit 7
   expect(rest.some((c) => c.startsWith('/lib-under-test/refresh.mjs') && c.includes('--port 8788'))).toBe(true);
   expect(rest.some((c) => c.startsWith('/lib-under-test/gateway-proxy.mjs') && c.includes('--audience gateway:main'))).toBe(true);
   expect(rest).toContain('gateway');
+  expect(rest).toContain(`gateway ca=${env.PLATFORM_CA}`);
   // The stand-in agent and proxy were stopped when the gateway exited: start.sh signals them as
   // it exits, so they may take a moment under load (they would otherwise sleep 30 s).
   const running = () => execFileSync('bash', ['-c', `pgrep -f "[s]leep ${STANDIN_SLEEP_S}$" | wc -l`]).toString().trim();
