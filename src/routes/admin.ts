@@ -5,7 +5,8 @@ import { Hono } from 'hono';
 import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
 import type { AppEnv } from '../app.js';
 import { readBodyLimited } from '../http.js';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing } from '../admin-api.js';
+import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type SandboxStatus } from '../admin-api.js';
+import { deliveryOf } from '../issuer/credentials.js';
 import { decodeCursor, encodeCursor } from '../issuer/registry.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
@@ -37,6 +38,14 @@ function parseForce(query: string | undefined, body: Record<string, unknown>): b
   if (body.force !== undefined && typeof body.force !== 'boolean') throw new IssuerError('invalid_request', '"force" must be a boolean');
   if (query !== undefined && query !== 'true' && query !== 'false') throw new IssuerError('invalid_request', 'force must be "true" or "false"');
   return query === 'true' || body.force === true;
+}
+
+/**
+ * A sandbox's status with how CREDENTIALS delivers each entry (the deployment's config, the same
+ * for every sandbox): names, kinds and egress hosts, never a value or a sentinel.
+ */
+function withDeliveries(v: AppEnv['Variables'], status: SandboxStatus): SandboxStatus {
+  return { ...status, credentials: v.config.credentials.map(deliveryOf) };
 }
 
 function sandboxId(raw: string): string {
@@ -123,13 +132,13 @@ export const admin = new Hono<AppEnv>()
     const status = await unwrap(c.var.sandboxAuthority(id).revoke(id, c.var.admin.subject));
     forgetEgressState(c.env, id);
     log('warn', 'admin_sandbox_revoke', { by: c.var.admin.subject, sandbox: id });
-    return c.json(status);
+    return c.json(withDeliveries(c.var, status));
   })
   .get('/sandboxes/:id', async (c) => {
     const id = await knownSandbox(c.var, c.req.param('id'));
     const status = await c.var.sandboxAuthority(id).status(id);
     if (!status.exists) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
-    return c.json(status);
+    return c.json(withDeliveries(c.var, status));
   })
   .get('/sandboxes', async (c) => {
     const limit = parseLimit(c.req.query('limit'), SANDBOX_LIST_DEFAULT, SANDBOX_PAGE_MAX);
@@ -137,7 +146,7 @@ export const admin = new Hono<AppEnv>()
     const cursor = raw === undefined ? undefined : decodeCursor(raw, SANDBOX_ID);
     if (raw !== undefined && !cursor) throw new IssuerError('invalid_request', 'cursor is not a next_cursor this API gave');
     const page = await c.var.keyAuthority().sandboxPage(limit, cursor, c.var.config.gateway.sandboxId);
-    const sandboxes = await Promise.all(page.ids.map((id) => c.var.sandboxAuthority(id).status(id)));
+    const sandboxes = await Promise.all(page.ids.map(async (id) => withDeliveries(c.var, await c.var.sandboxAuthority(id).status(id))));
     const listing: SandboxListing = { sandboxes, total: page.total };
     if (page.next) listing.next_cursor = encodeCursor(page.next);
     return c.json(listing);

@@ -3,7 +3,9 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { authenticateAdmin } from '../../src/admin-auth.js';
 import { parseConfig } from '../../src/config.js';
 import { IssuerError } from '../../src/issuer/errors.js';
+import { TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { adminHeaders, BASE, call, freshStorage, TEST_ADMIN_TOKEN } from './helpers.js';
+import { bootstrap } from './token-helpers.js';
 
 beforeEach(freshStorage);
 
@@ -274,5 +276,58 @@ describe('failure G through the admin API', () => {
     const keys = (await (await call('/api/admin/keys', { headers: adminHeaders() })).json()) as { keys: { kid: string; state: string }[] };
     const active = keys.keys.find((k) => k.state === 'active')!.kid;
     expect((await call(`/api/admin/keys/${active}/revoke`, { method: 'POST', headers: adminHeaders() })).status).toBe(200);
+  });
+});
+
+describe('sandbox status: how each CREDENTIALS entry is delivered', () => {
+  const PLAIN_SECRET = 'plain-secret-value-for-the-test-0123456789';
+  const PROVIDER_SECRET = 'provider-secret-value-for-the-test-0123456789';
+  // The test env's CREDENTIALS (wrangler.toml) has one derived entry; this one has each kind.
+  const egressEnv = {
+    CREDENTIALS: JSON.stringify({
+      GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true },
+      PLAIN_KEY: { secret: 'PLAIN_SECRET' },
+      PROVIDER_API_KEY: { secret: 'PROVIDER_SECRET', egress: { hosts: ['api.example.com', 'eu.api.example.com'], header: 'authorization' } },
+    }),
+    PLAIN_SECRET,
+    PROVIDER_SECRET,
+  };
+  const deliveries = [
+    { name: 'GATEWAY_TOKEN', delivery: 'derived' },
+    { name: 'PLAIN_KEY', delivery: 'value' },
+    { name: 'PROVIDER_API_KEY', delivery: 'egress', hosts: ['api.example.com', 'eu.api.example.com'], header: 'authorization' },
+  ];
+  const never = (text: string) => {
+    for (const s of [PLAIN_SECRET, PROVIDER_SECRET, TEST_GATEWAY_TOKEN]) expect(text).not.toContain(s);
+    expect(text).not.toMatch(/eyJ/); // no JWS (a sentinel) or JWE of any kind
+  };
+
+  it('GET /sandboxes/:id, each entry of GET /sandboxes and the DELETE answer name each entry and its delivery, never a value', async () => {
+    await bootstrap('deliv-a', egressEnv);
+    await bootstrap('deliv-b', egressEnv);
+
+    const one = await call('/api/admin/sandboxes/deliv-a', { headers: adminHeaders() }, egressEnv);
+    expect(one.status).toBe(200);
+    const oneText = await one.text();
+    never(oneText);
+    expect(JSON.parse(oneText)).toMatchObject({ sandbox: 'deliv-a', exists: true, credentials: deliveries });
+
+    const list = await call('/api/admin/sandboxes', { headers: adminHeaders() }, egressEnv);
+    expect(list.status).toBe(200);
+    const listText = await list.text();
+    never(listText);
+    const sandboxes = (JSON.parse(listText) as { sandboxes: { sandbox: string; credentials?: unknown }[] }).sandboxes;
+    expect(sandboxes.map((s) => s.sandbox).sort()).toEqual(['deliv-a', 'deliv-b']);
+    for (const s of sandboxes) expect(s.credentials, s.sandbox).toEqual(deliveries);
+
+    const revoked = await call('/api/admin/sandboxes/deliv-b', { method: 'DELETE', headers: adminHeaders() }, egressEnv);
+    expect(revoked.status).toBe(200);
+    const revokedText = await revoked.text();
+    never(revokedText);
+    expect(JSON.parse(revokedText)).toMatchObject({ sandbox: 'deliv-b', revoked: true, credentials: deliveries });
+
+    // The deployment's config, not the sandbox's state: the test env's own CREDENTIALS shows as such.
+    const plain = (await (await call('/api/admin/sandboxes/deliv-a', { headers: adminHeaders() })).json()) as { credentials?: unknown };
+    expect(plain.credentials).toEqual([{ name: 'GATEWAY_TOKEN', delivery: 'derived' }]);
   });
 });
