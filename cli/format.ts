@@ -3,7 +3,7 @@
  * of the API's answers and `now`, so every screen is reproducible in a test. Text that came from
  * the issuer goes through oneLine before it reaches a terminal.
  */
-import type { AuditEvent, KeyListing, KeyView, RefusalCount, SandboxStatus } from './api.js';
+import type { AuditEvent, CredentialDelivery, KeyListing, KeyView, RefusalCount, SandboxStatus } from './api.js';
 import { oneLine } from './errors.js';
 
 const SECOND = 1000;
@@ -192,8 +192,27 @@ export function sandboxTable(list: SandboxStatus[], now: number): string[] {
   return table(['SANDBOX', 'STATE', 'LAST REFRESH', 'TOKEN EXPIRES', 'CREDENTIALS', 'AGENT KEY', 'BOOTSTRAP KID'], rows);
 }
 
+/**
+ * How one CREDENTIALS entry reaches the sandbox: `GATEWAY_TOKEN derived`, `API_KEY value`,
+ * `PROVIDER_API_KEY egress -> api.example.com eu.api.example.com (authorization)`. Names, kinds
+ * and hosts only: the admin API never sends a value or a sentinel.
+ */
+export function deliveryText(d: CredentialDelivery): string {
+  const name = oneLine(String(d.name), 64);
+  if (d.delivery !== 'egress') return `${name} ${oneLine(String(d.delivery), 20)}`;
+  const hosts = Array.isArray(d.hosts) && d.hosts.length > 0 ? d.hosts.map((h) => oneLine(String(h), 253)).join(' ') : '?';
+  return `${name} egress -> ${hosts}${d.header ? ` (${oneLine(String(d.header), 40)})` : ''}`;
+}
+
+/** Every entry, comma-separated; `undefined` when the issuer did not say (an older Worker). */
+export function deliveriesText(list: CredentialDelivery[] | undefined): string | undefined {
+  if (!Array.isArray(list)) return undefined;
+  return list.length === 0 ? '(none: CREDENTIALS is empty)' : list.map(deliveryText).join(', ');
+}
+
 /** One sandbox, one field a line. */
 export function sandboxDetail(s: SandboxStatus, now: number): string[] {
+  const deliveries = deliveriesText(s.credentials);
   return [
     `sandbox           ${s.sandbox}`,
     `state             ${sandboxState(s)}${s.revoked ? ` (revoked ${rel(s.revoked_at, now)})` : ''}`,
@@ -203,32 +222,58 @@ export function sandboxDetail(s: SandboxStatus, now: number): string[] {
     `last refresh      ${when(s.last_issued_at, now)}`,
     `token expires     ${when(s.token_expires_at, now)}`,
     `credentials       ${s.credentials_version ?? '-'}`,
-  ].map((l) => oneLine(l));
+  ]
+    .map((l) => oneLine(l))
+    // Each piece is already one line (deliveryText); the whole is not cut at oneLine's bound.
+    .concat(deliveries === undefined ? [] : [`delivery          ${deliveries}`]);
+}
+
+/** An `egress:<rule>` code is the outbound handler's refusal of a sentinel, not a token request's. */
+export const EGRESS_CODE_PREFIX = 'egress:';
+
+/** A refusal or event code as shown: `egress:host_not_bound` reads `egress refused: host_not_bound`. */
+export function codeLabel(code: string | undefined): string {
+  if (code === undefined) return '-';
+  return code.startsWith(EGRESS_CODE_PREFIX) ? `egress refused: ${code.slice(EGRESS_CODE_PREFIX.length)}` : code;
 }
 
 export function auditTable(events: AuditEvent[]): string[] {
   if (events.length === 0) return ['  (no events)'];
   const rows = events.map((e) => {
     const t = Date.parse(e.at);
-    return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, e.code ?? '-', shortKid(e.kid), e.cred_ver ?? '-', e.actor ?? '-'];
+    return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, codeLabel(e.code), shortKid(e.kid), e.cred_ver ?? '-', e.actor ?? '-'];
   });
   return table(['TIME', 'SANDBOX', 'EVENT', 'OUTCOME', 'CODE', 'KID', 'CREDENTIALS', 'ACTOR'], rows, '');
 }
 
-/** Refusal counters: SIGNED says whether the sandbox's key signed the refused assertion. */
+/**
+ * Refusal counters: SIGNED says whether the refused assertion (or, for an egress refusal, the
+ * sentinel) verified under the issuer's keys. Egress refusals (`egress:<rule>`) are labelled as
+ * such, and a line after the table says what they are.
+ */
 export function refusalTable(refusals: RefusalCount[]): string[] {
   const rows = refusals.map((r) => {
     const t = Date.parse(r.minute);
-    return [Number.isFinite(t) ? isoSeconds(t) : r.minute, r.sandbox, r.code, String(r.count), r.authenticated ? 'yes' : 'no'];
+    return [Number.isFinite(t) ? isoSeconds(t) : r.minute, r.sandbox, codeLabel(r.code), String(r.count), r.authenticated ? 'yes' : 'no'];
   });
-  return table(['MINUTE', 'SANDBOX', 'CODE', 'COUNT', 'SIGNED'], rows, '');
+  const out = table(['MINUTE', 'SANDBOX', 'CODE', 'COUNT', 'SIGNED'], rows, '');
+  if (refusals.some((r) => typeof r.code === 'string' && r.code.startsWith(EGRESS_CODE_PREFIX))) {
+    out.push('egress refused: the outbound handler refused a sentinel in a request from the sandbox to an egress host (the rule after the colon; README, "Egress delivery")');
+  }
+  return out;
 }
 
-/** The `status` screen. */
+/**
+ * The `status` screen. The credentials line is the deployment's CREDENTIALS as every sandbox
+ * status carries it (the same for all); without a sandbox there is none to read it from.
+ */
 export function statusScreen(issuer: string, listing: KeyListing, sandboxes: SandboxStatus[], now: number): string[] {
+  const deliveries = deliveriesText(sandboxes.find((s) => Array.isArray(s.credentials))?.credentials);
   return [
     `issuer     ${oneLine(issuer)}`,
     `rotation   ${oneLine(scheduleLine(listing, now))}`,
+    // Each piece is already one line (deliveryText); the whole is not cut at oneLine's bound.
+    ...(deliveries === undefined ? [] : [`credentials  ${deliveries}`]),
     '',
     'signing keys',
     ...keyTable(listing, now, { fullKid: false, removedShown: STATUS_REMOVED_SHOWN }),

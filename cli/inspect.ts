@@ -1,13 +1,18 @@
 /**
  * `credctl token inspect`: decodes a token, verifies it against the issuer's published JWKS the
  * way a gateway would (EdDSA only, kid in the JWKS, exp/nbf with the clock skew, iss equal to
- * the issuer), and describes it. The raw token is never printed, nor the encrypted credentials
- * it may carry (`cred`): only a placeholder with their size and JWE header.
+ * the issuer), and describes it. The raw token is never printed, nor its signature, nor the
+ * encrypted credentials it may carry (`cred`): only a placeholder with their size and JWE header.
+ *
+ * It also takes an egress sentinel (src/issuer/sentinel.ts), the stand-in an egress-delivered
+ * CREDENTIALS entry puts in the container: signed with the same keys, so it verifies the same
+ * way, but its `typ` (egress+jwt) and `aud` (egress) are not an access token's. It is reported
+ * as what it is: usable only through the Sandbox outbound handler, never as a token.
  */
 import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose';
-import type { Jwks, KeyListing } from './api.js';
+import { SANDBOX_ID, type Jwks, type KeyListing, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
-import { oneLine, usageError } from './errors.js';
+import { CliError, oneLine, usageError } from './errors.js';
 import { when } from './format.js';
 
 /** The issuer's default CLOCK_SKEW: verifiers accept exp and nbf this far off. */
@@ -17,11 +22,24 @@ const ALGORITHMS = ['EdDSA'];
 /** The issuer's tokens are at most 8 KiB; anything much larger is not one of them. */
 const TOKEN_MAX_CHARS = 16 * 1024;
 export const TOKEN_TYP = 'at+jwt';
+/** An egress sentinel's header typ and audience: SENTINEL_TYP and SENTINEL_AUD of src/issuer/sentinel.ts. */
+export const SENTINEL_TYP = 'egress+jwt';
+export const SENTINEL_AUD = 'egress';
+
+export type TokenKind = 'agent_token' | 'access_token' | 'egress_sentinel' | 'other';
+
+/**
+ * What the sentinel's sandbox says of it (admin credentials needed): bound to the current
+ * bootstrap key, or refused by the outbound handler under the rule named (its `egress:<rule>`).
+ */
+export type SentinelSandboxCheck = 'current' | 'stale_bootstrap' | 'revoked' | 'unknown_sandbox';
 
 export type InspectReason = 'bad_signature' | 'unknown_kid' | 'missing_kid' | 'expired' | 'not_yet_valid' | 'bad_issuer' | 'unsupported_alg' | 'invalid_claim' | 'invalid_token';
 
 export interface Inspection {
   valid: boolean;
+  /** From the header's typ (and scope): an egress sentinel is not a token any gateway accepts. */
+  kind: TokenKind;
   reason?: InspectReason;
   reason_description?: string;
   header: Record<string, unknown>;
@@ -32,6 +50,8 @@ export interface Inspection {
   kid_state?: string;
   /** alg and enc of the encrypted credentials' JWE header, when the token carries them. */
   cred_header?: { alg?: string; enc?: string };
+  /** For an egress sentinel, when admin credentials were available: its sandbox's verdict. */
+  sandbox_check?: SentinelSandboxCheck;
 }
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
@@ -74,6 +94,13 @@ function credPlaceholder(cred: unknown): { text: string; header?: { alg?: string
   }
 }
 
+export function kindOf(header: Record<string, unknown>, payload: Record<string, unknown>): TokenKind {
+  if (header.typ === SENTINEL_TYP) return 'egress_sentinel';
+  if (header.typ !== TOKEN_TYP) return 'other';
+  const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
+  return scopes.includes('agent') ? 'agent_token' : 'access_token';
+}
+
 function describeFailure(e: unknown, payload: Record<string, unknown>, issuer: string, now: number): { reason: InspectReason; description: string } {
   const err = e as { code?: string; claim?: string; reason?: string };
   const time = (v: unknown) => (typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : 'missing');
@@ -89,6 +116,8 @@ function describeFailure(e: unknown, payload: Record<string, unknown>, issuer: s
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       if (err.claim === 'iss') return { reason: 'bad_issuer', description: `iss is ${typeof payload.iss === 'string' ? oneLine(payload.iss, 200) : 'missing'}, not the issuer ${issuer}` };
       if (err.claim === 'nbf') return { reason: 'not_yet_valid', description: `not valid before ${time(payload.nbf)}` };
+      // Checked for sentinels only: the outbound handler refuses any other audience (bad_audience).
+      if (err.claim === 'aud') return { reason: 'invalid_claim', description: `aud is ${payload.aud === undefined ? 'missing' : oneLine(JSON.stringify(payload.aud), 80)}, not "${SENTINEL_AUD}": the outbound handler refuses this sentinel (bad_audience)` };
       return { reason: 'invalid_claim', description: `the ${oneLine(String(err.claim ?? 'a'), 40)} claim is ${err.reason === 'missing' ? 'missing' : 'not valid'}` };
     default:
       return { reason: 'invalid_token', description: `the token does not verify (${oneLine(String(err?.code ?? 'error'), 60)})` };
@@ -111,7 +140,8 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
     credHeader = p.header;
   }
 
-  const out: Inspection = { valid: false, header, claims, kid_in_jwks: kidInJwks };
+  const kind = kindOf(header, payload);
+  const out: Inspection = { valid: false, kind, header, claims, kid_in_jwks: kidInJwks };
   if (credHeader) out.cred_header = credHeader;
   if (kid === undefined) {
     out.reason = 'missing_kid';
@@ -124,6 +154,8 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
         requiredClaims: ['exp'],
         currentDate: new Date(now),
+        // The same keys sign sentinels; their audience is what the outbound handler checks.
+        ...(kind === 'egress_sentinel' ? { audience: SENTINEL_AUD } : {}),
       });
       out.valid = true;
     } catch (e) {
@@ -132,26 +164,67 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
       out.reason_description = f.description;
     }
   }
-  if (kid !== undefined && client.hasAdminCredentials) {
-    // Optional: the key's state needs the admin API; without it the inspection is just as complete.
-    try {
-      const listing = await client.admin<KeyListing>('GET', '/keys');
-      const state = listing.keys?.find((k) => k.kid === kid)?.state;
-      if (state) out.kid_state = state;
-    } catch {
-      /* no state shown */
-    }
+  if (client.hasAdminCredentials) {
+    // Optional: the key's state and the sentinel's sandbox need the admin API; without them the
+    // inspection is just as complete. Only a verified sentinel's claims are worth asking about.
+    const [state, check] = await Promise.all([kid === undefined ? undefined : keyState(client, kid), kind === 'egress_sentinel' && out.valid ? sandboxCheck(client, payload) : undefined]);
+    if (state) out.kid_state = state;
+    if (check) out.sandbox_check = check;
   }
   return out;
 }
 
-function kindOf(header: Record<string, unknown>, claims: Record<string, unknown>): string {
-  if (header.typ !== TOKEN_TYP) return `not an issuer token (typ ${typeof header.typ === 'string' ? oneLine(header.typ, 40) : 'missing'}, expected ${TOKEN_TYP})`;
-  const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
-  return scopes.includes('agent') ? 'agent token (typ at+jwt, scope agent)' : 'access token (typ at+jwt)';
+async function keyState(client: IssuerClient, kid: string): Promise<string | undefined> {
+  try {
+    const listing = await client.admin<KeyListing>('GET', '/keys');
+    return listing.keys?.find((k) => k.kid === kid)?.state;
+  } catch {
+    return undefined;
+  }
 }
 
-const SHOWN = new Set(['iss', 'sub', 'aud', 'client_id', 'scope', 'iat', 'nbf', 'exp', 'jti', 'cnf', 'cred', 'cred_ver']);
+/**
+ * The outbound handler's checks that need the sandbox's state, as far as its status shows them
+ * and in its order: `cnf.jkt` against the current bootstrap key (whose kid is its thumbprint),
+ * then revocation. The container it comes from and the host it goes to are the request's, which
+ * inspect does not have.
+ */
+async function sandboxCheck(client: IssuerClient, payload: Record<string, unknown>): Promise<SentinelSandboxCheck | undefined> {
+  const sub = payload.sub;
+  const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
+  if (typeof sub !== 'string' || !SANDBOX_ID.test(sub) || typeof jkt !== 'string') return undefined;
+  try {
+    const s = await client.admin<SandboxStatus>('GET', `/sandboxes/${sub}`);
+    if (s.bootstrap_kid !== jkt) return 'stale_bootstrap';
+    return s.revoked ? 'revoked' : 'current';
+  } catch (e) {
+    // 404: never bootstrapped (or another deployment's sentinel); anything else: nothing shown.
+    return e instanceof CliError && e.message.startsWith('the issuer answered 404 not_found:') ? 'unknown_sandbox' : undefined;
+  }
+}
+
+function kindText(kind: TokenKind, header: Record<string, unknown>): string {
+  switch (kind) {
+    case 'agent_token':
+      return 'agent token (typ at+jwt, scope agent)';
+    case 'access_token':
+      return 'access token (typ at+jwt)';
+    case 'egress_sentinel':
+      return `egress sentinel (typ ${SENTINEL_TYP}, aud ${SENTINEL_AUD}): not an access token; usable only through the Sandbox outbound handler`;
+    default:
+      return `not an issuer token (typ ${typeof header.typ === 'string' ? oneLine(header.typ, 40) : 'missing'}, expected ${TOKEN_TYP} or ${SENTINEL_TYP})`;
+  }
+}
+
+const SANDBOX_CHECK_TEXT: Record<SentinelSandboxCheck, string> = {
+  current: "the sandbox's current bootstrap key",
+  stale_bootstrap: "not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap)",
+  revoked: 'the sandbox is revoked: the outbound handler refuses it (revoked)',
+  unknown_sandbox: 'no such sandbox at this issuer: the outbound handler refuses it',
+};
+
+const SHOWN = new Set(['iss', 'sub', 'aud', 'client_id', 'scope', 'iat', 'nbf', 'exp', 'jti', 'cnf', 'cred', 'cred_ver', 'cred_egress']);
+const SENTINEL_SHOWN = new Set(['iss', 'sub', 'aud', 'name', 'hosts', 'cnf', 'iat', 'nbf', 'exp', 'jti']);
 
 /** The human report of an inspection. */
 export function inspectionLines(r: Inspection, issuer: string, now: number): string[] {
@@ -160,12 +233,20 @@ export function inspectionLines(r: Inspection, issuer: string, now: number): str
   const time = (v: unknown) => (typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : v === undefined ? '-' : `${str(v)} (not a number)`);
   const kid = typeof r.header.kid === 'string' ? oneLine(r.header.kid, 80) : '-';
   const kidWhere = r.kid_in_jwks ? `in the JWKS${r.kid_state ? `, ${r.kid_state}` : ''}` : `not in the JWKS${r.kid_state ? ` (${r.kid_state})` : ''}`;
-  const lines = [
-    `verdict     ${r.valid ? 'VALID (signature, issuer, times)' : `INVALID: ${r.reason} (${oneLine(r.reason_description ?? '')})`}`,
-    `kind        ${kindOf(r.header, c)}`,
+  const sentinel = r.kind === 'egress_sentinel';
+  const valid = sentinel ? `VALID as an egress sentinel (signature, issuer, times, aud ${SENTINEL_AUD})` : 'VALID (signature, issuer, times)';
+  const head = [
+    `verdict     ${r.valid ? valid : `INVALID: ${r.reason} (${oneLine(r.reason_description ?? '')})`}`,
+    `kind        ${kindText(r.kind, r.header)}`,
     `issuer      ${str(c.iss)}${c.iss === issuer ? ' (this issuer)' : ''}`,
     `kid         ${kid} (${kidWhere})`,
     `alg         ${str(r.header.alg)}`,
+  ];
+  const extraHeader = Object.keys(r.header).filter((k) => !['alg', 'kid', 'typ'].includes(k));
+  const headerNote = extraHeader.length > 0 ? [`header      also ${extraHeader.map((k) => oneLine(k, 20)).join(', ')}`] : [];
+  if (sentinel) return [...head, ...sentinelLines(r, str, time), ...headerNote];
+  const lines = [
+    ...head,
     `subject     ${str(c.sub)}`,
     `audience    ${str(c.aud)}`,
     `client_id   ${str(c.client_id)}`,
@@ -181,8 +262,31 @@ export function inspectionLines(r: Inspection, issuer: string, now: number): str
     const h = r.cred_header;
     lines.push(`cred        ${str(c.cred)}${h?.alg || h?.enc ? ` (JWE ${h.alg ?? '?'} / ${h.enc ?? '?'})` : ''}`);
   }
+  if (c.cred_egress !== undefined) {
+    const names = Array.isArray(c.cred_egress) ? c.cred_egress.map((n) => str(n)).join(', ') : str(c.cred_egress);
+    lines.push(`cred_egress egress-delivered: ${names} (cred holds sentinels for these, not values; the outbound handler adds the values)`);
+  }
   for (const [k, v] of Object.entries(c)) if (!SHOWN.has(k)) lines.push(`${oneLine(k, 10).padEnd(11)} ${str(v)}`);
-  const extraHeader = Object.keys(r.header).filter((k) => !['alg', 'kid', 'typ'].includes(k));
-  if (extraHeader.length > 0) lines.push(`header      also ${extraHeader.map((k) => oneLine(k, 20)).join(', ')}`);
+  lines.push(...headerNote);
+  return lines;
+}
+
+/** A sentinel's claims: which entry it stands for, where it may go, whose it is, and its times. */
+function sentinelLines(r: Inspection, str: (v: unknown) => string, time: (v: unknown) => string): string[] {
+  const c = r.claims;
+  const jkt = (c.cnf as { jkt?: unknown } | undefined)?.jkt;
+  const hosts = Array.isArray(c.hosts) ? c.hosts.map((h) => str(h)).join(' ') : str(c.hosts);
+  const lines = [
+    `entry       ${str(c.name)} (the CREDENTIALS entry it stands for)`,
+    `hosts       ${hosts}`,
+    `subject     ${str(c.sub)} (the sandbox it was issued to)`,
+    `audience    ${str(c.aud)}`,
+    `cnf.jkt     ${str(jkt)}${r.sandbox_check ? ` (${SANDBOX_CHECK_TEXT[r.sandbox_check]})` : ''}`,
+    `issued at   ${time(c.iat)}`,
+  ];
+  if (c.nbf !== undefined) lines.push(`not before  ${time(c.nbf)}`);
+  lines.push(`expires     ${time(c.exp)}`, `jti         ${str(c.jti)}`);
+  for (const [k, v] of Object.entries(c)) if (!SENTINEL_SHOWN.has(k)) lines.push(`${oneLine(k, 10).padEnd(11)} ${str(v)}`);
+  lines.push(`use         only in a request from sandbox ${str(c.sub)} to ${hosts}, through the Sandbox outbound handler, which puts the value of ${str(c.name)} in its place; a gateway refuses it as a token`);
   return lines;
 }

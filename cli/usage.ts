@@ -37,7 +37,9 @@ export const COMMANDS: CommandHelp[] = [
     summary: 'signing keys on a timeline, the rotation schedule, sandboxes',
     details: `One screen: the signing keys (state, age, when each signs, retires and leaves the JWKS) on a
 small timeline up to the next rotation, the rotation schedule, and every sandbox with its last
-refresh, token expiry, credentials version and whether it is revoked.
+refresh, token expiry, credentials version and whether it is revoked. The credentials line says
+how each CREDENTIALS entry is delivered: its value, derived, or egress -> hosts (header), where
+the container holds a sentinel and the Sandbox outbound handler adds the value. Never a value.
 --json: {"issuer", "keys": <GET /api/admin/keys>, "sandboxes": [<status>, ...]}`,
   },
   {
@@ -77,7 +79,8 @@ A revoked active key is replaced by the next key. <kid> is the full kid (credctl
     name: 'sandbox status',
     synopsis: '<id>',
     summary: "one sandbox's status",
-    details: `--json: the API's status {"sandbox", "exists", "revoked", ...}`,
+    details: `Its state, keys and times, and how each CREDENTIALS entry is delivered (value, derived, egress).
+--json: the API's status {"sandbox", "exists", "revoked", ..., "credentials"?: [{"name", "delivery", "hosts"?, "header"?}]}`,
   },
   {
     name: 'sandbox bootstrap',
@@ -119,6 +122,7 @@ answers 503 gateway_unavailable; a container that does not answer, 502 bad_gatew
     details: `  --sandbox ID   one sandbox's events (default: deployment events and those of up to 100
                  sandboxes, the Worker's own first; the output says when some were not read)
   --limit N      at most N events and N refusal counts, 1 to 500 (default 50)
+Refusals of the Sandbox outbound handler (code egress:<rule>) read "egress refused: <rule>".
 --json: the API's body {"events": [...], "refusals": [...], "sandboxes"?}.`,
   },
   {
@@ -128,10 +132,15 @@ answers 503 gateway_unavailable; a container that does not answer, 502 bad_gatew
     details: `Verifies as a gateway would: EdDSA only, the kid in the issuer's JWKS, exp and nbf with 30 s
 of clock tolerance, iss equal to the issuer URL (the audience is shown, not checked). Shows the
 verdict, the kind of token, the kid (and its state when admin credentials are available), the
-times, the subject, audience, client id, scope and other claims. Never the token itself, nor the
+times, the subject, audience, client id, scope and other claims, and for an agent token which
+credentials are egress-delivered (cred_egress). Never the token itself, its signature, nor the
 encrypted credentials it may carry. No admin credentials are needed.
+An egress sentinel (typ egress+jwt) verifies the same way, with aud egress: shown are its entry,
+hosts, sandbox, cnf.jkt (with admin credentials: whether it is the sandbox's current bootstrap
+key), times and jti. It is no access token: only the Sandbox outbound handler uses it.
   credctl token inspect - < token
---json: {"valid", "reason"?, "reason_description"?, "header", "claims", "kid_in_jwks", "kid_state"?}
+--json: {"valid", "kind", "reason"?, "reason_description"?, "header", "claims", "kid_in_jwks",
+"kid_state"?, "sandbox_check"?}
 Exit code 5 when the token does not verify.`,
   },
 ];

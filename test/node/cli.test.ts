@@ -1,17 +1,18 @@
 /**
  * credctl against a real issuer (wrangler dev), run as the built bundle in child processes: each
  * command's human and --json output, every exit code, the bootstrap file's safety rules, token
- * inspect on a real agent token, and that no output ever carries the admin token, the encrypted
- * credentials or a private key. Small local servers stand in where the issuer cannot: Access
+ * inspect on a real agent token and on a real egress sentinel, and that no output ever carries the
+ * admin token, a secret value, the encrypted credentials, a sentinel's signature or a private key. Small local servers stand in where the issuer cannot: Access
  * service-token headers, an answer that is not the API, a hung issuer.
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_ADMIN_TOKEN } from '../secrets.js';
-import { duration, relative, timeline } from '../../cli/format.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
+import { auditTable, duration, refusalTable, relative, sandboxDetail, statusScreen, timeline } from '../../cli/format.js';
 import { agentToken, buildCli, runProcess, type BootstrapFile, type CliRun } from './cli-process.js';
 import { freePort, ROOT, startWorker, type WorkerProcess } from './worker-process.js';
 
@@ -23,11 +24,19 @@ let worker: WorkerProcess;
 let bundle: string;
 
 const ACCESS_SECRET = 'access-secret-for-the-test-0123456789';
+/** The Worker secret behind the egress-delivered entry: the outbound handler's to add, never shown. */
+const PROVIDER_SECRET = 'provider-secret-for-the-test-0123456789';
 /** Every secret a run might hold; none may reach stdout or stderr. */
-const NEVER_SHOWN = [TEST_ADMIN_TOKEN, ACCESS_SECRET];
+const NEVER_SHOWN = [TEST_ADMIN_TOKEN, ACCESS_SECRET, PROVIDER_SECRET, TEST_GATEWAY_TOKEN];
+/** wrangler.toml's derived entry, and one egress-delivered entry bound to localhost. */
+const CREDENTIALS = {
+  GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true },
+  PROVIDER_API_KEY: { secret: 'PROVIDER_SECRET', egress: { hosts: ['localhost'], header: 'authorization' } },
+};
 
 beforeAll(async () => {
-  [worker, bundle] = await Promise.all([startWorker({ persistTo: join(dir, 'state') }), buildCli(join(dir, 'cli'))]);
+  const vars = { CREDENTIALS: JSON.stringify(CREDENTIALS), PROVIDER_SECRET };
+  [worker, bundle] = await Promise.all([startWorker({ persistTo: join(dir, 'state'), vars }), buildCli(join(dir, 'cli'))]);
 }, 90_000);
 afterAll(async () => {
   await worker?.stop();
@@ -66,6 +75,34 @@ function b64(v: unknown): string {
   return Buffer.from(JSON.stringify(v)).toString('base64url');
 }
 
+/** An agent's grant, as agentToken, keeping the X25519 key to open `cred`: the token and the delivered values. */
+async function agentCredentials(file: BootstrapFile): Promise<{ token: string; values: Record<string, string> }> {
+  const assertion = await new SignJWT({ jti: crypto.randomUUID() })
+    .setProtectedHeader({ alg: 'EdDSA', kid: file.key.kid })
+    .setIssuer(file.client_id)
+    .setSubject(file.client_id)
+    .setAudience(file.issuer)
+    .setIssuedAt()
+    .setExpirationTime('60s')
+    .sign(await importJWK(file.key, 'EdDSA'));
+  const enc = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519', extractable: true });
+  const res = await fetch(file.token_endpoint, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+      enc_jwk: JSON.stringify(await exportJWK(enc.publicKey)),
+    }),
+  });
+  expect(res.status).toBe(200);
+  const { access_token } = (await res.json()) as { access_token: string };
+  const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as { cred: string };
+  const { plaintext } = await compactDecrypt(claims.cred, enc.privateKey);
+  return { token: access_token, values: (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values };
+}
+
 describe('format', () => {
   const now = Date.parse('2026-05-01T12:00:00Z');
   const iso = (ms: number) => new Date(now + ms).toISOString();
@@ -94,6 +131,45 @@ describe('format', () => {
       '  retiring  ------x',
       '            = signs  - published, verifies only  | scheduled rotation  x leaves the JWKS',
     ]);
+  });
+
+  const deliveries = [
+    { name: 'GATEWAY_TOKEN', delivery: 'derived' as const },
+    { name: 'PLAIN_KEY', delivery: 'value' as const },
+    { name: 'PROVIDER_API_KEY', delivery: 'egress' as const, hosts: ['api.example.com', 'eu.api.example.com'], header: 'x-api-key' },
+  ];
+  const deliveryLine = 'GATEWAY_TOKEN derived, PLAIN_KEY value, PROVIDER_API_KEY egress -> api.example.com eu.api.example.com (x-api-key)';
+  const sandbox = { sandbox: 'sb-1', exists: true, revoked: false, agent_key_registered: true, credentials_version: 'v1', credentials: deliveries };
+  const keys = { keys: [], schedule: { rotation_period_seconds: 86_400, next_rotation_at: iso(20 * H), earliest_manual_rotation_at: iso(-H) } };
+
+  it('status and sandbox status say how each CREDENTIALS entry is delivered; an issuer that does not say shows no line', () => {
+    const screen = statusScreen('https://issuer.example', keys, [sandbox], now);
+    expect(screen[2]).toBe(`credentials  ${deliveryLine}`);
+    expect(sandboxDetail(sandbox, now)).toContain(`delivery          ${deliveryLine}`);
+    expect(statusScreen('https://issuer.example', keys, [{ ...sandbox, credentials: [] }], now)[2]).toBe('credentials  (none: CREDENTIALS is empty)');
+    const older = { ...sandbox, credentials: undefined };
+    expect(statusScreen('https://issuer.example', keys, [older], now).join('\n')).not.toMatch(/^credentials/m);
+    expect(sandboxDetail(older, now).join('\n')).not.toMatch(/^delivery/m);
+    // Issuer text is one line each: a host with a control character cannot start a new line.
+    const odd = { ...sandbox, credentials: [{ name: 'K', delivery: 'egress' as const, hosts: ['a.example\nforged line'], header: 'authorization' }] };
+    expect(sandboxDetail(odd, now).at(-1)).toBe('delivery          K egress -> a.example forged line (authorization)');
+  });
+
+  it('audit: an egress:<rule> refusal reads "egress refused: <rule>", with a line saying what that is', () => {
+    const minute = '2026-05-01T11:59:00.000Z';
+    const refusals = [
+      { minute, last_at: minute, sandbox: 'sb-1', code: 'egress:host_not_bound', authenticated: true, count: 2 },
+      { minute, last_at: minute, sandbox: 'sb-1', code: 'replayed_jti', authenticated: true, count: 1 },
+    ];
+    expect(refusalTable(refusals)).toEqual([
+      'MINUTE                SANDBOX  CODE                            COUNT  SIGNED',
+      '2026-05-01T11:59:00Z  sb-1     egress refused: host_not_bound  2      yes',
+      '2026-05-01T11:59:00Z  sb-1     replayed_jti                    1      yes',
+      'egress refused: the outbound handler refused a sentinel in a request from the sandbox to an egress host (the rule after the colon; README, "Egress delivery")',
+    ]);
+    // Token-request refusals alone: no egress line.
+    expect(refusalTable([refusals[1]!])).toHaveLength(2);
+    expect(auditTable([{ at: minute, sandbox: 'sb-1', event: 'x', outcome: 'refused', code: 'egress:revoked' }])[1]).toContain('egress refused: revoked');
   });
 });
 
@@ -218,13 +294,15 @@ describe('against the issuer', () => {
     expect(human.stdout).toContain('audience    gateway:cli-a');
     expect(human.stdout).toContain(`cred        [encrypted credentials, ${credBytes} bytes, not shown] (JWE ECDH-ES+A256KW / A256GCM)`);
     expect(human.stdout).toMatch(/^expires {5}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in \d+m\)$/m);
+    expect(agent.claims.cred_egress).toEqual(['PROVIDER_API_KEY']);
+    expect(human.stdout).toContain('cred_egress egress-delivered: PROVIDER_API_KEY (cred holds sentinels for these, not values; the outbound handler adds the values)\n');
 
     const asJson = await cli(['token', 'inspect', '-', '--json'], { input: `${agent.token}\n` });
     expect(asJson.code).toBe(0);
     const r = JSON.parse(asJson.stdout) as Record<string, unknown>;
-    expect(r).toMatchObject({ valid: true, kid_in_jwks: true, kid_state: 'active', header: { alg: 'EdDSA', typ: 'at+jwt', kid: header.kid } });
+    expect(r).toMatchObject({ valid: true, kind: 'agent_token', kid_in_jwks: true, kid_state: 'active', header: { alg: 'EdDSA', typ: 'at+jwt', kid: header.kid } });
     expect(r.reason).toBeUndefined();
-    expect(r.claims).toMatchObject({ iss: worker.url, sub: 'cli-a', client_id: 'cli-a', scope: 'agent', cred: `[encrypted credentials, ${credBytes} bytes, not shown]`, cred_ver: agent.claims.cred_ver });
+    expect(r.claims).toMatchObject({ iss: worker.url, sub: 'cli-a', client_id: 'cli-a', scope: 'agent', cred: `[encrypted credentials, ${credBytes} bytes, not shown]`, cred_ver: agent.claims.cred_ver, cred_egress: ['PROVIDER_API_KEY'] });
 
     // From stdin, without admin credentials: still verified, no key state.
     const plain = await cli(['token', 'inspect', '-'], { input: agent.token, admin: false });
@@ -264,6 +342,7 @@ describe('against the issuer', () => {
     const lines = human.stdout.split('\n');
     expect(lines[0]).toBe(`issuer     ${worker.url}`);
     expect(lines[1]).toMatch(/^rotation {3}every 1d; next \S+Z \(in 23h \d+m\); /);
+    expect(lines[2]).toBe('credentials  GATEWAY_TOKEN derived, PROVIDER_API_KEY egress -> localhost (authorization)');
     expect(human.stdout).toMatch(/^ {2}active +\S{12} +\d+[sm] +signing since (now|\d+[sm] ago); retires at the next rotation \(in 23h \d+m\)$/m);
     expect(human.stdout).toMatch(/^ {2}next +\S{12} +\d+[sm] +published, not signing; signs from the next rotation/m);
     expect(human.stdout).toMatch(/^ {12}now +rotation in 23h \d+m$/m);
@@ -278,6 +357,12 @@ describe('against the issuer', () => {
     expect(s.keys.keys.map((k) => k.state).sort()).toEqual(['active', 'next']);
     expect(s.keys.schedule).toMatchObject({ rotation_period_seconds: 86_400 });
     expect(s.sandboxes.find((x) => x.sandbox === 'cli-a')).toMatchObject({ exists: true, revoked: false, agent_key_registered: true, credentials_version: agent.claims.cred_ver, bootstrap_kid: boot.key.kid });
+    const deliveries = [{ name: 'GATEWAY_TOKEN', delivery: 'derived' }, { name: 'PROVIDER_API_KEY', delivery: 'egress', hosts: ['localhost'], header: 'authorization' }];
+    for (const x of s.sandboxes) expect(x.credentials).toEqual(deliveries);
+
+    const one = await cli(['sandbox', 'status', 'cli-a']);
+    expect(one.stdout).toMatch(/^delivery {10}GATEWAY_TOKEN derived, PROVIDER_API_KEY egress -> localhost \(authorization\)$/m);
+    expect(JSON.parse((await cli(['sandbox', 'status', 'cli-a', '--json'])).stdout)).toMatchObject({ credentials: deliveries });
   });
 
   it('audit: a table, and the API body with --json, --sandbox and --limit', async () => {
@@ -293,6 +378,108 @@ describe('against the issuer', () => {
     expect(events).toHaveLength(2);
     expect(events.every((e) => e.sandbox === 'cli-a')).toBe(true);
     expect(events[0]!.event).toBe('token_issued');
+  });
+
+  describe('egress delivery', () => {
+    let file: BootstrapFile;
+    let sentinel: string;
+
+    it('token inspect of a sentinel: its entry, hosts, sandbox and bound key; never its signature', async () => {
+      const res = await admin('POST', '/sandboxes/cli-egress/bootstrap');
+      expect(res.status).toBe(200);
+      file = (await res.json()) as BootstrapFile;
+      const { values } = await agentCredentials(file);
+      sentinel = values.PROVIDER_API_KEY!;
+      const [h, p, signature] = sentinel.split('.') as [string, string, string];
+      const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { kid: string; typ: string };
+      const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as { jti: string; exp: number };
+      expect(header.typ).toBe('egress+jwt');
+
+      const human = await cli(['token', 'inspect', sentinel]);
+      expect(human.code).toBe(0);
+      const lines = human.stdout.split('\n');
+      expect(lines.slice(0, 2)).toEqual([
+        'verdict     VALID as an egress sentinel (signature, issuer, times, aud egress)',
+        'kind        egress sentinel (typ egress+jwt, aud egress): not an access token; usable only through the Sandbox outbound handler',
+      ]);
+      for (const line of [
+        `issuer      ${worker.url} (this issuer)`,
+        `kid         ${header.kid} (in the JWKS, active)`,
+        'entry       PROVIDER_API_KEY (the CREDENTIALS entry it stands for)',
+        'hosts       localhost',
+        'subject     cli-egress (the sandbox it was issued to)',
+        'audience    egress',
+        `cnf.jkt     ${file.key.kid} (the sandbox's current bootstrap key)`,
+        `jti         ${claims.jti}`,
+        'use         only in a request from sandbox cli-egress to localhost, through the Sandbox outbound handler, which puts the value of PROVIDER_API_KEY in its place; a gateway refuses it as a token',
+      ]) {
+        expect(lines).toContain(line);
+      }
+      expect(human.stdout).toMatch(/^expires {5}\S+Z \(in \d+m\)$/m);
+
+      const asJson = await cli(['token', 'inspect', '-', '--json'], { input: sentinel });
+      expect(asJson.code).toBe(0);
+      expect(JSON.parse(asJson.stdout)).toMatchObject({
+        valid: true,
+        kind: 'egress_sentinel',
+        header: { alg: 'EdDSA', typ: 'egress+jwt', kid: header.kid },
+        claims: { iss: worker.url, sub: 'cli-egress', aud: 'egress', name: 'PROVIDER_API_KEY', hosts: ['localhost'], cnf: { jkt: file.key.kid }, exp: claims.exp, jti: claims.jti },
+        kid_in_jwks: true,
+        kid_state: 'active',
+        sandbox_check: 'current',
+      });
+
+      // Without admin credentials: verified all the same, the bound key shown without its sandbox's word.
+      const plain = await cli(['token', 'inspect', sentinel], { admin: false });
+      expect(plain.code).toBe(0);
+      expect(plain.stdout).toContain(`cnf.jkt     ${file.key.kid}\n`);
+
+      // A sentinel whose hosts were changed no longer verifies.
+      const widened = `${h}.${b64({ ...claims, hosts: ['evil.example'] })}.${signature}`;
+      const tampered = await cli(['token', 'inspect', widened]);
+      expect(tampered.code).toBe(5);
+      expect(tampered.stdout).toMatch(/^verdict {5}INVALID: bad_signature/);
+      expect(tampered.stdout).toContain('kind        egress sentinel');
+      expect(tampered.stdout).toContain(`cnf.jkt     ${file.key.kid}\n`); // unverified claims: its sandbox is not asked about them
+
+      for (const out of [human, asJson, plain, tampered].map((r) => r.stdout + r.stderr)) {
+        expect(out).not.toContain(signature);
+        expect(out).not.toContain(sentinel);
+        expect(out).not.toContain(file.key.d);
+      }
+    });
+
+    it('audit: the outbound handler\'s refusal of a sentinel reads "egress refused: <rule>"', async () => {
+      // The loopback issuer's local egress route runs the outbound handler: the sentinel sent in
+      // x-api-key, where its entry is bound to authorization, is refused as host_not_bound.
+      const res = await fetch(`${worker.url}/.local/egress`, { headers: { 'x-egress-url': 'http://localhost/v1/models', 'x-egress-sandbox': 'cli-egress', 'x-api-key': sentinel } });
+      expect({ status: res.status, body: await res.json() }).toEqual({ status: 403, body: { error: 'egress_refused', error_description: 'host_not_bound' } });
+
+      const human = await cli(['audit', '--sandbox', 'cli-egress']);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toMatch(/^MINUTE +SANDBOX +CODE +COUNT +SIGNED$/m);
+      expect(human.stdout).toMatch(/^\S+Z +cli-egress +egress refused: host_not_bound +1 +yes$/m);
+      expect(human.stdout).toContain('egress refused: the outbound handler refused a sentinel');
+      expect(human.stdout).not.toContain(sentinel.split('.')[2]!);
+
+      const asJson = JSON.parse((await cli(['audit', '--sandbox', 'cli-egress', '--json'])).stdout) as { refusals: Record<string, unknown>[] };
+      expect(asJson.refusals).toEqual([expect.objectContaining({ sandbox: 'cli-egress', code: 'egress:host_not_bound', authenticated: true, count: 1 })]);
+    });
+
+    it('token inspect of a sentinel of an earlier bootstrap, or of a revoked sandbox: verified, and said to be refused', async () => {
+      const res = await admin('POST', '/sandboxes/cli-egress/bootstrap');
+      expect(res.status).toBe(200);
+      const human = await cli(['token', 'inspect', sentinel]);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toContain(`cnf.jkt     ${file.key.kid} (not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap))\n`);
+      expect(JSON.parse((await cli(['token', 'inspect', sentinel, '--json'])).stdout)).toMatchObject({ valid: true, kind: 'egress_sentinel', sandbox_check: 'stale_bootstrap' });
+
+      const current = (await agentCredentials((await res.json()) as BootstrapFile)).values.PROVIDER_API_KEY!;
+      expect((await admin('DELETE', '/sandboxes/cli-egress')).status).toBe(200);
+      const revoked = await cli(['token', 'inspect', current]);
+      expect(revoked.code).toBe(0);
+      expect(revoked.stdout).toMatch(/^cnf\.jkt {5}\S{43} \(the sandbox is revoked: the outbound handler refuses it \(revoked\)\)$/m);
+    });
   });
 
   it('keys list, rotate (too soon, then forced) and revoke', async () => {
