@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
-import { auditTable, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
+import { auditTable, deliveriesText, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
 import { inspectionLines, inspectToken } from './inspect.js';
 import type { GlobalOptions } from './options.js';
 
@@ -192,6 +192,12 @@ export async function audit(ctx: Context, flags: Flags): Promise<void> {
     ctx.io.out('');
     ctx.io.out('refusals, counted per rule per minute');
     for (const l of refusalTable(body.refusals)) ctx.io.out(l);
+  }
+  // Which entries are egress-delivered (the deployment's config), to read egress refusals against.
+  const deliveries = deliveriesText(body.credentials);
+  if (deliveries !== undefined) {
+    ctx.io.out('');
+    ctx.io.out(`credentials  ${deliveries}`);
   }
 }
 

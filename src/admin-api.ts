@@ -97,6 +97,8 @@ export interface AuditListing {
   refusals: RefusalCount[];
   /** The merged view (no `?sandbox=`): how many sandboxes' logs it read, of how many there are. */
   sandboxes?: { included: number; total: number };
+  /** What CREDENTIALS delivers, and how (names and hosts only). */
+  credentials?: CredentialDelivery[];
 }
 
 /** GET /api/admin/sandboxes: one page, the Worker's own sandbox first; `next_cursor` gets the next. */

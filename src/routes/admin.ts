@@ -173,5 +173,6 @@ export const admin = new Hono<AppEnv>()
         sandboxes: { included: ids.length, total: page.total },
       };
     }
-    return c.json(listing);
+    // Which entries are egress-delivered, so `egress:<rule>` refusals read against the config.
+    return c.json({ ...listing, credentials: c.var.config.credentials.map(deliveryOf) });
   });

@@ -460,6 +460,8 @@ describe('against the issuer', () => {
       expect(human.stdout).toMatch(/^MINUTE +SANDBOX +CODE +COUNT +SIGNED$/m);
       expect(human.stdout).toMatch(/^\S+Z +cli-egress +egress refused: host_not_bound +1 +yes$/m);
       expect(human.stdout).toContain('egress refused: the outbound handler refused a sentinel');
+      // Which entries are egress-delivered, from the config, next to the refusals.
+      expect(human.stdout).toMatch(/^credentials  .*PROVIDER_API_KEY egress -> localhost \(authorization\)/m);
       expect(human.stdout).not.toContain(sentinel.split('.')[2]!);
 
       const asJson = JSON.parse((await cli(['audit', '--sandbox', 'cli-egress', '--json'])).stdout) as { refusals: Record<string, unknown>[] };
