@@ -8,20 +8,28 @@
  *   gateway  8790  a stand-in gateway that accepts only the agent's current GATEWAY_TOKEN, or with
  *                  --gateway openclaw the real OpenClaw from .gateway/ (npm run gateway:install),
  *                  in trusted-proxy mode (DESIGN §9)
- *   model    8791  with --gateway openclaw: the stand-in model provider the gateway's model uses
+ *   model    8791  the stand-in model provider the gateway's model calls reach (either gateway)
+ *   egress   8792  the local egress hop (either gateway): the gateway addresses its provider
+ *                  through it, and it hands each call to the Worker's egress handler
+ *                  (/.local/egress), which puts STANDIN_PROVIDER_KEY in place of the sentinel the
+ *                  sandbox holds (CREDENTIALS delivers PROVIDER_API_KEY at egress) and forwards it
+ *                  to the provider; locally there is no platform interception to do that
  *
  * Order: with the real gateway, check it is installed; check every port, write .dev.vars on first
- * run, start the issuer, bootstrap the sandbox, start the gateway (the stand-in first; the real one
- * after the agent, since it resolves its secrets from the agent's credentials.json at start), the
- * agent and the proxy, each waited on until healthy, send one request through the whole chain, then
- * print where everything is. Ctrl-C stops it all; nothing is left.
+ * run (and bring a .dev.vars whose CREDENTIALS is exactly the previous keys.example default up to
+ * the egress entry), start the issuer, the model provider and the hop, bootstrap the sandbox, start
+ * the gateway (the stand-in first; the real one after the agent, since it resolves its secrets from
+ * the agent's credentials.json at start), the agent and the proxy, each waited on until healthy,
+ * send one request and one chat completion through the whole chain, then print where everything
+ * is. Ctrl-C stops it all; nothing is left.
  * Files of a run live in .dev-stack/ (git-ignored): the bootstrap file, the agent's output, logs,
  * the real gateway's throwaway home, the change hook's bundle, the control socket.
  *
  * While it runs, `npm run dev:rotate -- NAME` rotates a secret as a deploy does
- * (scripts/local-stack/rotation.ts): new value in .dev.vars, the Worker restarted, the agent
- * nudged, and with the real gateway its change hook's secrets.reload, with the stand-in model
- * provider accepting the old and the new key until the gateway has the new one.
+ * (scripts/local-stack/rotation.ts): new value in .dev.vars and the Worker restarted; for an
+ * egress-delivered secret (STANDIN_PROVIDER_KEY) that is all, the provider accepting the new key
+ * before and revoking the old one right after, then one completion proves it; for any other the
+ * agent nudged too, and with the real gateway its change hook's secrets.reload awaited.
  */
 import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -32,12 +40,13 @@ import { ensureLocalPassword, LOCAL_AUTH_FILE } from '../container/openclaw-relo
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
 import { StackError } from './local-stack/errors.js';
 import { waitHealthy } from './local-stack/health.js';
-import { keyFingerprint, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
+import { startEgressHop, type EgressHop } from './local-stack/egress-hop.js';
+import { FIXED_REPLY, keyFingerprint, MODEL_ID, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
 import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writeOpenClawHome } from './local-stack/openclaw-gateway.js';
 import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
-import { assertFree, DEFAULT_BASE_PORT, ephemeralPort, HOST, portsFrom, type PortName, type StackPorts } from './local-stack/ports.js';
+import { assertFree, DEFAULT_BASE_PORT, ephemeralPort, HOST, portsFrom, type StackPorts } from './local-stack/ports.js';
 import { startChild, stopChildren, type Child } from './local-stack/processes.js';
-import { CONTROL_SOCKET, startControlServer, type RotationEvent, type RotationReport } from './local-stack/rotation.js';
+import { CONTROL_SOCKET, startControlServer, writeValue, type RotationEvent, type RotationFlow, type RotationReport } from './local-stack/rotation.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
 import { statusText } from './local-stack/status.js';
 
@@ -54,11 +63,24 @@ const COMPONENT_START_MS = 30_000;
 const OPENCLAW_START_MS = 180_000;
 /** One request through the chain; OpenClaw's first answers are slower than the stand-in's. */
 const CHAIN_CHECK_MS = 30_000;
+/**
+ * One chat completion through the chain: instant with the stand-in; with OpenClaw an agent run,
+ * 10 to 25 s measured on two shared cores (the first is the slowest).
+ */
+const COMPLETION_CHECK_MS = 120_000;
 const TOKEN_NAME = 'GATEWAY_TOKEN';
 /** The Worker secret that holds the stand-in model provider's key (keys.example). */
 const PROVIDER_SECRET = 'STANDIN_PROVIDER_KEY';
-/** Highest base port: the stand-in stack uses base..base+3, the real gateway's also base+4. */
-const MAX_BASE_PORT = { 'stand-in': 65532, openclaw: 65531 } as const;
+/** The host the provider entry's egress binding names: the hop's x-egress-url addresses the provider so. */
+const PROVIDER_EGRESS_HOST = 'localhost';
+/** The header OpenAI-style providers take their key in, as `Bearer <key>`. */
+const PROVIDER_EGRESS_HEADER = 'authorization';
+/** keys.example's CREDENTIALS before egress delivery: a .dev.vars with exactly this is brought up to today's. */
+const PREVIOUS_DEFAULT_CREDENTIALS = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
+/** keys.example's CREDENTIALS now (its one source: keys.example). */
+const CURRENT_CREDENTIALS = readDevVars(`${ROOT}keys.example`).CREDENTIALS ?? '';
+/** Highest base port: the stack uses base..base+5 (issuer .. egress hop). */
+const MAX_BASE_PORT = 65530;
 /** keys.example's DEV_USER. */
 const DEFAULT_DEV_USER = 'dev@localhost';
 /**
@@ -77,9 +99,11 @@ const NUDGE_ATTEMPTS = 5;
 const REPEAT_SIGNAL_MS = 1_000;
 
 const USAGE = `usage: npm run dev [-- --base-port N] [--gateway stand-in|openclaw]
-  Starts the issuer (${DEFAULT_BASE_PORT}), agent (${DEFAULT_BASE_PORT + 1}), verifying proxy (${DEFAULT_BASE_PORT + 2}) and a gateway (${DEFAULT_BASE_PORT + 3}) on ${HOST}:
-  the stand-in gateway, or with --gateway openclaw the real OpenClaw from ${GATEWAY_DIR}/ (npm run gateway:install)
-  and a stand-in model provider (${DEFAULT_BASE_PORT + 4}). --base-port N moves them to N..N+4. Ctrl-C stops everything.`;
+  Starts the issuer (${DEFAULT_BASE_PORT}), agent (${DEFAULT_BASE_PORT + 1}), verifying proxy (${DEFAULT_BASE_PORT + 2}), a gateway (${DEFAULT_BASE_PORT + 3}),
+  a stand-in model provider (${DEFAULT_BASE_PORT + 4}) and the local egress hop (${DEFAULT_BASE_PORT + 5}) on ${HOST}: the stand-in gateway,
+  or with --gateway openclaw the real OpenClaw from ${GATEWAY_DIR}/ (npm run gateway:install). The gateway's model
+  calls go through the hop to the Worker's egress handler, which puts the provider key in.
+  --base-port N moves them to N..N+5. Ctrl-C stops everything.`;
 
 type GatewayKind = 'stand-in' | 'openclaw';
 
@@ -95,9 +119,8 @@ function parseFlags(argv: string[]): { basePort: number; gateway: GatewayKind } 
   if (gateway !== 'stand-in' && gateway !== 'openclaw') throw new UsageError(`--gateway: must be stand-in (the default) or openclaw, not "${gateway.slice(0, 40)}"`);
   const raw = values['base-port'];
   const basePort = raw === undefined ? DEFAULT_BASE_PORT : /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
-  const max = MAX_BASE_PORT[gateway];
-  if (!(basePort >= 1024 && basePort <= max)) {
-    throw new UsageError(`--base-port: must be a port number from 1024 to ${max} (${gateway === 'openclaw' ? 'five' : 'four'} ports from it are used)`);
+  if (!(basePort >= 1024 && basePort <= MAX_BASE_PORT)) {
+    throw new UsageError(`--base-port: must be a port number from 1024 to ${MAX_BASE_PORT} (six ports from it are used)`);
   }
   return { basePort, gateway };
 }
@@ -115,6 +138,7 @@ interface Running {
   children: Child[];
   gateway?: Server;
   modelProvider?: ModelProvider;
+  egressHop?: EgressHop;
   control?: Server;
   /** Called when a child that is still part of the stack ends (not the Worker a rotation restarts). */
   onDeath?: (c: Child, how: string) => void;
@@ -147,7 +171,8 @@ async function bootstrap(issuer: string, adminToken: string, sandbox: string, fi
 /**
  * One request through the whole chain. For the real gateway, `GET /v1/models`: unlike `/` (the
  * Control UI's page, which OpenClaw serves to anyone) it needs the trusted-proxy identity, so it
- * shows the gateway accepted the proxy's user and address; then `/` must be the Control UI.
+ * shows the gateway accepted the proxy's user and address; then `/` must be the Control UI. Then,
+ * for either gateway, one chat completion all the way to the model provider.
  */
 async function chainCheck(issuer: string, gateway: GatewayKind): Promise<void> {
   const get = async (path: string) => {
@@ -165,28 +190,107 @@ async function chainCheck(issuer: string, gateway: GatewayKind): Promise<void> {
     const ui = await get('/');
     if (ui.status !== 200 || !ui.type.startsWith('text/html')) throw new StackError(`the Control UI through the chain (${issuer}/) answered HTTP ${ui.status} ${ui.type}, not the page`);
   }
+  await chainCompletion(issuer, gateway);
 }
 
-/** The CREDENTIALS entry that delivers the model provider's key, from .dev.vars, or a one-line fix. */
-function providerKeyEntry(vars: Record<string, string>): { name: string; key: string } {
-  const fix = `(keys.example has both: add a ${PROVIDER_SECRET}=<32 or more random characters> line and "PROVIDER_API_KEY":{"secret":"${PROVIDER_SECRET}"} to CREDENTIALS)`;
-  const key = vars[PROVIDER_SECRET] ?? '';
-  if (key === '') throw new StackError(`.dev.vars has no ${PROVIDER_SECRET}, the stand-in model provider's key the real gateway needs ${fix}`);
-  let entries: Record<string, { secret?: unknown }> = {};
+/**
+ * One chat completion through the whole chain: Worker -> proxy -> gateway -> egress hop -> the
+ * Worker's egress handler (the sentinel out, STANDIN_PROVIDER_KEY in) -> stand-in model provider.
+ * It must answer the provider's fixed reply.
+ */
+async function chainCompletion(issuer: string, gateway: GatewayKind): Promise<void> {
+  const url = `${issuer}/v1/chat/completions`;
+  const model = gateway === 'openclaw' ? 'openclaw' : MODEL_ID;
+  let status: number;
+  let text: string;
   try {
-    entries = JSON.parse(vars.CREDENTIALS || '{}') as typeof entries;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+      signal: AbortSignal.timeout(COMPLETION_CHECK_MS),
+    });
+    status = res.status;
+    text = await res.text();
   } catch {
-    /* the Worker reports a broken CREDENTIALS itself, by name */
+    throw new StackError(`the chat completion through the chain (${url}) got no answer within ${COMPLETION_CHECK_MS / 1000} s (see ${STATE_DIR}/logs/egress-hop.log and model-provider.log)`);
   }
+  let content: unknown;
+  try {
+    content = (JSON.parse(text) as { choices?: { message?: { content?: unknown } }[] }).choices?.[0]?.message?.content;
+  } catch {
+    /* not JSON: reported below */
+  }
+  if (status !== 200 || content !== FIXED_REPLY) {
+    // An answer names a code and a reason (the provider's, the egress handler's rule), never a key or a sentinel.
+    throw new StackError(
+      `the chat completion through the chain (gateway -> egress hop -> the Worker's egress handler -> model provider) answered HTTP ${status}, not the provider's reply: ${text.slice(0, 300)} (see ${STATE_DIR}/logs/egress-hop.log and model-provider.log)`,
+    );
+  }
+}
+
+interface CredentialsEntries {
+  [name: string]: { secret?: unknown; derive?: unknown; egress?: { hosts?: unknown; header?: unknown } };
+}
+
+/** CREDENTIALS of a .dev.vars, parsed; undefined when it is not a JSON object. */
+function credentialsOf(vars: Record<string, string>): CredentialsEntries | undefined {
+  try {
+    const parsed = JSON.parse(vars.CREDENTIALS || '{}') as unknown;
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as CredentialsEntries) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Worker secrets CREDENTIALS delivers at egress: the Worker reads them at each request, the sandbox never holds them. */
+function egressSecrets(vars: Record<string, string>): Set<string> {
+  const entries = credentialsOf(vars) ?? {};
+  return new Set(Object.values(entries).filter((e) => e?.egress !== undefined && typeof e.secret === 'string').map((e) => e.secret as string));
+}
+
+/**
+ * A .dev.vars written from keys.example before egress delivery holds its CREDENTIALS default, which
+ * delivers the provider key as a plain value: exactly that line is replaced with today's default
+ * (the only edit the stack ever makes to an existing .dev.vars). Returns whether it did.
+ */
+function migrateCredentials(devVarsPath: string, vars: Record<string, string>): boolean {
+  if (vars.CREDENTIALS !== PREVIOUS_DEFAULT_CREDENTIALS) return false;
+  writeValue(devVarsPath, 'CREDENTIALS', `'${CURRENT_CREDENTIALS}'`);
+  return true;
+}
+
+/**
+ * The CREDENTIALS entry that delivers the model provider's key, from .dev.vars, or a one-line fix.
+ * It must be delivered at egress, to `localhost` in the `authorization` header: the gateway holds a
+ * sentinel, and the Worker's egress handler puts the key into the calls the hop hands it.
+ */
+function providerKeyEntry(vars: Record<string, string>): { name: string; key: string } {
+  const key = vars[PROVIDER_SECRET] ?? '';
+  if (key === '') {
+    throw new StackError(
+      `.dev.vars has no ${PROVIDER_SECRET}, the stand-in model provider's key (keys.example has it: add a ${PROVIDER_SECRET}=<32 or more random characters> line, and CREDENTIALS='${CURRENT_CREDENTIALS}')`,
+    );
+  }
+  const entries = credentialsOf(vars);
+  if (!entries) throw new StackError(`CREDENTIALS in .dev.vars is not a JSON object (keys.example's: CREDENTIALS='${CURRENT_CREDENTIALS}')`);
+  const egress = { hosts: [PROVIDER_EGRESS_HOST], header: PROVIDER_EGRESS_HEADER };
   const name = Object.keys(entries).find((n) => entries[n]?.secret === PROVIDER_SECRET);
-  if (!name) throw new StackError(`CREDENTIALS in .dev.vars delivers no ${PROVIDER_SECRET} to the sandbox, so the real gateway would have no model key ${fix}`);
+  const entry = name === undefined ? undefined : entries[name]!;
+  const bound = entry?.egress !== undefined && Array.isArray(entry.egress.hosts) && entry.egress.hosts.includes(PROVIDER_EGRESS_HOST) && entry.egress.header === PROVIDER_EGRESS_HEADER;
+  if (name === undefined || !bound) {
+    // The fix, exactly: their own CREDENTIALS with the provider entry delivered at egress (names only, never a value).
+    const fixed = { ...entries, [name ?? 'PROVIDER_API_KEY']: { secret: PROVIDER_SECRET, egress } };
+    const what = name === undefined ? `delivers no ${PROVIDER_SECRET} to the sandbox` : `delivers ${PROVIDER_SECRET} (${name}) other than at egress to "${PROVIDER_EGRESS_HOST}" in "${PROVIDER_EGRESS_HEADER}"`;
+    throw new StackError(`CREDENTIALS in .dev.vars ${what}, which the local stack's model calls need: put CREDENTIALS='${JSON.stringify(fixed)}' in .dev.vars`);
+  }
   return { name, key };
 }
 
 interface Up {
   sandbox: string;
-  /** Fingerprint of the model provider's key, with the real gateway. */
-  providerKey?: string;
+  /** Fingerprint of the model provider's key. */
+  providerKey: string;
 }
 
 async function start(ports: StackPorts, gateway: GatewayKind, running: Running, say: (line: string) => void): Promise<Up> {
@@ -194,14 +298,18 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
     const problem = installProblem(ROOT);
     if (problem) throw new StackError(`the real gateway is not installed (${problem}): run \`npm run gateway:install\` first`);
   }
-  const used: PortName[] = gateway === 'openclaw' ? ['issuer', 'agent', 'proxy', 'gateway', 'modelProvider'] : ['issuer', 'agent', 'proxy', 'gateway'];
-  await assertFree(ports, used);
-  if (ensureDevVars(`${ROOT}.dev.vars`, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
-  const vars = readDevVars(`${ROOT}.dev.vars`);
+  await assertFree(ports);
+  const devVarsPath = `${ROOT}.dev.vars`;
+  if (ensureDevVars(devVarsPath, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
+  let vars = readDevVars(devVarsPath);
+  if (migrateCredentials(devVarsPath, vars)) {
+    say(`updated CREDENTIALS in .dev.vars to keys.example's: PROVIDER_API_KEY is delivered at egress now (the sandbox holds a sentinel; the Worker puts ${PROVIDER_SECRET} in)`);
+    vars = readDevVars(devVarsPath);
+  }
   const adminToken = vars.ADMIN_TOKEN ?? '';
   if (adminToken === '') throw new StackError('.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)');
   const sandbox = vars.SANDBOX_ID || 'main';
-  const provider = gateway === 'openclaw' ? providerKeyEntry(vars) : undefined;
+  const provider = providerKeyEntry(vars);
   // A .dev.vars from before DEV_USER existed (or with it emptied) would leave the chain without a user.
   const devUser = vars.DEV_USER || DEFAULT_DEV_USER;
 
@@ -227,6 +335,40 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
     );
   writeFileSync(`${dir}/logs/issuer.log`, '', { mode: 0o600 });
   const worker = track(running, startIssuer());
+
+  // The model provider and the egress hop, in this process, while the Worker starts.
+  const providerLog = `${dir}/logs/model-provider.log`;
+  writeFileSync(providerLog, '', { mode: 0o600 });
+  /** Who waits for the provider to accept a completion with a key (a rotation's proof), by fingerprint. */
+  const acceptedWaiters: { fp: string; resolve: (at: number) => void }[] = [];
+  const model = await startModelProvider({
+    host: HOST,
+    port: ports.modelProvider,
+    keys: [provider.key],
+    log: (line) => {
+      const at = Date.now();
+      appendFileSync(providerLog, `${new Date(at).toISOString()} ${line}\n`);
+      for (const w of [...acceptedWaiters]) {
+        if (!line.startsWith(`POST /v1/chat/completions key ${w.fp}: accepted`)) continue;
+        acceptedWaiters.splice(acceptedWaiters.indexOf(w), 1);
+        w.resolve(at);
+      }
+    },
+  });
+  running.modelProvider = model;
+  const hopLog = `${dir}/logs/egress-hop.log`;
+  writeFileSync(hopLog, '', { mode: 0o600 });
+  running.egressHop = await startEgressHop({
+    host: HOST,
+    port: ports.egressHop,
+    issuer,
+    // The provider's origin as a gateway without the hop would address it: the host CREDENTIALS binds.
+    upstream: `http://${PROVIDER_EGRESS_HOST}:${ports.modelProvider}`,
+    sandbox,
+    log: (line) => appendFileSync(hopLog, `${new Date().toISOString()} ${line}\n`),
+  });
+  const providerBaseUrl = `${running.egressHop.url}/v1`;
+
   await waitHealthy('the issuer', `${issuer}/.well-known/jwks.json`, worker, ISSUER_START_MS);
 
   const bootFile = `${dir}/bootstrap.json`;
@@ -234,16 +376,8 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   const agentDir = `${dir}/agent`;
   const credentialsFile = `${agentDir}/credentials.json`;
 
-  if (gateway === 'stand-in') running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME });
-  if (provider) {
-    const logFile = `${dir}/logs/model-provider.log`;
-    writeFileSync(logFile, '', { mode: 0o600 });
-    running.modelProvider = await startModelProvider({
-      host: HOST,
-      port: ports.modelProvider,
-      keys: [provider.key],
-      log: (line) => appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`),
-    });
+  if (gateway === 'stand-in') {
+    running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME, providerKeyName: provider.name, providerBaseUrl });
   }
 
   // The container programs from their TypeScript sources, as `npm run agent` / `gateway-proxy` run them.
@@ -253,7 +387,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   // ISSUER_URL for credctl (perhaps a deployed issuer) must not redirect the local agent.
   const agentArgs = ['--bootstrap-key', bootFile, '--dir', agentDir, '--issuer', issuer, '--host', HOST, '--port', String(ports.agent)];
   let agentEnv: NodeJS.ProcessEnv = env;
-  if (provider) {
+  if (gateway === 'openclaw') {
     // The change hook, as the container image runs it: the bundle of container/openclaw-reload.ts
     // (a TypeScript source run through the loader would add ~0.5 s of start to every rotation).
     const hook = await bundleHook(`${dir}/bin`);
@@ -277,7 +411,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   // Awaited below; this only keeps a failure before then from counting as unhandled.
   proxyUp.catch(() => undefined);
 
-  if (provider && running.modelProvider) {
+  if (gateway === 'openclaw') {
     // After the agent: OpenClaw resolves its SecretRefs from credentials.json at start, and fails
     // to start without the file. The proxy comes up meanwhile. The hook's local password file
     // too: the hook creates it on its first run, which may still be under way; whoever is first
@@ -293,7 +427,8 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
         credentialsFile,
         localAuthFile,
         providerKeyName: provider.name,
-        providerBaseUrl: running.modelProvider.baseUrl,
+        // The hop, not the provider: there is no transparent interception locally.
+        providerBaseUrl,
         logFile: `${dir}/logs/openclaw.jsonl`,
       }),
     );
@@ -314,27 +449,38 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   let current = vars;
   let currentWorker = worker;
   const agentUrl = `http://${HOST}:${ports.agent}`;
+  /** Resolves with the time the provider accepts a completion with the key of this fingerprint. */
+  const providerAccepts = (fp: string) => new Promise<number>((resolve) => acceptedWaiters.push({ fp, resolve }));
   const rotate = async (): Promise<RotationReport> => {
     const events: RotationEvent[] = [];
-    const note = (step: string, detail?: string) => {
-      events.push({ step, at: Date.now(), detail });
+    const note = (step: string, detail?: string, at = Date.now()) => {
+      events.push({ step, at, detail });
       say(`rotate: ${step}${detail ? ` (${detail})` : ''}`);
     };
-    const next = readDevVars(`${ROOT}.dev.vars`);
+    const next = readDevVars(devVarsPath);
     const changed = [...new Set([...Object.keys(current), ...Object.keys(next)])].filter((k) => current[k] !== next[k]).sort();
     if (changed.length === 0) return { ok: true, changed, events, error: undefined };
-    note('.dev.vars changed', changed.join(', '));
-    const model = running.modelProvider;
-    const oldKey = provider ? current[PROVIDER_SECRET] : undefined;
-    const newKey = provider ? next[PROVIDER_SECRET] : undefined;
-    const keyRotates = model !== undefined && oldKey !== newKey;
+    // Egress when everything that changed is the secret of an egress entry, before and after (so
+    // not CREDENTIALS itself): the Worker reads it at each request, nothing in the sandbox changes.
+    const before = egressSecrets(current);
+    const after = egressSecrets(next);
+    const flow: RotationFlow = changed.every((k) => before.has(k) && after.has(k)) ? 'egress' : 'push';
+    note(
+      '.dev.vars changed',
+      `${changed.join(', ')}; ${flow === 'egress' ? 'egress flow: delivered at egress, read by the Worker at each request, so no agent refresh' : 'push flow: the agent refreshes'}`,
+    );
+    const fail = (error: string): RotationReport => ({ ok: false, changed, flow, events, error });
+    const oldKey = current[PROVIDER_SECRET];
+    const newKey = next[PROVIDER_SECRET];
+    const keyRotates = oldKey !== newKey;
     if (keyRotates) {
-      if (!newKey) return { ok: false, changed, events, error: `.dev.vars has no ${PROVIDER_SECRET} any more; nothing was restarted` };
+      if (!newKey) return fail(`.dev.vars has no ${PROVIDER_SECRET} any more; nothing was restarted`);
       // Step 1: the new key works at the provider before anyone uses it; the old one still does.
       model.accept(newKey);
       note('model provider accepts the new key too', `key ${keyFingerprint(newKey)}`);
     }
-    const hooksBefore = provider ? await hookRuns(agentUrl) : undefined;
+    const agentBefore = flow === 'egress' ? await agentCounters(agentUrl) : undefined;
+    const hooksBefore = flow === 'push' && gateway === 'openclaw' ? await hookRuns(agentUrl) : undefined;
 
     // Step 2: the Worker restarts with the new .dev.vars, as a deploy starts a new version.
     running.children = running.children.filter((c) => c !== currentWorker);
@@ -343,7 +489,35 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
     currentWorker = track(running, startIssuer());
     await waitHealthy('the restarted issuer', `${issuer}/.well-known/jwks.json`, currentWorker, ISSUER_RESTART_MS);
     note('Worker serves the new value');
+    const servesAt = Date.now();
     current = next;
+
+    if (flow === 'egress') {
+      // Step 3: no Worker with the old key runs any more, and no sandbox ever held it: revoke at once.
+      if (keyRotates && oldKey) {
+        model.revoke(oldKey);
+        note('model provider revoked the old key', `key ${keyFingerprint(oldKey)}`);
+      }
+      // Step 4: the proof, one completion through the whole chain, and its time at the provider.
+      const fp = keyFingerprint(next[PROVIDER_SECRET] ?? '');
+      const accepted = providerAccepts(fp);
+      try {
+        await chainCompletion(issuer, gateway);
+      } catch (e) {
+        return fail(`${(e as Error).message}; the Worker runs with the new value`);
+      }
+      // The provider logs before it answers: the completion's reply means the line is there.
+      const at = await Promise.race([accepted, new Promise<undefined>((r) => setTimeout(r, 1_000))]);
+      if (at === undefined) return fail(`the chat completion answered, but the model provider logged no call with key ${fp}`);
+      note(`first completion with the ${keyRotates ? 'new ' : ''}key accepted`, `key ${fp}, ${at - servesAt} ms after the new Worker served`, at);
+      const agentAfter = await agentCounters(agentUrl);
+      const untouched = agentAfter.version === agentBefore!.version && agentAfter.refreshes === agentBefore!.refreshes && agentAfter.hooks === agentBefore!.hooks;
+      note(
+        untouched ? 'agent untouched (no refresh, no change hook)' : 'agent refreshed meanwhile, on its own schedule',
+        `credentials version ${agentBefore!.version ?? 'none'}${untouched ? '' : ` -> ${agentAfter.version ?? 'none'}`}`,
+      );
+      return { ok: true, changed, flow, events };
+    }
 
     // Step 3: the push. The local Worker has no Sandbox binding to push through: nudge the agent.
     const refreshed = await nudgeAgent(agentUrl);
@@ -351,9 +525,9 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
 
     // Step 4: with the real gateway, wait for the change hook's secrets.reload.
     if (hooksBefore) {
-      const after = await waitHookResult(agentUrl, hooksBefore);
-      if (after !== 'ok') {
-        return { ok: false, changed, events, error: `the change hook ${after}: the gateway keeps the old values and the model provider keeps accepting the old key (see ${STATE_DIR}/logs/agent.log)` };
+      const result = await waitHookResult(agentUrl, hooksBefore);
+      if (result !== 'ok') {
+        return fail(`the change hook ${result}: the gateway keeps the old values${keyRotates ? ' and the model provider keeps accepting the old key' : ''} (see ${STATE_DIR}/logs/agent.log)`);
       }
       note('gateway re-resolved its secrets (change hook: secrets.reload)');
     }
@@ -362,11 +536,19 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
       model.revoke(oldKey);
       note('model provider revoked the old key', `key ${keyFingerprint(oldKey)}`);
     }
-    return { ok: true, changed, events };
+    return { ok: true, changed, flow, events };
   };
   const socket = `${dir}/${CONTROL_SOCKET}`;
   running.control = await startControlServer(socket, rotate);
-  return { sandbox, providerKey: provider && keyFingerprint(provider.key) };
+  return { sandbox, providerKey: keyFingerprint(provider.key) };
+}
+
+/** What shows whether the agent did anything: its credentials version, refreshes and hook runs. */
+async function agentCounters(agentUrl: string): Promise<{ version?: string; refreshes: number; hooks: number }> {
+  const health = (await (await fetch(`${agentUrl}/healthz`)).json()) as { credentials_version?: string | null };
+  const text = await (await fetch(`${agentUrl}/metrics`)).text();
+  const count = (metric: string) => Number(new RegExp(`^${metric}\\{result="ok"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { version: health.credentials_version ?? undefined, refreshes: count('credential_agent_refreshes_total'), hooks: count('credential_agent_hook_runs_total') };
 }
 
 /** The agent's hook run counters (credential_agent_hook_runs_total). */
@@ -433,6 +615,7 @@ async function stop(running: Running): Promise<void> {
   running.children = [];
   await stopChildren(children, { issuer: 'SIGINT' });
   await new Promise<void>((resolve) => (running.gateway ? running.gateway.close(() => resolve()).closeAllConnections() : resolve()));
+  await running.egressHop?.close();
   await running.modelProvider?.close();
 }
 
@@ -476,8 +659,8 @@ async function main(): Promise<number> {
       await stopOnce();
       return 0;
     }
-    const openclaw = up.providerKey === undefined ? undefined : { version: OPENCLAW_VERSION, cli: `${GATEWAY_DIR}/bin/openclaw`, cliState: `${STATE_DIR}/${CLI_DIR}`, home: `${STATE_DIR}/${HOME_DIR}`, providerKey: up.providerKey };
-    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined, openclaw }));
+    const openclaw = gateway === 'openclaw' ? { version: OPENCLAW_VERSION, cli: `${GATEWAY_DIR}/bin/openclaw`, cliState: `${STATE_DIR}/${CLI_DIR}`, home: `${STATE_DIR}/${HOME_DIR}` } : undefined;
+    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined, openclaw, providerKey: up.providerKey }));
   } catch (e) {
     await stopOnce();
     if (e instanceof StackError) {

@@ -69,9 +69,12 @@ export interface OpenClawConfigInput {
   credentialsFile: string;
   /** The change hook's local password file (absolute; container/openclaw-reload.ts creates it). */
   localAuthFile: string;
-  /** The credentials.json entry that carries the model provider's key (`PROVIDER_API_KEY`). */
+  /** The credentials.json entry that carries the model provider's key (`PROVIDER_API_KEY`; with egress delivery, a sentinel). */
   providerKeyName: string;
-  /** The stand-in model provider's `http://host:port/v1`. */
+  /**
+   * Where the model calls go, `http://host:port/v1`: the local egress hop (egress-hop.ts), which
+   * hands them to the Worker's egress handler on their way to the stand-in model provider.
+   */
   providerBaseUrl: string;
   /** OpenClaw's own JSONL log, next to the stack's other logs (it defaults to a shared /tmp folder). */
   logFile: string;

@@ -1,7 +1,8 @@
 /**
  * The local stack's ports (DESIGN §7): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
- * (the stand-in, or the real OpenClaw), stand-in model provider 8791 (with the real gateway only);
- * `--base-port N` moves them all to N..N+4. Each port the run uses is checked before anything
+ * (the stand-in, or the real OpenClaw), stand-in model provider 8791 and the local egress hop 8792
+ * (both with either gateway: the gateway's model traffic goes hop -> the Worker's egress handler ->
+ * provider); `--base-port N` moves them all to N..N+5. Each port is checked before anything
  * starts, so a port in use is one line naming it, not a half-started stack.
  */
 import { createServer } from 'node:net';
@@ -17,12 +18,14 @@ export interface StackPorts {
   gateway: number;
   /** The stand-in model provider: base + 4. */
   modelProvider: number;
+  /** The local egress hop (scripts/local-stack/egress-hop.ts): base + 5. */
+  egressHop: number;
 }
 
 export type PortName = keyof StackPorts;
 
 export function portsFrom(base: number): StackPorts {
-  return { issuer: base, agent: base + 1, proxy: base + 2, gateway: base + 3, modelProvider: base + 4 };
+  return { issuer: base, agent: base + 1, proxy: base + 2, gateway: base + 3, modelProvider: base + 4, egressHop: base + 5 };
 }
 
 /** Whether HOST:port can be bound now (EADDRINUSE also covers a listener on 0.0.0.0 or ::). */
@@ -50,13 +53,16 @@ export function ephemeralPort(): Promise<number> {
   });
 }
 
+/** How a port is named in the port-in-use message. */
+const PORT_LABEL: Record<PortName, string> = { issuer: 'issuer', agent: 'agent', proxy: 'proxy', gateway: 'gateway', modelProvider: 'model provider', egressHop: 'egress hop' };
+
 /** Checks the ports named in `used` (every port unless given), in the stack's order. */
 export async function assertFree(ports: StackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {
   for (const name of used) {
     const port = ports[name];
     if (!(await isFree(port))) {
       throw new StackError(
-        `port ${port} (${name === 'modelProvider' ? 'model provider' : name}) is already in use on ${HOST}: stop what holds it (\`lsof -i :${port}\` shows it), ` +
+        `port ${port} (${PORT_LABEL[name]}) is already in use on ${HOST}: stop what holds it (\`lsof -i :${port}\` shows it), ` +
           `or move the stack with \`npm run dev -- --base-port <N>\``,
       );
     }

@@ -22,8 +22,8 @@ import { freeBase, portFree } from './worker-process.js';
 import { freshCopy, processes, spawnOpenClawStack, type Proc } from './stack-copy.js';
 
 const run = promisify(exec);
-/** The stack with the real gateway: issuer .. model provider. */
-const PORT_COUNT = 5;
+/** The stack with the real gateway: issuer .. model provider, egress hop. */
+const PORT_COUNT = 6;
 /** wrangler's first bundle, the agent, then OpenClaw (10 to 30 s on two shared cores). */
 const STACK_UP_MS = 240_000;
 const copy = mkdtempSync(join(tmpdir(), 'issuer-openclaw-'));
@@ -136,6 +136,9 @@ describe('npm run dev -- --gateway openclaw', () => {
     expect(config.gateway.auth.identityScopes['dev@localhost']).toContain('operator.admin');
     expect(config.gateway.auth.token).toBeUndefined();
     expect(config.models.providers.standin.apiKey).toEqual({ source: 'file', provider: 'agentcreds', id: '/values/PROVIDER_API_KEY' });
+    // The model calls go to the local egress hop (base + 5), which hands them to the Worker's egress handler.
+    expect(config.models.providers.standin.baseUrl).toBe(`http://127.0.0.1:${base + 5}/v1`);
+    expect(lines).toContain(`  egress   http://127.0.0.1:${base + 5}   local egress hop: hands provider traffic to the Worker's egress handler (plain HTTP; production intercepts HTTPS)`);
     expect(config.secrets.providers.agentcreds).toEqual({ source: 'file', path: join(copy, '.dev-stack', 'agent', 'credentials.json'), mode: 'json' });
     const credentials = JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> };
     const devVars = readFileSync(join(copy, '.dev.vars'), 'utf8');

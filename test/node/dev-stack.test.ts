@@ -1,9 +1,12 @@
 /**
  * The README's first command on a fresh copy of the working tree: `npm ci && npm run dev` as a
  * child process (in a process group of its own, as a terminal runs a job), the printed `curl`
- * through the whole chain, then Ctrl-C (SIGINT to the group): no process of the stack may be left
- * and every port must be free. Also: a port in use is one clear line, and .dev.vars is never
- * overwritten.
+ * through the whole chain, the printed chat completion through the whole chain (gateway -> egress
+ * hop -> the Worker's egress handler -> stand-in model provider, which sees the real key while the
+ * sandbox holds a sentinel), then Ctrl-C (SIGINT to the group): no process of the stack may be left
+ * and every port must be free. Also: a port in use is one clear line, .dev.vars is never
+ * overwritten, a provider entry not delivered at egress is one line with the fix, and the previous
+ * keys.example CREDENTIALS is brought up to today's.
  */
 import { exec, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,10 +15,23 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { freePort, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
-const PORTS = [8787, 8788, 8789, 8790];
+/** issuer, agent, proxy, gateway, model provider, egress hop. */
+const PORTS = [8787, 8788, 8789, 8790, 8791, 8792];
+/** keys.example's CREDENTIALS before egress delivery. */
+const PREVIOUS_CREDENTIALS = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
+
+/** A base port with its six ports free. */
+async function freeWindow(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const p = await freePort();
+    if (p <= 65530 && (await Promise.all([1, 2, 3, 4, 5].map((d) => portFree(p + d)))).every(Boolean)) return p;
+  }
+  return 0;
+}
 const copy = mkdtempSync(join(tmpdir(), 'issuer-fresh-'));
 
 /** The README's "Run it" command for the local stack, exactly as written there. */
@@ -143,6 +159,30 @@ describe('npm run dev on a fresh copy', () => {
     const { stdout } = await run(curl!, { cwd: copy, timeout: 15_000 });
     expect(JSON.parse(stdout)).toMatchObject({ gateway: 'stand-in', user: 'dev@localhost', gateway_token: 'accepted' });
 
+    // The printed chat completion, as printed: Worker -> proxy -> stand-in gateway -> egress hop ->
+    // the Worker's egress handler -> stand-in model provider.
+    expect(out).toMatch(/^ {2}egress {3}http:\/\/127\.0\.0\.1:8792 {3}local egress hop: /m);
+    const completionCurl = /^ {2}(curl -s -X POST http:\/\/127\.0\.0\.1:8787\/v1\/chat\/completions .*)$/m.exec(out)?.[1];
+    expect(completionCurl).toBeDefined();
+    const completion = JSON.parse((await run(completionCurl!, { cwd: copy, timeout: 15_000 })).stdout) as { choices: { message: { content: string } }[] };
+    expect(completion.choices[0]!.message.content).toBe(FIXED_REPLY);
+    // The sandbox holds a sentinel (a JWS), never the key; the provider saw the real key, only it.
+    const realKey = /^STANDIN_PROVIDER_KEY=(.+)$/m.exec(vars)![1]!;
+    const held = (JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> }).values.PROVIDER_API_KEY!;
+    expect(held).toMatch(/^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/);
+    expect(held).not.toContain(realKey);
+    const providerLog = readFileSync(join(copy, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');
+    const calls = providerLog.split('\n').filter((l) => l.includes('POST /v1/chat/completions'));
+    // The stack's own check at start, then the printed curl.
+    expect(calls.length).toBeGreaterThanOrEqual(2);
+    for (const l of calls) expect(l).toContain(`key ${keyFingerprint(realKey)}: accepted`);
+    expect(providerLog).not.toContain(keyFingerprint(held));
+    expect(readFileSync(join(copy, '.dev-stack', 'logs', 'egress-hop.log'), 'utf8')).toMatch(/ POST \/v1\/chat\/completions 200 /);
+    for (const f of ['model-provider.log', 'egress-hop.log', 'issuer.log', 'proxy.log', 'agent.log']) {
+      const text = readFileSync(join(copy, '.dev-stack', 'logs', f), 'utf8');
+      expect(text.includes(realKey) || text.includes(held), f).toBe(false);
+    }
+
     const stack = descendants(child.pid!);
     const cmds = stack.map((p) => p.cmd).join('\n');
     expect(cmds).toMatch(/workerd/);
@@ -169,12 +209,8 @@ describe('what npm run dev refuses', () => {
   afterAll(() => blocker?.close());
 
   it('a port in use is one line naming it, and nothing is started', async () => {
-    // A base port with its four ports free, then one of them taken.
-    let base = 0;
-    for (let i = 0; i < 20 && !base; i++) {
-      const p = await freePort();
-      if (p <= 65532 && (await Promise.all([1, 2, 3].map((d) => portFree(p + d)))).every(Boolean)) base = p;
-    }
+    // A base port with its six ports free, then one of them taken.
+    const base = await freeWindow();
     expect(base).toBeGreaterThan(0);
     blocker = createServer();
     await new Promise<void>((r) => blocker!.listen(base + 2, '127.0.0.1', () => r()));
@@ -195,11 +231,7 @@ describe('what npm run dev refuses', () => {
   it('a broken .dev.vars stops it at once with a line saying so, and nothing is left running', async () => {
     const file = join(copy, '.dev.vars');
     const original = readFileSync(file, 'utf8');
-    let base = 0;
-    for (let i = 0; i < 20 && !base; i++) {
-      const p = await freePort();
-      if (p <= 65532 && (await Promise.all([1, 2, 3].map((d) => portFree(p + d)))).every(Boolean)) base = p;
-    }
+    const base = await freeWindow();
     try {
       // config.ts wants 32 characters at least: every request would be a 500 configuration error.
       writeFileSync(file, original.replace(/^ADMIN_TOKEN=.*$/m, 'ADMIN_TOKEN=too-short'));
@@ -216,11 +248,58 @@ describe('what npm run dev refuses', () => {
       expect(err!.stderr).not.toContain('too-short');
       expect(Date.now() - started).toBeLessThan(60_000); // not the 120 s start timeout
       expect(processes().filter((p) => p.state !== 'Z' && p.cmd.includes(copy)).map((p) => p.cmd)).toEqual([]);
-      for (const d of [0, 1, 2, 3]) expect(await portFree(base + d)).toBe(true);
+      for (const d of [0, 1, 2, 3, 4, 5]) expect(await portFree(base + d)).toBe(true);
     } finally {
       writeFileSync(file, original);
     }
   }, 120_000);
+
+  it('a provider key entry not delivered at egress is one line with the exact CREDENTIALS to put in, and nothing is started', async () => {
+    const file = join(copy, '.dev.vars');
+    const original = readFileSync(file, 'utf8');
+    const base = await freeWindow();
+    try {
+      // A plain entry, but not keys.example's old default (another entry next to it): not migrated.
+      const mine = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"},"OTHER":{"secret":"ADMIN_TOKEN"}}';
+      writeFileSync(file, original.replace(/^CREDENTIALS=.*$/m, `CREDENTIALS='${mine}'`));
+      const err = await run(`npm run --silent dev -- --base-port ${base}`, { cwd: copy, timeout: 60_000 }).then(
+        () => undefined,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err?.code).toBe(1);
+      const fixed = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY","egress":{"hosts":["localhost"],"header":"authorization"}},"OTHER":{"secret":"ADMIN_TOKEN"}}';
+      expect(err!.stderr.trim().split('\n')).toEqual([
+        `dev: CREDENTIALS in .dev.vars delivers STANDIN_PROVIDER_KEY (PROVIDER_API_KEY) other than at egress to "localhost" in "authorization", which the local stack's model calls need: put CREDENTIALS='${fixed}' in .dev.vars`,
+      ]);
+      expect(readFileSync(file, 'utf8')).toContain(`CREDENTIALS='${mine}'`);
+      for (const d of [0, 1, 2, 3, 4, 5]) expect(await portFree(base + d)).toBe(true);
+    } finally {
+      writeFileSync(file, original);
+    }
+  }, 90_000);
+
+  it("keys.example's previous CREDENTIALS (the provider key as a plain entry) is brought up to today's, and nothing else changes", async () => {
+    const file = join(copy, '.dev.vars');
+    const original = readFileSync(file, 'utf8');
+    const base = await freeWindow();
+    try {
+      // An empty ADMIN_TOKEN stops the stack right after the migration, before anything starts.
+      const old = original.replace(/^CREDENTIALS=.*$/m, `CREDENTIALS='${PREVIOUS_CREDENTIALS}'`).replace(/^ADMIN_TOKEN=.*$/m, 'ADMIN_TOKEN=');
+      writeFileSync(file, old, { mode: 0o600 });
+      const err = await run(`npm run --silent dev -- --base-port ${base}`, { cwd: copy, timeout: 60_000 }).then(
+        () => undefined,
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+      expect(err?.code).toBe(1);
+      expect(err!.stdout).toMatch(/^updated CREDENTIALS in \.dev\.vars to keys\.example's: PROVIDER_API_KEY is delivered at egress now/m);
+      const example = /^CREDENTIALS=.*$/m.exec(readFileSync(join(ROOT, 'keys.example'), 'utf8'))![0];
+      expect(readFileSync(file, 'utf8')).toBe(old.replace(/^CREDENTIALS=.*$/m, example));
+      expect(statSync(file).mode & 0o077).toBe(0);
+      for (const d of [0, 1, 2, 3, 4, 5]) expect(await portFree(base + d)).toBe(true);
+    } finally {
+      writeFileSync(file, original);
+    }
+  }, 90_000);
 
   it('an existing .dev.vars is never overwritten', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'issuer-devvars-'));

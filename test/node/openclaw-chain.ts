@@ -19,9 +19,12 @@ import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
 
 export { processes, type Proc } from './stack-copy.js';
 
-/** The stack with the real gateway: issuer, agent, proxy, gateway, model provider. */
-export const PORT_COUNT = 5;
-/** wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when busy). */
+/** The stack with the real gateway: issuer, agent, proxy, gateway, model provider, egress hop. */
+export const PORT_COUNT = 6;
+/**
+ * wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when
+ * busy), then the stack's own first chat completion through the chain (10 to 25 s).
+ */
 export const STACK_UP_MS = 240_000;
 /** Ctrl-C: the stack stops each part (OpenClaw in about a second; each child gets 8 s of grace). */
 const STOP_MS = 45_000;

@@ -1,22 +1,26 @@
 /**
- * A secret rotated the local way (`npm run dev:rotate -- STANDIN_PROVIDER_KEY`, issue 13 item 6)
- * reaches the running real gateway with no restart (item 5): the change hook's secrets.reload.
+ * Secrets rotated the local way (`npm run dev:rotate -- NAME`, issue 13 item 6) reach the running
+ * real gateway with no restart (item 5), by the flow their delivery calls for.
  *
  * One stack for the file (OpenClaw takes ~30 s to start, a completion 10 to 25 s): `npm run dev --
  * --gateway openclaw` on a fresh copy of the working tree and a free base port, then
- *   - a completion with the old key; two WebSockets: one through the whole chain, one straight to
- *     the gateway's loopback port;
- *   - the rotation; the next completion reaches the stand-in with the NEW key (its log's
- *     fingerprints), never a 401; the gateway's PID is the same; the WebSocket to the gateway
- *     still answers (the one through the local Worker ends when wrangler dev restarts, since the
- *     Worker relays its frames; that is printed, and a new one through the chain answers);
- *   - the timings, printed (bench/README.md has them);
- *   - no secret value, old or new, in openclaw.json, any log of the stack, or the command line or
- *     environment of any of its processes;
- *   - the hook's failure (a wrong local password) is an exit code and a line, no secret; in a
- *     rotation it is logged and counted by the agent, dev:rotate says so, the gateway keeps the old
- *     key (and the provider keeps accepting it), and the agent's retry at its next refresh applies
- *     the new one.
+ *   - STANDIN_PROVIDER_KEY, delivered at egress (the sandbox holds a sentinel, the Worker's egress
+ *     handler puts the key in): the egress flow. The provider accepts the new key, the Worker
+ *     restarts, the provider revokes the old key at once, and nothing else happens: no agent
+ *     refresh, no change hook, the agent's credentials version and credentials.json unchanged.
+ *     The completion right after the restart (the stack's own proof) and the next one reach the
+ *     stand-in with the NEW key (its log's fingerprints), never a refusal; the gateway's PID is the
+ *     same; a WebSocket to the gateway stays open (the one through the local Worker ends when
+ *     wrangler dev restarts, since the Worker relays its frames; that is printed, and a new one
+ *     through the chain answers); the delay from the new Worker serving to the first completion
+ *     accepted with the new key is printed and is in dev:rotate's report;
+ *   - no secret value, old or new, and no sentinel, in openclaw.json, any log of the stack, or the
+ *     command line or environment of any of its processes;
+ *   - MOLTBOT_GATEWAY_TOKEN, a value the sandbox holds: the push flow (the agent refreshes, the
+ *     change hook runs secrets.reload). The hook's failure (a wrong local password) is an exit
+ *     code and a line, no secret; in a rotation it is logged and counted by the agent, dev:rotate
+ *     says so, the gateway keeps the values it had (its sentinel still valid: completions keep
+ *     working), and the agent's retry at its next refresh applies the new ones.
  * Plus the hook on its own, with no gateway: what it does before the gateway starts.
  */
 import { exec, execFile, type ChildProcess } from 'node:child_process';
@@ -34,14 +38,16 @@ import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
 
 const run = promisify(exec);
 const runFile = promisify(execFile);
-/** issuer, agent, proxy, gateway, model provider. */
-const PORT_COUNT = 5;
+/** issuer, agent, proxy, gateway, model provider, egress hop. */
+const PORT_COUNT = 6;
 /** wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when busy). */
 const STACK_UP_MS = 240_000;
 /** An agent run through OpenClaw: 10 to 25 s measured on two shared cores. */
 const COMPLETION_MS = 90_000;
-/** The Worker's restart and the hook: seconds; dev:rotate itself allows 120 s. */
-const ROTATE_MS = 150_000;
+/** The Worker's restart, then the hook or a completion through the chain: seconds; dev:rotate itself allows 200 s. */
+const ROTATE_MS = 210_000;
+/** The change hook runs at most 30 s (HOOK_TIMEOUT_MS), usually under a second. */
+const HOOK_MS = 35_000;
 /** Ctrl-C: each child gets 8 s of grace. */
 const STOP_MS = 45_000;
 const READY_LINE = /^Then the operator CLI/m;
@@ -164,13 +170,45 @@ describe('the change hook on its own', () => {
   });
 });
 
-describe('rotating the model provider key locally, into the running real gateway', () => {
+describe('rotating secrets locally, into the running real gateway', () => {
   const dir = mkdtempSync(join(tmpdir(), 'issuer-openclaw-rotation-'));
   let child: ChildProcess | undefined;
   let output = () => '';
   let base = 0;
   let exited: Promise<string> | undefined;
   const home = join(dir, '.dev-stack', 'openclaw-home');
+
+  /** The agent as it reports itself: its credentials version, refreshes and hook runs. */
+  const agentState = async () => {
+    const agentUrl = `http://127.0.0.1:${base + 1}`;
+    const health = (await (await fetch(`${agentUrl}/healthz`)).json()) as { credentials_version: string | null };
+    const text = await (await fetch(`${agentUrl}/metrics`)).text();
+    const n = (metric: string, r: string) => Number(new RegExp(`^${metric}\\{result="${r}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    return {
+      version: health.credentials_version,
+      refreshes: n('credential_agent_refreshes_total', 'ok'),
+      hooks: { ok: n('credential_agent_hook_runs_total', 'ok'), error: n('credential_agent_hook_runs_total', 'error') },
+    };
+  };
+  /** The agent's state.json: identifiers and times only. */
+  const stateFile = () => JSON.parse(readFileSync(join(dir, '.dev-stack', 'agent', 'state.json'), 'utf8')) as { credentials_version?: string; hook_version?: string; last_refresh?: string; jti?: string };
+  /** POST /refresh (one a second), then the change hook's run for the new version. */
+  const nudgeAndWaitHook = async () => {
+    const before = (await agentState()).hooks;
+    for (let i = 0; ; i++) {
+      const res = await fetch(`http://127.0.0.1:${base + 1}/refresh`, { method: 'POST' });
+      await res.body?.cancel();
+      if (res.status !== 429 || i > 5) break;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const deadline = Date.now() + HOOK_MS;
+    for (;;) {
+      const now = (await agentState()).hooks;
+      if (now.ok > before.ok || now.error > before.error) return now.ok > before.ok ? 'ok' : 'failed';
+      if (Date.now() > deadline) return 'no hook run';
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
 
   beforeAll(async () => {
     if (GATEWAY_PROBLEM !== undefined) return; // the test itself fails or skips (real-gateway.ts)
@@ -217,18 +255,27 @@ describe('rotating the model provider key locally, into the running real gateway
   }, STOP_MS + 30_000);
 
   itRealGateway(
-    'the next completion carries the new key, same gateway PID, an open WebSocket stays open, no secret anywhere',
+    'the egress-delivered provider key: the Worker alone applies it, the completion right after carries the new key, the agent is untouched, no secret anywhere',
     async () => {
       assertRealGateway();
       const issuer = `http://127.0.0.1:${base}`;
       const credentialsFile = join(dir, '.dev-stack', 'agent', 'credentials.json');
       const localAuthFile = join(dir, '.dev-stack', 'agent', 'openclaw-local-auth.json');
       const configFile = join(home, '.openclaw', 'openclaw.json');
+      const agentLogFile = join(dir, '.dev-stack', 'logs', 'agent.log');
       const before = devVars(dir);
       const oldKey = before.STANDIN_PROVIDER_KEY!;
-      const oldCredentials = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
       expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
       expect(statSync(localAuthFile).mode & 0o777).toBe(0o600);
+
+      // A fresh agent token first: its scheduled refresh is then at least 4 minutes away (40% of
+      // AGENT_TOKEN_TTL), so any change of the agent during the rotation would be the rotation's.
+      expect(await nudgeAndWaitHook()).toBe('ok');
+      const oldCredentialsText = readFileSync(credentialsFile, 'utf8');
+      const oldCredentials = JSON.parse(oldCredentialsText) as { version: string; values: Record<string, string> };
+      // The sandbox holds a sentinel for the provider key, never the key.
+      expect(oldCredentials.values.PROVIDER_API_KEY).toMatch(/^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/);
+      expect(oldCredentialsText).not.toContain(oldKey);
 
       // The gateway process (OpenClaw names itself openclaw-gateway) and its PID.
       const gatewayPids = () => processes().filter((p) => p.env.includes(`HOME=${home}`) && p.cmd.trim() === 'openclaw-gateway').map((p) => p.pid);
@@ -243,7 +290,7 @@ describe('rotating the model provider key locally, into the running real gateway
       // Two WebSockets: one through the whole chain, and one straight to the gateway (as the hook
       // connects: the backend client with the local password). wrangler dev's restart ends every
       // connection that runs through the local Worker, so the first shows that; the second shows
-      // what the gateway itself does to its connections on secrets.reload: nothing.
+      // that the gateway itself is not touched by the rotation at all.
       const chainBefore = await gatewaySocket(`ws://127.0.0.1:${base}`, CLI_CONNECT);
       expect((await chainBefore.call('health')).ok).toBe(true);
       const localPassword = (JSON.parse(readFileSync(localAuthFile, 'utf8')) as { password: string }).password;
@@ -254,26 +301,41 @@ describe('rotating the model provider key locally, into the running real gateway
         auth: { password: localPassword },
       });
       expect((await direct.call('health')).ok).toBe(true);
+      const agentBefore = await agentState();
+      const stateBefore = stateFile();
+      const hookLinesBefore = (readFileSync(agentLogFile, 'utf8').match(/openclaw-reload: /g) ?? []).length;
+      const gatewayReloadsBefore = (readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? []).length;
 
       // The rotation, as the operator runs it.
       const rotateStarted = Date.now();
       const { stdout } = await run('npm run --silent dev:rotate -- STANDIN_PROVIDER_KEY', { cwd: dir, timeout: ROTATE_MS });
       const rotateDone = Date.now();
-      const report = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; changed: string[]; events: { step: string; at: number }[] };
+      const report = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; changed: string[]; flow: string; events: { step: string; at: number; detail?: string }[] };
       expect(report.ok).toBe(true);
       expect(report.changed).toEqual(['STANDIN_PROVIDER_KEY']);
+      // The report says which flow ran; the egress flow has no agent step and no hook step.
+      expect(report.flow).toBe('egress');
+      expect(stdout).toMatch(/^dev:rotate: egress flow: /m);
+      expect(report.events.map((e) => e.step).filter((s) => /agent refreshed|re-resolved|hook/.test(s) && !/no change hook/.test(s))).toEqual([]);
       const at = (step: string) => report.events.find((e) => e.step.startsWith(step))?.at ?? NaN;
       const newKey = devVars(dir).STANDIN_PROVIDER_KEY!;
       expect(newKey).not.toBe(oldKey);
       expect(stdout).not.toContain(newKey);
       expect(stdout).not.toContain(oldKey);
-      // The provider accepted the new key before the Worker restarted, revoked the old one after the gateway reloaded.
+      // New key accepted before the Worker restarted; the old one revoked right after it served, then the proof.
       expect(at('model provider accepts')).toBeLessThan(at('Worker stopped'));
-      expect(at('model provider revoked')).toBeGreaterThanOrEqual(at('gateway re-resolved'));
-      const newCredentials = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
-      expect(newCredentials.version).not.toBe(oldCredentials.version);
-      expect(newCredentials.values.PROVIDER_API_KEY).toBe(newKey);
-      expect(statSync(credentialsFile).mode & 0o777).toBe(0o600);
+      expect(at('Worker stopped')).toBeLessThan(at('Worker serves'));
+      expect(at('model provider revoked')).toBeGreaterThanOrEqual(at('Worker serves'));
+      expect(at('first completion with the new key accepted')).toBeGreaterThanOrEqual(at('model provider revoked'));
+      expect(report.events.find((e) => e.step.startsWith('first completion'))?.detail).toContain(`key ${keyFingerprint(newKey)}`);
+      expect(report.events.map((e) => e.step)).toContain('agent untouched (no refresh, no change hook)');
+
+      // The completion right after the Worker restart (the stack's proof) carried the new key: the
+      // first provider call after the new Worker served, and every one since.
+      const serves = at('Worker serves');
+      const sinceServes = providerLines(dir).filter((l) => l.at >= serves - 1);
+      expect(sinceServes.length).toBeGreaterThan(0);
+      expect(sinceServes.map((l) => `${l.key} ${l.ok}`)).toEqual(sinceServes.map(() => `${keyFingerprint(newKey)} true`));
 
       // The next completion: the new key at the provider.
       const linesBefore = providerLines(dir).length;
@@ -283,8 +345,20 @@ describe('rotating the model provider key locally, into the running real gateway
       const after = providerLines(dir).slice(linesBefore);
       expect(after.length).toBeGreaterThan(0);
       expect(after.map((l) => l.key)).toEqual(after.map(() => keyFingerprint(newKey)));
-      // Never a 401 in the whole run: OpenClaw would have disabled the key for a minute.
+      // No completion failed in the whole run: never a refusal at the provider (OpenClaw would have
+      // disabled the key for a minute), never a refusal at the egress hop.
       expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
+      const hopLines = readFileSync(join(dir, '.dev-stack', 'logs', 'egress-hop.log'), 'utf8').split('\n').filter(Boolean);
+      expect(hopLines.filter((l) => !/ 200 \(\d+ ms\)$/.test(l))).toEqual([]);
+
+      // The agent did nothing: same credentials version, same credentials.json, no refresh, no hook.
+      const agentAfter = await agentState();
+      expect(agentAfter).toEqual(agentBefore);
+      expect(agentAfter.version).toBe(oldCredentials.version);
+      expect(readFileSync(credentialsFile, 'utf8')).toBe(oldCredentialsText);
+      expect(stateFile()).toEqual(stateBefore);
+      expect((readFileSync(agentLogFile, 'utf8').match(/openclaw-reload: /g) ?? []).length).toBe(hookLinesBefore);
+      expect((readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? []).length).toBe(gatewayReloadsBefore);
 
       // Same gateway process; the WebSocket opened before the rotation still answers.
       expect(gatewayPids()).toEqual(pidBefore);
@@ -301,22 +375,20 @@ describe('rotating the model provider key locally, into the running real gateway
       expect((await chainAfter.call('health')).ok).toBe(true);
       chainAfter.ws.close();
 
-      // The figures (bench/README.md).
-      const serves = at('Worker serves');
-      const firstNewRequest = after[0]!.at;
+      // The figures (bench/README.md): the delay is the report's, and the provider's log agrees.
+      const delay = at('first completion with the new key accepted') - serves;
+      const firstNewAtProvider = sinceServes[0]!.at;
       const figures = {
         workerRestartMs: serves - at('Worker stopped'),
-        servesToGatewayReloadedMs: at('gateway re-resolved') - serves,
-        servesToFirstProviderRequestWithNewKeyMs: firstNewRequest - serves,
-        servesToFirstCompletionDoneMs: next.doneAt - serves,
-        completionSentToProviderRequestMs: firstNewRequest - next.sentAt,
-        completionMs: next.doneAt - next.sentAt,
+        servesToFirstCompletionAcceptedWithNewKeyMs: delay,
+        servesToFirstProviderRequestWithNewKeyMs: firstNewAtProvider - serves,
+        nextCompletionMs: next.doneAt - next.sentAt,
         devRotateCommandMs: rotateDone - rotateStarted,
       };
+      expect(Math.abs(figures.servesToFirstProviderRequestWithNewKeyMs - delay)).toBeLessThan(50);
+      expect(stdout).toContain(`dev:rotate: from the new Worker serving to the first completion accepted with the new value: ${delay} ms`);
+      console.log(`egress rotation: from the new Worker serving to the first completion accepted with the new key: ${delay} ms`);
       console.log(`rotation figures: ${JSON.stringify(figures)}`);
-      const hookLine = /openclaw-reload: secrets\.reload done in (\d+) ms/.exec(readFileSync(join(dir, '.dev-stack', 'logs', 'agent.log'), 'utf8'));
-      console.log(`hook: ${hookLine?.[0]}; gateway: ${/secrets\.reload \d+ms/.exec(readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8'))?.[0]}`);
-      expect(hookLine).not.toBeNull();
 
       // The hook's failure: a wrong local password is refused, an exit code and one line, no secret.
       const bad = join(dir, 'wrong-auth.json');
@@ -342,16 +414,15 @@ describe('rotating the model provider key locally, into the running real gateway
       expect(forwarded).not.toBe('accepted');
       console.log(`the local password with X-Forwarded-For: ${forwarded.slice(0, 200)}`);
 
-      // No secret value, old or new, anywhere it must not be.
+      // No secret value, old or new, and no sentinel, anywhere it must not be.
       const secrets = new Set<string>([
         ...SECRET_NAMES.map((n) => before[n]!),
         ...SECRET_NAMES.map((n) => devVars(dir)[n]!),
         ...Object.values(oldCredentials.values),
-        ...Object.values(newCredentials.values),
         (JSON.parse(readFileSync(localAuthFile, 'utf8')) as { password: string }).password,
       ]);
       expect([...secrets].every((s) => typeof s === 'string' && s.length >= 32)).toBe(true);
-      expect(secrets.size).toBeGreaterThanOrEqual(7);
+      expect(secrets.size).toBeGreaterThanOrEqual(8);
       const config = readFileSync(configFile, 'utf8');
       const logs: [string, string][] = [['npm run dev output', output()], ['dev:rotate output', stdout]];
       const walk = (d: string) => {
@@ -363,7 +434,9 @@ describe('rotating the model provider key locally, into the running real gateway
       };
       walk(join(dir, '.dev-stack'));
       if (existsSync(join(dir, '.wrangler'))) walk(join(dir, '.wrangler'));
-      expect(logs.map(([n]) => n)).toEqual(expect.arrayContaining(['.dev-stack/logs/agent.log', '.dev-stack/logs/gateway.log', '.dev-stack/logs/openclaw.jsonl', '.dev-stack/logs/issuer.log', '.dev-stack/logs/model-provider.log', '.dev-stack/logs/proxy.log']));
+      expect(logs.map(([n]) => n)).toEqual(
+        expect.arrayContaining(['.dev-stack/logs/agent.log', '.dev-stack/logs/gateway.log', '.dev-stack/logs/openclaw.jsonl', '.dev-stack/logs/issuer.log', '.dev-stack/logs/model-provider.log', '.dev-stack/logs/egress-hop.log', '.dev-stack/logs/proxy.log']),
+      );
       // Every process of the stack: npm, the stack script, and everything carrying its marker or the gateway's HOME.
       const stackPid = String(child!.pid);
       const all = processes();
@@ -388,79 +461,83 @@ describe('rotating the model provider key locally, into the running real gateway
       }
       expect(found).toEqual([]);
     },
-    COMPLETION_MS * 2 + ROTATE_MS + 60_000,
+    HOOK_MS + COMPLETION_MS * 2 + ROTATE_MS + 60_000,
   );
 
   itRealGateway(
-    'a failed hook is logged and counted, the gateway keeps the old key, and the retry at the next refresh applies the new one',
+    'a value the sandbox holds (MOLTBOT_GATEWAY_TOKEN): the push flow; a failed hook is logged and counted, the gateway keeps its values, and the retry at the next refresh applies the new ones',
     async () => {
       assertRealGateway();
       const issuer = `http://127.0.0.1:${base}`;
-      const agentUrl = `http://127.0.0.1:${base + 1}`;
       const localAuthFile = join(dir, '.dev-stack', 'agent', 'openclaw-local-auth.json');
-      const hookRuns = async () => {
-        const text = await (await fetch(`${agentUrl}/metrics`)).text();
-        const n = (r: string) => Number(new RegExp(`^credential_agent_hook_runs_total\\{result="${r}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
-        return { ok: n('ok'), error: n('error') };
-      };
-      const inUse = devVars(dir).STANDIN_PROVIDER_KEY!;
+      const credentialsFile = join(dir, '.dev-stack', 'agent', 'credentials.json');
+      const providerKey = devVars(dir).STANDIN_PROVIDER_KEY!;
+      const inUse = devVars(dir).MOLTBOT_GATEWAY_TOKEN!;
+      const tokenBefore = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { values: Record<string, string> }).values.GATEWAY_TOKEN;
       const good = readFileSync(localAuthFile, 'utf8');
       const wrong = 'f'.repeat(43);
-      const before = await hookRuns();
+      const before = (await agentState()).hooks;
       // The hook fails: the gateway refuses its password (as it would refuse a hook that lost it).
       writeFileSync(localAuthFile, `${JSON.stringify({ password: wrong })}\n`, { mode: 0o600 });
-      let failed: { code?: number; stderr?: string } | undefined;
+      let failed: { code?: number; stdout?: string; stderr?: string } | undefined;
       try {
-        failed = await run('npm run --silent dev:rotate -- STANDIN_PROVIDER_KEY', { cwd: dir, timeout: ROTATE_MS }).then(
+        failed = await run('npm run --silent dev:rotate -- MOLTBOT_GATEWAY_TOKEN', { cwd: dir, timeout: ROTATE_MS }).then(
           () => undefined,
-          (e: { code: number; stderr: string }) => e,
+          (e: { code: number; stdout: string; stderr: string }) => e,
         );
       } finally {
         writeFileSync(localAuthFile, good, { mode: 0o600 });
       }
       expect(failed?.code).toBe(1);
-      expect(failed?.stderr).toMatch(/change hook failed: the gateway keeps the old values and the model provider keeps accepting the old key/);
-      const afterFailure = await hookRuns();
+      expect(failed?.stderr).toMatch(/change hook failed: the gateway keeps the old values \(see /);
+      expect(failed?.stderr).not.toMatch(/model provider/);
+      const report = JSON.parse(failed!.stdout!.trim().split('\n').pop()!) as { ok: boolean; flow: string; changed: string[]; events: { step: string }[] };
+      expect(report).toMatchObject({ ok: false, flow: 'push', changed: ['MOLTBOT_GATEWAY_TOKEN'] });
+      expect(failed?.stdout).toMatch(/^dev:rotate: push flow: /m);
+      expect(report.events.map((e) => e.step)).toContain('agent refreshed');
+      const afterFailure = (await agentState()).hooks;
       expect(afterFailure.error).toBe(before.error + 1);
       expect(afterFailure.ok).toBe(before.ok);
       const agentLog = readFileSync(join(dir, '.dev-stack', 'logs', 'agent.log'), 'utf8');
       expect(agentLog).toMatch(/"event":"hook_failed".*"retry":"at the next refresh"/);
       expect(agentLog).toMatch(/openclaw-reload: the gateway refused the connection/);
-      const next = devVars(dir).STANDIN_PROVIDER_KEY!;
+      const next = devVars(dir).MOLTBOT_GATEWAY_TOKEN!;
       expect(next).not.toBe(inUse);
+      // The agent has the new values; the hook has not succeeded for them.
+      const delivered = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
+      expect(delivered.values.GATEWAY_TOKEN).not.toBe(tokenBefore);
+      expect(stateFile().credentials_version).toBe(delivered.version);
+      expect(stateFile().hook_version).not.toBe(delivered.version);
 
-      // The old values stay in force: the next completion still carries the key in use before.
+      // The gateway keeps what it had: its sentinel is still valid, so completions keep working,
+      // with the provider key the Worker holds (unchanged by this rotation).
       let from = providerLines(dir).length;
       const stale = await completion(issuer);
       expect(stale.status).toBe(200);
       expect(stale.content).toBe(FIXED_REPLY);
       const staleLines = providerLines(dir).slice(from);
       expect(staleLines.length).toBeGreaterThan(0);
-      expect(staleLines.map((l) => l.key)).toEqual(staleLines.map(() => keyFingerprint(inUse)));
+      expect(staleLines.map((l) => l.key)).toEqual(staleLines.map(() => keyFingerprint(providerKey)));
 
-      // Fixed: the agent runs the hook again at its next refresh (here: a nudge) and the new key applies.
-      for (let i = 0; ; i++) {
-        const res = await fetch(`${agentUrl}/refresh`, { method: 'POST' });
-        await res.body?.cancel();
-        if (res.status !== 429 || i > 5) break;
-        await new Promise((r) => setTimeout(r, 1_000));
-      }
-      const deadline = Date.now() + 35_000;
-      while ((await hookRuns()).ok === before.ok && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect((await hookRuns()).ok).toBe(before.ok + 1);
+      // Fixed: the agent runs the hook again at its next refresh (here: a nudge) and the new values apply.
+      expect(await nudgeAndWaitHook()).toBe('ok');
+      expect((await agentState()).hooks.ok).toBe(before.ok + 1);
+      expect(stateFile().hook_version).toBe(stateFile().credentials_version);
       from = providerLines(dir).length;
       const fresh = await completion(issuer);
       expect(fresh.status).toBe(200);
+      expect(fresh.content).toBe(FIXED_REPLY);
       const freshLines = providerLines(dir).slice(from);
       expect(freshLines.length).toBeGreaterThan(0);
-      expect(freshLines.map((l) => l.key)).toEqual(freshLines.map(() => keyFingerprint(next)));
+      expect(freshLines.map((l) => l.key)).toEqual(freshLines.map(() => keyFingerprint(providerKey)));
       expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
 
-      // Neither the new key nor the wrong password in a log or the config.
-      const texts = [output(), readFileSync(join(home, '.openclaw', 'openclaw.json'), 'utf8'), failed?.stderr ?? ''];
+      // Neither the new token (nor what the sandbox got from it) nor the wrong password in a log or the config.
+      const gatewayToken = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { values: Record<string, string> }).values.GATEWAY_TOKEN!;
+      const texts = [output(), readFileSync(join(home, '.openclaw', 'openclaw.json'), 'utf8'), failed?.stderr ?? '', failed?.stdout ?? ''];
       for (const f of readdirSync(join(dir, '.dev-stack', 'logs'))) texts.push(readFileSync(join(dir, '.dev-stack', 'logs', f), 'utf8'));
-      for (const v of [next, wrong]) expect(texts.filter((t) => t.includes(v)).length).toBe(0);
+      for (const v of [next, gatewayToken, wrong]) expect(texts.filter((t) => t.includes(v)).length).toBe(0);
     },
-    COMPLETION_MS * 2 + ROTATE_MS + 60_000,
+    HOOK_MS + COMPLETION_MS * 2 + ROTATE_MS + 60_000,
   );
 });
