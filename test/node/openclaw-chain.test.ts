@@ -8,16 +8,17 @@
  * Fails, never skips, without .gateway/ under CI or REQUIRE_REAL_GATEWAY=1 (real-gateway.ts).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPair, SignJWT } from 'jose';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import WebSocket from 'ws';
-import { FIXED_REPLY } from '../../scripts/local-stack/model-provider.js';
+import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
+import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { FULL_OPERATOR_SCOPES } from '../../scripts/local-stack/openclaw-gateway.js';
-import { startOpenClawStack, STACK_UP_MS, type OpenClawStack } from './openclaw-chain.js';
+import { processes, startOpenClawStack, STACK_UP_MS, type OpenClawStack } from './openclaw-chain.js';
 import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
 import { ROOT } from './worker-process.js';
 
@@ -406,8 +407,78 @@ describe('the real gateway through the whole chain (npm run dev -- --gateway ope
     expect(res.status).toBe(200);
     const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
     expect(body.choices[0]!.message.content).toBe(FIXED_REPLY);
-    console.log(`first chat completion through the chain: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    // The stand-in saw the key the gateway resolved from the agent's credentials.json (logged by fingerprint).
-    expect(readFileSync(join(stack.dir, '.dev-stack', 'logs', 'model-provider.log'), 'utf8')).toMatch(/\b[0-9a-f]{8}\b/);
+    console.log(`chat completion through the chain: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }, COMPLETION_MS + 30_000);
+
+  itRealGateway('egress delivery: the completion reached the provider carrying the real key, which the container side holds nowhere; only the sentinel', async () => {
+    assertRealGateway();
+    const realKey = devVar(stack.dir, 'STANDIN_PROVIDER_KEY');
+    expect(realKey.length).toBeGreaterThanOrEqual(32);
+    const credentials = JSON.parse(readFileSync(join(stack.dir, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> };
+    const sentinel = credentials.values.PROVIDER_API_KEY!;
+    expect(JSON.parse(Buffer.from(sentinel.split('.')[0]!, 'base64url').toString())).toMatchObject({ typ: 'egress+jwt' });
+
+    // A completion (the previous test's, and this one) reached the stand-in provider with the real
+    // key: it accepts nothing else, and logs the fingerprint of the key it saw, never the sentinel's.
+    const res = await fetch(`${stack.issuer}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: 'hello again' }] }),
+      signal: AbortSignal.timeout(COMPLETION_MS),
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content).toBe(FIXED_REPLY);
+    const providerLog = readFileSync(join(stack.dir, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');
+    expect(providerLog).toMatch(new RegExp(`POST /v1/chat/completions key ${keyFingerprint(realKey)}: accepted`));
+    expect(providerLog).not.toContain(keyFingerprint(sentinel));
+
+    // Everything the container side holds: every file under the agent's directory and the
+    // gateway's home, every log of the stack, and the environment and command line of every
+    // container-side process (the agent, the proxy, the gateway and whatever they started).
+    const needle = Buffer.from(realKey);
+    const found: string[] = [];
+    const sentinelIn: string[] = [];
+    const search = (what: string, bytes: Buffer) => {
+      if (bytes.includes(needle)) found.push(what);
+      if (bytes.includes(Buffer.from(sentinel))) sentinelIn.push(what);
+    };
+    let files = 0;
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.isFile()) {
+          files++;
+          search(p.slice(stack.dir.length + 1), readFileSync(p));
+        }
+      }
+    };
+    for (const d of ['agent', 'openclaw-home', 'logs']) walk(join(stack.dir, '.dev-stack', d));
+    const logs = readdirSync(join(stack.dir, '.dev-stack', 'logs'));
+    expect(logs).toEqual(expect.arrayContaining(['agent.log', 'proxy.log', 'gateway.log', 'openclaw.jsonl', 'issuer.log', 'model-provider.log', 'egress-hop.log']));
+    search('npm run dev output', Buffer.from(stack.output()));
+    const home = join(stack.dir, '.dev-stack', 'openclaw-home');
+    const containerSide = processes().filter((p) => p.env.includes(`HOME=${home}`) || p.env.some((e) => new RegExp(`^${MARKER_ENV}=\\d+:(agent|proxy|gateway)$`).test(e)));
+    const names = containerSide.map((p) => p.cmd).join('\n');
+    expect(names).toMatch(/refresh\.ts/);
+    expect(names).toMatch(/gateway-proxy\.ts/);
+    expect(names).toMatch(/openclaw/);
+    for (const p of containerSide) {
+      search(`/proc/${p.pid}/environ (${p.cmd.slice(0, 60)})`, Buffer.from(p.environ));
+      search(`/proc/${p.pid}/cmdline (${p.cmd.slice(0, 60)})`, Buffer.from(p.cmdline));
+    }
+    console.log(`searched ${files} files and ${containerSide.length} container-side processes for the real provider key: found in ${found.length}; the sentinel in ${sentinelIn.join(', ')}`);
+    expect(found).toEqual([]);
+    expect(sentinelIn).toContain('.dev-stack/agent/credentials.json');
+    // The model provider never saw the sentinel: it logs nothing but fingerprints, and none is the sentinel's.
+  }, COMPLETION_MS + 60_000);
 });
+
+/** A value of the stack's .dev.vars (written by the stack from keys.example with fresh secrets). */
+function devVar(dir: string, name: string): string {
+  for (const line of readFileSync(join(dir, '.dev.vars'), 'utf8').split('\n')) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m && m[1] === name) return m[2]!.replace(/^'(.*)'$/, '$1');
+  }
+  throw new Error(`.dev.vars has no ${name}`);
+}
