@@ -24,6 +24,7 @@
  * value or a query string. An issuer it cannot reach is `502 {"error":"egress_hop_failed", ...}`.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { listen } from './listen.js';
 
 /** The Worker's route for the hop (src/routes/local-egress.ts, LOCAL_EGRESS_PATH). */
 export const LOCAL_EGRESS_PATH = '/.local/egress';
@@ -77,7 +78,7 @@ function failed(res: ServerResponse, description: string): void {
   res.end(body);
 }
 
-export function startEgressHop(opts: EgressHopOptions): Promise<EgressHop> {
+export async function startEgressHop(opts: EgressHopOptions): Promise<EgressHop> {
   const log = opts.log ?? (() => {});
   const upstream = opts.upstream.replace(/\/+$/, '');
   const target = new URL(LOCAL_EGRESS_PATH, opts.issuer);
@@ -121,15 +122,10 @@ export function startEgressHop(opts: EgressHopOptions): Promise<EgressHop> {
   }
 
   const server = createServer(handle);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve({
-        server,
-        url: `http://${opts.host}:${opts.port}`,
-        close: () => new Promise<void>((r) => server.close(() => r()).closeAllConnections()),
-      });
-    });
-  });
+  await listen(server, opts.port, opts.host);
+  return {
+    server,
+    url: `http://${opts.host}:${opts.port}`,
+    close: () => new Promise<void>((r) => server.close(() => r()).closeAllConnections()),
+  };
 }

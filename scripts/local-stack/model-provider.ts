@@ -16,6 +16,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listen } from './listen.js';
 
 /** What every completion answers; tests look for it at the end of the chain. */
 export const FIXED_REPLY = 'Hello from the stand-in model provider.';
@@ -116,7 +117,7 @@ function stream(res: ServerResponse, id: string, model: string, created: number,
   res.end('data: [DONE]\n\n');
 }
 
-export function startModelProvider(opts: ModelProviderOptions): Promise<ModelProvider> {
+export async function startModelProvider(opts: ModelProviderOptions): Promise<ModelProvider> {
   const log = opts.log ?? (() => {});
   // Digests, not values: the process keeps nothing it could print by mistake, and a Set lookup on a
   // digest does not leak how much of a guess matched.
@@ -178,18 +179,13 @@ export function startModelProvider(opts: ModelProviderOptions): Promise<ModelPro
       else res.destroy();
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve({
-        server,
-        baseUrl: `http://${opts.host}:${opts.port}/v1`,
-        accept: (key) => void (key !== '' && accepted.add(sha256(key))),
-        revoke: (key) => void accepted.delete(sha256(key)),
-        fingerprints: () => [...accepted].map((d) => d.slice(0, FINGERPRINT_HEX)),
-        close: () => new Promise<void>((r) => server.close(() => r()).closeAllConnections()),
-      });
-    });
-  });
+  await listen(server, opts.port, opts.host);
+  return {
+    server,
+    baseUrl: `http://${opts.host}:${opts.port}/v1`,
+    accept: (key) => void (key !== '' && accepted.add(sha256(key))),
+    revoke: (key) => void accepted.delete(sha256(key)),
+    fingerprints: () => [...accepted].map((d) => d.slice(0, FINGERPRINT_HEX)),
+    close: () => new Promise<void>((r) => server.close(() => r()).closeAllConnections()),
+  };
 }

@@ -18,6 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { listen } from './listen.js';
 
 export interface StandInOptions {
   host: string;
@@ -104,10 +105,8 @@ export function handle(opts: StandInOptions, req: IncomingMessage, res: ServerRe
   });
 }
 
-export function startStandInGateway(opts: StandInOptions): Promise<Server> {
+export async function startStandInGateway(opts: StandInOptions): Promise<Server> {
   const server = createServer((req, res) => handle(opts, req, res));
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve(server));
-  });
+  await listen(server, opts.port, opts.host);
+  return server;
 }

@@ -6,7 +6,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { ROOT } from './worker-process.js';
 
 const execFileAsync = promisify(execFile);
@@ -63,9 +63,10 @@ export interface BootstrapFile {
 
 /**
  * A client_credentials grant with the bootstrap key and a fresh X25519 key, so the agent token
- * carries encrypted credentials (`cred`).
+ * carries encrypted credentials (`cred`): the token, its claims, and the delivered values (opened
+ * with that key, as the agent does).
  */
-export async function agentToken(file: BootstrapFile): Promise<{ token: string; claims: Record<string, unknown> }> {
+export async function agentToken(file: BootstrapFile): Promise<{ token: string; claims: Record<string, unknown>; values: Record<string, string> }> {
   const key = await importJWK(file.key, 'EdDSA');
   const assertion = await new SignJWT({ jti: randomUUID() })
     .setProtectedHeader({ alg: 'EdDSA', kid: file.key.kid })
@@ -89,5 +90,6 @@ export async function agentToken(file: BootstrapFile): Promise<{ token: string; 
   if (res.status !== 200) throw new Error(`token endpoint answered ${res.status}: ${await res.text()}`);
   const { access_token } = (await res.json()) as { access_token: string };
   const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
-  return { token: access_token, claims };
+  const { plaintext } = await compactDecrypt(claims.cred as string, enc.privateKey);
+  return { token: access_token, claims, values: (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values };
 }

@@ -9,7 +9,6 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { auditTable, duration, refusalTable, relative, sandboxDetail, statusScreen, timeline } from '../../cli/format.js';
@@ -73,34 +72,6 @@ async function admin(method: string, path: string): Promise<Response> {
 
 function b64(v: unknown): string {
   return Buffer.from(JSON.stringify(v)).toString('base64url');
-}
-
-/** An agent's grant, as agentToken, keeping the X25519 key to open `cred`: the token and the delivered values. */
-async function agentCredentials(file: BootstrapFile): Promise<{ token: string; values: Record<string, string> }> {
-  const assertion = await new SignJWT({ jti: crypto.randomUUID() })
-    .setProtectedHeader({ alg: 'EdDSA', kid: file.key.kid })
-    .setIssuer(file.client_id)
-    .setSubject(file.client_id)
-    .setAudience(file.issuer)
-    .setIssuedAt()
-    .setExpirationTime('60s')
-    .sign(await importJWK(file.key, 'EdDSA'));
-  const enc = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519', extractable: true });
-  const res = await fetch(file.token_endpoint, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: assertion,
-      enc_jwk: JSON.stringify(await exportJWK(enc.publicKey)),
-    }),
-  });
-  expect(res.status).toBe(200);
-  const { access_token } = (await res.json()) as { access_token: string };
-  const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as { cred: string };
-  const { plaintext } = await compactDecrypt(claims.cred, enc.privateKey);
-  return { token: access_token, values: (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values };
 }
 
 describe('format', () => {
@@ -388,7 +359,7 @@ describe('against the issuer', () => {
       const res = await admin('POST', '/sandboxes/cli-egress/bootstrap');
       expect(res.status).toBe(200);
       file = (await res.json()) as BootstrapFile;
-      const { values } = await agentCredentials(file);
+      const { values } = await agentToken(file);
       sentinel = values.PROVIDER_API_KEY!;
       const [h, p, signature] = sentinel.split('.') as [string, string, string];
       const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { kid: string; typ: string };
@@ -476,7 +447,7 @@ describe('against the issuer', () => {
       expect(human.stdout).toContain(`cnf.jkt     ${file.key.kid} (not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap))\n`);
       expect(JSON.parse((await cli(['token', 'inspect', sentinel, '--json'])).stdout)).toMatchObject({ valid: true, kind: 'egress_sentinel', sandbox_check: 'stale_bootstrap' });
 
-      const current = (await agentCredentials((await res.json()) as BootstrapFile)).values.PROVIDER_API_KEY!;
+      const current = (await agentToken((await res.json()) as BootstrapFile)).values.PROVIDER_API_KEY!;
       expect((await admin('DELETE', '/sandboxes/cli-egress')).status).toBe(200);
       const revoked = await cli(['token', 'inspect', current]);
       expect(revoked.code).toBe(0);

@@ -398,15 +398,7 @@ describe('the real gateway through the whole chain (npm run dev -- --gateway ope
   itRealGateway('a chat completion through the whole chain returns the stand-in provider\'s reply', async () => {
     assertRealGateway();
     const started = Date.now();
-    const res = await fetch(`${stack.issuer}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: 'hello' }] }),
-      signal: AbortSignal.timeout(COMPLETION_MS),
-    });
-    expect(res.status).toBe(200);
-    const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
-    expect(body.choices[0]!.message.content).toBe(FIXED_REPLY);
+    expect(await chatCompletion('hello')).toBe(FIXED_REPLY);
     console.log(`chat completion through the chain: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }, COMPLETION_MS + 30_000);
 
@@ -420,14 +412,7 @@ describe('the real gateway through the whole chain (npm run dev -- --gateway ope
 
     // A completion (the previous test's, and this one) reached the stand-in provider with the real
     // key: it accepts nothing else, and logs the fingerprint of the key it saw, never the sentinel's.
-    const res = await fetch(`${stack.issuer}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: 'hello again' }] }),
-      signal: AbortSignal.timeout(COMPLETION_MS),
-    });
-    expect(res.status).toBe(200);
-    expect(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content).toBe(FIXED_REPLY);
+    expect(await chatCompletion('hello again')).toBe(FIXED_REPLY);
     const providerLog = readFileSync(join(stack.dir, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');
     expect(providerLog).toMatch(new RegExp(`POST /v1/chat/completions key ${keyFingerprint(realKey)}: accepted`));
     expect(providerLog).not.toContain(keyFingerprint(sentinel));
@@ -473,6 +458,18 @@ describe('the real gateway through the whole chain (npm run dev -- --gateway ope
     // The model provider never saw the sentinel: it logs nothing but fingerprints, and none is the sentinel's.
   }, COMPLETION_MS + 60_000);
 });
+
+/** One chat completion through the whole chain (Worker -> proxy -> OpenClaw -> egress -> provider): its reply. */
+async function chatCompletion(content: string): Promise<string> {
+  const res = await fetch(`${stack.issuer}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content }] }),
+    signal: AbortSignal.timeout(COMPLETION_MS),
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
+}
 
 /** A value of the stack's .dev.vars (written by the stack from keys.example with fresh secrets). */
 function devVar(dir: string, name: string): string {

@@ -62,7 +62,7 @@ describe('SandboxAuthority storage', () => {
     }
     // Admin reads of an unknown id address nothing either.
     expect((await call('/api/admin/sandboxes/ghost-admin', { headers: adminHeaders() })).status).toBe(404);
-    expect(await (await call('/api/admin/audit?sandbox=ghost-admin', { headers: adminHeaders() })).json()).toEqual({ events: [], refusals: [] });
+    expect(await (await call('/api/admin/audit?sandbox=ghost-admin', { headers: adminHeaders() })).json()).toEqual({ events: [], refusals: [], credentials: [{ name: 'GATEWAY_TOKEN', delivery: 'derived' }] });
     expect((await listDurableObjectIds(env.SANDBOX_AUTHORITY)).length).toBe(before);
   });
 
