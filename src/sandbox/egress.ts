@@ -35,8 +35,12 @@ export interface EgressDeps {
   fetch: (request: Request) => Promise<Response>;
 }
 
-/** DESIGN: revocation and bootstrap state may be cached in the isolate for at most 5 s. */
-export const EGRESS_STATE_CACHE_MS = 5_000;
+/**
+ * How long an isolate keeps a sandbox's bootstrap key and revocation. A revoked sandbox's
+ * sentinels must be refused within 5 s of the revocation; 4 s leaves a second for the request
+ * that finds the entry expired and asks the sandbox's authority again.
+ */
+export const EGRESS_STATE_CACHE_MS = 4_000;
 
 export type EgressDecision =
   | { action: 'pass' }

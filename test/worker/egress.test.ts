@@ -323,12 +323,12 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
     while (status === 200 && Date.now() - revokedAt < 7_000) {
       const res = await handleEgress(providerRequest(sentinel), container, depsFor(e, rec.fetch));
       status = res.status;
-      if (status === 200) await new Promise((r) => setTimeout(r, 200));
+      if (status === 200) await new Promise((r) => setTimeout(r, 100));
       else await expectRefused(res, 'revoked');
     }
     const after = Date.now() - revokedAt;
     expect(status).toBe(403);
-    expect(after).toBeLessThanOrEqual(5_500);
+    expect(after).toBeLessThanOrEqual(5_000);
     console.log(`egress: a revocation made in another isolate was refused after ${after} ms`);
   }, 15_000);
 
