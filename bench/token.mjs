@@ -10,9 +10,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { othersOnCore } from './lib/cpu.mjs';
-import { harnessSource, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
+import { harnessSource, linkHarness, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
 import { PINNED, installSignalHandlers, shuttingDown, stop, stopAll } from './lib/processes.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
+import { SMOKE, resultsFile } from './lib/smoke.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
 const CLIENT_ID = 'bench-agent';
@@ -30,27 +31,33 @@ const USAGE = `usage: npm run bench:token -- [options]
                      the temporary folder (os.tmpdir())
   --out FILE         results file (bench/results/token-<date>.json)
   --keep-tmp         keep the temporary folder (logs, generated config)
+  --smoke            smallest run, to check that the bench starts (also BENCH_SMOKE=1): ours only,
+                     1 s of load without warm-up, 4 connections, unpinned, loadgen with the project's
+                     node_modules (no npm ci); results to a temporary folder unless --out.
+                     --peer-stores adds the peer (and the harness's npm ci). See bench/README.md
 env: PEER_BENCH_DIR  the shared harness (default: <project>/../shared/bench/token-endpoint)`;
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = (...m) => console.error('[bench]', ...m);
 
-const { values: a } = parseArgs({
+// Smoke mode measures ours only: the peer (oidc-provider) comes from the harness's own `npm ci`,
+// which needs the npm registry, so it runs only when --peer-stores is given. Flags given win.
+const DEFAULTS = { duration: '10', warmup: '2', connections: '32', runs: '1', 'peer-stores': PEER_STORES.join(',') };
+const SMOKE_DEFAULTS = { duration: '1', warmup: '0', connections: '4', runs: '1', 'peer-stores': '' };
+const { values: given } = parseArgs({
   options: {
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '32' },
-    runs: { type: 'string', default: '1' },
+    ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' }])),
     'skip-peer': { type: 'boolean', default: false },
-    'peer-stores': { type: 'string', default: PEER_STORES.join(',') },
     'skip-ours': { type: 'boolean', default: false },
     bundle: { type: 'string' },
     'storage-dir': { type: 'string' },
     out: { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
+const a = { ...(SMOKE ? SMOKE_DEFAULTS : DEFAULTS), ...given };
 if (a.help) {
   console.log(USAGE);
   process.exit(0);
@@ -90,6 +97,8 @@ async function loadgenRun(harnessDir, target, serverPid) {
   const report = await runLoadgen(harnessDir, [
     ...target, '--duration', String(opts.duration), '--connections', String(opts.connections),
     '--warmup', String(opts.warmup), '--server-pid', String(serverPid),
+    // A 1 s smoke run issues a few hundred tokens: verify a tenth of them, so that some are.
+    ...(SMOKE ? ['--sample-rate', '0.1'] : []),
   ], opts);
   report.other_processes_on_server_core_pct = await others();
   return report;
@@ -119,7 +128,7 @@ async function bootstrap(origin, adminToken, warnings) {
   return key;
 }
 
-async function measureOurs(tmp, harnessDir, warnings) {
+async function measureOurs(tmp, harnessDir, warnings, harnessError) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const bindings = await workerBindings(projectRoot, origin);
@@ -132,6 +141,8 @@ async function measureOurs(tmp, harnessDir, warnings) {
     const key = await bootstrap(origin, bindings.ADMIN_TOKEN, warnings);
     const keyFile = path.join(tmp, 'ours-client-key.jwk');
     await writeFile(keyFile, `${JSON.stringify(key)}\n`, { mode: 0o600 });
+    log(`ours: client ${CLIENT_ID} bootstrapped`);
+    if (harnessError) throw new Error(harnessError);
     for (let i = 1; i <= opts.runs; i++) {
       log(`ours: run ${i}/${opts.runs}`);
       reports.push(await loadgenRun(harnessDir, [
@@ -186,8 +197,17 @@ async function main(tmp) {
   log(`temporary folder ${tmp}; harness from ${path.relative(projectRoot, src) || src}`);
   const warnings = [];
   let bundleSource = 'skipped';
+  // Smoke mode: without the shared harness (it lives outside the project, e.g. not next to a fresh
+  // clone), ours is still built, started and bootstrapped, and then fails as not measured.
+  let harnessError = null;
   await Promise.all([
-    prepareHarness(src, harnessDir, path.join(tmp, 'npm-ci.log')),
+    (SMOKE && !opts.stores.length
+      ? linkHarness(src, harnessDir, path.join(projectRoot, 'node_modules')).then((notes) => warnings.push(...notes))
+      : prepareHarness(src, harnessDir, path.join(tmp, 'npm-ci.log'))
+    ).catch((e) => {
+      if (!SMOKE) throw e;
+      harnessError = e.message;
+    }),
     (async () => {
       if (a['skip-ours']) return;
       const out = path.join(tmp, 'bundle');
@@ -201,13 +221,13 @@ async function main(tmp) {
       }
     })(),
   ]);
-  log(`harness ready, bundle ${bundleSource} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  log(`harness ${harnessError ? 'MISSING' : 'ready'}, bundle ${bundleSource} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 
   const targets = [];
   let ours = null;
   if (!a['skip-ours']) {
     try {
-      ours = { label: 'ours', reports: await measureOurs(tmp, harnessDir, warnings) };
+      ours = { label: 'ours', reports: await measureOurs(tmp, harnessDir, warnings, harnessError) };
     } catch (e) {
       ours = { label: 'ours', error: e.message };
       if (!shuttingDown()) log(`ours: not measured: ${e.message}`);
@@ -218,6 +238,7 @@ async function main(tmp) {
   for (const store of opts.stores) {
     const label = `oidc-provider (${store})`;
     try {
+      if (harnessError) throw new Error(harnessError);
       peers[store] = { label, reports: await measurePeer(tmp, harnessDir, store) };
     } catch (e) {
       peers[store] = { label, error: e.message };
@@ -231,12 +252,17 @@ async function main(tmp) {
   const summary = (t) => (t?.reports ? summarize(t.reports) : null);
   const problems = ours?.error ? [`ours not measured: ${ours.error}`] : ours ? oursProblems(ours.reports) : [];
   for (const p of Object.values(peers)) if (p.error) problems.push(`${p.label} not measured: ${p.error}`);
+  if (!targets.length) problems.push('nothing measured (--skip-ours without a peer store)');
+  for (const t of targets) {
+    if (t.reports?.some((r) => !(r.ok_per_s > 0))) problems.push(`${t.label}: no tokens/s figure (no token issued in a run)`);
+  }
   const notes = targets.flatMap((t) => (t.reports ? caveats(t.label, t.reports) : []));
   const ratioByStore = Object.fromEntries(Object.entries(peers).map(([s, p]) => [s, ratios(summary(ours), summary(p))]));
 
   console.log(`\nToken endpoint, client_credentials + private_key_jwt (EdDSA): ${opts.connections} connections, `
     + `${opts.warmup} s warm-up + ${opts.duration} s, ${opts.runs} run(s); `
-    + `${PINNED ? 'server on CPU 0, load generator on CPU 1' : 'NOT pinned (no taskset or one CPU)'}\n`);
+    + `${PINNED ? 'server on CPU 0, load generator on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}\n`);
+  if (SMOKE) console.log('smoke mode: a check that the bench starts and measures; these figures mean nothing\n');
   console.log(table(targets));
   console.log('');
   for (const [store, r] of Object.entries(ratioByStore)) {
@@ -246,7 +272,7 @@ async function main(tmp) {
   for (const p of problems) console.log(`FAIL: ${p}`);
 
   const date = new Date().toISOString();
-  const outFile = path.resolve(a.out ?? path.join(projectRoot, 'bench', 'results', `token-${date.slice(0, 10)}.json`));
+  const outFile = resultsFile(a.out, 'token', path.join(projectRoot, 'bench', 'results', `token-${date.slice(0, 10)}.json`));
   const version = async (name) => {
     try {
       return JSON.parse(await readFile(path.join(projectRoot, 'node_modules', name, 'package.json'), 'utf8')).version;
@@ -257,6 +283,7 @@ async function main(tmp) {
   const result = {
     bench: 'token endpoint: grant_type=client_credentials, private_key_jwt (EdDSA) client assertion, JWT access token',
     date,
+    smoke: SMOKE,
     git: gitState(),
     machine: {
       cpu: os.cpus()[0]?.model,
@@ -298,7 +325,8 @@ async function main(tmp) {
   };
   await mkdir(path.dirname(outFile), { recursive: true });
   await writeFile(outFile, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`\nfull reports: ${path.relative(process.cwd(), outFile)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  const shown = path.relative(process.cwd(), outFile);
+  console.log(`\nfull reports: ${shown.startsWith('..') ? outFile : shown} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   return problems.length === 0;
 }
 

@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { NODE_BUNDLE, REQUIRE_BANNER } from '../scripts/bundle-options.mjs';
 import { PINNED, installSignalHandlers, onCpu, spawnTracked, stop, stopAll } from './lib/processes.mjs';
+import { SMOKE, resultsFile } from './lib/smoke.mjs';
 
 const USAGE = `usage: npm run bench:verify -- [options]
   --tokens N        distinct tokens for the first-seen figures (20000)
@@ -27,25 +28,26 @@ const USAGE = `usage: npm run bench:verify -- [options]
   --connections N   autocannon connections (32)
   --work-us L       upstream CPU per request, microseconds, comma-separated profiles (0,250,1000)
   --skip-proxy      part A only
-  --out FILE        also write the figures as JSON`;
+  --out FILE        also write the figures as JSON
+  --smoke           smallest run, to check that the bench starts (also BENCH_SMOKE=1): 1,000 tokens,
+                    one run, 1 s of load without warm-up, no-op upstream only, 4 connections, unpinned,
+                    no quiet-machine check; figures to a temporary folder unless --out. See bench/README.md`;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = (...m) => console.error('[bench]', ...m);
-const { values: a } = parseArgs({
+// Defaults, and (smoke mode) the smallest run that still starts everything; flags given win.
+const DEFAULTS = { tokens: '20000', repeats: '500000', concurrency: '64', runs: '3', duration: '10', warmup: '2', connections: '32', 'work-us': '0,250,1000' };
+const SMOKE_DEFAULTS = { tokens: '1000', repeats: '10000', concurrency: '16', runs: '1', duration: '1', warmup: '0', connections: '4', 'work-us': '0' };
+const { values: given } = parseArgs({
   options: {
-    tokens: { type: 'string', default: '20000' },
-    repeats: { type: 'string', default: '500000' },
-    concurrency: { type: 'string', default: '64' },
-    runs: { type: 'string', default: '3' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '32' },
-    'work-us': { type: 'string', default: '0,250,1000' },
+    ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' }])),
     'skip-proxy': { type: 'boolean', default: false },
     out: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
+const a = { ...(SMOKE ? SMOKE_DEFAULTS : DEFAULTS), ...given };
 if (a.help) {
   console.log(USAGE);
   process.exit(0);
@@ -153,7 +155,7 @@ async function partA(tmp) {
   log(`signing ${fmt(n)} tokens`);
   const set = makeTokens(n);
   const { tokens, inputs, sigs } = set;
-  const busyBefore = await othersOnMachine(1000);
+  const busyBefore = SMOKE ? null : await othersOnMachine(1000);
   const rows = { rawSync: [], rawAsync: [], oursOne: [], oursMany: [], repeated: [] };
   for (let run = 1; run <= opts.runs; run++) {
     log(`part A, run ${run}/${opts.runs}`);
@@ -333,6 +335,7 @@ function report(A, B) {
   const goal = (ok) => (ok ? 'goal met' : 'goal NOT met');
   lines.push('');
   lines.push(`Verifier and proxy (${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? '?'}, Node ${process.version})`);
+  if (SMOKE) lines.push('smoke mode: a check that the bench starts and measures; these figures mean nothing');
   lines.push('');
   if (A.busyBefore !== null && A.busyBefore > 10) lines.push(`note: other processes used ${A.busyBefore}% of the CPUs just before part A: figures are low`);
   lines.push(`A. verifications/s, median of ${opts.runs} run(s); ${fmt(opts.tokens)} distinct first-seen tokens, ${opts.concurrency} in flight where said`);
@@ -350,7 +353,7 @@ function report(A, B) {
   if (B) {
     lines.push('');
     lines.push(`B. requests/s with autocannon, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s; `
-      + `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`);
+      + `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`);
     for (const { workUs, direct, proxied } of B) {
       const r = ratio(proxied.rps, direct.rps);
       const label = workUs === 0 ? 'no-op upstream' : `upstream spending ${workUs} µs CPU per request`;
@@ -372,16 +375,34 @@ const cleanup = async () => {
   await rm(tmp, { recursive: true, force: true });
 };
 installSignalHandlers(cleanup);
+/** What is missing or failed in the figures: each one fails the bench. */
+function problems(A, B) {
+  const out = [];
+  for (const k of ['rawSync', 'rawAsync', 'oursOne', 'oursMany', 'repeated']) {
+    if (!(Number.isFinite(A[k]) && A[k] > 0)) out.push(`part A: no figure for ${k}`);
+  }
+  for (const { workUs, direct, proxied } of B ?? []) {
+    for (const [name, m] of [['direct', direct], ['proxy', proxied]]) {
+      if (!(m.total > 0 && m.rps > 0)) out.push(`part B, work ${workUs} µs, ${name}: no request answered`);
+      if (m.non2xx + m.errors) out.push(`part B, work ${workUs} µs, ${name}: ${m.non2xx} non-2xx, ${m.errors} errors`);
+    }
+  }
+  return out;
+}
+
 let ok = false;
 try {
   const A = await partA(tmp);
   const B = a['skip-proxy'] ? null : await partB(tmp);
   console.log(report(A, B));
-  if (a.out) {
-    await writeFile(a.out, `${JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B }, null, 2)}\n`);
-    console.log(`\nfigures: ${a.out}`);
+  const failed = problems(A, B);
+  for (const p of failed) console.log(`FAIL: ${p}`);
+  const out = resultsFile(a.out, 'verify', null);
+  if (out) {
+    await writeFile(out, `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B, problems: failed }, null, 2)}\n`);
+    console.log(`\nfigures: ${out}`);
   }
-  ok = !B || B.every((r) => r.direct.non2xx + r.direct.errors + r.proxied.non2xx + r.proxied.errors === 0);
+  ok = failed.length === 0;
 } catch (e) {
   log(e.stack ?? e);
 } finally {

@@ -1,7 +1,7 @@
 // The shared token-endpoint harness (loadgen.mjs, peer-oidc-provider.mjs): used from a temporary
 // copy with its own `npm ci`, never copied into the project.
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chmod, cp, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { onCpu, run, spawnTracked, stop } from './processes.mjs';
@@ -54,6 +54,31 @@ export async function prepareHarness(src, dest, logFile) {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Smoke mode: only the load generator, without `npm ci` (no registry needed). Copies loadgen.mjs
+ * to `dest` and links `dest/node_modules` to the project's, which holds the same pinned jose and
+ * undici; returns notes for any version that differs from the harness's package.json.
+ */
+export async function linkHarness(src, dest, projectNodeModules) {
+  for (const f of ['loadgen.mjs', 'package.json']) {
+    if (!existsSync(path.join(src, f))) {
+      throw new Error(`shared harness not found: no ${f} in ${src} (set PEER_BENCH_DIR to its folder)`);
+    }
+  }
+  await mkdir(dest, { recursive: true });
+  for (const f of ['loadgen.mjs', 'package.json']) await cp(path.join(src, f), path.join(dest, f));
+  await chmod(dest, 0o755);
+  await symlink(projectNodeModules, path.join(dest, 'node_modules'), 'dir');
+  const wanted = JSON.parse(await readFile(path.join(src, 'package.json'), 'utf8')).dependencies ?? {};
+  const notes = [];
+  for (const name of ['jose', 'undici']) {
+    const have = await packageVersion(dest, name);
+    if (!have) throw new Error(`the project has no ${name} in node_modules (the load generator needs it): run npm ci`);
+    if (wanted[name] && have !== wanted[name]) notes.push(`loadgen runs with the project's ${name} ${have}, the harness pins ${wanted[name]}`);
+  }
+  return notes;
 }
 
 export async function packageVersion(dir, name) {

@@ -2,6 +2,7 @@
 // error or Ctrl-C stops all of them (by their own PIDs) and leaves no orphan behind.
 import { spawn, execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { SMOKE } from './smoke.mjs';
 
 const children = new Set();
 let closing = false; // set by stopAll(): after it, nothing new is started
@@ -16,8 +17,11 @@ const hasTaskset = (() => {
   }
 })();
 
-/** True when the server and the load generator each get a core of their own (like the shared harness). */
-export const PINNED = hasTaskset && os.cpus().length >= 2;
+/**
+ * True when the server and the load generator each get a core of their own (like the shared harness).
+ * Never in smoke mode: its figures mean nothing, and it must run wherever the tests run.
+ */
+export const PINNED = hasTaskset && os.cpus().length >= 2 && !SMOKE;
 
 /** `[cmd, args]` that runs `cmd` on one CPU. taskset execs the command, so the PID stays the same. */
 export function onCpu(cpu, cmd, args) {
