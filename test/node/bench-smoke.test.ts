@@ -1,0 +1,114 @@
+/**
+ * Every benchmark in bench/ starts: each one's smoke mode (`node bench/<x>.mjs --smoke`, see
+ * bench/README.md) runs as a child process and must exit 0, print its table and write its results
+ * file, into a temporary folder (bench/results/ is left as it is). The smoke modes start every
+ * process the real benches start (workerd, wrangler dev, the agent, the proxy, the stand-in
+ * upstream, autocannon, the shared load generator), with a second or less of load each.
+ *
+ * bench:token's load generator is the shared harness outside the project (<project>/../shared/
+ * bench/token-endpoint or $PEER_BENCH_DIR; its oidc-provider peer is not smoke-run, it needs the
+ * harness's own npm ci). Where that folder is missing (a fresh clone elsewhere), the bench must
+ * still build, start and bootstrap ours, then fail with the harness as the only reason.
+ *
+ * One at a time: about 30 s in all on two cores shared with other work (each bench 7 to 10 s), up
+ * to 30 to 45 s each while a whole test suite runs beside it (load average ~12).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT } from './worker-process.js';
+
+const out = mkdtempSync(join(tmpdir(), 'bench-smoke-test-'));
+const running = new Set<ChildProcess>();
+const resultsBefore = readdirSync(join(ROOT, 'bench', 'results')).sort();
+const harness = process.env.PEER_BENCH_DIR ?? join(ROOT, '..', 'shared', 'bench', 'token-endpoint');
+const hasHarness = existsSync(join(harness, 'loadgen.mjs'));
+
+/** What one bench printed and how it ended. */
+interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; file: string }
+
+/**
+ * `node bench/<name>.mjs --smoke --out <tmp>/<name>.json`. Past `limitMs` it gets SIGTERM (the
+ * benches stop their own children on it), then SIGKILL 5 s later.
+ */
+function smoke(name: string, limitMs: number): Promise<Run> {
+  const file = join(out, `${name}.json`);
+  const env = { ...process.env };
+  delete env.BENCH_SMOKE;
+  const child = spawn(process.execPath, [join(ROOT, 'bench', `${name}.mjs`), '--smoke', '--out', file], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const term = setTimeout(() => child.kill('SIGTERM'), limitMs);
+  const kill = setTimeout(() => child.kill('SIGKILL'), limitMs + 5000);
+  return new Promise((resolve) => {
+    child.once('close', (code, signal) => {
+      clearTimeout(term);
+      clearTimeout(kill);
+      running.delete(child);
+      resolve({ code, signal, stdout, stderr, file });
+    });
+  });
+}
+
+/** The whole output, for a failed expectation's message. */
+const shown = (r: Run) => `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.slice(-4000)}`;
+const results = (r: Run) => JSON.parse(readFileSync(r.file, 'utf8'));
+
+afterAll(() => {
+  for (const c of running) c.kill('SIGKILL');
+  rmSync(out, { recursive: true, force: true });
+});
+
+describe('bench smoke runs', () => {
+  it('bench:verify starts the verifier, the bundled proxy, the upstream and autocannon, and measures', async () => {
+    const r = await smoke('verify', 45_000);
+    expect(r.code, shown(r)).toBe(0);
+    expect(r.stdout, shown(r)).toMatch(/^ {2}verifier, first-seen, \d+ in flight +[\d,]+\/s/m);
+    expect(r.stdout, shown(r)).toMatch(/^ {4}through the proxy +[\d,]+ req\/s/m);
+    expect(r.stdout, shown(r)).toMatch(/^ {4}proxy \/ direct: x[\d.]+/m);
+    const j = results(r);
+    expect(j.smoke).toBe(true);
+    expect(j.verify.oursMany).toBeGreaterThan(0);
+    expect(j.proxy.length).toBeGreaterThan(0);
+    for (const p of j.proxy) expect(p.proxied.rps).toBeGreaterThan(0);
+  }, 55_000);
+
+  it.runIf(hasHarness)('bench:token builds the Worker, starts workerd and the shared load generator, and measures ours', async () => {
+    const r = await smoke('token', 60_000);
+    expect(r.code, shown(r)).toBe(0);
+    expect(r.stdout, shown(r)).toMatch(/^ours +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +0 /m);
+    expect(r.stdout, shown(r)).not.toMatch(/^FAIL:/m);
+    const j = results(r);
+    expect(j.smoke).toBe(true);
+    expect(j.summary.ours.tokens_per_s_mean).toBeGreaterThan(0);
+    expect(j.summary.ours.late_replay[0].rejected).toBe(true);
+  }, 70_000);
+
+  it.skipIf(hasHarness)('bench:token without the shared harness still builds, starts and bootstraps ours, and fails for the harness only', async () => {
+    const r = await smoke('token', 60_000);
+    expect(r.code, shown(r)).toBe(1);
+    expect(r.stderr, shown(r)).toMatch(/ours: client bench-agent bootstrapped/);
+    expect(r.stdout, shown(r)).toMatch(/^ours +n\/a/m);
+    expect(r.stdout.match(/^FAIL: .*$/gm), shown(r)).toEqual([expect.stringMatching(/^FAIL: ours not measured: shared harness not found/)]);
+    expect(results(r).smoke).toBe(true);
+  }, 70_000);
+
+  it('bench:agent-memory starts wrangler dev and the built agent, and reads its memory', async () => {
+    const r = await smoke('agent-memory', 60_000);
+    expect(r.code, shown(r)).toBe(0);
+    expect(r.stdout, shown(r)).toMatch(/^agent resident memory: idle [\d.]+ MB; after [1-9]\d* refreshes [\d.]+ MB/m);
+    const j = results(r);
+    expect(j.smoke).toBe(true);
+    expect(j.idle_rss_mb).toBeGreaterThan(0);
+    expect(j.rss_after_mb).toBeGreaterThan(0);
+  }, 70_000);
+
+  it('left bench/results/ as it was', () => {
+    expect(readdirSync(join(ROOT, 'bench', 'results')).sort()).toEqual(resultsBefore);
+  });
+});
