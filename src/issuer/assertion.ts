@@ -8,8 +8,7 @@
  */
 import { IssuerError } from './errors.js';
 import { SANDBOX_ID } from '../admin-api.js';
-import { checkSegment, decodeSegment, FORBIDDEN_HEADERS as VERIFIER_FORBIDDEN_HEADERS, parseObject } from '../verifier/compact.js';
-import { VerifierError } from '../verifier/errors.js';
+import { ALGORITHMS, MAX_TOKEN_BYTES, parseCompact, parseJsonSegment, TokenProfileError, type TokenProfileCode } from '../token-profile.js';
 
 export type AssertionRule =
   | 'assertion_too_large'
@@ -44,79 +43,63 @@ export class AssertionError extends IssuerError {
   }
 }
 
-/** An Ed25519 assertion with ordinary claims is ~400 bytes; 8 KiB leaves room and bounds the work. */
-export const ASSERTION_MAX_BYTES = 8 * 1024;
+/**
+ * The token profile's cap (src/token-profile.ts): an Ed25519 assertion with ordinary claims is
+ * ~400 bytes; 8 KiB leaves room and bounds the work.
+ */
+export const ASSERTION_MAX_BYTES = MAX_TOKEN_BYTES;
 /** DESIGN §4: an assertion lives at most 60 s (exp - iat), which bounds the replay store. */
 export const ASSERTION_MAX_LIFETIME_SECONDS = 60;
 /** A jti is an identifier, not a payload. */
 export const JTI_MAX_LENGTH = 256;
-/** Ed25519 under either name: `EdDSA` (RFC 8037) and `Ed25519` (RFC 9864). */
-export const ASSERTION_ALGS: readonly string[] = ['EdDSA', 'Ed25519'];
-/**
- * The verifier's list (src/verifier/compact.ts): headers that would let the token choose its own
- * key or extend the rules (`b64` changes what is signed, `zip` what is parsed).
- */
-const FORBIDDEN_HEADERS = VERIFIER_FORBIDDEN_HEADERS;
+/** The token profile's algorithms: Ed25519 as `EdDSA` (RFC 8037) or `Ed25519` (RFC 9864). */
+export const ASSERTION_ALGS: readonly string[] = ALGORITHMS;
 
 export interface ParsedAssertion {
   header: Record<string, unknown>;
   claims: Record<string, unknown>;
-  signingInput: Uint8Array;
-  signature: Uint8Array;
+  signingInput: Uint8Array<ArrayBuffer>;
+  signature: Uint8Array<ArrayBuffer>;
   /** The claimed sandbox id, syntactically valid, not yet trusted. */
   iss: string;
 }
 
 /**
- * One JSON-object segment, as strictly as the verifier reads tokens (compact.ts): canonical
- * base64url, UTF-8 with no byte-order mark, no repeated member name. Returns the refusal's rule.
+ * The rule of each refusal of the token profile's parser: the same parser as the verifier's, so
+ * the issuer reads an assertion exactly as strictly as a verifier reads a token. An empty
+ * signature is an unsecured JWS (`alg: none`, RFC 7515 Appendix A.5), refused by the alg rule.
  */
-function segmentObject(part: string, what: string): Record<string, unknown> | AssertionError {
-  try {
-    checkSegment(part, what);
-    return parseObject(part, what);
-  } catch (e) {
-    if (e instanceof VerifierError && e.code === 'duplicate_member') return new AssertionError('duplicate_member', `the assertion ${what} repeats a member name`);
-    return new AssertionError('malformed_assertion', 'the assertion is not a compact JWS with a JSON object header and payload (canonical base64url, UTF-8 JSON)');
-  }
-}
+const RULES: Record<TokenProfileCode, AssertionRule> = {
+  too_large: 'assertion_too_large',
+  malformed: 'malformed_assertion',
+  duplicate_member: 'duplicate_member',
+  unsecured: 'unsupported_alg',
+  unsupported_alg: 'unsupported_alg',
+  forbidden_header: 'forbidden_header',
+};
 
-/** The signature segment: canonical base64url, or empty (an unsecured JWS, which the alg rule refuses). */
-function signatureBytes(part: string): Uint8Array | undefined {
-  if (part === '') return new Uint8Array(0);
-  try {
-    checkSegment(part, 'signature');
-    return decodeSegment(part);
-  } catch {
-    return undefined;
-  }
+/** The parser's message names a rule and a segment, never the assertion's content. */
+function refusal(e: TokenProfileError): AssertionError {
+  return new AssertionError(RULES[e.code], `the assertion: ${e.message}`);
 }
 
 /**
- * Checks that need no key: size, compact JWS form, `alg`, forbidden headers, and that `iss` is a
- * syntactically valid sandbox id. Returns the decoded parts.
+ * Checks that need no key: the token profile's parse (size, compact JWS form, `alg`, forbidden
+ * headers), then that `kid`, if present, is a string and that `iss` is a syntactically valid
+ * sandbox id. Returns the decoded parts.
  */
 export function parseAssertion(jwt: string): ParsedAssertion {
-  if (jwt.length > ASSERTION_MAX_BYTES) throw new AssertionError('assertion_too_large', `the assertion must be at most ${ASSERTION_MAX_BYTES} bytes`);
-  const parts = jwt.split('.');
-  if (parts.length !== 3) throw new AssertionError('malformed_assertion', 'the assertion is not a compact JWS (three base64url parts)');
-  const [h, p, s] = parts as [string, string, string];
-  const header = segmentObject(h, 'header');
-  if (header instanceof AssertionError) throw header;
-  const claims = segmentObject(p, 'claims');
-  if (claims instanceof AssertionError) throw claims;
-  const signature = signatureBytes(s);
-  if (!signature) throw new AssertionError('malformed_assertion', 'the assertion signature is not canonical base64url');
-  if (typeof header.alg !== 'string' || !ASSERTION_ALGS.includes(header.alg)) {
-    throw new AssertionError('unsupported_alg', `the assertion alg must be one of ${ASSERTION_ALGS.join(', ')}`);
+  let parts: ReturnType<typeof parseCompact>;
+  try {
+    parts = parseCompact(jwt);
+  } catch (e) {
+    throw e instanceof TokenProfileError ? refusal(e) : e;
   }
-  for (const name of FORBIDDEN_HEADERS) {
-    if (Object.hasOwn(header, name)) throw new AssertionError('forbidden_header', `the assertion header must not carry "${name}"`);
-  }
+  const { header, claims, signingInput, signature } = parts;
   if (header.kid !== undefined && typeof header.kid !== 'string') throw new AssertionError('malformed_assertion', 'the header kid must be a string');
   const iss = claims.iss;
   if (typeof iss !== 'string' || !SANDBOX_ID.test(iss)) throw new AssertionError('unknown_client', 'iss does not name a sandbox');
-  return { header, claims, signingInput: new TextEncoder().encode(`${h}.${p}`), signature, iss };
+  return { header, claims, signingInput, signature, iss };
 }
 
 /**
@@ -125,8 +108,12 @@ export function parseAssertion(jwt: string): ParsedAssertion {
  */
 export function peekIssuer(jwt: string): string | undefined {
   if (jwt.length > ASSERTION_MAX_BYTES) return undefined;
-  const claims = segmentObject(jwt.split('.')[1] ?? '', 'claims');
-  const iss = claims instanceof AssertionError ? undefined : claims.iss;
+  let iss: unknown;
+  try {
+    iss = parseJsonSegment(jwt.split('.')[1] ?? '', 'claims set').iss;
+  } catch {
+    return undefined;
+  }
   return typeof iss === 'string' && SANDBOX_ID.test(iss) ? iss : undefined;
 }
 

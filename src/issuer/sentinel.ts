@@ -11,13 +11,11 @@
  * (`checkSentinel`, in the order of the rules below) and puts the real value in its place.
  */
 import { SignJWT } from 'jose';
-import { ALGORITHMS, checkSegment, decodeSegment, FORBIDDEN_HEADERS, parseObject } from '../verifier/compact.js';
-import { VerifierError } from '../verifier/errors.js';
+import { parseCompact, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, tokenTypeOf, TokenProfileError } from '../token-profile.js';
 import type { ActiveSigningKey } from './tokens.js';
-import { TOKEN_ALG } from './tokens.js';
 
-export const SENTINEL_TYP = 'egress+jwt';
-export const SENTINEL_AUD = 'egress';
+// The token profile's (src/token-profile.ts), where the outbound handler has always read them.
+export { SENTINEL_AUD, SENTINEL_TYP } from '../token-profile.js';
 /** A sentinel is ~600 bytes; anything far larger in the bound header is not one of ours. */
 export const SENTINEL_MAX_BYTES = 4 * 1024;
 
@@ -38,7 +36,7 @@ export interface SentinelInput {
 
 export async function mintSentinel(i: SentinelInput): Promise<string> {
   return new SignJWT({ iss: i.issuer, sub: i.sandboxId, aud: SENTINEL_AUD, name: i.name, hosts: [...i.hosts], cnf: { jkt: i.jkt }, jti: i.jti })
-    .setProtectedHeader({ alg: TOKEN_ALG, kid: i.signer.kid, typ: SENTINEL_TYP })
+    .setProtectedHeader({ alg: SIGNING_ALG, kid: i.signer.kid, typ: SENTINEL_TYP })
     .setIssuedAt(i.iat)
     .setExpirationTime(i.exp)
     .sign(i.signer.key);
@@ -108,43 +106,32 @@ function str(v: unknown): string | undefined {
 }
 
 /**
- * The signature, then `typ`, `iss`, `aud`, and `exp` (with the skew). Parsing is the verifier's
- * (canonical base64url, no repeated member, no header that names its own key). The checks that
+ * The signature, then `typ`, `iss`, `aud`, and `exp` (with the skew). Parsing is the token
+ * profile's, the verifier's too (canonical base64url, no repeated member, `alg` EdDSA or Ed25519,
+ * no header that names its own key), within the smaller SENTINEL_MAX_BYTES. The checks that
  * need the request and the sandbox's state are the outbound handler's (src/sandbox/egress.ts).
  */
 export async function checkSentinel(token: string, deps: SentinelCheckDeps): Promise<SentinelClaims> {
   const malformed = () => new SentinelRefusal('malformed_sentinel', false);
   if (token.length > SENTINEL_MAX_BYTES) throw malformed();
-  const parts = token.split('.');
-  if (parts.length !== 3) throw malformed();
-  const [h, p, s] = parts as [string, string, string];
-  let header: Record<string, unknown>;
-  let claims: Record<string, unknown>;
-  let signature: Uint8Array;
+  let parts: ReturnType<typeof parseCompact>;
   try {
-    checkSegment(h, 'header');
-    checkSegment(p, 'claims set');
-    checkSegment(s, 'signature');
-    header = parseObject(h, 'header');
-    claims = parseObject(p, 'claims set');
-    signature = decodeSegment(s);
+    parts = parseCompact(token);
   } catch (e) {
-    if (e instanceof VerifierError) throw malformed();
+    if (e instanceof TokenProfileError) throw malformed();
     throw e;
   }
-  if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) throw malformed();
-  for (const name of FORBIDDEN_HEADERS) if (Object.hasOwn(header, name)) throw malformed();
+  const { header, claims, signingInput, signature } = parts;
   const kid = str(header.kid);
   if (!kid) throw new SentinelRefusal('unknown_key', false);
   const key = await deps.publicKey(kid);
   if (!key) throw new SentinelRefusal('unknown_key', false);
-  const signed = new TextEncoder().encode(`${h}.${p}`);
-  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, signature, signed);
+  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, signature, signingInput);
   if (!ok) throw new SentinelRefusal('bad_signature', false);
   // From here on the claims are ours: sub names the sandbox the sentinel was issued to.
   const sub = str(claims.sub);
   const refuse = (rule: SentinelRule) => new SentinelRefusal(rule, true, sub);
-  if (header.typ !== SENTINEL_TYP) throw refuse('bad_type');
+  if (tokenTypeOf(header.typ) !== SENTINEL_TYP) throw refuse('bad_type');
   if (claims.iss !== deps.issuer) throw refuse('bad_issuer');
   if (claims.aud !== SENTINEL_AUD) throw refuse('bad_audience');
   const exp = claims.exp;

@@ -1,21 +1,16 @@
 /**
- * Minting access tokens and agent tokens (DESIGN §4, "Tokens"): compact JWS, `alg: EdDSA` (the
- * name verifiers everywhere know), header `kid` and `typ: at+jwt` (RFC 9068).
+ * Minting access tokens and agent tokens (README, "Token endpoint"): compact JWS as the token
+ * profile (src/token-profile.ts) has them: `alg: EdDSA` (the name verifiers everywhere know),
+ * header `kid` and `typ: at+jwt` (RFC 9068), `aud: gateway:<sandbox id>`, at most 8 KiB.
  */
 import { SignJWT } from 'jose';
+import { ACCESS_TOKEN_TYP, gatewayAudience, MAX_TOKEN_BYTES, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG } from '../token-profile.js';
 import { ConfigError, IssuerError } from './errors.js';
 
-/** DESIGN §4: tokens are at most 8 KiB, so they fit any header limit on the way to a gateway. */
-export const TOKEN_MAX_BYTES = 8 * 1024;
-export const TOKEN_TYP = 'at+jwt';
-export const TOKEN_ALG = 'EdDSA';
+/** The token profile's cap (src/token-profile.ts), under the name the configuration check reads. */
+export const TOKEN_MAX_BYTES = MAX_TOKEN_BYTES;
 export const AGENT_SCOPE = 'agent';
 export const GATEWAY_SCOPE = 'gateway';
-
-/** The audience of every token for one sandbox's gateway. */
-export function gatewayAudience(sandboxId: string): string {
-  return `gateway:${sandboxId}`;
-}
 
 /** A signing key as an isolate holds it. */
 export interface ActiveSigningKey {
@@ -64,7 +59,7 @@ export interface Minted {
 
 async function sign(signer: ActiveSigningKey, claims: Record<string, unknown>, iat: number, exp: number): Promise<string> {
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: TOKEN_ALG, kid: signer.kid, typ: TOKEN_TYP })
+    .setProtectedHeader({ alg: SIGNING_ALG, kid: signer.kid, typ: ACCESS_TOKEN_TYP })
     .setIssuedAt(iat)
     .setExpirationTime(exp)
     .sign(signer.key);
@@ -84,14 +79,15 @@ const EPOCH = 10;
  * of every refresh. Each term is the JSON of what grant.ts and sentinel.ts sign, at its longest.
  */
 export function agentTokenBytesBound(issuer: string, entries: readonly { name: string; value: string; derive: boolean; egress?: { hosts: readonly string[] } }[]): number {
-  const header = b64len(`{"alg":"EdDSA","kid":"","typ":"egress+jwt"}`.length + THUMBPRINT);
+  // The longer typ of the two, so the bound holds for the agent token's header and a sentinel's.
+  const header = b64len(`{"alg":"${SIGNING_ALG}","kid":"","typ":"${SENTINEL_TYP}"}`.length + THUMBPRINT);
   const signature = 86;
   let values = 0;
   for (const e of entries) {
     let value: number;
     if (e.egress) {
       const hosts = e.egress.hosts.reduce((n, h) => n + h.length + 3, 2);
-      const claims = `{"iss":"","sub":"","aud":"egress","name":"","hosts":,"cnf":{"jkt":""},"jti":"","iat":,"exp":}`.length + issuer.length + MAX_ID + e.name.length + hosts + THUMBPRINT + JTI + 2 * EPOCH;
+      const claims = `{"iss":"","sub":"","aud":"${SENTINEL_AUD}","name":"","hosts":,"cnf":{"jkt":""},"jti":"","iat":,"exp":}`.length + issuer.length + MAX_ID + e.name.length + hosts + THUMBPRINT + JTI + 2 * EPOCH;
       value = header + 1 + b64len(claims) + 1 + signature;
     } else {
       value = e.derive ? THUMBPRINT : e.value.length * 6; // JSON escapes at worst \u00XX per character
@@ -101,7 +97,7 @@ export function agentTokenBytesBound(issuer: string, entries: readonly { name: s
   const plaintext = `{"version":"","values":{}}`.length + 16 + values;
   const jwe = 170 + 1 + 54 + 1 + 22 + 1 + b64len(plaintext) + 1 + 22;
   const egress = entries.filter((e) => e.egress).reduce((n, e) => n + e.name.length + 3, 20);
-  const claims = `{"iss":"","sub":"","aud":"gateway:","jti":"","client_id":"","scope":"agent","cnf":{"jkt":""},"cred":"","cred_ver":"","iat":,"exp":}`.length + issuer.length + 3 * MAX_ID + JTI + THUMBPRINT + jwe + 16 + 2 * EPOCH + egress;
+  const claims = `{"iss":"","sub":"","aud":"${gatewayAudience('')}","jti":"","client_id":"","scope":"agent","cnf":{"jkt":""},"cred":"","cred_ver":"","iat":,"exp":}`.length + issuer.length + 3 * MAX_ID + JTI + THUMBPRINT + jwe + 16 + 2 * EPOCH + egress;
   return header + 1 + b64len(claims) + 1 + signature;
 }
 

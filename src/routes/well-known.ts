@@ -3,10 +3,14 @@
  */
 import { Hono } from 'hono';
 import type { AppEnv } from '../app.js';
+import { ALGORITHMS, SIGNING_ALG } from '../token-profile.js';
 
-/** Algorithms tokens are signed with. `EdDSA` is the name verifiers everywhere know; RFC 9864's `Ed25519` is accepted from clients too. */
-export const SIGNING_ALGS = ['EdDSA'] as const;
-export const CLIENT_ASSERTION_ALGS = ['EdDSA', 'Ed25519'] as const;
+/**
+ * The token profile's algorithms (src/token-profile.ts): tokens are signed with `EdDSA`, the name
+ * verifiers everywhere know; client assertions may use RFC 9864's `Ed25519` too.
+ */
+export const SIGNING_ALGS: readonly string[] = [SIGNING_ALG];
+export const CLIENT_ASSERTION_ALGS: readonly string[] = ALGORITHMS;
 
 /** Cache-Control of the JWKS: verifiers may use a stale copy for a minute while revalidating, and a day when we are down. */
 function jwksCacheControl(maxAge: number): string {

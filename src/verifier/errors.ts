@@ -13,9 +13,9 @@ export type VerifierErrorCode =
   | 'invalid_scheme'
   /** More than one `Authorization` header (or one value holding two, joined by a comma). */
   | 'multiple_authorization'
-  /** Over MAX_TOKEN_BYTES. */
+  /** Over MAX_TOKEN_BYTES. The rules from here to `forbidden_header` are the token profile's parser (src/token-profile.ts). */
   | 'token_too_large'
-  /** Not three canonical base64url segments, or a header or claims set that is not a JSON object. */
+  /** Not three canonical base64url segments, a header or claims set that is not a JSON object (UTF-8, no BOM), or an empty signature (an unsecured JWS). */
   | 'malformed_token'
   /** A member name appears twice in the header or the claims set (parsers disagree on which wins). */
   | 'duplicate_member'
@@ -23,7 +23,7 @@ export type VerifierErrorCode =
   | 'unsupported_alg'
   /** `jwk`, `jku`, `x5u`, `x5c`, `x5t`, `x5t#S256`, `crit`, `b64` or `zip` in the header. */
   | 'forbidden_header'
-  /** `typ` is not `at+jwt` (RFC 9068). */
+  /** `typ` is not `at+jwt` (RFC 9068), compared case-insensitively with or without `application/`. */
   | 'invalid_typ'
   /** No `kid` in the header. */
   | 'missing_kid'

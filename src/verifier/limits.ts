@@ -4,7 +4,7 @@
  * publishes stays within what a verifier accepts (a JWKS over MAX_JWKS_BYTES is refused whole,
  * keys past MAX_JWKS_KEYS are ignored).
  */
-export { MAX_TOKEN_BYTES } from './compact.js';
+export { MAX_TOKEN_BYTES } from '../token-profile.js';
 
 /**
  * Keys past this many in a JWKS are ignored (the copy keeps the first ones, in document order, and

@@ -7,7 +7,8 @@
  * future, non-empty `sub` and `jti`.
  */
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { ALGORITHMS, checkCompact, MAX_TOKEN_BYTES, TOKEN_TYP } from './compact.js';
+import { ACCESS_TOKEN_TYP, ALGORITHMS, MAX_TOKEN_BYTES, type TokenType } from '../token-profile.js';
+import { checkCompact } from './compact.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
 import { createJwksCache, type JwksEvent, type JwksOptions, type JwksStatus } from './jwks.js';
 import { DEFAULT_MAX_ENTRIES, TokenCache } from './token-cache.js';
@@ -113,6 +114,15 @@ function finite(v: unknown): v is number {
  * const claims = await verifier.verify(token); // throws VerifierError with a stable `code`
  */
 export function createVerifier(options: VerifierOptions): Verifier {
+  return createVerifierFor(ACCESS_TOKEN_TYP, options);
+}
+
+/**
+ * createVerifier for tokens of the given `typ`. Only `credctl token inspect` asks for another
+ * type than an access token's: it verifies egress sentinels (`egress+jwt`, `aud: egress`) as the
+ * signed tokens they are. A gateway never does, and the index does not export this.
+ */
+export function createVerifierFor(typ: TokenType, options: VerifierOptions): Verifier {
   const jwksUrl = new URL(options.jwksUrl).href;
   const issuer = requireString('issuer', options.issuer);
   const audience = requireString('audience', options.audience);
@@ -136,13 +146,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
     algorithms: [...ALGORITHMS],
     issuer,
     audience,
-    typ: TOKEN_TYP,
+    typ,
     clockTolerance: skew,
     requiredClaims: ['exp', 'iat', 'sub', 'jti'],
   };
 
   async function verifyFresh(token: string, since: number): Promise<VerifiedClaims> {
-    const header = checkCompact(token);
+    const header = checkCompact(token, typ);
     const key = jwks.keyNow(header.kid, now()) ?? (await jwks.getKey(header.kid, since));
     const at = now();
     let payload: JWTPayload;
