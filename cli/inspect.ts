@@ -1,30 +1,28 @@
 /**
  * `credctl token inspect`: decodes a token, verifies it against the issuer's published JWKS the
- * way a gateway would (EdDSA only, kid in the JWKS, exp/nbf with the clock skew, iss equal to
- * the issuer), and describes it. The raw token is never printed, nor its signature, nor the
- * encrypted credentials it may carry (`cred`): only a placeholder with their size and JWE header.
+ * way a gateway would, and describes it. Both steps are the project's own: the token profile's
+ * parser (src/token-profile.ts) decodes it, the verifier (src/verifier/) checks it (EdDSA or
+ * Ed25519, kid in the JWKS, signature, iss equal to the issuer, exp/nbf/iat with the clock skew,
+ * aud `gateway:<sandbox id>`, typ at+jwt), and its error codes become the verdict. The raw token
+ * is never printed, nor its signature, nor the encrypted credentials it may carry (`cred`): only
+ * a placeholder with their size and JWE header.
  *
  * It also takes an egress sentinel (src/issuer/sentinel.ts), the stand-in an egress-delivered
  * CREDENTIALS entry puts in the container: signed with the same keys, so it verifies the same
  * way, but its `typ` (egress+jwt) and `aud` (egress) are not an access token's. It is reported
  * as what it is: usable only through the Sandbox outbound handler, never as a token.
  */
-import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { ACCESS_TOKEN_TYP, ALGORITHMS, decodeCompact, gatewayAudience, sandboxOfAudience, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, tokenTypeOf, TokenProfileError } from '../src/token-profile.js';
+import { verifierErrorOf } from '../src/verifier/compact.js';
+import { VerifierError } from '../src/verifier/errors.js';
+import { createVerifierFor, DEFAULT_CLOCK_SKEW_S } from '../src/verifier/verify.js';
 import { SANDBOX_ID, type Jwks, type KeyListing, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
-import { CliError, oneLine, usageError } from './errors.js';
+import { CliError, EXIT, oneLine, usageError } from './errors.js';
 import { when } from './format.js';
 
-/** The issuer's default CLOCK_SKEW: verifiers accept exp and nbf this far off. */
-export const CLOCK_TOLERANCE_SECONDS = 30;
-/** The issuer signs with Ed25519 under the name every verifier knows. */
-const ALGORITHMS = ['EdDSA'];
-/** The issuer's tokens are at most 8 KiB; anything much larger is not one of them. */
-const TOKEN_MAX_CHARS = 16 * 1024;
-export const TOKEN_TYP = 'at+jwt';
-/** An egress sentinel's header typ and audience: SENTINEL_TYP and SENTINEL_AUD of src/issuer/sentinel.ts. */
-export const SENTINEL_TYP = 'egress+jwt';
-export const SENTINEL_AUD = 'egress';
+/** The issuer's default CLOCK_SKEW, the verifier's default: exp, nbf and iat may be this far off. */
+export const CLOCK_TOLERANCE_SECONDS = DEFAULT_CLOCK_SKEW_S;
 
 export type TokenKind = 'agent_token' | 'access_token' | 'egress_sentinel' | 'other';
 
@@ -54,30 +52,22 @@ export interface Inspection {
   sandbox_check?: SentinelSandboxCheck;
 }
 
-const B64URL = /^[A-Za-z0-9_-]*$/;
-
-function decodeSegment(seg: string, what: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.from(seg, 'base64url').toString('utf8'));
-  } catch {
-    throw usageError(`malformed token: the ${what} is not base64url-encoded JSON`);
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw usageError(`malformed token: the ${what} is not a JSON object`);
-  return v as Record<string, unknown>;
-}
-
-/** The compact JWS from what an operator pasted: surrounding space and a `Bearer ` prefix are dropped. */
+/**
+ * The compact JWS from what an operator pasted: surrounding space and a `Bearer ` prefix are
+ * dropped. Decoded by the token profile's parser, structure only (what the header says is the
+ * verifier's to judge, in the verdict); a refusal is a usage error naming the verifier's code.
+ */
 export function parseToken(input: string): { token: string; header: Record<string, unknown>; payload: Record<string, unknown> } {
   const token = input.trim().replace(/^Bearer\s+/i, '');
   if (token === '') throw usageError('no token given: pass it as the argument, or - to read it from stdin');
-  if (token.length > TOKEN_MAX_CHARS) throw usageError(`malformed token: longer than ${TOKEN_MAX_CHARS} characters`);
-  const parts = token.split('.');
-  if (parts.length === 5) throw usageError('malformed token: this is an encrypted JWE, not a signed token (JWS)');
-  if (parts.length !== 3 || parts.some((p) => !B64URL.test(p)) || parts[0] === '' || parts[1] === '') {
-    throw usageError('malformed token: not a compact JWS (three base64url segments separated by dots)');
+  if (token.split('.', 6).length === 5) throw usageError('malformed token: this is an encrypted JWE, not a signed token (JWS)');
+  try {
+    const { header, claims } = decodeCompact(token);
+    return { token, header, payload: claims };
+  } catch (e) {
+    if (e instanceof TokenProfileError) throw usageError(`malformed token: ${e.message} (${verifierErrorOf(e).code})`);
+    throw e;
   }
-  return { token, header: decodeSegment(parts[0]!, 'header'), payload: decodeSegment(parts[1]!, 'payload') };
 }
 
 /** `cred` as it may be shown: its size and JWE header, never its content. */
@@ -94,37 +84,60 @@ function credPlaceholder(cred: unknown): { text: string; header?: { alg?: string
   }
 }
 
+/** From `typ` as a verifier compares it (case-insensitive, `application/` optional), then `scope`. */
 export function kindOf(header: Record<string, unknown>, payload: Record<string, unknown>): TokenKind {
-  if (header.typ === SENTINEL_TYP) return 'egress_sentinel';
-  if (header.typ !== TOKEN_TYP) return 'other';
+  const typ = tokenTypeOf(header.typ);
+  if (typ === SENTINEL_TYP) return 'egress_sentinel';
+  if (typ !== ACCESS_TOKEN_TYP) return 'other';
   const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
   return scopes.includes('agent') ? 'agent_token' : 'access_token';
 }
 
-function describeFailure(e: unknown, payload: Record<string, unknown>, issuer: string, now: number): { reason: InspectReason; description: string } {
-  const err = e as { code?: string; claim?: string; reason?: string };
+/**
+ * The verifier's refusal as inspect's verdict. The reasons inspect has always given keep their
+ * names; the verifier's finer codes are named in the description of the broader reason.
+ */
+function describeFailure(e: VerifierError, header: Record<string, unknown>, payload: Record<string, unknown>, kind: TokenKind, issuer: string, now: number): { reason: InspectReason; description: string } {
   const time = (v: unknown) => (typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : 'missing');
-  switch (err?.code) {
-    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+  const text = (v: unknown, max: number) => (v === undefined ? 'missing' : oneLine(typeof v === 'string' ? v : JSON.stringify(v), max));
+  switch (e.code) {
+    case 'bad_signature':
       return { reason: 'bad_signature', description: 'the signature does not verify under the published key' };
-    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'unknown_kid':
       return { reason: 'unknown_kid', description: "the kid is not in the issuer's JWKS (a removed or revoked key, or another issuer's token)" };
-    case 'ERR_JWT_EXPIRED':
+    case 'missing_kid':
+      return { reason: 'missing_kid', description: 'the header has no kid; the issuer names its key in every token' };
+    case 'expired':
       return { reason: 'expired', description: `expired: exp ${time(payload.exp)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance` };
-    case 'ERR_JOSE_ALG_NOT_ALLOWED':
-      return { reason: 'unsupported_alg', description: 'the issuer signs with EdDSA only' };
-    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      if (err.claim === 'iss') return { reason: 'bad_issuer', description: `iss is ${typeof payload.iss === 'string' ? oneLine(payload.iss, 200) : 'missing'}, not the issuer ${issuer}` };
-      if (err.claim === 'nbf') return { reason: 'not_yet_valid', description: `not valid before ${time(payload.nbf)}` };
-      // Checked for sentinels only: the outbound handler refuses any other audience (bad_audience).
-      if (err.claim === 'aud') return { reason: 'invalid_claim', description: `aud is ${payload.aud === undefined ? 'missing' : oneLine(JSON.stringify(payload.aud), 80)}, not "${SENTINEL_AUD}": the outbound handler refuses this sentinel (bad_audience)` };
-      return { reason: 'invalid_claim', description: `the ${oneLine(String(err.claim ?? 'a'), 40)} claim is ${err.reason === 'missing' ? 'missing' : 'not valid'}` };
+    case 'not_yet_valid':
+      return { reason: 'not_yet_valid', description: `not valid before ${time(payload.nbf)}` };
+    case 'bad_issuer':
+      return { reason: 'bad_issuer', description: `iss is ${typeof payload.iss === 'string' ? oneLine(payload.iss, 200) : 'missing'}, not the issuer ${issuer}` };
+    case 'unsupported_alg':
+      return { reason: 'unsupported_alg', description: `alg is ${text(header.alg, 40)}: the issuer signs with ${SIGNING_ALG}, verifiers accept ${ALGORITHMS.join(' or ')} only` };
+    case 'bad_audience':
+      // A sentinel is for the outbound handler, which refuses any other aud (its bad_audience); an access token, for one gateway.
+      if (kind === 'egress_sentinel') return { reason: 'invalid_claim', description: `aud is ${text(payload.aud, 80)}, not "${SENTINEL_AUD}": the outbound handler refuses this sentinel (bad_audience)` };
+      return { reason: 'invalid_claim', description: `aud is ${text(payload.aud, 80)}, not a single "${gatewayAudience('<sandbox id>')}": every gateway refuses it (bad_audience)` };
+    case 'exp_missing':
+    case 'iat_missing':
+    case 'sub_missing':
+    case 'jti_missing':
+      return { reason: 'invalid_claim', description: `the ${e.code.slice(0, -'_missing'.length)} claim is missing or not valid (${e.code})` };
+    case 'iat_in_future':
+      return { reason: 'invalid_claim', description: `issued in the future: iat ${time(payload.iat)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance (iat_in_future)` };
+    case 'invalid_typ':
+      return { reason: 'invalid_token', description: `typ is ${text(header.typ, 40)}, not ${ACCESS_TOKEN_TYP} or ${SENTINEL_TYP} (invalid_typ)` };
+    case 'jwks_unavailable':
+      // Not the token's fault: the JWKS the issuer answered is one no verifier could use.
+      throw new CliError(EXIT.unreachable, `the JWKS at ${issuer}/.well-known/jwks.json is not usable by a verifier (jwks_unavailable); check --issuer`);
     default:
-      return { reason: 'invalid_token', description: `the token does not verify (${oneLine(String(err?.code ?? 'error'), 60)})` };
+      // invalid_claim, forbidden_header, ...: the verifier's message names the rule, never a value.
+      return { reason: e.code === 'invalid_claim' ? 'invalid_claim' : 'invalid_token', description: `${oneLine(e.message, 120)} (${e.code})` };
   }
 }
 
-/** Decodes and verifies `input` against the issuer's JWKS. A malformed token is a usage error. */
+/** Decodes `input` and verifies it against the issuer's JWKS. A malformed token is a usage error. */
 export async function inspectToken(input: string, client: IssuerClient, now: number): Promise<Inspection> {
   const { token, header, payload } = parseToken(input);
   const jwks = await client.public<Jwks>('/.well-known/jwks.json');
@@ -143,26 +156,14 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
   const kind = kindOf(header, payload);
   const out: Inspection = { valid: false, kind, header, claims, kid_in_jwks: kidInJwks };
   if (credHeader) out.cred_header = credHeader;
-  if (kid === undefined) {
-    out.reason = 'missing_kid';
-    out.reason_description = 'the header has no kid; the issuer names its key in every token';
-  } else {
-    try {
-      await jwtVerify(token, createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]), {
-        algorithms: ALGORITHMS,
-        issuer: client.origin,
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
-        requiredClaims: ['exp'],
-        currentDate: new Date(now),
-        // The same keys sign sentinels; their audience is what the outbound handler checks.
-        ...(kind === 'egress_sentinel' ? { audience: SENTINEL_AUD } : {}),
-      });
-      out.valid = true;
-    } catch (e) {
-      const f = describeFailure(e, payload as JWTPayload, client.origin, now);
-      out.reason = f.reason;
-      out.reason_description = f.description;
-    }
+  try {
+    await verifierFor(kind, payload, client, jwks, now).verify(token);
+    out.valid = true;
+  } catch (e) {
+    if (!(e instanceof VerifierError)) throw e;
+    const f = describeFailure(e, header, payload, kind, client.origin, now);
+    out.reason = f.reason;
+    out.reason_description = f.description;
   }
   if (client.hasAdminCredentials) {
     // Optional: the key's state and the sentinel's sandbox need the admin API; without them the
@@ -172,6 +173,30 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
     if (check) out.sandbox_check = check;
   }
   return out;
+}
+
+/**
+ * The project's verifier over the JWKS already fetched, as a gateway (or, for a sentinel, the
+ * outbound handler) checks: this issuer, the clock skew, and the audience the token would have to
+ * carry. An access token names its sandbox only in `aud`, so a `gateway:<sandbox id>` there is
+ * the one expected; anything else is checked against `gateway:` with no sandbox id, which the
+ * issuer never signs, so the verifier refuses it as bad_audience in its own order (after the
+ * signature and the issuer).
+ */
+function verifierFor(kind: TokenKind, payload: Record<string, unknown>, client: IssuerClient, jwks: Jwks, now: number) {
+  const sentinel = kind === 'egress_sentinel';
+  const audience = sentinel ? SENTINEL_AUD : sandboxOfAudience(payload.aud) !== undefined ? (payload.aud as string) : gatewayAudience('');
+  const body = JSON.stringify(jwks);
+  return createVerifierFor(sentinel ? SENTINEL_TYP : ACCESS_TOKEN_TYP, {
+    jwksUrl: `${client.origin}/.well-known/jwks.json`,
+    issuer: client.origin,
+    audience,
+    clockSkew: CLOCK_TOLERANCE_SECONDS,
+    tokenCache: { maxEntries: 0 },
+    // The JWKS inspect fetched (through the client: its timeout, its error messages) is the one verified against.
+    fetch: async () => new Response(body, { status: 200, headers: { 'Content-Type': 'application/json' } }),
+    now: () => now,
+  });
 }
 
 async function keyState(client: IssuerClient, kid: string): Promise<string | undefined> {
@@ -212,7 +237,7 @@ function kindText(kind: TokenKind, header: Record<string, unknown>): string {
     case 'egress_sentinel':
       return `egress sentinel (typ ${SENTINEL_TYP}, aud ${SENTINEL_AUD}): not an access token; usable only through the Sandbox outbound handler`;
     default:
-      return `not an issuer token (typ ${typeof header.typ === 'string' ? oneLine(header.typ, 40) : 'missing'}, expected ${TOKEN_TYP} or ${SENTINEL_TYP})`;
+      return `not an issuer token (typ ${typeof header.typ === 'string' ? oneLine(header.typ, 40) : 'missing'}, expected ${ACCESS_TOKEN_TYP} or ${SENTINEL_TYP})`;
   }
 }
 
