@@ -9,7 +9,12 @@
  * An entry is also dropped when the isolate's signing key changes (rotation or revocation seen by
  * this isolate), so a cached token never outlives the key it was signed with by more than the
  * signing-key cache allows.
+ *
+ * Concurrent misses for one pair share one mint, waited for until MINT_DEADLINE_MS after it
+ * started, by the rule of isolate-cache.ts: a mint started by a request that has since ended may
+ * never settle on Workers, so past its deadline a waiting request mints for itself.
  */
+import { awaitShared, LOAD_DEADLINE_MS, type SharedLoad } from './isolate-cache.js';
 import type { Minted } from './tokens.js';
 
 /**
@@ -18,6 +23,13 @@ import type { Minted } from './tokens.js';
  * signature, so forgetting is safe.
  */
 export const USER_TOKEN_CACHE_MAX = 1000;
+
+/**
+ * How long a shared mint is waited for: a mint first gets the signing key from its isolate cache,
+ * which may itself take up to two LOAD_DEADLINE_MS (a wait behind a load that never settles, then
+ * its own load); signing adds milliseconds.
+ */
+export const MINT_DEADLINE_MS = 2 * LOAD_DEADLINE_MS;
 
 export interface UserTokenCache {
   /** `clientIp` undefined: a token without `client_ip`, kept apart from every address. */
@@ -38,27 +50,42 @@ export function createUserTokenCache(
   mint: (user: string, clientIp: string | undefined) => Promise<Minted & { kid: string }>,
   ttlSeconds: number,
   now: () => number = Date.now,
+  deadlineMs: number = MINT_DEADLINE_MS,
 ): UserTokenCache {
   const entries = new Map<string, { token: string; kid: string; reuseUntil: number }>();
-  const inflight = new Map<string, Promise<string>>();
+  const inflight = new Map<string, SharedLoad<string>>();
   return {
-    async get(user, clientIp, kid) {
+    get(user, clientIp, kid) {
       const key = keyOf(user, clientIp);
-      const hit = entries.get(key);
-      if (hit && hit.kid === kid && now() < hit.reuseUntil) return hit.token;
-      let p = inflight.get(key);
-      if (!p) {
+      const start = (): SharedLoad<string> => {
         const started = now();
-        p = mint(user, clientIp)
-          .then((m) => {
-            if (entries.size >= USER_TOKEN_CACHE_MAX) entries.clear();
-            entries.set(key, { token: m.token, kid: m.kid, reuseUntil: started + (ttlSeconds * 1000) / 2 });
-            return m.token;
-          })
-          .finally(() => inflight.delete(key));
-        inflight.set(key, p);
-      }
-      return p;
+        const l: SharedLoad<string> = {
+          deadline: Date.now() + deadlineMs,
+          promise: mint(user, clientIp)
+            .then((m) => {
+              // Stored only while it is the current mint: a newer one has replaced it otherwise.
+              if (inflight.get(key) !== l) return m.token;
+              if (entries.size >= USER_TOKEN_CACHE_MAX) entries.clear();
+              entries.set(key, { token: m.token, kid: m.kid, reuseUntil: started + (ttlSeconds * 1000) / 2 });
+              return m.token;
+            })
+            .finally(() => {
+              if (inflight.get(key) === l) inflight.delete(key);
+            }),
+        };
+        inflight.set(key, l);
+        return l;
+      };
+      return awaitShared(
+        () => {
+          const hit = entries.get(key);
+          return hit && hit.kid === kid && now() < hit.reuseUntil ? { value: hit.token } : undefined;
+        },
+        () => inflight.get(key),
+        start,
+        'user token cache',
+        deadlineMs,
+      );
     },
     get size() {
       return entries.size;

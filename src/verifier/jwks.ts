@@ -18,6 +18,9 @@
  *   cooldown: nobody waits for them.
  * - At most MAX_JWKS_KEYS keys are kept, the first ones in document order; the rest are reported
  *   (one event) and counted in the status. A body over MAX_JWKS_BYTES is a failed fetch.
+ * - The fetch in flight is waited for until its deadline (its time limit + FLIGHT_GRACE_MS), each
+ *   waiter timing its own wait: on Workers a fetch started by a request that has ended may never
+ *   settle. Past the deadline it is given up as a failed fetch, and a waiter fetches for itself.
  *
  * Keys are selected and imported by jose's `createLocalJWKSet` over the copy (it caches the
  * imported CryptoKey per key). Only WebCrypto, `fetch` and `setTimeout`: runs in Node and in Workers.
@@ -111,6 +114,20 @@ function seconds(name: string, v: number | undefined, fallback: number, min = 0)
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new TypeError(`jwks.${name} must be a finite number >= ${min}`);
   return v * 1000;
 }
+
+/**
+ * How long past its time limit a fetch is still waited for. In Node the fetch's AbortSignal.timeout
+ * always ends it in time. On Workers a fetch belongs to the request that started it: once that
+ * request has ended (client gone, request cancelled), its I/O may never complete, and the fetch's
+ * promise then never settles, for every request that joined it too (jose's createRemoteJWKSet
+ * shares no pending fetch on Workers for this reason; here one fetch in flight is kept, with a
+ * deadline). So every waiter times its own wait, and a fetch not settled by its deadline is given
+ * up: counted as a failed fetch, its late outcome ignored, no longer the fetch in flight. A waiter
+ * that gave one up then fetches for itself, not joining a fetch another waiter started meanwhile:
+ * that request may have ended too (workerd still runs an ended request's timers, but I/O it starts
+ * then may never complete).
+ */
+export const FLIGHT_GRACE_MS = 1_000;
 
 export function jwksSettings(o: JwksOptions = {}): Settings {
   const s: Settings = {
@@ -244,8 +261,29 @@ export interface JwksCache {
 interface Flight {
   /** Settles (never rejects) when the fetch has. */
   done: Promise<void>;
-  /** Settles when the fetch has, or REVALIDATE_WAIT_MS after the first caller that waits on it. */
-  bounded?: Promise<void>;
+  reason: FetchReason;
+  /** Counts fetches started: a larger one started later. */
+  seq: number;
+  /** Date.now() past which nobody waits for it (see FLIGHT_GRACE_MS). */
+  deadline: number;
+  /** Set once given up at its deadline: whatever the fetch brings later is ignored. */
+  abandoned: boolean;
+  /** Date.now() at which the bounded wait ends for every caller: REVALIDATE_WAIT_MS after the first that waits. */
+  boundedUntil?: number;
+}
+
+/**
+ * Whether `p` settles within `ms`. The timer is the caller's own: it fires even when the request
+ * that started `p` has ended and `p` never settles (see FLIGHT_GRACE_MS).
+ */
+function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }
 
 export function createJwksCache(deps: {
@@ -271,21 +309,35 @@ export function createJwksCache(deps: {
   let failures = 0;
   /** Counts successful fetches (200 or 304). */
   let generation = 0;
+  /** The seq of the last fetch started, and the largest among the fetches that have settled. */
+  let lastSeq = 0;
+  let settledSeq = 0;
+  /**
+   * The seq of the fetch whose outcome the state shows: an older fetch that settles later (two can
+   * run once a waiter fetches for itself) records nothing.
+   */
+  let recordedSeq = 0;
 
   function windows(res: Response, now: number, life: number): Pick<Snapshot, 'checkedAt' | 'freshUntil' | 'usableUntil'> {
     return { checkedAt: now, freshUntil: now + life, usableUntil: now + Math.min(staleIfErrorOf(res.headers, s.maxStale), s.maxStale) };
   }
 
-  async function fetchOnce(reason: FetchReason): Promise<void> {
+  async function fetchOnce(reason: FetchReason, f: Flight): Promise<void> {
     fetches++;
     const headers: Record<string, string> = { accept: 'application/jwk-set+json, application/json' };
     if (current?.etag) headers['if-none-match'] = current.etag;
     try {
       const res = await deps.fetch(deps.url, { headers, redirect: 'manual', signal: AbortSignal.timeout(s.timeout) });
+      if (outdated(f)) {
+        await res.body?.cancel();
+        return;
+      }
       const now = deps.now();
       const life = Math.min(s.maxAge, Math.max(s.minAge, freshnessOf(res.headers, s.defaultAge)));
       if (res.status === 304 && current) {
         await res.body?.cancel();
+        if (outdated(f)) return;
+        recordedSeq = f.seq;
         current = { ...current, ...windows(res, now, life) };
         generation++;
         failing = false;
@@ -304,6 +356,8 @@ export function createJwksCache(deps: {
         // SyntaxError messages quote the body; the log gets the kind of fault only.
         throw new Error(e instanceof SyntaxError ? 'not JSON' : (e as Error).message);
       }
+      if (outdated(f)) return;
+      recordedSeq = f.seq;
       const { keys, dropped } = usableKeys(doc, report);
       const kids = new Set(keys.map((k) => k.kid!));
       current = { kids, getKey: createLocalJWKSet({ keys }), imported: new Map(), etag: res.headers.get('etag'), droppedKeys: dropped, ...windows(res, now, life) };
@@ -313,6 +367,9 @@ export function createJwksCache(deps: {
       report({ event: 'jwks_fetched', status: 200, kids: kids.size, fresh_for_s: life / 1000, reason });
       for (const l of listeners) l(kids);
     } catch (e) {
+      // (This fetch itself may have recorded a success before the throw: its failure stands then.)
+      if (f.abandoned || f.seq < recordedSeq) return;
+      recordedSeq = f.seq;
       failures++;
       failing = true;
       const err = e as Error;
@@ -325,30 +382,68 @@ export function createJwksCache(deps: {
     return current !== undefined && now <= current.usableUntil;
   }
 
-  /** One fetch at a time: a caller that finds one running joins it instead. */
-  function startFetch(reason: FetchReason): Flight {
-    if (flight) return flight;
+  /** Whether `f`'s outcome must not be recorded: given up, or a later fetch's is recorded already. */
+  function outdated(f: Flight): boolean {
+    return f.abandoned || f.seq <= recordedSeq;
+  }
+
+  /** Gives `f` up (see FLIGHT_GRACE_MS): a failed fetch, and no longer the one in flight. */
+  function abandon(f: Flight): void {
+    if (f.abandoned) return;
+    f.abandoned = true;
+    if (flight === f) flight = undefined;
+    if (f.seq <= recordedSeq) return;
+    recordedSeq = f.seq;
+    failures++;
+    failing = true;
+    lastError = 'not settled by its deadline';
+    report({ event: 'jwks_fetch_failed', reason: f.reason, error: lastError, serving_stale: usable(deps.now()) });
+  }
+
+  /** The fetch in flight, unless it is past its deadline: that one is given up. */
+  function inFlight(): Flight | undefined {
+    if (flight && Date.now() >= flight.deadline) abandon(flight);
+    return flight;
+  }
+
+  /**
+   * One fetch at a time: a caller that finds one running joins it instead, unless it fetches for
+   * itself (`own`, see settle); that fetch becomes the one in flight.
+   */
+  function startFetch(reason: FetchReason, own = false): Flight {
+    const running = inFlight();
+    if (running && !own) return running;
     lastAttemptAt = deps.now();
+    const f: Flight = { done: Promise.resolve(), reason, seq: ++lastSeq, deadline: Date.now() + s.timeout + FLIGHT_GRACE_MS, abandoned: false };
     // fetchOnce records its own failures; it rejects only if an event listener throws, which must
     // not become an unhandled rejection of a background fetch.
-    const f: Flight = { done: fetchOnce(reason).catch(() => undefined) };
+    f.done = fetchOnce(reason, f).catch(() => undefined);
     flight = f;
     void f.done.finally(() => {
+      settledSeq = Math.max(settledSeq, f.seq);
       if (flight === f) flight = undefined;
     });
     return f;
   }
 
+  /**
+   * Waits for `f` until it settles or its deadline. Past the deadline `f` is given up (it most likely
+   * belonged to a request that has ended) and, unless a later fetch has settled meanwhile, this
+   * caller fetches for itself (see FLIGHT_GRACE_MS) and waits for that one the same way. Its
+   * deadline is past RETRY_AFTER_FAILURE_MS, so this is no more often than a retry after a failure.
+   */
+  async function settle(f: Flight): Promise<void> {
+    if (await settlesWithin(f.done, f.deadline - Date.now())) return;
+    abandon(f);
+    if (settledSeq > f.seq) return;
+    const own = startFetch(f.reason, true);
+    if (!(await settlesWithin(own.done, own.deadline - Date.now()))) abandon(own);
+  }
+
   /** Waits for `f`, for at most REVALIDATE_WAIT_MS in all (the wait is shared by every caller). */
-  function bounded(f: Flight): Promise<void> {
-    f.bounded ??= new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, REVALIDATE_WAIT_MS);
-      void f.done.finally(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    return f.bounded;
+  async function bounded(f: Flight): Promise<void> {
+    f.boundedUntil ??= Date.now() + REVALIDATE_WAIT_MS;
+    await settlesWithin(f.done, f.boundedUntil - Date.now());
   }
 
   /** A copy to look the kid up in, waiting only as the rules at the top allow. */
@@ -357,14 +452,15 @@ export function createJwksCache(deps: {
     if (current && now < current.freshUntil) return current;
     if (current && usable(now)) {
       // Stale but in service: revalidate. After a failure, at most once per cooldown, and nobody waits.
-      const f = flight ?? (!failing || now - lastAttemptAt >= s.cooldown ? startFetch('expired') : undefined);
+      const f = inFlight() ?? (!failing || now - lastAttemptAt >= s.cooldown ? startFetch('expired') : undefined);
       if (f && !failing) await bounded(f);
       if (usable(deps.now())) return current;
     }
     // No usable copy: every request is refused until a fetch succeeds, so wait for one, started at
     // most once per RETRY_AFTER_FAILURE_MS (never per request).
-    if (flight) await flight.done;
-    else if (now - lastAttemptAt >= RETRY_AFTER_FAILURE_MS) await startFetch(current ? 'expired' : 'initial').done;
+    const running = inFlight();
+    if (running) await settle(running);
+    else if (now - lastAttemptAt >= RETRY_AFTER_FAILURE_MS) await settle(startFetch(current ? 'expired' : 'initial'));
     if (!current || !usable(deps.now())) {
       throw new VerifierError('jwks_unavailable', current ? 'JWKS copy older than its stale-if-error limit' : 'no JWKS fetched yet');
     }
@@ -382,11 +478,12 @@ export function createJwksCache(deps: {
       if (!snap.kids.has(kid)) {
         // This request cannot be answered without a newer copy: it waits, for one fetch at most.
         const now = deps.now();
-        if (flight) await flight.done;
+        const running = inFlight();
+        if (running) await settle(running);
         // A copy confirmed since this lookup began is as new as a refetch would be.
         else if (generation === since && unknownKidFetchDue(now)) {
           lastUnknownKidFetch = now;
-          await startFetch('unknown_kid').done;
+          await settle(startFetch('unknown_kid'));
         }
         snap = current!;
         if (!snap.kids.has(kid) || !usable(deps.now())) throw new VerifierError('unknown_kid', 'kid not in the JWKS');
@@ -401,7 +498,7 @@ export function createJwksCache(deps: {
       return current.imported.get(kid);
     },
     has: (kid) => current?.kids.has(kid) === true,
-    refresh: () => startFetch('manual').done,
+    refresh: () => settle(startFetch('manual')),
     generation: () => generation,
     isFresh: (now) => current !== undefined && now < current.freshUntil,
     async ensureUsable() {
@@ -413,7 +510,7 @@ export function createJwksCache(deps: {
         ageSeconds: current ? Math.max(0, Math.floor((now - current.checkedAt) / 1000)) : null,
         fresh: current !== undefined && now < current.freshUntil,
         usable: usable(now),
-        refreshing: flight !== undefined,
+        refreshing: flight !== undefined && Date.now() < flight.deadline,
         kids: current ? [...current.kids] : [],
         droppedKeys: current?.droppedKeys ?? 0,
         lastError,
