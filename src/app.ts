@@ -5,7 +5,7 @@
 import { Hono } from 'hono';
 import type { AdminIdentity } from './admin-auth.js';
 import { loadConfig, type Config, type Env } from './config.js';
-import { ConfigError, IssuerError, toErrorResponse } from './issuer/errors.js';
+import { ConfigError, ERRORS, IssuerError, toErrorResponse } from './issuer/errors.js';
 import { createJwksCache, type JwksCache } from './issuer/jwks-cache.js';
 import { KEY_AUTHORITY_NAME, type KeyAuthority } from './issuer/key-authority.js';
 import { unwrap } from './issuer/result.js';
@@ -139,8 +139,7 @@ export function createApp(options: AppOptions = {}) {
     if (err instanceof ConfigError) {
       log('error', 'configuration_error', { option: err.option, rule: err.rule });
     } else if (err instanceof IssuerError) {
-      const level = err.code === 'kek_mismatch' || err.code === 'kek_missing' || err.code === 'internal_error' ? 'error' : 'info';
-      log(level, 'request_refused', { code: err.code, path: new URL(c.req.url).pathname, ...err.details });
+      log(ERRORS[err.code].level, 'request_refused', { code: err.code, path: new URL(c.req.url).pathname, ...err.details });
     } else {
       // Unknown errors: the name only; messages of foreign errors are not trusted to be free of secrets.
       log('error', 'internal_error', { path: new URL(c.req.url).pathname, error: err instanceof Error ? err.name : typeof err });

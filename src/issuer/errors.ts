@@ -1,5 +1,6 @@
 /**
- * Typed errors with stable codes, and the one function that turns them into HTTP.
+ * Typed errors with stable codes, and the one table (ERRORS) that says, per code, the HTTP status,
+ * the log level and the public body: toErrorResponse and the app's error handler both read it.
  *
  * Callers and tests switch on `code`, never on the message. Messages are written for
  * operators and must never contain a token, a secret or key material: they end up in
@@ -51,30 +52,51 @@ export class ConfigError extends IssuerError {
   }
 }
 
-const STATUS: Record<ErrorCode, number> = {
-  configuration_error: 500,
-  invalid_request: 400,
+/** How the issuer answers and logs one error code. */
+export interface ErrorSpec {
+  status: number;
+  /**
+   * The log level of a refusal with this code: `error` for server faults (the operator must act),
+   * `info` for a caller's mistake.
+   */
+  level: 'info' | 'error';
+  /** The `error` field of the body, when it is not the code itself. */
+  error?: string;
+  /** A fixed `error_description` for every such error; without one, the error's own message. */
+  description?: string;
+  /** Extra response headers. */
+  headers?: Readonly<Record<string, string>>;
+}
+
+/** What a server fault tells anonymous callers: which option is broken goes to the log only. */
+const CONFIGURATION_FAULT = { status: 500, level: 'error', description: 'configuration error' } as const;
+
+/** The one table per error code: status, log level and public body, read by toErrorResponse and app.ts. */
+export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
+  configuration_error: CONFIGURATION_FAULT,
+  invalid_request: { status: 400, level: 'info' },
   // RFC 6749 §5.2: client authentication failed.
-  invalid_client: 401,
-  unsupported_grant_type: 400,
-  invalid_kid: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  rotation_too_soon: 409,
-  too_many_retiring_keys: 409,
-  payload_too_large: 413,
-  gateway_unavailable: 503,
-  bad_gateway: 502,
+  invalid_client: { status: 401, level: 'info' },
+  unsupported_grant_type: { status: 400, level: 'info' },
+  invalid_kid: { status: 400, level: 'info' },
+  unauthorized: { status: 401, level: 'info', headers: { 'WWW-Authenticate': 'Bearer realm="admin"' } },
+  forbidden: { status: 403, level: 'info' },
+  not_found: { status: 404, level: 'info' },
+  rotation_too_soon: { status: 409, level: 'info' },
+  too_many_retiring_keys: { status: 409, level: 'info' },
+  // RFC 6749 has no error code for an oversized body; 413 with invalid_request says both.
+  payload_too_large: { status: 413, level: 'info', error: 'invalid_request' },
+  gateway_unavailable: { status: 503, level: 'info' },
+  bad_gateway: { status: 502, level: 'info' },
   // A signing-key wrapping key that does not fit the stored keys is an operator mistake
   // the service cannot recover from by itself: report it as a server-side configuration fault.
-  kek_mismatch: 500,
-  kek_missing: 500,
-  internal_error: 500,
+  kek_mismatch: CONFIGURATION_FAULT,
+  kek_missing: CONFIGURATION_FAULT,
+  internal_error: { status: 500, level: 'error', description: 'internal error' },
 };
 
 export function statusOf(code: ErrorCode): number {
-  return STATUS[code];
+  return ERRORS[code].status;
 }
 
 /** Carries the fields of an IssuerError across a Durable Object RPC boundary. */
@@ -95,24 +117,17 @@ export interface ErrorBody {
 }
 
 /**
- * Maps any thrown value to a status and a JSON body. Configuration errors get a generic body
- * ("configuration error"): which option is broken goes to the log, not to anonymous callers.
- * Unknown errors become a generic 500; the caller logs them.
+ * Maps any thrown value to a status and a JSON body, by the ERRORS table. Server faults get a
+ * fixed body ("configuration error", "internal error"): the details go to the log, not to
+ * anonymous callers. Unknown errors become a generic 500; the caller logs them.
  */
 export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
-  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-  if (!(err instanceof IssuerError)) {
-    return { status: 500, body: { error: 'internal_error', error_description: 'internal error' }, headers };
-  }
-  const status = statusOf(err.code);
-  if (err.code === 'configuration_error' || err.code === 'kek_mismatch' || err.code === 'kek_missing') {
-    return { status, body: { error: err.code, error_description: 'configuration error' }, headers };
-  }
-  if (err.code === 'internal_error') {
-    return { status, body: { error: 'internal_error', error_description: 'internal error' }, headers };
-  }
-  if (err.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="admin"';
-  // RFC 6749 has no error code for an oversized body; 413 with invalid_request says both.
-  const error = err.code === 'payload_too_large' ? 'invalid_request' : err.code;
-  return { status, body: { error, error_description: err.message }, headers };
+  const known = err instanceof IssuerError ? err : undefined;
+  const code: ErrorCode = known?.code ?? 'internal_error';
+  const spec = ERRORS[code];
+  return {
+    status: spec.status,
+    body: { error: spec.error ?? code, error_description: spec.description ?? known?.message ?? '' },
+    headers: { 'Content-Type': 'application/json', ...spec.headers },
+  };
 }
