@@ -5,6 +5,7 @@
  * Only plain functions over strings (and WHATWG URL, for IPv6): the proxy in the container imports
  * this file as well as the Worker, so nothing here may need a Workers or a Node API.
  */
+import { isLoopbackUrl } from '../admin-api.js';
 
 /**
  * Where local clients are attributed (DESIGN §9): 192.0.2.1 is in TEST-NET-1 (RFC 5737), a block
@@ -65,17 +66,12 @@ export function isLoopbackOrUnspecified(ip: string): boolean {
 }
 
 /**
- * A loopback issuer URL (127.0.0.0/8, [::1], localhost): the local stack. The one rule for "local":
- * it also decides whether DEV_USER is allowed (src/config.ts).
+ * A loopback issuer URL: the local stack. It decides whether DEV_USER is allowed (src/config.ts)
+ * and whether the local routes exist; the rule itself is the contract's (isLoopbackUrl), which the
+ * CLI applies to admin credentials over plain http.
  */
 export function isLoopbackIssuer(issuer: string): boolean {
-  let host: string;
-  try {
-    host = new URL(issuer).hostname;
-  } catch {
-    return false;
-  }
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return isLoopbackUrl(issuer);
 }
 
 /** Why a request has no usable address of its own: for the log, never with the value. */

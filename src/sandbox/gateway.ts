@@ -9,7 +9,7 @@
  */
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
-import type { BootstrapFile } from '../admin-api.js';
+import { CONTAINER_PORTS, type BootstrapFile } from '../admin-api.js';
 
 /** The methods of `@cloudflare/sandbox`'s Sandbox that this module uses. */
 export interface SandboxApi {
@@ -32,8 +32,8 @@ export const CONTAINER = {
   issuerUrl: 'http://issuer.internal',
 } as const;
 
-export const PORTS = { agent: 8788, proxy: 8789, gateway: 18789 } as const;
-
+/** The contract's CONTAINER_PORTS, under the name src/routes/gateway.ts and the sandbox tests import. */
+export const PORTS = CONTAINER_PORTS;
 
 /** The environment of start.sh: ids, URLs, paths and ports; never a secret. */
 export function gatewayProcessEnv(config: Config): Record<string, string> {
@@ -43,17 +43,17 @@ export function gatewayProcessEnv(config: Config): Record<string, string> {
     BOOTSTRAP_KEY_FILE: CONTAINER.bootstrapFile,
     CREDENTIALS_DIR: CONTAINER.credentialsDir,
     CREDENTIALS_FILE: `${CONTAINER.credentialsDir}/credentials.json`,
-    AGENT_PORT: String(PORTS.agent),
+    AGENT_PORT: String(CONTAINER_PORTS.agent),
     // The agent (push) and the proxy (gateway traffic) are reached through containerFetch from
     // outside the container's loopback; the gateway itself listens on loopback only.
     AGENT_HOST: '0.0.0.0',
-    PROXY_PORT: String(PORTS.proxy),
+    PROXY_PORT: String(CONTAINER_PORTS.proxy),
     PROXY_HOST: '0.0.0.0',
-    GATEWAY_PORT: String(PORTS.gateway),
+    GATEWAY_PORT: String(CONTAINER_PORTS.gateway),
     JWKS_URL: `${config.issuer}/.well-known/jwks.json`,
     EXPECTED_ISSUER: config.issuer,
     EXPECTED_AUDIENCE: `gateway:${config.gateway.sandboxId}`,
-    UPSTREAM_URL: `http://127.0.0.1:${PORTS.gateway}`,
+    UPSTREAM_URL: `http://127.0.0.1:${CONTAINER_PORTS.gateway}`,
   };
 }
 
@@ -111,7 +111,7 @@ export async function restartGateway(sb: SandboxApi, config: Config, bootstrap: 
 
 /** Asks the agent in the sandbox to refresh now (its POST /refresh, through the container). */
 export async function pushRefresh(sb: SandboxApi): Promise<void> {
-  const res = await inSandbox('a refresh', () => sb.containerFetch(new Request(`http://localhost:${PORTS.agent}/refresh`, { method: 'POST' }), PORTS.agent));
+  const res = await inSandbox('a refresh', () => sb.containerFetch(new Request(`http://localhost:${CONTAINER_PORTS.agent}/refresh`, { method: 'POST' }), CONTAINER_PORTS.agent));
   // 429: a refresh ran within the last second, which is what a push wants anyway.
   if (!res.ok && res.status !== 429) throw new IssuerError('bad_gateway', `the agent answered ${res.status} to a refresh`);
 }
