@@ -1,9 +1,11 @@
 /**
- * The issuer's HTTP API as the CLI reads it. The admin answers are the Worker's own contract
- * (src/admin-api.ts, types and patterns only, erased or inlined by the bundle); the JWKS shape is
- * read loosely here, since token inspect meets JWKS documents of any issuer.
+ * What the CLI reads of the issuer's HTTP API beyond the contract (src/admin-api.ts, which the
+ * CLI's modules import directly): the JWKS, read loosely, since token inspect meets JWKS
+ * documents of any issuer.
  */
-export { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditEvent, type AuditListing, type CredentialDelivery, type RefusalCount, type SandboxListing, type BootstrapFile, type KeyListing, type KeyState, type KeyView, type SandboxStatus } from '../src/admin-api.js';
+
+/** cli/inspect.ts still imports these three from here; once it imports src/admin-api.ts directly, this line goes. */
+export { SANDBOX_ID, type KeyListing, type SandboxStatus } from '../src/admin-api.js';
 
 export interface Jwks {
   keys: { kid?: string; kty?: string; crv?: string; alg?: string; [k: string]: unknown }[];

@@ -3,10 +3,9 @@
  * a timeout on every request, and every failure turned into a CliError with its exit code.
  * Nothing here ever puts a credential into a message.
  */
+import { ADMIN_PREFIX, ADMIN_ROUTES, adminPath, isLoopbackUrl, type AdminAnswers, type AdminRoute, type ErrorAnswer } from '../src/admin-api.js';
 import { CliError, EXIT, oneLine } from './errors.js';
-import { isLoopback, type AdminCredentials } from './options.js';
-
-export const ADMIN_PREFIX = '/api/admin';
+import type { AdminCredentials } from './options.js';
 /** The issuer's error codes are short snake_case words; anything longer is cut. */
 const ERROR_CODE_MAX_CHARS = 60;
 
@@ -17,7 +16,8 @@ export interface ClientConfig {
   fetch?: typeof fetch;
 }
 
-type Method = 'GET' | 'POST' | 'DELETE';
+/** The methods the admin API uses. */
+type Method = (typeof ADMIN_ROUTES)[AdminRoute]['method'];
 
 /** Node's fetch reports network failures as a TypeError whose `cause` carries the system code. */
 function networkReason(e: unknown, timeoutMs: number): string {
@@ -49,14 +49,8 @@ function networkReason(e: unknown, timeoutMs: number): string {
   }
 }
 
-/** The error body of the issuer's API. */
-interface ApiError {
-  error: string;
-  error_description?: string;
-}
-
-function isApiError(v: unknown): v is ApiError {
-  return typeof v === 'object' && v !== null && typeof (v as ApiError).error === 'string';
+function isErrorAnswer(v: unknown): v is ErrorAnswer {
+  return typeof v === 'object' && v !== null && typeof (v as ErrorAnswer).error === 'string';
 }
 
 export class IssuerClient {
@@ -78,7 +72,12 @@ export class IssuerClient {
     return c.adminToken !== undefined || c.access !== undefined;
   }
 
-  /** An admin call: `path` is under /api/admin. */
+  /** One admin route of the contract (ADMIN_ROUTES), its parameters filled in, its answer typed. */
+  call<R extends AdminRoute>(route: R, params?: Record<string, string>, query?: URLSearchParams): Promise<AdminAnswers[R]> {
+    return this.admin<AdminAnswers[R]>(ADMIN_ROUTES[route].method, adminPath(route, params, query));
+  }
+
+  /** An admin call: `path` is under ADMIN_PREFIX. */
   admin<T>(method: Method, path: string): Promise<T> {
     return this.#request<T>(method, `${ADMIN_PREFIX}${path}`, this.#adminHeaders());
   }
@@ -94,7 +93,7 @@ export class IssuerClient {
       throw new CliError(EXIT.auth, 'no admin credentials: set ADMIN_TOKEN (or --admin-token), or CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET for a Worker behind Cloudflare Access');
     }
     const u = this.#cfg.issuer;
-    if (u.protocol === 'http:' && !isLoopback(u)) {
+    if (u.protocol === 'http:' && !isLoopbackUrl(u)) {
       throw new CliError(EXIT.usage, `refusing to send admin credentials over plain http to ${u.host}; use an https issuer URL`);
     }
     const h: Record<string, string> = {};
@@ -138,7 +137,7 @@ export class IssuerClient {
     }
     const auth = res.status === 401 || res.status === 403;
     if (auth) {
-      const why = isApiError(body) ? `${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}` : `${res.status}, not the issuer's answer: Cloudflare Access?`;
+      const why = isErrorAnswer(body) ? `${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}` : `${res.status}, not the issuer's answer: Cloudflare Access?`;
       throw new CliError(EXIT.auth, `the issuer refused the admin credentials (${why}); ${this.#authHint()}`);
     }
     if (res.status >= 300 && res.status < 400) {
@@ -147,7 +146,7 @@ export class IssuerClient {
       if (login) throw new CliError(EXIT.auth, `Cloudflare Access redirected to its login page (${res.status}); ${this.#authHint()}`);
       throw new CliError(EXIT.unreachable, `the answer from ${this.origin} is a redirect (${res.status}), not the issuer's API; check --issuer`);
     }
-    if (!res.ok && isApiError(body)) {
+    if (!res.ok && isErrorAnswer(body)) {
       const hint = body.error === 'rotation_too_soon' ? ' (credctl keys rotate --force rotates anyway)' : body.error === 'too_many_retiring_keys' ? ' (credctl keys revoke <kid> stops a key at once)' : '';
       throw new CliError(EXIT.issuer, `the issuer answered ${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}${hint}`);
     }

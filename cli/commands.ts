@@ -4,7 +4,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type BootstrapFile, type KeyListing, type SandboxStatus } from './api.js';
+import { AUDIT_MAX_LIMIT, checkBootstrapFile, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type KeyListing, type SandboxListing } from '../src/admin-api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
 import { auditTable, deliveriesText, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
@@ -42,10 +42,7 @@ function sandboxArg(raw: string | undefined): string {
 }
 
 export async function status(ctx: Context): Promise<void> {
-  const [keys, list] = await Promise.all([
-    ctx.client.admin<KeyListing>('GET', '/keys'),
-    ctx.client.admin<SandboxListing>('GET', '/sandboxes'),
-  ]);
+  const [keys, list] = await Promise.all([ctx.client.call('listKeys'), ctx.client.call('listSandboxes')]);
   if (ctx.globals.json) return json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes, sandboxes_total: list.total });
   for (const l of statusScreen(ctx.globals.issuerText, keys, list.sandboxes, ctx.io.now())) ctx.io.out(l);
   for (const l of pageNote(list)) ctx.io.out(l);
@@ -60,18 +57,18 @@ function printListing(ctx: Context, listing: KeyListing, headline?: string): voi
 }
 
 export async function keysList(ctx: Context): Promise<void> {
-  printListing(ctx, await ctx.client.admin<KeyListing>('GET', '/keys'));
+  printListing(ctx, await ctx.client.call('listKeys'));
 }
 
 export async function keysRotate(ctx: Context, flags: Flags): Promise<void> {
-  const listing = await ctx.client.admin<KeyListing>('POST', `/keys/rotate?force=${flags.force === true}`);
+  const listing = await ctx.client.call('rotateKeys', {}, new URLSearchParams({ force: String(flags.force === true) }));
   const active = listing.keys.find((k) => k.state === 'active');
   printListing(ctx, listing, `rotated${flags.force ? ' (forced)' : ''}: ${shortKid(active?.kid)} is now the active key`);
 }
 
 export async function keysRevoke(ctx: Context, kid: string | undefined): Promise<void> {
   if (kid === undefined || !KID.test(kid)) throw usageError('a kid is 43 base64url characters; credctl keys list shows them');
-  const listing = await ctx.client.admin<KeyListing>('POST', `/keys/${kid}/revoke`);
+  const listing = await ctx.client.call('revokeKey', { kid });
   printListing(ctx, listing, `revoked ${shortKid(kid)}: it has left the JWKS`);
 }
 
@@ -93,15 +90,14 @@ export async function sandboxList(ctx: Context, flags: Flags): Promise<void> {
     if (!/^[A-Za-z0-9_-]{1,200}$/.test(flags.cursor)) throw usageError('--cursor: must be the next_cursor a previous page printed');
     q.set('cursor', flags.cursor);
   }
-  const qs = q.toString() ? `?${q}` : '';
-  const list = await ctx.client.admin<SandboxListing>('GET', `/sandboxes${qs}`);
+  const list = await ctx.client.call('listSandboxes', {}, q);
   if (ctx.globals.json) return json(ctx, list);
   for (const l of sandboxTable(list.sandboxes, ctx.io.now())) ctx.io.out(l);
   for (const l of pageNote(list)) ctx.io.out(l);
 }
 
 export async function sandboxStatus(ctx: Context, id: string | undefined): Promise<void> {
-  const s = await ctx.client.admin<SandboxStatus>('GET', `/sandboxes/${sandboxArg(id)}`);
+  const s = await ctx.client.call('sandboxStatus', { id: sandboxArg(id) });
   if (ctx.globals.json) return json(ctx, s);
   for (const l of sandboxDetail(s, ctx.io.now())) ctx.io.out(l);
 }
@@ -129,7 +125,10 @@ export async function sandboxBootstrap(ctx: Context, id: string | undefined, fla
   } else if (ctx.io.isTTY) {
     throw usageError('the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)');
   }
-  const file = await ctx.client.admin<BootstrapFile>('POST', `/sandboxes/${sandbox}/bootstrap`);
+  const file = await ctx.client.call('bootstrap', { id: sandbox });
+  // Checked before it is kept: a file the agent would refuse is worth nothing on disk. Kept as answered.
+  const check = checkBootstrapFile(file);
+  if (!check.ok) throw new CliError(EXIT.unreachable, `the issuer's answer is not a bootstrap file (${check.problem}); nothing was written; check --issuer`);
   const text = `${JSON.stringify(file, null, 2)}\n`;
   if (out === undefined) {
     ctx.io.out(text.trimEnd());
@@ -154,19 +153,19 @@ export async function sandboxBootstrap(ctx: Context, id: string | undefined, fla
 }
 
 export async function sandboxRevoke(ctx: Context, id: string | undefined): Promise<void> {
-  const s = await ctx.client.admin<SandboxStatus>('DELETE', `/sandboxes/${sandboxArg(id)}`);
+  const s = await ctx.client.call('revokeSandbox', { id: sandboxArg(id) });
   if (ctx.globals.json) return json(ctx, s);
   ctx.io.out(`sandbox ${oneLine(s.sandbox)} revoked: its bootstrap key and every refresh are refused until a new bootstrap`);
 }
 
 export async function sandboxRefresh(ctx: Context, id: string | undefined): Promise<void> {
-  const r = await ctx.client.admin<{ sandbox: string; refresh: string }>('POST', `/sandboxes/${sandboxArg(id)}/refresh`);
+  const r = await ctx.client.call('refreshSandbox', { id: sandboxArg(id) });
   if (ctx.globals.json) return json(ctx, r);
   ctx.io.out(`sandbox ${oneLine(r.sandbox)}: refresh ${oneLine(r.refresh)}`);
 }
 
 export async function gatewayRestart(ctx: Context): Promise<void> {
-  const r = await ctx.client.admin<{ sandbox: string; started: boolean }>('POST', '/gateway/restart');
+  const r = await ctx.client.call('restartGateway');
   if (ctx.globals.json) return json(ctx, r);
   ctx.io.out(`sandbox ${oneLine(r.sandbox)}: gateway ${r.started ? 'restarted with a new bootstrap key (the previous key is refused from now on)' : 'already running'}`);
 }
@@ -179,8 +178,7 @@ export async function audit(ctx: Context, flags: Flags): Promise<void> {
     if (!(n >= 1 && n <= AUDIT_MAX_LIMIT)) throw usageError(`--limit: must be a whole number from 1 to ${AUDIT_MAX_LIMIT}`);
     q.set('limit', String(n));
   }
-  const qs = q.toString() ? `?${q}` : '';
-  const body = await ctx.client.admin<AuditListing>('GET', `/audit${qs}`);
+  const body = await ctx.client.call('audit', {}, q);
   if (ctx.globals.json) return json(ctx, body);
   for (const l of auditTable(body.events)) ctx.io.out(l);
   if (body.sandboxes && body.sandboxes.included < body.sandboxes.total) {

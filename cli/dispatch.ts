@@ -4,16 +4,17 @@
  * one line on stderr and an exit code. Takes the process as parameters, so tests can drive it.
  */
 import { parseArgs } from 'node:util';
-import { KID } from './api.js';
+import { KID } from '../src/admin-api.js';
 import { IssuerClient } from './client.js';
-import * as cmd from './commands.js';
-import type { Context, Flags, Io } from './commands.js';
+import type { Flags, Io } from './commands.js';
 import { CliError, EXIT, oneLine, redact, usageError } from './errors.js';
 import { resolveGlobals, secretsOf, type RawGlobals } from './options.js';
-import { COMMANDS, commandHelp, GROUPS, groupHelp, overallHelp } from './usage.js';
+import { COMMANDS, findCommand, GROUPS, type Command } from './registry.js';
+import { commandHelp, groupHelp, overallHelp } from './usage.js';
 import { version } from './version.js';
 
-const OPTIONS = {
+/** The options every command takes, anywhere on the line. */
+const GLOBAL_OPTIONS = {
   issuer: { type: 'string' },
   'admin-token': { type: 'string' },
   'access-client-id': { type: 'string' },
@@ -22,37 +23,13 @@ const OPTIONS = {
   timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
-  force: { type: 'boolean' },
-  out: { type: 'string' },
-  sandbox: { type: 'string' },
-  limit: { type: 'string' },
-  cursor: { type: 'string' },
 } as const;
 
-const GLOBAL_FLAGS = new Set(['issuer', 'admin-token', 'access-client-id', 'access-client-secret', 'json', 'timeout', 'help', 'version']);
+type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-interface Command {
-  /** How many positional arguments it takes. */
-  args: number;
-  /** Its own flags, beyond the global ones. */
-  flags: (keyof Flags)[];
-  run(ctx: Context, args: string[], flags: Flags): Promise<void>;
-}
-
-const TABLE: Record<string, Command> = {
-  status: { args: 0, flags: [], run: (c) => cmd.status(c) },
-  'keys list': { args: 0, flags: [], run: (c) => cmd.keysList(c) },
-  'keys rotate': { args: 0, flags: ['force'], run: (c, _a, f) => cmd.keysRotate(c, f) },
-  'keys revoke': { args: 1, flags: [], run: (c, a) => cmd.keysRevoke(c, a[0]) },
-  'sandbox list': { args: 0, flags: ['limit', 'cursor'], run: (c, _a, f) => cmd.sandboxList(c, f) },
-  'sandbox status': { args: 1, flags: [], run: (c, a) => cmd.sandboxStatus(c, a[0]) },
-  'sandbox bootstrap': { args: 1, flags: ['out'], run: (c, a, f) => cmd.sandboxBootstrap(c, a[0], f) },
-  'sandbox revoke': { args: 1, flags: [], run: (c, a) => cmd.sandboxRevoke(c, a[0]) },
-  'sandbox refresh': { args: 1, flags: [], run: (c, a) => cmd.sandboxRefresh(c, a[0]) },
-  'gateway restart': { args: 0, flags: [], run: (c) => cmd.gatewayRestart(c) },
-  audit: { args: 0, flags: ['sandbox', 'limit'], run: (c, _a, f) => cmd.audit(c, f) },
-  'token inspect': { args: 1, flags: [], run: (c, a) => cmd.tokenInspect(c, a[0]) },
-};
+/** Every option parseArgs knows: the global ones and each command's own (registry.ts), a flag with a value being a string. */
+const OPTIONS: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS };
+for (const c of COMMANDS) for (const f of c.flags) OPTIONS[f.name] = { type: f.value === undefined ? 'boolean' : 'string' };
 
 /** A word the user typed, echoed only when it looks like a command name: never a pasted token. */
 function echo(word: string): string {
@@ -70,15 +47,19 @@ function kidsAsPositionals(argv: string[]): string[] {
   const kids: string[] = [];
   argv.forEach((arg, i) => {
     const prev = argv[i - 1];
-    const isValue = prev !== undefined && /^--[a-z-]+$/.test(prev) && OPTIONS[prev.slice(2) as keyof typeof OPTIONS]?.type === 'string';
+    const isValue = prev !== undefined && /^--[a-z-]+$/.test(prev) && OPTIONS[prev.slice(2)]?.type === 'string';
     (arg.startsWith('-') && KID.test(arg) && !isValue ? kids : rest).push(arg);
   });
   return kids.length === 0 ? argv : [...rest, '--', ...kids];
 }
 
-function parse(argv: string[]) {
+/** What parseArgs gives: the global options and any command's flags (checked against the command after). */
+type Values = RawGlobals & Flags & { help?: boolean; version?: boolean };
+
+function parse(argv: string[]): { values: Values; positionals: string[] } {
   try {
-    return parseArgs({ args: kidsAsPositionals(argv), options: OPTIONS, strict: true, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args: kidsAsPositionals(argv), options: OPTIONS, strict: true, allowPositionals: true });
+    return { values: values as Values, positionals };
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
@@ -90,24 +71,25 @@ function parse(argv: string[]) {
 }
 
 /** Splits positionals into the command's name and its arguments; undefined: help or nothing. */
-function resolveCommand(pos: string[]): { name: string; args: string[] } | { group: string } | undefined {
+function resolveCommand(pos: string[]): { command: Command; args: string[] } | { group: string } | undefined {
   const [first, second] = pos;
   if (first === undefined) return undefined;
-  if ((GROUPS as readonly string[]).includes(first)) {
+  if (GROUPS.includes(first)) {
     if (second === undefined) return { group: first };
-    const name = `${first} ${second}`;
-    if (!TABLE[name]) throw usageError(`unknown ${first} command${echo(second)}; see credctl ${first} --help`);
-    return { name, args: pos.slice(2) };
+    const command = findCommand(`${first} ${second}`);
+    if (!command) throw usageError(`unknown ${first} command${echo(second)}; see credctl ${first} --help`);
+    return { command, args: pos.slice(2) };
   }
-  if (!TABLE[first]) throw usageError(`unknown command${echo(first)}; see credctl --help`);
-  return { name: first, args: pos.slice(1) };
+  const command = findCommand(first);
+  if (!command) throw usageError(`unknown command${echo(first)}; see credctl --help`);
+  return { command, args: pos.slice(1) };
 }
 
 function helpFor(pos: string[]): string {
   const found = resolveCommand(pos);
   if (found === undefined) return overallHelp();
   if ('group' in found) return groupHelp(found.group);
-  return commandHelp(COMMANDS.find((c) => c.name === found.name)!);
+  return commandHelp(found.command);
 }
 
 export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promise<number> {
@@ -130,19 +112,20 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
     const found = resolveCommand(positionals);
     if (found === undefined) throw usageError('missing command; see credctl --help');
     if ('group' in found) throw usageError(`missing ${found.group} command; see credctl ${found.group} --help`);
-    const command = TABLE[found.name]!;
+    const { command } = found;
+    const name = command.name;
     for (const key of Object.keys(values)) {
-      if (!GLOBAL_FLAGS.has(key) && !(command.flags as string[]).includes(key)) {
-        throw usageError(`--${key} is not an option of credctl ${found.name}; see credctl ${found.name} --help`);
+      if (!Object.hasOwn(GLOBAL_OPTIONS, key) && !command.flags.some((f) => f.name === key)) {
+        throw usageError(`--${key} is not an option of credctl ${name}; see credctl ${name} --help`);
       }
     }
-    if (found.args.length < command.args) throw usageError(`credctl ${found.name}: missing argument; see credctl ${found.name} --help`);
-    if (found.args.length > command.args) throw usageError(`credctl ${found.name}: too many arguments; see credctl ${found.name} --help`);
+    if (found.args.length < command.args.length) throw usageError(`credctl ${name}: missing argument; see credctl ${name} --help`);
+    if (found.args.length > command.args.length) throw usageError(`credctl ${name}: too many arguments; see credctl ${name} --help`);
 
-    const globals = resolveGlobals(values as RawGlobals, env, io.cwd);
+    const globals = resolveGlobals(values, env, io.cwd);
     secrets.push(...secretsOf(globals.credentials));
     const client = new IssuerClient({ issuer: globals.issuer, credentials: globals.credentials, timeoutMs: globals.timeoutMs });
-    await command.run({ globals, client, io }, found.args, values as Flags);
+    await command.run({ globals, client, io }, found.args, values);
     return EXIT.ok;
   } catch (e) {
     if (e instanceof CliError) {

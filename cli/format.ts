@@ -3,7 +3,7 @@
  * of the API's answers and `now`, so every screen is reproducible in a test. Text that came from
  * the issuer goes through oneLine before it reaches a terminal.
  */
-import type { AuditEvent, CredentialDelivery, KeyListing, KeyView, RefusalCount, SandboxStatus } from './api.js';
+import type { AuditEvent, CredentialDelivery, KeyListing, KeyView, RefusalCount, SandboxStatus } from '../src/admin-api.js';
 import { oneLine } from './errors.js';
 
 const SECOND = 1000;

@@ -4,15 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEV_VARS_FILE, isLoopbackUrl, LOCAL_ISSUER, parseDotenv } from '../src/admin-api.js';
 import { usageError } from './errors.js';
 
-export const DEFAULT_ISSUER = 'http://127.0.0.1:8787';
 /** A request that has not answered in this many seconds counts as an unreachable issuer. */
 export const DEFAULT_TIMEOUT_SECONDS = 10;
 /** The longest --timeout accepted: beyond this a hung issuer would just look like a hung CLI. */
 const MAX_TIMEOUT_SECONDS = 600;
-/** The local stack (`npm run dev`) writes its secrets here, ADMIN_TOKEN among them. */
-const DEV_VARS_FILE = '.dev.vars';
 
 export interface AdminCredentials {
   /** `Authorization: Bearer` for a Worker that checks ADMIN_TOKEN. */
@@ -41,20 +39,6 @@ export interface RawGlobals {
   json?: boolean;
 }
 
-/**
- * Whether plain http to `url` stays on this machine, so admin credentials may go over it: a literal
- * loopback address (127.0.0.0/8, `[::1]`) or the name `localhost` itself, nothing else. A name
- * under `.localhost` (`evil.localhost`) does not count: RFC 6761 asks resolvers to answer it with
- * loopback, but the system resolver may pass it to DNS, and whatever DNS answers would receive the
- * admin token in the clear (issue 11, finding 12). `localhost.` (with the dot) is a DNS name too.
- * The URL parser has already normalised the host: `127.1` and `0x7f.0.0.1` arrive as `127.0.0.1`,
- * `[0:0:0:0:0:0:0:1]` as `[::1]`, and upper case as lower case.
- */
-export function isLoopback(url: URL): boolean {
-  const h = url.hostname;
-  return h === 'localhost' || h === '[::1]' || /^127(\.\d{1,3}){3}$/.test(h);
-}
-
 function parseIssuer(raw: string): URL {
   let u: URL;
   try {
@@ -75,7 +59,7 @@ function parseTimeout(raw: string | undefined): number {
   return Math.round(n * 1000);
 }
 
-/** ADMIN_TOKEN from a dotenv-style file; quotes around the value are dropped. Missing file: undefined. */
+/** ADMIN_TOKEN from the local stack's .dev.vars in `dir` (the contract's dotenv rule). Missing file or empty value: undefined. */
 export function adminTokenFromDevVars(dir: string): string | undefined {
   let text: string;
   try {
@@ -83,17 +67,11 @@ export function adminTokenFromDevVars(dir: string): string | undefined {
   } catch {
     return undefined;
   }
-  for (const line of text.split(/\r?\n/)) {
-    const m = /^\s*(?:export\s+)?ADMIN_TOKEN\s*=\s*(.*?)\s*$/.exec(line);
-    if (!m) continue;
-    const v = m[1]!.replace(/^(['"])(.*)\1$/, '$2');
-    return v === '' ? undefined : v;
-  }
-  return undefined;
+  return parseDotenv(text).ADMIN_TOKEN || undefined;
 }
 
 export function resolveGlobals(raw: RawGlobals, env: NodeJS.ProcessEnv, cwd: string): GlobalOptions {
-  const issuer = parseIssuer(raw.issuer ?? (env.ISSUER_URL || DEFAULT_ISSUER));
+  const issuer = parseIssuer(raw.issuer ?? (env.ISSUER_URL || LOCAL_ISSUER));
   const issuerText = issuer.href.replace(/\/+$/, '');
 
   const id = raw['access-client-id'] ?? (env.CF_ACCESS_CLIENT_ID || undefined);
@@ -110,7 +88,7 @@ export function resolveGlobals(raw: RawGlobals, env: NodeJS.ProcessEnv, cwd: str
   } else if (env.ADMIN_TOKEN) {
     credentials.adminToken = env.ADMIN_TOKEN.trim();
     credentials.source = 'env';
-  } else if (isLoopback(issuer)) {
+  } else if (isLoopbackUrl(issuer)) {
     // Newcomer convenience: the local stack's own token, only ever sent to this machine.
     const fromFile = adminTokenFromDevVars(cwd);
     if (fromFile !== undefined) {

@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLoopback } from '../../cli/options.js';
+import { isLoopbackUrl } from '../../src/admin-api.js';
+import { isLoopbackIssuer } from '../../src/issuer/client-ip.js';
 import { buildCli, runProcess, type CliRun } from './cli-process.js';
 
 const ADMIN_TOKEN = 'finding-12-admin-token-0123456789abcdef';
@@ -76,7 +77,7 @@ async function anyToken(): Promise<string> {
 }
 
 describe('finding 12: only literal loopback addresses and localhost itself are loopback', () => {
-  it('finding 12: isLoopback is 127.0.0.0/8, [::1] and localhost; *.localhost, localhost. and look-alikes are not', () => {
+  it('finding 12: isLoopbackUrl is 127.0.0.0/8, [::1] and localhost; *.localhost, localhost. and look-alikes are not; the Worker (DEV_USER) agrees', () => {
     const loopback = ['http://127.0.0.1:8787', 'http://127.255.3.4', 'http://127.1', 'http://localhost:8787', 'http://LOCALHOST', 'http://[::1]:8787', 'http://[0:0:0:0:0:0:0:1]'];
     const other = [
       'http://evil.localhost:8787',
@@ -90,8 +91,11 @@ describe('finding 12: only literal loopback addresses and localhost itself are l
       'http://[::ffff:127.0.0.1]',
       'http://10.0.0.1',
     ];
-    expect(loopback.filter((u) => !isLoopback(new URL(u)))).toEqual([]);
-    expect(other.filter((u) => isLoopback(new URL(u)))).toEqual([]);
+    expect(loopback.filter((u) => !isLoopbackUrl(new URL(u)))).toEqual([]);
+    expect(other.filter((u) => isLoopbackUrl(new URL(u)))).toEqual([]);
+    // The same rule as text (the Worker's ISSUER), and the Worker's own name for it.
+    expect(loopback.filter((u) => !isLoopbackUrl(u) || !isLoopbackIssuer(u))).toEqual([]);
+    expect([...other, 'not a url', ''].filter((u) => isLoopbackUrl(u) || isLoopbackIssuer(u))).toEqual([]);
   });
 
   it('finding 12: the name does resolve to the listener in the child (public calls go there, without credentials)', async () => {

@@ -6,7 +6,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import { checkBootstrapFile, type BootstrapFile, type BootstrapKey } from '../../src/admin-api.js';
 import { ROOT } from './worker-process.js';
 
 const execFileAsync = promisify(execFile);
@@ -54,11 +55,15 @@ export function runProcess(command: string, args: string[], opts: RunOptions): P
   });
 }
 
-export interface BootstrapFile {
-  client_id: string;
-  issuer: string;
-  token_endpoint: string;
-  key: JWK & { kid: string; d: string };
+/** A bootstrap file as the issuer answers it: the contract's, with the kid the Worker always writes. */
+export type IssuedBootstrapFile = BootstrapFile & { key: BootstrapKey & { kid: string; d: string } };
+
+/** `value` (parsed JSON) checked with the contract's checkBootstrapFile; throws naming the wrong field. */
+export function issuedBootstrapFile(value: unknown): IssuedBootstrapFile {
+  const c = checkBootstrapFile(value);
+  if (!c.ok) throw new Error(`not a bootstrap file: ${c.field}: ${c.problem}`);
+  if (typeof c.file.key.kid !== 'string') throw new Error('not a bootstrap file: key: no kid');
+  return c.file as IssuedBootstrapFile;
 }
 
 /**

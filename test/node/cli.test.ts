@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { auditTable, duration, refusalTable, relative, sandboxDetail, statusScreen, timeline } from '../../cli/format.js';
-import { agentToken, buildCli, runProcess, type BootstrapFile, type CliRun } from './cli-process.js';
+import { COMMANDS, GROUPS, synopsis } from '../../cli/registry.js';
+import { agentToken, buildCli, issuedBootstrapFile, runProcess, type CliRun, type IssuedBootstrapFile } from './cli-process.js';
 import { freePort, ROOT, startWorker, type WorkerProcess } from './worker-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'credctl-'));
@@ -162,6 +163,28 @@ describe('usage', () => {
     expect(group.stdout).toMatch(/^usage: credctl sandbox <list\|status\|bootstrap\|revoke\|refresh>/);
   });
 
+  it('one registry: each command of the table is in the help with its usage line, has its own help, and is the one the dispatcher runs', async () => {
+    const names = COMMANDS.map((c) => c.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(GROUPS).toEqual(['keys', 'sandbox', 'gateway', 'token']);
+    // A flag two commands share is the same kind of flag in both (parseArgs knows it once).
+    const kinds = new Map<string, string | undefined>();
+    for (const f of COMMANDS.flatMap((c) => c.flags)) {
+      if (kinds.has(f.name)) expect([f.name, f.value]).toEqual([f.name, kinds.get(f.name)]);
+      kinds.set(f.name, f.value);
+    }
+    const help = (await cli(['--help'])).stdout;
+    for (const c of COMMANDS) {
+      const head = `${c.name}${synopsis(c) ? ` ${synopsis(c)}` : ''}`;
+      expect(help).toContain(`\n  ${head.padEnd(37)}${c.summary}\n`);
+      const own = await cli([...c.name.split(' '), '--help']);
+      expect([c.name, own.code, own.stdout.split('\n')[0]]).toEqual([c.name, 0, `usage: credctl ${head} [global options]`]);
+      // The dispatcher takes exactly the arguments the usage line names.
+      const extra = await cli([...c.name.split(' '), ...c.args.map(() => 'x'), 'x']);
+      failsWith(extra, 2, new RegExp(`^credctl: credctl ${c.name}: too many arguments`));
+    }
+  });
+
   it.each([
     [[], /^credctl: missing command; see credctl --help$/],
     [['frobnicate'], /^credctl: unknown command "frobnicate"; see credctl --help$/],
@@ -205,13 +228,13 @@ describe('usage', () => {
 
 describe('against the issuer', () => {
   /** The bootstrap file of sandbox cli-a that is current (the last one issued). */
-  let boot: BootstrapFile;
+  let boot: IssuedBootstrapFile;
   let agent: { token: string; claims: Record<string, unknown> };
 
   it('sandbox bootstrap --out writes a 0600 file, never overwrites, and prints a one-line summary', async () => {
     const r = await cli(['sandbox', 'bootstrap', 'cli-a', '--out', 'boot.json']);
     expect(r.code).toBe(0);
-    const file = JSON.parse(readFileSync(join(work, 'boot.json'), 'utf8')) as BootstrapFile;
+    const file = issuedBootstrapFile(JSON.parse(readFileSync(join(work, 'boot.json'), 'utf8')));
     expect(file).toMatchObject({ client_id: 'cli-a', issuer: worker.url, key: { kty: 'OKP', crv: 'Ed25519' } });
     expect(statSync(join(work, 'boot.json')).mode & 0o777).toBe(0o600);
     expect(r.stdout).toBe(`sandbox cli-a: bootstrap key ${file.key.kid.slice(0, 12)} written to boot.json (mode 0600); the previous bootstrap key no longer works\n`);
@@ -227,7 +250,7 @@ describe('against the issuer', () => {
 
     const asJson = await cli(['sandbox', 'bootstrap', 'cli-a', '--out', 'boot2.json', '--json']);
     expect(asJson.code).toBe(0);
-    const file2 = JSON.parse(readFileSync(join(work, 'boot2.json'), 'utf8')) as BootstrapFile;
+    const file2 = issuedBootstrapFile(JSON.parse(readFileSync(join(work, 'boot2.json'), 'utf8')));
     expect(JSON.parse(asJson.stdout)).toEqual({ sandbox: 'cli-a', kid: file2.key.kid, file: 'boot2.json' });
     expect(file2.key.kid).not.toBe(file.key.kid);
   });
@@ -235,7 +258,7 @@ describe('against the issuer', () => {
   it('sandbox bootstrap without --out prints the file to a pipe', async () => {
     const r = await cli(['sandbox', 'bootstrap', 'cli-a']);
     expect(r.code).toBe(0);
-    boot = JSON.parse(r.stdout) as BootstrapFile;
+    boot = issuedBootstrapFile(JSON.parse(r.stdout));
     expect(boot).toMatchObject({ client_id: 'cli-a', issuer: worker.url, token_endpoint: `${worker.url}/oauth/token` });
     expect(typeof boot.key.d).toBe('string');
     agent = await agentToken(boot);
@@ -352,13 +375,13 @@ describe('against the issuer', () => {
   });
 
   describe('egress delivery', () => {
-    let file: BootstrapFile;
+    let file: IssuedBootstrapFile;
     let sentinel: string;
 
     it('token inspect of a sentinel: its entry, hosts, sandbox and bound key; never its signature', async () => {
       const res = await admin('POST', '/sandboxes/cli-egress/bootstrap');
       expect(res.status).toBe(200);
-      file = (await res.json()) as BootstrapFile;
+      file = issuedBootstrapFile(await res.json());
       const { values } = await agentToken(file);
       sentinel = values.PROVIDER_API_KEY!;
       const [h, p, signature] = sentinel.split('.') as [string, string, string];
@@ -447,7 +470,7 @@ describe('against the issuer', () => {
       expect(human.stdout).toContain(`cnf.jkt     ${file.key.kid} (not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap))\n`);
       expect(JSON.parse((await cli(['token', 'inspect', sentinel, '--json'])).stdout)).toMatchObject({ valid: true, kind: 'egress_sentinel', sandbox_check: 'stale_bootstrap' });
 
-      const current = (await agentToken((await res.json()) as BootstrapFile)).values.PROVIDER_API_KEY!;
+      const current = (await agentToken(issuedBootstrapFile(await res.json()))).values.PROVIDER_API_KEY!;
       expect((await admin('DELETE', '/sandboxes/cli-egress')).status).toBe(200);
       const revoked = await cli(['token', 'inspect', current]);
       expect(revoked.code).toBe(0);
@@ -576,6 +599,10 @@ describe('the network edge', () => {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ sandbox: 'sb-1', refresh: 'requested' }));
       } else if (req.method === 'POST' && req.url === '/api/admin/gateway/restart') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ sandbox: 'main', started: true }));
+      } else if (req.method === 'POST' && req.url === '/api/admin/sandboxes/sb-1/bootstrap') {
+        // JSON, but no bootstrap file: its key is a public key only.
+        const key = { kty: 'OKP', crv: 'Ed25519', x: 'AAAA', kid: 'k' };
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ client_id: 'sb-1', issuer: base, token_endpoint: `${base}/oauth/token`, key }));
       }
       // Anything else is never answered: a hung issuer.
     });
@@ -619,9 +646,13 @@ describe('the network edge', () => {
     expect(JSON.parse(restart.stdout)).toEqual({ sandbox: 'main', started: true });
   });
 
-  it('an answer that is not the API, a hung issuer and a closed port are "unreachable" (exit 4)', async () => {
+  it('an answer that is not the API (or not a bootstrap file), a hung issuer and a closed port are "unreachable" (exit 4)', async () => {
     failsWith(await cli(['sandbox', 'list', '--issuer', base]), 4, new RegExp(`^credctl: the answer from ${base}/api/admin/sandboxes is not the issuer's API \\(HTTP 200, text/html\\); check --issuer$`));
     failsWith(await cli(['audit', '--issuer', base, '--timeout', '0.5']), 4, new RegExp(`^credctl: cannot reach the issuer at ${base} \\(no answer within 0.5 s\\); is it running\\? set --issuer or ISSUER_URL$`));
+    // A bootstrap answer the agent would refuse is not written (checkBootstrapFile names the field).
+    const out = join(work, 'not-a-bootstrap.json');
+    failsWith(await cli(['sandbox', 'bootstrap', 'sb-1', '--out', out, '--issuer', base]), 4, /^credctl: the issuer's answer is not a bootstrap file \(key is not a private Ed25519 JWK\); nothing was written; check --issuer$/);
+    expect(existsSync(out)).toBe(false);
     const closed = `http://127.0.0.1:${await freePort()}`;
     failsWith(await cli(['status', '--issuer', closed]), 4, new RegExp(`^credctl: cannot reach the issuer at ${closed} \\(connection refused\\); is it running\\? set --issuer or ISSUER_URL$`));
   });
