@@ -3,13 +3,13 @@
  *
  * A broken value fails with a ConfigError naming the option and the rule it broke; the
  * Worker answers such a request with a 500 "configuration error" and logs which option.
+ * The key-timing rules the durations must keep are issuer/key-timing.ts's, called from here.
  */
 import { z } from 'zod';
-import { SANDBOX_ID } from './admin-api.js';
+import { isLoopbackUrl, SANDBOX_ID } from './admin-api.js';
 import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
-import { jwksWithinVerifierLimits } from './issuer/jwks-bounds.js';
-import { isLoopbackIssuer } from './issuer/client-ip.js';
+import { checkKeyTiming, type Timing } from './issuer/key-timing.js';
 import { agentTokenBytesBound, TOKEN_MAX_BYTES } from './issuer/tokens.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
@@ -34,15 +34,6 @@ export interface Env {
   DEV_USER?: string;
   ADMIN_TOKEN?: string;
   SIGNING_KEY_KEK?: string;
-}
-
-/** Timing, all in seconds. */
-export interface Timing {
-  accessTokenTtl: number;
-  agentTokenTtl: number;
-  jwksMaxAge: number;
-  clockSkew: number;
-  rotationPeriod: number;
 }
 
 export interface Config {
@@ -207,9 +198,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     'JWKS_MAX_AGE',
     `must be between ${MIN_JWKS_MAX_AGE_SECONDS}s and ${MAX_JWKS_MAX_AGE_SECONDS}s`,
   );
-  checkTimingInvariants(timing);
-  const jwks = jwksWithinVerifierLimits();
-  rule(jwks.ok, 'MAX_RETIRING_KEYS', `the largest JWKS this issuer can publish (${jwks.keys} keys, ${jwks.bytes} bytes) must fit what verifiers keep and read (src/verifier/limits.ts)`);
+  checkKeyTiming(timing);
 
   const teamDomain = v.CF_ACCESS_TEAM_DOMAIN;
   const aud = v.CF_ACCESS_AUD;
@@ -238,7 +227,7 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
   rule(bound <= TOKEN_MAX_BYTES, 'CREDENTIALS', `the delivered entries could make agent tokens up to ${bound} bytes, over the ${TOKEN_MAX_BYTES}-byte cap; deliver fewer or shorter values (an egress entry's sentinel takes about 600 bytes)`);
   if (v.DEV_USER !== undefined) {
     // A fixed user for every request is for a laptop only: never on a public issuer.
-    rule(isLoopbackIssuer(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
+    rule(isLoopbackUrl(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
     rule(v.DEV_USER.length <= 254 && !/[\s\x00-\x1f]/.test(v.DEV_USER), 'DEV_USER', 'must be a user name or email without spaces');
   }
 
@@ -253,54 +242,6 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     credentials,
     gateway: { sandboxId: v.SANDBOX_ID, upstream: v.GATEWAY_UPSTREAM?.replace(/\/+$/, ''), devUser: v.DEV_USER },
   };
-}
-
-/**
- * How long a Worker isolate may keep using a cached private signing key (DESIGN §5). An isolate
- * may therefore still sign with a key for this long after the key authority retired it, and the
- * retention of a retiring key counts from then.
- */
-export const SIGNING_KEY_CACHE_SECONDS = 60;
-
-/**
- * How long a retiring key stays published after the key authority stops handing it out for
- * signing: isolates may sign with it for SIGNING_KEY_CACHE_SECONDS more, its last token lives
- * the max TTL, a verifier may hold a JWKS fetched just before for JWKS_MAX_AGE, plus skew.
- */
-export function retentionSeconds(t: Timing): number {
-  return SIGNING_KEY_CACHE_SECONDS + maxTokenTtl(t) + t.jwksMaxAge + t.clockSkew;
-}
-
-/** The longest token lifetime the issuer can hand out. */
-export function maxTokenTtl(t: Timing): number {
-  return Math.max(t.accessTokenTtl, t.agentTokenTtl);
-}
-
-/**
- * The three timing invariants of DESIGN §5. A next key signs one rotation period after it is
- * published, and a retiring key is dropped one retention (see keys.ts) after it stops signing,
- * so each invariant reduces to a bound on the rotation period.
- */
-export function checkTimingInvariants(t: Timing): void {
-  rule(
-    t.rotationPeriod >= t.jwksMaxAge + t.clockSkew,
-    'ROTATION_PERIOD',
-    'a next key must be published at least JWKS_MAX_AGE + CLOCK_SKEW before it signs, ' +
-      `so ROTATION_PERIOD must be >= ${t.jwksMaxAge + t.clockSkew}s`,
-  );
-  const retention = retentionSeconds(t);
-  rule(
-    t.rotationPeriod >= retention,
-    'ROTATION_PERIOD',
-    'a retiring key must stay published max token TTL + JWKS_MAX_AGE + CLOCK_SKEW (+60s isolate key cache) ' +
-      `after it stops signing, and be gone before the next rotation retires another, so ROTATION_PERIOD must be >= ${retention}s`,
-  );
-  const option = t.agentTokenTtl >= t.accessTokenTtl ? 'AGENT_TOKEN_TTL' : 'ACCESS_TOKEN_TTL';
-  rule(
-    maxTokenTtl(t) * 4 <= t.rotationPeriod,
-    option,
-    `the longest token TTL must be at most a quarter of ROTATION_PERIOD (${Math.floor(t.rotationPeriod / 4)}s)`,
-  );
 }
 
 const cache = new WeakMap<object, Config | ConfigError>();

@@ -10,11 +10,12 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { JWK } from 'jose';
-import { loadConfig, SIGNING_KEY_CACHE_SECONDS, type Config, type Env } from '../config.js';
+import { loadConfig, type Config, type Env } from '../config.js';
 import { log } from '../log.js';
 import { SANDBOX_PAGE_MAX, type AuditEvent, type KeyListing } from '../admin-api.js';
 import { appendAudit, ensureAuditTable, readAudit, type AuditInput } from './audit.js';
 import { IssuerError } from './errors.js';
+import { SIGNING_KEY_CACHE_SECONDS } from './key-timing.js';
 import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } from './key-wrap.js';
 import {
   activeKey,
@@ -172,7 +173,7 @@ export class KeyAuthority extends DurableObject<Env> {
       const active = activeKey(set);
       const privateJwk = await unwrapPrivateKey(active.privateKey!, active.kid, kek);
       // Never beyond the scheduled rotation: after it, the key retires and its retention
-      // (config.retentionSeconds) only covers SIGNING_KEY_CACHE_SECONDS of late signing.
+      // (key-timing.ts, retentionSeconds) only covers SIGNING_KEY_CACHE_SECONDS of late signing.
       return { kid: active.kid, privateJwk, useUntil: Math.min(now + SIGNING_KEY_CACHE_SECONDS * 1000, set.rotateAt) };
     });
   }

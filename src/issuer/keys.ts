@@ -11,7 +11,7 @@
  * Time comes in as `now` (epoch milliseconds); nothing here reads a clock or storage.
  */
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { retentionSeconds, type Timing } from '../config.js';
+import { retentionSeconds, type Timing } from './key-timing.js';
 import { IssuerError } from './errors.js';
 import { MAX_RETIRING_KEYS } from './jwks-bounds.js';
 import type { StoredPrivateKey } from './key-wrap.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retentionSeconds, type Timing } from '../../src/config.js';
+import { retentionSeconds, type Timing } from '../../src/issuer/key-timing.js';
 import {
   activeKey,
   advance,

@@ -7,7 +7,7 @@
  */
 import { createLocalJWKSet, errors, importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { maxTokenTtl, SIGNING_KEY_CACHE_SECONDS, type Timing } from '../../src/config.js';
+import { maxTokenTtl, SIGNING_KEY_CACHE_SECONDS, type Timing } from '../../src/issuer/key-timing.js';
 import { activeKey, advance, earliestRotation, generateKey, initialKeySet, revoke, rotate, toJwks, type KeySet } from '../../src/issuer/keys.js';
 
 const timing: Timing = { accessTokenTtl: 300, agentTokenTtl: 600, jwksMaxAge: 300, clockSkew: 30, rotationPeriod: 3600 };
