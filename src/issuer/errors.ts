@@ -53,7 +53,7 @@ export class ConfigError extends IssuerError {
 }
 
 /** How the issuer answers and logs one error code. */
-export interface ErrorSpec {
+interface ErrorSpec {
   status: number;
   /**
    * The log level of a refusal with this code: `error` for server faults (the operator must act),
@@ -94,10 +94,6 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   kek_missing: CONFIGURATION_FAULT,
   internal_error: { status: 500, level: 'error', description: 'internal error' },
 };
-
-export function statusOf(code: ErrorCode): number {
-  return ERRORS[code].status;
-}
 
 /** Carries the fields of an IssuerError across a Durable Object RPC boundary. */
 export interface SerializedError {
