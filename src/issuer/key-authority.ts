@@ -57,6 +57,7 @@ export interface SigningKey {
 export class KeyAuthority extends DurableObject<Env> {
   private set: KeySet | undefined;
   private kek: { secret: string; kek: Promise<Kek> } | undefined;
+  private parsed: { env: Env; config: Config } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -169,7 +170,7 @@ export class KeyAuthority extends DurableObject<Env> {
     return capture(async () => {
       const now = Date.now();
       const set = await this.current(now);
-      const kek = await this.currentKek(loadConfig(this.env));
+      const kek = await this.currentKek(this.config);
       const active = activeKey(set);
       const privateJwk = await unwrapPrivateKey(active.privateKey!, active.kid, kek);
       // Never beyond the scheduled rotation: after it, the key retires and its retention
@@ -213,8 +214,18 @@ export class KeyAuthority extends DurableObject<Env> {
 
   // --- internals ---
 
+  /**
+   * The deployment's config, parsed at first use and kept with the env object it came from (one
+   * for the object's life; a new env object is parsed anew). Not in the constructor: a broken
+   * config must fail calls with its ConfigError, not the object.
+   */
+  private get config(): Config {
+    if (this.parsed?.env !== this.env) this.parsed = { env: this.env, config: loadConfig(this.env) };
+    return this.parsed.config;
+  }
+
   private listing(set: KeySet): KeyListing {
-    const t = loadConfig(this.env).timing;
+    const t = this.config.timing;
     const earliest = earliestRotation(set, t);
     return {
       keys: toView(set),
@@ -243,7 +254,7 @@ export class KeyAuthority extends DurableObject<Env> {
         this.set = stored;
         return;
       }
-      const cfg = loadConfig(this.env);
+      const cfg = this.config;
       const kek = await this.currentKek(cfg);
       const [a, n] = await Promise.all([this.newKey(kek), this.newKey(kek)]);
       const set = initialKeySet(a, n, now, cfg.timing);
@@ -268,7 +279,7 @@ export class KeyAuthority extends DurableObject<Env> {
     let outcome = { ok: false, error: new Error('change did not run') } as Outcome;
     await this.ctx.blockConcurrencyWhile(async () => {
       try {
-        const cfg = loadConfig(this.env);
+        const cfg = this.config;
         const kek = await this.currentKek(cfg);
         const set = this.set!;
         for (const k of set.keys) if (k.privateKey) checkKekFits(k.privateKey, kek);

@@ -19,7 +19,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { loadConfig, type Env } from '../config.js';
+import { loadConfig, type Config, type Env } from '../config.js';
 import { AssertionError, checkClaims, checkKid, parseAssertion, verifySignature, type AssertionRule } from './assertion.js';
 import type { AuditListing, SandboxStatus } from '../admin-api.js';
 import { appendAudit, countRefusal, ensureAuditTable, ensureRefusalTable, readAudit, readRefusals } from './audit.js';
@@ -76,6 +76,7 @@ export class SandboxAuthority extends DurableObject<Env> {
   private tablesReady = false;
   /** Thumbprint of the stored agent key once checked usable (usableAgentKey). */
   private checkedEncKey: string | undefined;
+  private parsed: { env: Env; config: Config } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -120,7 +121,7 @@ export class SandboxAuthority extends DurableObject<Env> {
   async authorize(req: AuthorizeRequest): Promise<Result<Authorized>> {
     return capture(async () => {
       const now = Date.now();
-      const cfg = loadConfig(this.env);
+      const cfg = this.config;
       const a = parseAssertion(req.assertion);
       const rec = this.sandbox();
       // Unknown: nothing is written, so arbitrary ids cannot fill storage.
@@ -193,6 +194,16 @@ export class SandboxAuthority extends DurableObject<Env> {
 
   // --- internals ---
 
+  /**
+   * The deployment's config, parsed at first use and kept with the env object it came from (one
+   * for the object's life; a new env object is parsed anew). Not in the constructor: a broken
+   * config must fail calls with its ConfigError, not the object.
+   */
+  private get config(): Config {
+    if (this.parsed?.env !== this.env) this.parsed = { env: this.env, config: loadConfig(this.env) };
+    return this.parsed.config;
+  }
+
   private refused(now: number, sandbox: string, code: string, authenticated: boolean): void {
     countRefusal(this.ctx.storage.sql, now, { sandbox, code, authenticated });
   }
@@ -223,7 +234,7 @@ export class SandboxAuthority extends DurableObject<Env> {
           .exec<{ at: number; cred_ver: string | null }>("SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1")
           .toArray()[0]
       : undefined;
-    const ttl = loadConfig(this.env).timing.agentTokenTtl;
+    const ttl = this.config.timing.agentTokenTtl;
     const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
     return {
       sandbox: sandboxId,
