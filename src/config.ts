@@ -14,8 +14,12 @@ import { agentTokenBytesBound, TOKEN_MAX_BYTES } from './issuer/tokens.js';
 
 /** Bindings and vars the Worker reads. Secrets are optional strings here and validated below. */
 export interface Env {
-  KEY_AUTHORITY: DurableObjectNamespace<import('./issuer/key-authority.js').KeyAuthority>;
-  SANDBOX_AUTHORITY: DurableObjectNamespace<import('./issuer/sandbox-authority.js').SandboxAuthority>;
+  /**
+   * The two authorities' namespaces, typed where their stubs are made (src/services.ts): the
+   * authorities import this module, so it names none of their classes.
+   */
+  KEY_AUTHORITY: DurableObjectNamespace;
+  SANDBOX_AUTHORITY: DurableObjectNamespace;
   /** The Cloudflare Sandbox the gateway runs in (absent where the gateway runs elsewhere). */
   Sandbox?: DurableObjectNamespace;
   ISSUER?: string;

@@ -3,7 +3,7 @@
  */
 import { Hono } from 'hono';
 import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
-import type { AppEnv } from '../app.js';
+import type { AppEnv, Services } from '../app-env.js';
 import { readBodyLimited } from '../http.js';
 import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type SandboxStatus } from '../admin-api.js';
 import { deliveryOf } from '../issuer/credentials.js';
@@ -44,8 +44,8 @@ function parseForce(query: string | undefined, body: Record<string, unknown>): b
  * A sandbox's status with how CREDENTIALS delivers each entry (the deployment's config, the same
  * for every sandbox): names, kinds and egress hosts, never a value or a sentinel.
  */
-function withDeliveries(v: AppEnv['Variables'], status: SandboxStatus): SandboxStatus {
-  return { ...status, credentials: v.config.credentials.map(deliveryOf) };
+function withDeliveries(s: Services, status: SandboxStatus): SandboxStatus {
+  return { ...status, credentials: s.config.credentials.map(deliveryOf) };
 }
 
 function sandboxId(raw: string): string {
@@ -54,9 +54,9 @@ function sandboxId(raw: string): string {
 }
 
 /** A bootstrapped sandbox's id, or 404: an unknown id's authority is never addressed (registry.ts). */
-async function knownSandbox(v: AppEnv['Variables'], raw: string): Promise<string> {
+async function knownSandbox(s: Services, raw: string): Promise<string> {
   const id = sandboxId(raw);
-  if (!(await v.registry.isKnown(id))) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
+  if (!(await s.registry.isKnown(id))) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
   return id;
 }
 
@@ -81,17 +81,17 @@ function parseLimit(raw: string | undefined, fallback = AUDIT_DEFAULT_LIMIT, max
 
 export const admin = new Hono<AppEnv>()
   .use('*', async (c, next) => {
-    checkStateChange(c.req.raw, c.var.config);
-    const who = await authenticateAdmin(c.req.raw, c.var.config);
+    checkStateChange(c.req.raw, c.var.services.config);
+    const who = await authenticateAdmin(c.req.raw, c.var.services.config);
     c.set('admin', who);
     await next();
   })
-  .get('/keys', async (c) => c.json(await unwrap(c.var.keyAuthority().list())))
+  .get('/keys', async (c) => c.json(await unwrap(c.var.services.keyAuthority().list())))
   .post('/keys/rotate', async (c) => {
     const force = parseForce(c.req.query('force'), await optionalJsonObject(c.req.raw));
-    const listing = await unwrap(c.var.keyAuthority().rotate(force, c.var.admin.subject));
-    c.var.jwks.invalidate();
-    c.var.signingKey.invalidate();
+    const listing = await unwrap(c.var.services.keyAuthority().rotate(force, c.var.admin.subject));
+    c.var.services.jwks.invalidate();
+    c.var.services.signingKey.invalidate();
     log('info', 'admin_keys_rotate', { by: c.var.admin.subject, force });
     return c.json(listing);
   })
@@ -99,9 +99,9 @@ export const admin = new Hono<AppEnv>()
     const kid = c.req.param('kid');
     if (!KID.test(kid)) throw new IssuerError('invalid_kid', 'a kid is 43 base64url characters (an RFC 7638 SHA-256 thumbprint)');
     await optionalJsonObject(c.req.raw);
-    const listing = await unwrap(c.var.keyAuthority().revoke(kid, c.var.admin.subject));
-    c.var.jwks.invalidate();
-    c.var.signingKey.invalidate();
+    const listing = await unwrap(c.var.services.keyAuthority().revoke(kid, c.var.admin.subject));
+    c.var.services.jwks.invalidate();
+    c.var.services.signingKey.invalidate();
     log('warn', 'admin_key_revoke', { by: c.var.admin.subject, kid });
     return c.json(listing);
   })
@@ -109,44 +109,44 @@ export const admin = new Hono<AppEnv>()
     const id = sandboxId(c.req.param('id'));
     await optionalJsonObject(c.req.raw);
     // The bootstrap file of DESIGN §4, returned once: only the public half is kept.
-    const file = await issueBootstrapFile(c.var, id);
+    const file = await issueBootstrapFile(c.var.services, id, c.var.admin.subject);
     forgetEgressState(c.env, id);
     return c.json(file, 200, NO_STORE);
   })
   .post('/sandboxes/:id/refresh', async (c) => {
     const id = sandboxId(c.req.param('id'));
-    await pushRefresh(sandboxOrRefuse(c.var, id));
+    await pushRefresh(sandboxOrRefuse(c.var.services, id));
     log('info', 'admin_sandbox_refresh', { by: c.var.admin.subject, sandbox: id });
     return c.json({ sandbox: id, refresh: 'requested' });
   })
   .post('/gateway/restart', async (c) => {
-    const id = c.var.config.gateway.sandboxId;
+    const id = c.var.services.config.gateway.sandboxId;
     await optionalJsonObject(c.req.raw);
-    const out = await restartGateway(sandboxOrRefuse(c.var, id), c.var.config, () => issueBootstrapFile(c.var, id));
+    const out = await restartGateway(sandboxOrRefuse(c.var.services, id), c.var.services.config, () => issueBootstrapFile(c.var.services, id, c.var.admin.subject));
     forgetEgressState(c.env, id);
     log('warn', 'admin_gateway_restart', { by: c.var.admin.subject, sandbox: id });
     return c.json({ sandbox: id, ...out });
   })
   .delete('/sandboxes/:id', async (c) => {
-    const id = await knownSandbox(c.var, c.req.param('id'));
-    const status = await unwrap(c.var.sandboxAuthority(id).revoke(id, c.var.admin.subject));
+    const id = await knownSandbox(c.var.services, c.req.param('id'));
+    const status = await unwrap(c.var.services.sandboxAuthority(id).revoke(id, c.var.admin.subject));
     forgetEgressState(c.env, id);
     log('warn', 'admin_sandbox_revoke', { by: c.var.admin.subject, sandbox: id });
-    return c.json(withDeliveries(c.var, status));
+    return c.json(withDeliveries(c.var.services, status));
   })
   .get('/sandboxes/:id', async (c) => {
-    const id = await knownSandbox(c.var, c.req.param('id'));
-    const status = await c.var.sandboxAuthority(id).status(id);
+    const id = await knownSandbox(c.var.services, c.req.param('id'));
+    const status = await c.var.services.sandboxAuthority(id).status(id);
     if (!status.exists) throw new IssuerError('not_found', 'no such sandbox', { sandbox: id });
-    return c.json(withDeliveries(c.var, status));
+    return c.json(withDeliveries(c.var.services, status));
   })
   .get('/sandboxes', async (c) => {
     const limit = parseLimit(c.req.query('limit'), SANDBOX_LIST_DEFAULT, SANDBOX_PAGE_MAX);
     const raw = c.req.query('cursor');
     const cursor = raw === undefined ? undefined : decodeCursor(raw, SANDBOX_ID);
     if (raw !== undefined && !cursor) throw new IssuerError('invalid_request', 'cursor is not a next_cursor this API gave');
-    const page = await c.var.keyAuthority().sandboxPage(limit, cursor, c.var.config.gateway.sandboxId);
-    const sandboxes = await Promise.all(page.ids.map(async (id) => withDeliveries(c.var, await c.var.sandboxAuthority(id).status(id))));
+    const page = await c.var.services.keyAuthority().sandboxPage(limit, cursor, c.var.services.config.gateway.sandboxId);
+    const sandboxes = await Promise.all(page.ids.map(async (id) => withDeliveries(c.var.services, await c.var.services.sandboxAuthority(id).status(id))));
     const listing: SandboxListing = { sandboxes, total: page.total };
     if (page.next) listing.next_cursor = encodeCursor(page.next);
     return c.json(listing);
@@ -158,14 +158,14 @@ export const admin = new Hono<AppEnv>()
     if (only !== undefined) {
       const id = sandboxId(only);
       // A never-bootstrapped id has no events; its authority is not addressed (registry.ts).
-      listing = (await c.var.registry.isKnown(id)) ? await c.var.sandboxAuthority(id).auditLog(limit) : { events: [], refusals: [] };
+      listing = (await c.var.services.registry.isKnown(id)) ? await c.var.services.sandboxAuthority(id).auditLog(limit) : { events: [], refusals: [] };
     } else {
       // Deployment events plus the sandboxes' (the Worker's own first, then the newest), merged
       // newest first; the answer says how many sandboxes it read. Each kind has its own limit,
       // so refusal counts never crowd authenticated events out of the answer.
-      const page = await c.var.keyAuthority().sandboxPage(AUDIT_MERGE_MAX_SANDBOXES, undefined, c.var.config.gateway.sandboxId);
+      const page = await c.var.services.keyAuthority().sandboxPage(AUDIT_MERGE_MAX_SANDBOXES, undefined, c.var.services.config.gateway.sandboxId);
       const ids = page.ids;
-      const [deployment, ...perSandbox] = await Promise.all([c.var.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.sandboxAuthority(id).auditLog(limit))]);
+      const [deployment, ...perSandbox] = await Promise.all([c.var.services.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.services.sandboxAuthority(id).auditLog(limit))]);
       const newestFirst = <T>(at: (x: T) => string) => (a: T, b: T) => (at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0);
       listing = {
         events: [...deployment!, ...perSandbox.flatMap((l) => l.events)].sort(newestFirst((e) => e.at)).slice(0, limit),
@@ -174,5 +174,5 @@ export const admin = new Hono<AppEnv>()
       };
     }
     // Which entries are egress-delivered, so `egress:<rule>` refusals read against the config.
-    return c.json({ ...listing, credentials: c.var.config.credentials.map(deliveryOf) });
+    return c.json({ ...listing, credentials: c.var.services.config.credentials.map(deliveryOf) });
   });

@@ -9,7 +9,7 @@
  */
 import { Hono } from 'hono';
 import { verifyAccess } from '../admin-auth.js';
-import type { AppEnv } from '../app.js';
+import type { AppEnv } from '../app-env.js';
 import type { Config } from '../config.js';
 import { CLIENT_IP_HEADER, clientIpOf, isLoopbackIssuer } from '../issuer/client-ip.js';
 import { IssuerError } from '../issuer/errors.js';
@@ -118,20 +118,21 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   // Before anything else: a path that would leave the gateway's origin is refused, not minted for.
   const path = gatewayPath(c.req.raw);
   if (ISSUER_PREFIXES.some((p) => path.startsWith(p))) throw new IssuerError('not_found', 'no such route');
-  const { config } = c.var;
+  const services = c.var.services;
+  const { config } = services;
   const user = await gatewayUser(c.req.raw, config);
   const clientIp = gatewayClientIp(c.req.raw, config);
-  const signer = await c.var.signingKey.get();
-  const token = await c.var.userTokens.get(user, clientIp, signer.kid);
+  const signer = await services.signingKey.get();
+  const token = await services.userTokens.get(user, clientIp, signer.kid);
   const upstream = config.gateway.upstream;
-  const sandbox = c.var.sandboxApi?.(config.gateway.sandboxId);
+  const sandbox = services.sandboxApi?.(config.gateway.sandboxId);
   if (!upstream && !sandbox) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
   try {
     if (upstream) {
       // WebSocket upgrades pass through fetch: the runtime answers 101 with the upstream socket.
       return await fetch(gatewayRequest(c.req.raw, upstream, token));
     }
-    await ensureRunning(c.env, sandbox!, config, () => issueBootstrapFile(c.var, config.gateway.sandboxId, 'worker'));
+    await ensureRunning(c.env, sandbox!, config, () => issueBootstrapFile(services, config.gateway.sandboxId, 'worker'));
     // Into the container, to the verifying proxy; it forwards to the gateway on loopback.
     const req = gatewayRequest(c.req.raw, `http://localhost:${PORTS.proxy}`, token);
     const upgrade = (c.req.header('Upgrade') ?? '').toLowerCase() === 'websocket';

@@ -11,7 +11,7 @@
  * production issuer answers 404 here, as for any unknown path.
  */
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.js';
+import type { AppEnv } from '../app-env.js';
 import { SANDBOX_ID } from '../admin-api.js';
 import { isLoopbackIssuer } from '../issuer/client-ip.js';
 import { egressHosts } from '../issuer/credentials.js';
@@ -29,7 +29,8 @@ function localFetch(request: Request): Promise<Response> {
 }
 
 export const localEgress = new Hono<AppEnv>().all('/', async (c) => {
-  if (!isLoopbackIssuer(c.var.config.issuer)) throw new IssuerError('not_found', 'no such route');
+  const { config } = c.var.services;
+  if (!isLoopbackIssuer(config.issuer)) throw new IssuerError('not_found', 'no such route');
   const target = c.req.header('x-egress-url') ?? '';
   const sandbox = c.req.header('x-egress-sandbox') ?? '';
   let url: URL;
@@ -41,7 +42,7 @@ export const localEgress = new Hono<AppEnv>().all('/', async (c) => {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IssuerError('invalid_request', 'x-egress-url must be an http(s) URL');
   if (!SANDBOX_ID.test(sandbox)) throw new IssuerError('invalid_request', 'x-egress-sandbox must name a sandbox');
   // The platform intercepts bound hosts only: anything else never reaches the handler.
-  if (!egressHosts(c.var.config.credentials).includes(url.hostname)) throw new IssuerError('invalid_request', 'x-egress-url is not on a host an egress entry of CREDENTIALS is bound to');
+  if (!egressHosts(config.credentials).includes(url.hostname)) throw new IssuerError('invalid_request', 'x-egress-url is not on a host an egress entry of CREDENTIALS is bound to');
   const headers = new Headers(c.req.raw.headers);
   for (const name of [...headers.keys()]) if (name === 'host' || name.startsWith('x-egress-') || name.startsWith('cf-')) headers.delete(name);
   const body = c.req.method === 'GET' || c.req.method === 'HEAD' ? null : c.req.raw.body;

@@ -4,7 +4,7 @@
  * `Cache-Control: no-store` on every outcome (RFC 6749 §5.1).
  */
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.js';
+import type { AppEnv } from '../app-env.js';
 import { readBodyLimited } from '../http.js';
 import { SANDBOX_ID } from '../admin-api.js';
 import type { X25519PublicJwk } from '../issuer/credentials.js';
@@ -78,7 +78,7 @@ export const token = new Hono<AppEnv>()
     const type = (c.req.header('Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== FORM) throw invalid(`the request must be ${FORM}`);
     const form = parseTokenForm(await readBodyLimited(c.req.raw, TOKEN_BODY_LIMIT_BYTES));
-    const { config, signingKey, sandboxAuthority, registry } = c.var;
+    const { config, signingKey, sandboxAuthority, registry } = c.var.services;
     const res = await clientCredentialsGrant(form, {
       config,
       now: Date.now,

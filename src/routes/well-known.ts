@@ -2,7 +2,7 @@
  * GET /.well-known/jwks.json and the two discovery documents (DESIGN §4).
  */
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.js';
+import type { AppEnv } from '../app-env.js';
 import { ALGORITHMS, SIGNING_ALG } from '../token-profile.js';
 
 /**
@@ -42,7 +42,7 @@ export function discovery(issuer: string) {
 
 export const wellKnown = new Hono<AppEnv>()
   .get('/jwks.json', async (c) => {
-    const { config, jwks } = c.var;
+    const { config, jwks } = c.var.services;
     const snap = await jwks.get();
     const headers = {
       'Content-Type': 'application/json',
@@ -52,8 +52,8 @@ export const wellKnown = new Hono<AppEnv>()
     if (etagMatches(c.req.header('If-None-Match'), snap.etag)) return c.body(null, 304, headers);
     return c.body(snap.body, 200, headers);
   })
-  .get('/openid-configuration', (c) => discoveryResponse(c.var.config.issuer, c.var.config.timing.jwksMaxAge))
-  .get('/oauth-authorization-server', (c) => discoveryResponse(c.var.config.issuer, c.var.config.timing.jwksMaxAge));
+  .get('/openid-configuration', (c) => discoveryResponse(c.var.services.config.issuer, c.var.services.config.timing.jwksMaxAge))
+  .get('/oauth-authorization-server', (c) => discoveryResponse(c.var.services.config.issuer, c.var.services.config.timing.jwksMaxAge));
 
 function discoveryResponse(issuer: string, maxAge: number): Response {
   return new Response(JSON.stringify(discovery(issuer)), {

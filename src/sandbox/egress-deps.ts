@@ -2,14 +2,12 @@
  * EgressDeps from a Worker env: the published keys, the sandboxes' state and refusal counters
  * (Durable Objects), the env's secrets and the global fetch. Built once per env object (one per
  * isolate and deployment) and shared by the SDK's outbound handler (index.ts) and the local
- * stack's egress route (app.ts), so both run the same handler with the same caches.
+ * stack's egress route (routes/local-egress.ts), so both run the same handler with the same caches.
+ * The stubs, the JWKS copy and the registry are built as the app's are (services.ts).
  */
 import { loadConfig, type Env } from '../config.js';
-import { createJwksCache } from '../issuer/jwks-cache.js';
-import { KEY_AUTHORITY_NAME } from '../issuer/key-authority.js';
-import { createSandboxRegistry, type SandboxRegistry } from '../issuer/registry.js';
-import { unwrap } from '../issuer/result.js';
 import type { EgressState } from '../issuer/sandbox-authority.js';
+import { authorityServices } from '../services.js';
 import { EGRESS_STATE_CACHE_MS, type EgressDeps } from './egress.js';
 
 /** Imported public keys kept per isolate; the JWKS holds at most a handful. */
@@ -17,18 +15,15 @@ const MAX_IMPORTED_KEYS = 32;
 /** Sandbox states kept per isolate; past this the oldest half is dropped. */
 const MAX_STATES = 1024;
 
-interface Services {
+interface EgressServices {
   deps: Omit<EgressDeps, 'containerIdOf' | 'fetch' | 'now'>;
   forget(sandboxId: string): void;
 }
 
-const byEnv = new WeakMap<object, Services>();
+const byEnv = new WeakMap<object, EgressServices>();
 
-function build(env: Env): Services {
-  const keyAuthority = () => env.KEY_AUTHORITY.get(env.KEY_AUTHORITY.idFromName(KEY_AUTHORITY_NAME));
-  const sandboxAuthority = (id: string) => env.SANDBOX_AUTHORITY.get(env.SANDBOX_AUTHORITY.idFromName(id));
-  const jwks = createJwksCache(() => unwrap(keyAuthority().published()));
-  const registry: SandboxRegistry = createSandboxRegistry((id) => keyAuthority().isSandbox(id));
+function build(env: Env): EgressServices {
+  const { sandboxAuthority, jwks, registry } = authorityServices(env);
   const imported = new Map<string, { x: string; key: Promise<CryptoKey> }>();
   // Resolved values only, each with its deadline: no promise is shared between requests, so a
   // request that ends early cannot leave a load behind that every later request waits on.
@@ -78,7 +73,7 @@ function build(env: Env): Services {
   };
 }
 
-function servicesOf(env: Env): Services {
+function servicesOf(env: Env): EgressServices {
   let s = byEnv.get(env);
   if (!s) byEnv.set(env, (s = build(env)));
   return s;
