@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The verifying reverse proxy (DESIGN §4) in front of a gateway that cannot verify JWTs.
+ * The verifying reverse proxy (docs/architecture.md, "Verifying proxy") in front of a gateway that cannot verify JWTs.
  *
  * Every request and every WebSocket upgrade needs `Authorization: Bearer <jwt>` that passes the
  * verifier (src/verifier: EdDSA only, pinned iss, one aud, typ at+jwt, exp/iat/sub/jti required,
@@ -34,7 +34,7 @@
  * both ways. A connection whose token expires stays open (the token admits the connection, like a
  * login); every new upgrade needs a valid token. The token is taken from `Authorization` only, not
  * from `Sec-WebSocket-Protocol`: the proxy's only client is the Worker, which sets `Authorization`
- * on upgrades too (DESIGN §3), and browsers never reach the proxy directly. A subprotocol token
+ * on upgrades too (docs/architecture.md, "Gateway traffic and verification"), and browsers never reach the proxy directly. A subprotocol token
  * would also be echoed back in the handshake answer and kept by logs along the way.
  *
  * Exit codes: 0 stopped by SIGTERM or SIGINT; 2 bad flag or cannot listen.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Container entry (DESIGN §3 "Start"): the agent first, until the first credential is on disk
+# Container entry (docs/architecture.md, "Bootstrap and start"): the agent first, until the first credential is on disk
 # (and the change hook has configured the gateway), then the agent, the verifying proxy and the
 # gateway together. Exits when any of them exits, so the Worker sees the failure.
 #

@@ -1,5 +1,5 @@
 /**
- * `npm run dev [-- --gateway openclaw]`: the whole system on one machine (DESIGN §7), as ordinary
+ * `npm run dev [-- --gateway openclaw]`: the whole system on one machine (docs/architecture.md, "Local stack"), as ordinary
  * processes on loopback.
  *
  *   issuer   8787  the Worker in workerd (wrangler dev), state kept in .wrangler/state
@@ -7,7 +7,7 @@
  *   proxy    8789  the verifying proxy in front of the gateway
  *   gateway  8790  a stand-in gateway that accepts only the agent's current GATEWAY_TOKEN, or with
  *                  --gateway openclaw the real OpenClaw from .gateway/ (npm run gateway:install),
- *                  in trusted-proxy mode (DESIGN §9)
+ *                  in trusted-proxy mode
  *   model    8791  the stand-in model provider the gateway's model calls reach (either gateway)
  *   egress   8792  the local egress hop (either gateway): the gateway addresses its provider
  *                  through it, and it hands each call to the Worker's egress handler

@@ -1,5 +1,5 @@
 /**
- * `npm run gateway:install [-- --force]`: installs the real gateway (DESIGN §9) into `.gateway/`:
+ * `npm run gateway:install [-- --force]`: installs the real gateway (docs/architecture.md, "OpenClaw as the gateway") into `.gateway/`:
  * the pinned OpenClaw, the pinned Node runtime it needs (from the registry package
  * node-<platform>), and a wrapper `.gateway/bin/openclaw` that runs the OpenClaw CLI with that Node.
  * Everything comes from the npm registry through npm itself; nothing else is downloaded.

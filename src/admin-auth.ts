@@ -1,5 +1,5 @@
 /**
- * Who may call /api/admin/* (DESIGN §4).
+ * Who may call /api/admin/* (docs/architecture.md, "Admin API").
  *
  * - Cloudflare Access configured (team domain and audience): a valid Access JWT from the
  *   `Cf-Access-Jwt-Assertion` header or the `CF_Authorization` cookie, verified with jose

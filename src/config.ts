@@ -93,7 +93,7 @@ const DURATION = /^(\d{1,9})(s|m|h|d)?$/;
 const MIN_TTL_SECONDS = 10; // shorter tokens expire before an agent can use them across a hop
 const MAX_TTL_SECONDS = 86400; // a day: beyond that "short-lived" means nothing
 const MAX_CLOCK_SKEW_SECONDS = 300; // more hides broken clocks and extends every token's life
-const MIN_JWKS_MAX_AGE_SECONDS = 1; // 0 would mean no-store, which DESIGN forbids for the JWKS
+const MIN_JWKS_MAX_AGE_SECONDS = 1; // 0 would mean no-store, which the timing invariants forbid for the JWKS
 const MAX_JWKS_MAX_AGE_SECONDS = 86400;
 /** ADMIN_TOKEN and SIGNING_KEY_KEK must carry at least ~128 bits as random text. */
 const MIN_SECRET_LENGTH = 32;

@@ -1,5 +1,5 @@
 /**
- * The stand-in model provider of the local stack (DESIGN §7, port base + 4): what an OpenAI-compatible
+ * The stand-in model provider of the local stack (docs/architecture.md, "Local stack"; port base + 4): what an OpenAI-compatible
  * provider does with API keys, and a fixed answer instead of a model. The real gateway (OpenClaw) is
  * configured with it as a custom provider (`api: "openai-completions"`), so a chat completion goes
  * Worker -> proxy -> gateway -> here without a network or an account.
@@ -9,7 +9,7 @@
  * revoked (`revoke`), and only after every gateway has the new one, because one 401 makes OpenClaw
  * disable the key it used for about a minute. How the key reaches it does not matter here: today the
  * agent delivers it into the gateway's credentials (CREDENTIALS entry PROVIDER_API_KEY); with egress
- * delivery (DESIGN §10) a hop in front of this server puts the real key in, and this file is unchanged.
+ * delivery (docs/architecture.md, "Egress delivery") a hop in front of this server puts the real key in, and this file is unchanged.
  *
  * Logs: one line per request with a fingerprint of the key it saw (the first hex digits of its
  * SHA-256), never the key, so a log shows which key a gateway used without holding it.

@@ -1,5 +1,5 @@
 /**
- * The real gateway in the local stack (`npm run dev -- --gateway openclaw`, DESIGN §9): OpenClaw from
+ * The real gateway in the local stack (`npm run dev -- --gateway openclaw`; docs/architecture.md, "OpenClaw as the gateway"): OpenClaw from
  * `.gateway/` (npm run gateway:install) in trusted-proxy mode behind the verifying proxy, on the
  * gateway port, with a throwaway home under .dev-stack/ written fresh on every run.
  *
@@ -25,7 +25,7 @@ import { startChild, type Child } from './processes.js';
 
 /** The provider id in openclaw.json; the agent's model is `<id>/<model id>`. */
 export const PROVIDER_ID = 'standin';
-/** The secrets provider that reads the agent's credentials.json (DESIGN §9). */
+/** The secrets provider that reads the agent's credentials.json. */
 export const SECRETS_PROVIDER = 'agentcreds';
 /** The secrets provider that reads the change hook's local password file (openclaw-reload.ts). */
 export const LOCAL_AUTH_PROVIDER = 'localrpc';
@@ -34,7 +34,7 @@ export const HOME_DIR = 'openclaw-home';
 /** The OpenClaw CLI's own state folder (OPENCLAW_STATE_DIR) for the printed command, same place. */
 export const CLI_DIR = 'openclaw-cli';
 /**
- * DESIGN §9: the local stack grants DEV_USER full operator scopes (every scope of
+ * The local stack grants DEV_USER full operator scopes (every scope of
  * docs/gateway/operator-scopes.md), through `identityScopes`: session-only grants for the verified
  * proxy user, so no persistent device record ever holds admin.
  */
@@ -80,7 +80,7 @@ export interface OpenClawConfigInput {
   logFile: string;
 }
 
-/** openclaw.json for the local stack: trusted-proxy mode per DESIGN §9, SecretRefs only. */
+/** openclaw.json for the local stack: trusted-proxy mode, SecretRefs only. */
 export function openClawConfig(c: OpenClawConfigInput) {
   return {
     gateway: {

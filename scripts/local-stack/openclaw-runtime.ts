@@ -1,5 +1,5 @@
 /**
- * The real gateway's runtime, as `npm run gateway:install` lays it out (DESIGN §9): the pinned
+ * The real gateway's runtime, as `npm run gateway:install` lays it out (docs/architecture.md, "OpenClaw as the gateway"): the pinned
  * OpenClaw and the pinned Node it needs, both npm packages, installed into `.gateway/` of the clone
  * (git-ignored) as an npm global prefix. One home for the pins and the paths: the installer, the
  * local stack and the tests read them here.

@@ -1,5 +1,5 @@
 /**
- * The local stack's ports (DESIGN §7): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
+ * The local stack's ports (docs/architecture.md, "Local stack"): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
  * (the stand-in, or the real OpenClaw), stand-in model provider 8791 and the local egress hop 8792
  * (both with either gateway: the gateway's model traffic goes hop -> the Worker's egress handler ->
  * provider); `--base-port N` moves them all to N..N+5. Each port is checked before anything

@@ -1,5 +1,5 @@
 /**
- * The stand-in gateway of the local stack (DESIGN §7): what OpenClaw's gateway does with auth, and
+ * The stand-in gateway of the local stack (docs/architecture.md, "Local stack"): what OpenClaw's gateway does with auth, and
  * a model call, and nothing else. It accepts a request only with `Authorization: Bearer
  * <GATEWAY_TOKEN>` equal to the value in the agent's credentials.json as it is now (read per
  * request, so a rotated token is honoured at once and the old one refused). Then:

@@ -1,5 +1,5 @@
 /**
- * RFC 7523 client assertions (private_key_jwt): parsing and the checks of DESIGN §4, in order.
+ * RFC 7523 client assertions (private_key_jwt): parsing and the checks of docs/architecture.md, "Client assertion", in order.
  *
  * Every failure is a 401 `invalid_client` whose description starts with the rule's stable code
  * (`AssertionRule`), never with any part of the assertion. Parsing is done by hand rather than
@@ -48,7 +48,7 @@ export class AssertionError extends IssuerError {
  * ~400 bytes; 8 KiB leaves room and bounds the work.
  */
 export const ASSERTION_MAX_BYTES = MAX_TOKEN_BYTES;
-/** DESIGN §4: an assertion lives at most 60 s (exp - iat), which bounds the replay store. */
+/** docs/architecture.md, "Client assertion": an assertion lives at most 60 s (exp - iat), which bounds the replay store. */
 export const ASSERTION_MAX_LIFETIME_SECONDS = 60;
 /** A jti is an identifier, not a payload. */
 export const JTI_MAX_LENGTH = 256;
@@ -143,7 +143,7 @@ export interface ClaimPolicy {
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 /**
- * The claim rules after the signature, in DESIGN order. Returns the jti and until when it must
+ * The claim rules after the signature, in the documented order. Returns the jti and until when it must
  * be remembered (epoch ms): the last moment the assertion could still be accepted.
  */
 export function checkClaims(a: ParsedAssertion, now: number, policy: ClaimPolicy): { jti: string; rememberUntil: number } {

@@ -28,7 +28,7 @@ export const TRIM_EVERY = 50;
  * fired every minute.
  */
 export const REFUSAL_MAX_ROWS = 1000;
-/** Refusals are counted per this period (DESIGN: counts per rule per minute). */
+/** Refusals are counted per this period (docs/architecture.md, "Audit tables": counts per rule per minute). */
 export const REFUSAL_BUCKET_MS = 60_000;
 export type AuditInput = Omit<AuditEvent, 'at'>;
 

@@ -1,6 +1,6 @@
 /**
  * The user's client address, as the Worker puts it into a user's access token (claim `client_ip`,
- * DESIGN §4 and §9) and as the verifying proxy reads it back into `X-Forwarded-For`.
+ * docs/architecture.md, "Client address") and as the verifying proxy reads it back into `X-Forwarded-For`.
  *
  * Only plain functions over strings (and WHATWG URL, for IPv6): the proxy in the container imports
  * this file as well as the Worker, so nothing here may need a Workers or a Node API.
@@ -8,7 +8,7 @@
 import { isLoopbackUrl } from '../admin-api.js';
 
 /**
- * Where local clients are attributed (DESIGN §9): 192.0.2.1 is in TEST-NET-1 (RFC 5737), a block
+ * Where local clients are attributed (docs/architecture.md, "Client address"): 192.0.2.1 is in TEST-NET-1 (RFC 5737), a block
  * reserved for documentation that no real client ever has. On a loopback issuer every client is
  * the same machine, and OpenClaw refuses a loopback client (`proxy_attribution_required`), so the
  * local stack gives them this address rather than a made-up or loopback one.
@@ -83,7 +83,7 @@ export type ClientIpGap = 'missing' | 'invalid' | 'loopback';
  * peer; CF-Connecting-IP is the platform's record of it (miniflare's, locally).
  *
  * A missing, invalid (not an IP literal) or loopback address is no client address. On a loopback
- * issuer (`local`) it becomes LOCAL_CLIENT_IP, as DESIGN §9 says; on a public one it stays absent,
+ * issuer (`local`) it becomes LOCAL_CLIENT_IP, as documented; on a public one it stays absent,
  * so the token carries no `client_ip` and the gateway refuses the request as unattributable
  * rather than attribute it to an address nobody saw.
  */

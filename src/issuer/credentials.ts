@@ -1,6 +1,6 @@
 /**
  * Which secrets a sandbox receives, how derived ones are computed, their version, and their
- * encryption to the agent's X25519 key (DESIGN §4, "Credentials").
+ * encryption to the agent's X25519 key (docs/architecture.md, "credentials.json").
  *
  * `CREDENTIALS` (a var, JSON) maps a delivered name to a Worker secret:
  *   {"GATEWAY_TOKEN": {"secret": "MOLTBOT_GATEWAY_TOKEN", "derive": true},

@@ -1,6 +1,6 @@
 /**
  * The client_credentials grant with an RFC 7523 client assertion: from a parsed token request to
- * the token response (DESIGN §3 "Refresh", §4 token endpoint).
+ * the token response (docs/architecture.md, "Refresh" and "Token endpoint").
  *
  * The token path makes at most one Durable Object round trip: SandboxAuthority.authorize checks
  * the assertion and records the issuance; the signing key comes from the isolate's cache.

@@ -49,7 +49,7 @@ export interface PublishedKeys {
 export interface SigningKey {
   kid: string;
   privateJwk: JWK;
-  /** Isolates must not sign with this key after this time (epoch ms); see DESIGN §5. */
+  /** Isolates must not sign with this key after this time (epoch ms); see docs/architecture.md, "Isolate caches". */
   useUntil: number;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Push on secret rotation (DESIGN §3 "Secret rotation"): after `wrangler secret put`, the Worker's
+ * Push on secret rotation (docs/architecture.md, "Secret rotation and push"): after `wrangler secret put`, the Worker's
  * first request notices a new fingerprint of the delivered secrets, and exactly one isolate (the
  * key authority decides, compare-and-set) asks every sandbox's agent to refresh now. The caller
  * runs it once per parsed config (one per deployment and isolate), so it costs nothing per request.

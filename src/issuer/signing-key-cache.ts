@@ -1,7 +1,7 @@
 /**
  * The isolate's copy of the active private signing key, imported once as a CryptoKey.
  *
- * DESIGN §5: an isolate may keep it at most 60 s and never sign with a key that is not published.
+ * docs/architecture.md, "Isolate caches": an isolate may keep it at most 60 s and never sign with a key that is not published.
  * The key authority hands it out with `useUntil` = min(now + 60 s, next scheduled rotation), and
  * a retiring key stays published long enough to cover that minute (key-timing.ts, retentionSeconds).
  * An admin rotation or revocation through this isolate clears it at once.

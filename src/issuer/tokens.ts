@@ -44,7 +44,7 @@ export interface AccessTokenInput {
   now: number;
   jti: string;
   /**
-   * The user's client address (claim `client_ip`, DESIGN §4): an IP literal, see clientIpOf in
+   * The user's client address (claim `client_ip`, docs/architecture.md, "Client address"): an IP literal, see clientIpOf in
    * client-ip.ts. The verifying proxy makes it the gateway's X-Forwarded-For. Absent when the
    * Worker saw no usable address; the claim is then left out, never written empty.
    */

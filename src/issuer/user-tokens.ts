@@ -1,5 +1,5 @@
 /**
- * Per-user access tokens for the gateway path (DESIGN §3 "A user request"), kept in the isolate
+ * Per-user access tokens for the gateway path (docs/architecture.md, "Gateway traffic and verification"), kept in the isolate
  * and reused until half their life, so most gateway requests cost no signature.
  *
  * A token carries the user's client address (`client_ip`), so an entry is kept per (user,

@@ -1,5 +1,5 @@
 /**
- * Operator API, /api/admin/* (DESIGN §4). Every route is behind authenticateAdmin.
+ * Operator API, /api/admin/* (docs/architecture.md, "Admin API"). Every route is behind authenticateAdmin.
  */
 import { Hono } from 'hono';
 import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
@@ -108,7 +108,7 @@ export const admin = new Hono<AppEnv>()
   .post('/sandboxes/:id/bootstrap', async (c) => {
     const id = sandboxId(c.req.param('id'));
     await optionalJsonObject(c.req.raw);
-    // The bootstrap file of DESIGN §4, returned once: only the public half is kept.
+    // The bootstrap file (docs/architecture.md, "Bootstrap file"), returned once: only the public half is kept.
     const file = await issueBootstrapFile(c.var.services, id, c.var.admin.subject);
     forgetEgressState(c.env, id);
     return c.json(file, 200, NO_STORE);

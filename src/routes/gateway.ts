@@ -1,5 +1,5 @@
 /**
- * Everything that is not an issuer route goes to the gateway (DESIGN §3 "A user request"), with
+ * Everything that is not an issuer route goes to the gateway (docs/architecture.md, "Gateway traffic and verification"), with
  * `Authorization: Bearer <access token>` minted for the verified user: the email of a Cloudflare
  * Access JWT, or DEV_USER on a loopback issuer. HTTP and WebSocket alike. No verified user: 401,
  * never forwarded. The incoming Authorization header, the Access JWT header and cookie, and a
@@ -29,7 +29,7 @@ export async function gatewayUser(req: Request, config: Config): Promise<string>
 }
 
 /**
- * The user's client address for the token's `client_ip` (DESIGN §9): CF-Connecting-IP, which
+ * The user's client address for the token's `client_ip` (docs/architecture.md, "Client address"): CF-Connecting-IP, which
  * Cloudflare's edge sets and a client cannot forge in production; on a loopback issuer a loopback,
  * missing or invalid one is LOCAL_CLIENT_IP (192.0.2.1). On a public issuer a request without a
  * usable address gets a token without `client_ip` (the gateway then refuses it as unattributable),

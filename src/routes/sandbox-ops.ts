@@ -9,7 +9,7 @@ import { log } from '../log.js';
 import type { BootstrapFile } from '../admin-api.js';
 import type { SandboxApi } from '../sandbox/gateway.js';
 
-/** A new bootstrap key for the sandbox (DESIGN §4 bootstrap file): the previous one stops working at once. */
+/** A new bootstrap key for the sandbox (docs/architecture.md, "Bootstrap file"): the previous one stops working at once. */
 export async function issueBootstrapFile(s: Services, id: string, actor: string): Promise<BootstrapFile> {
   await s.keyAuthority().registerSandbox(id);
   s.registry.remember(id);

@@ -1,5 +1,5 @@
 /**
- * POST /oauth/token (DESIGN §4): RFC 6749 §4.4 client_credentials with RFC 7523 client
+ * POST /oauth/token (docs/architecture.md, "Token endpoint"): RFC 6749 §4.4 client_credentials with RFC 7523 client
  * authentication. Parses the form strictly, calls clientCredentialsGrant, and answers with
  * `Cache-Control: no-store` on every outcome (RFC 6749 §5.1).
  */
@@ -12,7 +12,7 @@ import { IssuerError } from '../issuer/errors.js';
 import { clientCredentialsGrant, type TokenRequest } from '../issuer/grant.js';
 import { unwrap } from '../issuer/result.js';
 
-/** DESIGN §4: a token request over 16 KiB is refused with 413 before it is parsed. */
+/** A token request over 16 KiB is refused with 413 before it is parsed. */
 export const TOKEN_BODY_LIMIT_BYTES = 16 * 1024;
 /** An X25519 public JWK is ~80 bytes of JSON; anything much larger is not one. */
 const ENC_JWK_MAX_BYTES = 1024;

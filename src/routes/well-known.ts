@@ -1,5 +1,5 @@
 /**
- * GET /.well-known/jwks.json and the two discovery documents (DESIGN §4).
+ * GET /.well-known/jwks.json and the two discovery documents (docs/architecture.md, "JWKS and discovery").
  */
 import { Hono } from 'hono';
 import type { AppEnv } from '../app-env.js';

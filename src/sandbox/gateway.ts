@@ -1,5 +1,5 @@
 /**
- * Starting the gateway in the sandbox (DESIGN §3 "Start"): a fresh bootstrap key written into the
+ * Starting the gateway in the sandbox (docs/architecture.md, "Bootstrap and start"): a fresh bootstrap key written into the
  * container as a file (mode 0600, atomically), then `start.sh` with an environment that holds no
  * secret, only URLs, ids, paths and ports. Restart kills it and starts again with a new key, which
  * supersedes the old one at once. Push asks the agent to refresh now.

@@ -3,7 +3,7 @@
  * limit and interval named here is defined, with its reason, in limits.ts.
  *
  * - Freshness comes from the response's `Cache-Control: max-age` (less `Age`), clamped to
- *   [minAge, maxAge], so the issuer's rotation timing (DESIGN §5) holds and a `max-age=0` cannot
+ *   [minAge, maxAge], so the issuer's rotation timing (docs/architecture.md, "Timing invariants") holds and a `max-age=0` cannot
  *   turn every request into a fetch. A stale copy is revalidated with `If-None-Match`.
  * - A request whose kid is in a usable copy never waits long for a fetch: past max-age it waits for
  *   the revalidation for at most REVALIDATE_WAIT_MS (0.5 s), so that a healthy issuer's answer,

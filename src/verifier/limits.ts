@@ -29,12 +29,12 @@ export const DEFAULT_MIN_AGE_S = 10;
 /** One hour: a verifier rechecks at least this often even if the issuer asks for longer. */
 export const DEFAULT_MAX_AGE_S = 3_600;
 
-/** The issuer's own default JWKS max-age (DESIGN §5), for a response that sends none. */
+/** The issuer's own default JWKS max-age (docs/architecture.md, "Timing invariants"), for a response that sends none. */
 export const DEFAULT_AGE_S = 300;
 
 /**
- * After a successful fetch, a kid that is not in the copy refetches at most once per 30 s (DESIGN
- * §4), one fetch in flight: the copy is what the issuer publishes now, so a flood of made-up kids
+ * After a successful fetch, a kid that is not in the copy refetches at most once per 30 s
+ * (docs/architecture.md, "Verifier"), one fetch in flight: the copy is what the issuer publishes now, so a flood of made-up kids
  * costs the issuer one request per verifier per 30 s.
  */
 export const DEFAULT_COOLDOWN_S = 30;

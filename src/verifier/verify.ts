@@ -1,5 +1,5 @@
 /**
- * `createVerifier`: the strict access-token check of DESIGN §4, on jose's `jwtVerify`.
+ * `createVerifier`: the strict access-token check of docs/architecture.md, "Verifier", on jose's `jwtVerify`.
  *
  * Order: size, the verified-token cache, structure and header (compact.ts), key (jwks.ts),
  * signature and registered claims (jose), then what jose does not check: a single string `aud`,
@@ -13,7 +13,7 @@ import { VerifierError, type VerifierErrorCode } from './errors.js';
 import { createJwksCache, type JwksEvent, type JwksOptions, type JwksStatus } from './jwks.js';
 import { DEFAULT_MAX_ENTRIES, TokenCache } from './token-cache.js';
 
-/** DESIGN §4 and §5: 30 s of clock skew either way. */
+/** docs/architecture.md, "Timing invariants": 30 s of clock skew either way. */
 export const DEFAULT_CLOCK_SKEW_S = 30;
 /** Beyond five minutes a skew stops being clock drift and becomes an extension of every token's life. */
 export const MAX_CLOCK_SKEW_S = 300;

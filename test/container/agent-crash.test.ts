@@ -1,5 +1,5 @@
 /**
- * Crash safety (DESIGN §6): the agent is SIGKILLed again and again while it writes; every file on
+ * Crash safety (docs/architecture.md, "Agent restart and crash safety"): the agent is SIGKILLed again and again while it writes; every file on
  * disk must always parse and never hold a mix of two versions.
  *
  * The issuer here is a stand-in at the network edge that hands out a new credentials version on

@@ -1,5 +1,5 @@
 /**
- * Issue 13 item 4 (DESIGN §9): the identity the gateway is told cannot be forged by anyone between
+ * Issue 13 item 4 (docs/architecture.md, "Proxy headers to the gateway"): the identity the gateway is told cannot be forged by anyone between
  * the user and the gateway. The real proxy in-process between a real JWKS server and a recording
  * upstream on 127.0.0.1: X-Forwarded-For is the token's `client_ip` and nothing else, whatever a
  * client sent (X-Forwarded-For, Forwarded, X-Real-IP, x-openclaw-*), for HTTP and WebSocket

@@ -118,7 +118,7 @@ describe('npm run dev -- --gateway openclaw', () => {
     expect(ui.status).toBe(200);
     expect(ui.headers.get('content-type')).toMatch(/^text\/html/);
 
-    // openclaw.json: owner-only, trusted-proxy per DESIGN §9, SecretRefs and no secret value.
+    // openclaw.json: owner-only, trusted-proxy, SecretRefs and no secret value.
     const home = join(copy, '.dev-stack', 'openclaw-home');
     const configFile = join(home, '.openclaw', 'openclaw.json');
     expect(statSync(configFile).mode & 0o077).toBe(0);

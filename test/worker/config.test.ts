@@ -16,7 +16,7 @@ function configError(env: Record<string, unknown>): ConfigError {
 }
 
 describe('parseConfig', () => {
-  it('applies the defaults of DESIGN §5', () => {
+  it('applies the documented defaults', () => {
     const c = parseConfig(base);
     expect(c.timing).toEqual({ accessTokenTtl: 300, agentTokenTtl: 600, jwksMaxAge: 300, clockSkew: 30, rotationPeriod: 86400 });
     expect(c.issuer).toBe('https://issuer.example.com');

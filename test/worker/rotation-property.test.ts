@@ -1,5 +1,5 @@
 /**
- * The rotation property (DESIGN §3, §5): across several rotation periods, with scheduled and
+ * The rotation property (docs/architecture.md, "Signing-key rotation", "Timing invariants"): across several rotation periods, with scheduled and
  * manual rotations, a verifier holding a JWKS fetched up to one JWKS max-age earlier verifies every
  * token signed in the last max token TTL, including tokens signed by an isolate whose cached
  * signing key is as stale as key-authority.ts allows (SIGNING_KEY_CACHE_SECONDS, capped at the

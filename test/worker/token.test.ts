@@ -31,7 +31,7 @@ async function jwks() {
 }
 
 describe('POST /oauth/token: success', () => {
-  it('issues an agent token with the claims of DESIGN §4, signed EdDSA with the active key', async () => {
+  it('issues an agent token with the documented claims, signed EdDSA with the active key', async () => {
     const b = await bootstrap('sb-1');
     expect(b).toMatchObject({ client_id: 'sb-1', issuer: BASE, token_endpoint: TOKEN_URL });
     expect(b.key).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' });

@@ -1,5 +1,5 @@
 /**
- * The verifying reverse proxy (DESIGN §3 "A user request", §4, §9): every request and every
+ * The verifying reverse proxy (docs/architecture.md, "Gateway traffic and verification", "Proxy headers to the gateway"): every request and every
  * WebSocket upgrade needs a valid bearer JWT; accepted ones go to the gateway with `Authorization`
  * replaced by the gateway's own token and the identity headers rebuilt from verified facts only
  * (forwardedHeaders): `X-Forwarded-User: <sub>`, `X-Forwarded-For: <client_ip>`, and
@@ -291,7 +291,7 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
   let unattributed = false;
 
   /**
-   * The identity headers the gateway trusts (DESIGN §9), from verified facts only: never the TCP
+   * The identity headers the gateway trusts (docs/architecture.md, "Proxy headers to the gateway"), from verified facts only: never the TCP
    * peer (always the Worker or loopback here, which OpenClaw refuses with
    * `proxy_attribution_required`) and never anything a client sent (dropped in upstreamHeaders).
    * A token without `client_ip` (a Worker from before the claim, or one that saw no address)
