@@ -33,6 +33,7 @@ import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Duplex } from 'node:stream';
+import { CONTAINER_PORTS, isLoopbackUrl } from '../src/admin-api.js';
 
 /** OpenClaw's WebSocket protocol version (2026.9.6 speaks 4 only). */
 export const PROTOCOL_VERSION = 4;
@@ -41,7 +42,7 @@ const CLIENT = { id: 'gateway-client', mode: 'backend', version: 'credential-age
 /** secrets.reload needs operator.admin (OpenClaw's method-scope table); nothing more is asked. */
 const SCOPES = ['operator.admin'];
 /** OpenClaw's default gateway port (start.sh's GATEWAY_PORT). */
-const DEFAULT_GATEWAY_PORT = 18789;
+const DEFAULT_GATEWAY_PORT = CONTAINER_PORTS.gateway;
 /** The whole exchange: the RPC takes ~150 ms; a gateway busy starting may take a few seconds. */
 export const RELOAD_TIMEOUT_MS = 15_000;
 /** The TCP probe before the WebSocket: loopback answers at once or not at all. */
@@ -297,6 +298,17 @@ const USAGE = `usage: openclaw-reload [--url ws://127.0.0.1:PORT] [--auth-file F
   --auth-file: OPENCLAW_LOCAL_AUTH_FILE, else ${LOCAL_AUTH_FILE} next to $CREDENTIALS_FILE (created 0600
   on first run; openclaw.json's gateway.auth.password is a SecretRef to its /password).`;
 
+/** A plain ws:// URL to this machine by the contract's loopback rule, with no credentials in it. */
+function isLoopbackWs(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  return u.protocol === 'ws:' && u.username === '' && u.password === '' && isLoopbackUrl(u);
+}
+
 export function parseReloadArgs(argv: string[], env: NodeJS.ProcessEnv): { url: string; authFile: string } {
   let values: { url?: string; 'auth-file'?: string; help?: boolean };
   try {
@@ -307,9 +319,9 @@ export function parseReloadArgs(argv: string[], env: NodeJS.ProcessEnv): { url: 
   if (values.help) throw new ReloadError(USAGE, 0);
   const port = env.GATEWAY_PORT || String(DEFAULT_GATEWAY_PORT);
   const url = values.url ?? (env.OPENCLAW_RELOAD_URL || `ws://127.0.0.1:${port}`);
-  if (!/^ws:\/\/(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?(\/|$)/.test(url)) {
+  if (!isLoopbackWs(url)) {
     // The password must only ever travel over loopback, where OpenClaw accepts it.
-    throw new ReloadError(`--url must be a ws:// loopback address (127.0.0.1, [::1], localhost), not ${url.slice(0, 80)}`, 2);
+    throw new ReloadError(`--url must be a ws:// loopback address (127.0.0.0/8, [::1], localhost), not ${url.slice(0, 80)}`, 2);
   }
   const explicit = values['auth-file'] ?? env.OPENCLAW_LOCAL_AUTH_FILE;
   if (explicit) return { url, authFile: explicit };

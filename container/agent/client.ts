@@ -5,19 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { checkBootstrapFile, type BootstrapFile, type CredentialsFile, type ErrorAnswer, type TokenResponse } from '../../src/admin-api.js';
 import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, MAX_CLOCK_CORRECTION_MS, parseDateHeader, type IssuerClock } from './clock.js';
 import { AgentError } from './errors.js';
-import type { Credentials } from './files.js';
 import type { Post, SimpleResponse } from './http-client.js';
 
 export { AgentError, type AgentErrorCode } from './errors.js';
-
-export interface BootstrapFile {
-  client_id: string;
-  issuer: string;
-  token_endpoint: string;
-  key: JWK;
-}
 
 /** Assertions live 60 s, the most the issuer accepts (exp - iat). */
 const ASSERTION_LIFETIME_SECONDS = 60;
@@ -32,23 +25,9 @@ export function parseBootstrapFile(text: string, path: string): BootstrapFile {
   } catch {
     throw new AgentError('bootstrap_malformed', `bootstrap file ${path} is not JSON`);
   }
-  const f = v as Partial<BootstrapFile> | null;
-  const bad = (what: string) => new AgentError('bootstrap_malformed', `bootstrap file ${path} is malformed: ${what}`);
-  if (!f || typeof f !== 'object') throw bad('not a JSON object');
-  if (typeof f.client_id !== 'string' || f.client_id === '') throw bad('client_id is missing');
-  for (const k of ['issuer', 'token_endpoint'] as const) {
-    try {
-      const u = new URL(String(f[k]));
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error();
-    } catch {
-      throw bad(`${k} is not an http(s) URL`);
-    }
-  }
-  const key = f.key;
-  if (!key || typeof key !== 'object' || key.kty !== 'OKP' || key.crv !== 'Ed25519' || typeof key.x !== 'string' || typeof key.d !== 'string') {
-    throw bad('key is not a private Ed25519 JWK');
-  }
-  return { client_id: f.client_id, issuer: f.issuer!, token_endpoint: f.token_endpoint!, key };
+  const check = checkBootstrapFile(v);
+  if (!check.ok) throw new AgentError('bootstrap_malformed', `bootstrap file ${path} is malformed: ${check.problem}`);
+  return check.file;
 }
 
 /** The token endpoint to call: the file's, or its path on the `--issuer` override (e.g. http://issuer.internal). */
@@ -86,7 +65,7 @@ export interface IssuedToken {
   exp: number;
   kid?: string;
   jti?: string;
-  credentials?: Credentials;
+  credentials?: CredentialsFile;
 }
 
 export interface RequestOptions {
@@ -155,9 +134,10 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   const arrivedAt = o.now();
   const date = parseDateHeader(res.headers?.get('date'));
   if (date !== undefined) o.clock.sample(date, sentAt, arrivedAt, 'Date header');
-  let json: Record<string, unknown> = {};
+  /** The token endpoint's answer (TokenResponse, or an ErrorAnswer), as JSON arrives: every member checked before use. */
+  let json: { [K in keyof (TokenResponse & ErrorAnswer)]?: unknown } = {};
   try {
-    json = JSON.parse(text) as Record<string, unknown>;
+    json = JSON.parse(text) as typeof json;
   } catch {
     /* handled below */
   }
@@ -177,7 +157,7 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   return out;
 }
 
-async function parseTokenResponse(json: Record<string, unknown>, encPrivate: CryptoKey, sentAt: number, arrivedAt: number): Promise<IssuedToken> {
+async function parseTokenResponse(json: { access_token?: unknown }, encPrivate: CryptoKey, sentAt: number, arrivedAt: number): Promise<IssuedToken> {
   const token = json.access_token;
   if (typeof token !== 'string') throw new AgentError('bad_response', 'the issuer answered without an access_token');
   let claims: ReturnType<typeof decodeJwt>;
@@ -201,9 +181,9 @@ async function parseTokenResponse(json: Record<string, unknown>, encPrivate: Cry
       // the same bootstrap file (a `--once` run does). The refresher re-sends this agent's key.
       throw new AgentError('credentials_undecryptable', 'the credentials in the token do not decrypt with this agent\'s key: the issuer holds another encryption key for this sandbox');
     }
-    let creds: Credentials;
+    let creds: CredentialsFile;
     try {
-      creds = JSON.parse(new TextDecoder().decode(plaintext)) as Credentials;
+      creds = JSON.parse(new TextDecoder().decode(plaintext)) as CredentialsFile;
     } catch {
       throw new AgentError('bad_response', 'the credentials in the token are not JSON');
     }

@@ -2,6 +2,7 @@
  * The agent's flags, each with an environment twin (DESIGN §4), parsed once into AgentConfig.
  * A bad or missing value is one clear line naming the flag.
  */
+import { CONTAINER_PORTS } from '../../src/admin-api.js';
 import { httpUrl, readFlags, UsageError } from '../lib/flags.js';
 import { HOOK_TIMEOUT_MS } from './hook.js';
 import { BACKOFF_MAX_MS } from './schedule.js';
@@ -20,18 +21,19 @@ export interface AgentConfig {
 
 export { UsageError };
 
+/** The container's agent port: start.sh's AGENT_PORT and the Worker's push reach it there. */
+const DEFAULT_PORT = CONTAINER_PORTS.agent;
+
 export const USAGE = `usage: refresh --bootstrap-key FILE --dir DIR [options]
   --bootstrap-key FILE   bootstrap file from the issuer            (BOOTSTRAP_KEY_FILE)
   --dir DIR              output directory for token, credentials    (CREDENTIALS_DIR)
   --issuer URL           token endpoint origin override             (ISSUER_URL)
   --on-change CMD        run on a new credentials version           (ON_CHANGE)
-  --port N               health/metrics/nudge port, default 8788    (AGENT_PORT)
+  --port N               health/metrics/nudge port, default ${DEFAULT_PORT}    (AGENT_PORT)
   --host ADDR            listen address, default 127.0.0.1          (AGENT_HOST)
   --hook-timeout DUR     change hook timeout, default 30s           (HOOK_TIMEOUT)
   --max-backoff DUR      longest wait between retries, default 5m   (MAX_BACKOFF)
   --once                 get one credential, write it, run the hook, exit`;
-
-const DEFAULT_PORT = 8788;
 
 function duration(flag: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;

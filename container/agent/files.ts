@@ -7,17 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CREDENTIALS_FILE } from '../../src/admin-api.js';
 import { AgentError, describeErrno } from './errors.js';
 
+/** The agent's own files next to CREDENTIALS_FILE (the contract's: the gateway reads it too). */
 export const TOKEN_FILE = 'token';
-export const CREDENTIALS_FILE = 'credentials.json';
 export const STATE_FILE = 'state.json';
 const TEMP_PREFIX = '.tmp-';
-
-export interface Credentials {
-  version: string;
-  values: Record<string, string>;
-}
 
 /** What the agent remembers across restarts. Identifiers and times only: no token, no secret. */
 export interface AgentState {

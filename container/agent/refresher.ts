@@ -10,8 +10,9 @@
  */
 import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, IssuerClock } from './clock.js';
 import { AgentError, type AgentErrorCode } from './errors.js';
-import { requestToken, type AgentKeys, type BootstrapFile, type IssuedToken } from './client.js';
-import type { AgentState, Credentials, SavedFiles } from './files.js';
+import type { BootstrapFile, CredentialsFile } from '../../src/admin-api.js';
+import { requestToken, type AgentKeys, type IssuedToken } from './client.js';
+import type { AgentState, SavedFiles } from './files.js';
 import { inspectSaved } from './restore.js';
 import type { HookResult } from './hook.js';
 import type { Post } from './http-client.js';
@@ -20,7 +21,7 @@ import { backoffDelay, BACKOFF_MAX_MS, refreshAt, refusedDelay } from './schedul
 
 export interface Store {
   writeToken(token: string): Promise<void>;
-  writeCredentials(c: Credentials): Promise<void>;
+  writeCredentials(c: CredentialsFile): Promise<void>;
   writeState(s: AgentState): Promise<void>;
 }
 
@@ -79,7 +80,7 @@ export type HealthStatus = 'ok' | 'no_token' | 'expired' | 'credentials_unusable
 
 export class Refresher {
   current: HeldToken | undefined;
-  credentials: Credentials | undefined;
+  credentials: CredentialsFile | undefined;
   state: AgentState = {};
   readonly metrics: Metrics = { refreshes: { ok: 0, error: 0, refused: 0 }, failures: {}, hooks: { ok: 0, error: 0 } };
   /** When the loop refreshes next (epoch ms). */

@@ -7,7 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { CREDENTIALS_FILE, STATE_FILE, TOKEN_FILE, type AgentState, type Credentials, type FileProblem, type SavedFile, type SavedFiles } from './files.js';
+import { CREDENTIALS_FILE, credentialsVersionFromDigest, credentialsVersionInput, type CredentialsFile } from '../../src/admin-api.js';
+import { STATE_FILE, TOKEN_FILE, type AgentState, type FileProblem, type SavedFile, type SavedFiles } from './files.js';
 
 /**
  * A token claiming a longer life than the issuer ever gives (AGENT_TOKEN_TTL is at most 1 d) was
@@ -16,13 +17,11 @@ import { CREDENTIALS_FILE, STATE_FILE, TOKEN_FILE, type AgentState, type Credent
 export const MAX_TOKEN_LIFETIME_S = 24 * 60 * 60;
 
 /**
- * The credentials version exactly as the issuer computes it (src/issuer/credentials.ts
- * credentialsVersion, the README "Credentials": the first 96 bits of SHA-256 over the delivered
- * names and values). A test holds the two equal.
+ * The credentials version as the issuer computes it: the contract's formula (credentialsVersionInput,
+ * credentialsVersionFromDigest) over Node's SHA-256. A test holds it equal to the Worker's.
  */
 export function credentialsVersion(values: Record<string, string>): string {
-  const canonical = JSON.stringify(Object.keys(values).sort().map((k) => [k, values[k]]));
-  return createHash('sha256').update(`credentials-version:v1:${canonical}`).digest().subarray(0, 12).toString('base64url');
+  return credentialsVersionFromDigest(createHash('sha256').update(credentialsVersionInput(values)).digest());
 }
 
 export interface RestoredToken {
@@ -39,7 +38,7 @@ export interface RestoredToken {
 
 export interface Restored {
   token?: RestoredToken;
-  credentials?: Credentials;
+  credentials?: CredentialsFile;
   state: AgentState;
   problems: FileProblem[];
 }
@@ -88,7 +87,7 @@ function readToken(f: SavedFile, now: number): RestoredToken | string {
   };
 }
 
-function readCredentials(f: SavedFile, expected: string | undefined): Credentials | string {
+function readCredentials(f: SavedFile, expected: string | undefined): CredentialsFile | string {
   const c = parseObject(f.text);
   if (!c) return 'not a JSON object';
   const { version, values } = c;
@@ -112,7 +111,7 @@ export function inspectSaved(saved: SavedFiles, now: number): Restored {
     if (typeof t === 'string') problem(TOKEN_FILE, saved.token.path, t);
     else token = t;
   }
-  let credentials: Credentials | undefined;
+  let credentials: CredentialsFile | undefined;
   if (saved.credentials) {
     const c = readCredentials(saved.credentials, token?.credVer);
     if (typeof c === 'string') problem(CREDENTIALS_FILE, saved.credentials.path, c);

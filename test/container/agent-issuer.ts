@@ -7,6 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { credentialsVersion } from '../../container/agent/restore.js';
+import type { BootstrapFile, CredentialsFile, TokenResponse } from '../../src/admin-api.js';
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 
 export interface LoopbackIssuerOptions {
@@ -19,7 +20,7 @@ export interface LoopbackIssuerOptions {
   /** Send a Date header (the Worker in workerd sends none; Cloudflare's edge adds one). */
   dateHeader?: boolean;
   /** The delivered credentials and their version (default: one value, its version computed as the issuer does). */
-  credentials?: { version: string; values: Record<string, string> };
+  credentials?: CredentialsFile;
 }
 
 export interface LoopbackIssuer {
@@ -75,7 +76,8 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
       out.cred_ver = opts.credentials.version;
     }
     const token = await new SignJWT(out).setProtectedHeader({ alg: 'EdDSA', kid: 'loopback-1', typ: 'at+jwt' }).setIssuer('http://issuer.test').setIssuedAt(iat).setExpirationTime(iat + opts.ttlS).sign(signer.privateKey);
-    answer(200, { access_token: token, token_type: 'Bearer', expires_in: opts.ttlS, credentials_version: opts.credentials?.version }, 'issued');
+    const body: TokenResponse = { access_token: token, token_type: 'Bearer', expires_in: opts.ttlS, credentials_version: opts.credentials?.version };
+    answer(200, body, 'issued');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -84,7 +86,8 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
     requests,
     async bootstrapFile(clientId) {
       const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
-      return JSON.stringify({ client_id: clientId, issuer: url, token_endpoint: `${url}/oauth/token`, key: { ...(await exportJWK(privateKey)), kid: 'boot-1' } });
+      const file: BootstrapFile = { client_id: clientId, issuer: url, token_endpoint: `${url}/oauth/token`, key: { ...(await exportJWK(privateKey)), kid: 'boot-1' } };
+      return JSON.stringify(file);
     },
     set(o) {
       Object.assign(opts, o);

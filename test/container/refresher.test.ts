@@ -7,9 +7,10 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prepareKeys, type BootstrapFile } from '../../container/agent/client.js';
+import { CREDENTIALS_FILE, type BootstrapFile, type CredentialsFile } from '../../src/admin-api.js';
+import { prepareKeys } from '../../container/agent/client.js';
 import { AgentError } from '../../container/agent/errors.js';
-import { CREDENTIALS_FILE, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type AgentState, type Credentials } from '../../container/agent/files.js';
+import { prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type AgentState } from '../../container/agent/files.js';
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
@@ -33,7 +34,7 @@ class FakeIssuer {
   script: Reply[] = [];
   version = 'v1';
   /** Delivered as they are, instead of the made-up values of `version`. */
-  credentials: Credentials | undefined;
+  credentials: CredentialsFile | undefined;
   private encKey: JWK | undefined;
   private signer = generateKeyPair('EdDSA');
   gate: Promise<void> | undefined;
@@ -78,7 +79,7 @@ class FakeIssuer {
     const iat = Math.floor((this.clock.t + this.offsetMs) / 1000);
     const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
     if (this.encKey) {
-      const creds: Credentials = this.credentials ?? { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
+      const creds: CredentialsFile = this.credentials ?? { version: this.version, values: { GATEWAY_TOKEN: `value-${this.version}` } };
       claims.cred = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(creds)))
         .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' })
         .encrypt(await importJWK(this.encKey, 'ECDH-ES+A256KW'));
@@ -94,7 +95,7 @@ async function setup(opts: { random?: () => number; hook?: (v: string) => Promis
   const issuer = new FakeIssuer(clock);
   const logs: { level: string; event: string; fields: Record<string, unknown> }[] = [];
   const sleeps: number[] = [];
-  const written = { token: [] as string[], credentials: [] as Credentials[], state: [] as AgentState[] };
+  const written = { token: [] as string[], credentials: [] as CredentialsFile[], state: [] as AgentState[] };
   const deps: RefresherDeps = {
     now: () => clock.t,
     random: opts.random ?? (() => 0.5),

@@ -1,21 +1,21 @@
 import { base64url, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { expect } from 'vitest';
+import { ADMIN_PREFIX, adminPath, checkBootstrapFile, TOKEN_PATH, type BootstrapFile, type ErrorAnswer } from '../../src/admin-api.js';
 import { adminHeaders, BASE, call } from './helpers.js';
 
-export const TOKEN_URL = `${BASE}/oauth/token`;
+/** The contract's type, for the test files that import it from here. */
+export type { BootstrapFile };
+
+export const TOKEN_URL = `${BASE}${TOKEN_PATH}`;
 export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
-export interface BootstrapFile {
-  client_id: string;
-  issuer: string;
-  token_endpoint: string;
-  key: JWK;
-}
-
+/** A new bootstrap file for `id`, through the admin API; it must pass the contract's check. */
 export async function bootstrap(id: string, envOverride: Record<string, unknown> = {}): Promise<BootstrapFile> {
-  const res = await call(`/api/admin/sandboxes/${id}/bootstrap`, { method: 'POST', headers: adminHeaders() }, envOverride);
+  const res = await call(`${ADMIN_PREFIX}${adminPath('bootstrap', { id })}`, { method: 'POST', headers: adminHeaders() }, envOverride);
   expect(res.status).toBe(200);
-  return (await res.json()) as BootstrapFile;
+  const body: unknown = await res.json();
+  expect(checkBootstrapFile(body)).toMatchObject({ ok: true });
+  return body as BootstrapFile;
 }
 
 export interface AssertionOpts {
@@ -49,7 +49,7 @@ export function tokenForm(jwt: string, extra: Record<string, string> = {}): Requ
 }
 
 export async function requestToken(jwt: string, extra: Record<string, string> = {}, envOverride: Record<string, unknown> = {}): Promise<Response> {
-  return call('/oauth/token', tokenForm(jwt, extra), envOverride);
+  return call(TOKEN_PATH, tokenForm(jwt, extra), envOverride);
 }
 
 /** An agent's X25519 key pair, as the agent would make it. */
@@ -59,4 +59,5 @@ export async function agentKeyPair(): Promise<{ publicJwk: JWK; privateKey: Cryp
   return { publicJwk: { kty: pub.kty, crv: pub.crv, x: pub.x }, privateKey: privateKey as CryptoKey };
 }
 
-export type ErrorBody = { error: string; error_description: string };
+/** The issuer's error answer, with the description every refusal of the token endpoint carries. */
+export type ErrorBody = Required<ErrorAnswer>;

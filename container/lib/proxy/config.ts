@@ -2,6 +2,7 @@
  * The verifying proxy's flags, each with an environment twin (DESIGN §4), parsed once into
  * ProxyConfig. A bad or missing value is one clear line naming the flag.
  */
+import { CONTAINER_PORTS, CREDENTIALS_FILE } from '../../../src/admin-api.js';
 import { httpUrl, readFlags, UsageError } from '../flags.js';
 
 export { UsageError };
@@ -10,7 +11,7 @@ export interface ProxyConfig {
   jwksUrl: string;
   issuer: string;
   audience: string;
-  /** Origin (and optional path prefix) of the gateway, e.g. http://127.0.0.1:18789. */
+  /** Origin (and optional path prefix) of the gateway, e.g. http://127.0.0.1:18789 (CONTAINER_PORTS.gateway). */
   upstream: URL;
   credentialsFile: string;
   upstreamTokenName: string;
@@ -19,19 +20,23 @@ export interface ProxyConfig {
   clockSkew: number;
 }
 
+/** The container's proxy port, where the Worker's containerFetch reaches it. */
+export const DEFAULT_PORT = CONTAINER_PORTS.proxy;
+export const DEFAULT_HOST = '127.0.0.1';
+/** The gateway in the container, as the examples name it. */
+const EXAMPLE_UPSTREAM = `http://127.0.0.1:${CONTAINER_PORTS.gateway}`;
+
 export const USAGE = `usage: gateway-proxy --jwks URL --issuer URL --audience AUD --upstream URL --credentials FILE [options]
   --jwks URL             the issuer's JWKS                          (JWKS_URL)
   --issuer URL           the one accepted iss, the Worker's URL     (EXPECTED_ISSUER)
   --audience AUD         the one accepted aud, e.g. gateway:main    (EXPECTED_AUDIENCE)
-  --upstream URL         the gateway, e.g. http://127.0.0.1:18789   (UPSTREAM_URL)
-  --credentials FILE     the agent's credentials.json               (CREDENTIALS_FILE)
+  --upstream URL         the gateway, e.g. ${EXAMPLE_UPSTREAM}   (UPSTREAM_URL)
+  --credentials FILE     the agent's ${CREDENTIALS_FILE}               (CREDENTIALS_FILE)
   --upstream-token NAME  value presented upstream, default GATEWAY_TOKEN (UPSTREAM_TOKEN_NAME)
-  --port N               listen port, default 8789                  (PROXY_PORT)
-  --host ADDR            listen address, default 127.0.0.1          (PROXY_HOST)
+  --port N               listen port, default ${DEFAULT_PORT}                  (PROXY_PORT)
+  --host ADDR            listen address, default ${DEFAULT_HOST}          (PROXY_HOST)
   --clock-skew S         seconds of skew on exp/nbf/iat, default 30 (CLOCK_SKEW_SECONDS)`;
 
-export const DEFAULT_PORT = 8789;
-export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_UPSTREAM_TOKEN = 'GATEWAY_TOKEN';
 export const DEFAULT_CLOCK_SKEW_S = 30;
 /** The verifier's own ceiling: more is not skew but longer-lived tokens. */
@@ -65,7 +70,7 @@ export function parseProxyConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   const issuer = required('issuer', 'EXPECTED_ISSUER');
   httpUrl('--issuer', issuer, 'https://issuer.example');
   const audience = required('audience', 'EXPECTED_AUDIENCE');
-  const upstream = httpUrl('--upstream', required('upstream', 'UPSTREAM_URL'), 'http://127.0.0.1:18789');
+  const upstream = httpUrl('--upstream', required('upstream', 'UPSTREAM_URL'), EXAMPLE_UPSTREAM);
   if (upstream.search || upstream.hash) throw new UsageError('--upstream: must not have a query or a fragment');
   const credentialsFile = required('credentials', 'CREDENTIALS_FILE');
   const upstreamTokenName = pick('upstream-token', 'UPSTREAM_TOKEN_NAME') ?? DEFAULT_UPSTREAM_TOKEN;

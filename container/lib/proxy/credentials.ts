@@ -10,6 +10,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
+import type { CredentialsFile } from '../../../src/admin-api.js';
 
 /** credentials.json holds a handful of short values; anything bigger is not the agent's file. */
 export const MAX_CREDENTIALS_BYTES = 256 * 1024;
@@ -41,12 +42,14 @@ function parse(text: string, name: string): CredentialState {
   } catch {
     return { ok: false, reason: 'invalid_json' };
   }
-  const values = (doc as { values?: unknown })?.values;
+  // The contract's CredentialsFile, as JSON arrives: each member checked before use.
+  const file = doc as { [K in keyof CredentialsFile]?: unknown } | null;
+  const values = file?.values;
   if (typeof values !== 'object' || values === null) return { ok: false, reason: 'invalid_json' };
   const value = (values as Record<string, unknown>)[name];
   if (typeof value !== 'string' || value === '') return { ok: false, reason: 'missing_value' };
   if (!HEADER_SAFE.test(value)) return { ok: false, reason: 'invalid_value' };
-  const version = (doc as { version?: unknown }).version;
+  const version = file!.version;
   return { ok: true, value, version: typeof version === 'string' ? version : null };
 }
 
