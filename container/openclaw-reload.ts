@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The change hook for an OpenClaw gateway (DESIGN §9, issue 13 item 5): after the agent writes a new
+ * The change hook for an OpenClaw gateway (docs/architecture.md, "Change hook"): after the agent writes a new
  * credentials version, ask the running gateway to re-resolve its SecretRefs with the `secrets.reload`
  * RPC over its WebSocket on loopback. Same process, open connections kept; about 150 ms in the
  * gateway, against 2 to 3 s for the `openclaw secrets reload` CLI (its process start).

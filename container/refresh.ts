@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The container agent (DESIGN §3 "Refresh", §4 "Agent"): authenticates with the bootstrap key,
+ * The container agent (docs/architecture.md, "Container agent" and "Refresh"): authenticates with the bootstrap key,
  * keeps `token`, `credentials.json` and `state.json` fresh in --dir without restarts, runs the
  * change hook on a new credentials version, and serves /healthz, /metrics and POST /refresh.
  *

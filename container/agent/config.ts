@@ -1,5 +1,5 @@
 /**
- * The agent's flags, each with an environment twin (DESIGN §4), parsed once into AgentConfig.
+ * The agent's flags, each with an environment twin (docs/architecture.md, "Container environment and flags"), parsed once into AgentConfig.
  * A bad or missing value is one clear line naming the flag.
  */
 import { CONTAINER_PORTS } from '../../src/admin-api.js';

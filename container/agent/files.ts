@@ -2,7 +2,7 @@
  * The agent's files: `token`, `credentials.json` and `state.json` in one directory (mode 0700),
  * each written atomically: a temp file in the same directory, fsync, rename over the old one,
  * fsync of the directory. A reader sees the old file or the new one, never a mix, even if the
- * agent is killed mid-write (DESIGN §6).
+ * agent is killed mid-write (docs/architecture.md, "Agent restart and crash safety").
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';

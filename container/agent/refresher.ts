@@ -111,7 +111,7 @@ export class Refresher {
     this.state = { ...r.state };
     this.credentials = r.credentials;
     this.current = r.token;
-    this.nextAt = this.deps.now(); // DESIGN §6: with a usable bootstrap key it refreshes at once
+    this.nextAt = this.deps.now(); // docs/architecture.md, "Agent restart and crash safety": with a usable bootstrap key it refreshes at once
   }
 
   healthStatus(): HealthStatus {

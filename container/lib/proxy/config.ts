@@ -1,5 +1,5 @@
 /**
- * The verifying proxy's flags, each with an environment twin (DESIGN §4), parsed once into
+ * The verifying proxy's flags, each with an environment twin (docs/architecture.md, "Container environment and flags"), parsed once into
  * ProxyConfig. A bad or missing value is one clear line naming the flag.
  */
 import { CONTAINER_PORTS, CREDENTIALS_FILE } from '../../../src/admin-api.js';
