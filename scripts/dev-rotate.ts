@@ -13,11 +13,12 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { DEV_VARS_FILE } from '../src/admin-api.js';
 import { readDevVars } from './local-stack/dev-vars.js';
 import { CONTROL_SOCKET, requestRotation, writeFreshValue } from './local-stack/rotation.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DEV_VARS = `${ROOT}.dev.vars`;
+const DEV_VARS = `${ROOT}${DEV_VARS_FILE}`;
 const SOCKET = `${ROOT}.dev-stack/${CONTROL_SOCKET}`;
 /**
  * A Worker restart (seconds, at most 60), then the agent's refresh and the change hook (at most

@@ -36,6 +36,9 @@ import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
+import { IssuerClient } from '../cli/client.js';
+import { CliError, EXIT } from '../cli/errors.js';
+import { checkBootstrapFile, CREDENTIALS_FILE, DEV_VARS_FILE, JWKS_PATH, LOCAL_BASE_PORT as DEFAULT_BASE_PORT, LOCAL_HOST as HOST, localStackPorts, type BootstrapFile, type LocalStackPorts } from '../src/admin-api.js';
 import { ensureLocalPassword, LOCAL_AUTH_FILE } from '../container/openclaw-reload.js';
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
 import { StackError } from './local-stack/errors.js';
@@ -44,7 +47,7 @@ import { startEgressHop, type EgressHop } from './local-stack/egress-hop.js';
 import { FIXED_REPLY, keyFingerprint, MODEL_ID, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
 import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writeOpenClawHome } from './local-stack/openclaw-gateway.js';
 import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
-import { assertFree, DEFAULT_BASE_PORT, ephemeralPort, HOST, portsFrom, type StackPorts } from './local-stack/ports.js';
+import { assertFree, ephemeralPort } from './local-stack/ports.js';
 import { startChild, stopChildren, type Child } from './local-stack/processes.js';
 import { CONTROL_SOCKET, startControlServer, writeValue, type RotationEvent, type RotationFlow, type RotationReport } from './local-stack/rotation.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
@@ -56,6 +59,8 @@ const STATE_DIR = '.dev-stack';
 const ISSUER_START_MS = 120_000;
 /** The agent's first token, the proxy's first JWKS fetch. */
 const COMPONENT_START_MS = 30_000;
+/** The bootstrap call: the Worker is healthy by then; its first Durable Object start may still take a moment. */
+const BOOTSTRAP_TIMEOUT_MS = 30_000;
 /**
  * OpenClaw 2026.9.6 is ready in about 10 s on an idle machine, 20 to 30 s on two cores shared with
  * other work (measured): allow for a slower one before calling it failed.
@@ -98,9 +103,11 @@ const NUDGE_ATTEMPTS = 5;
 /** A signal this soon after the first is the same Ctrl-C, relayed by npm. */
 const REPEAT_SIGNAL_MS = 1_000;
 
+/** The stack's ports when no --base-port moves them. */
+const DEFAULT_PORTS = localStackPorts(DEFAULT_BASE_PORT);
 const USAGE = `usage: npm run dev [-- --base-port N] [--gateway stand-in|openclaw]
-  Starts the issuer (${DEFAULT_BASE_PORT}), agent (${DEFAULT_BASE_PORT + 1}), verifying proxy (${DEFAULT_BASE_PORT + 2}), a gateway (${DEFAULT_BASE_PORT + 3}),
-  a stand-in model provider (${DEFAULT_BASE_PORT + 4}) and the local egress hop (${DEFAULT_BASE_PORT + 5}) on ${HOST}: the stand-in gateway,
+  Starts the issuer (${DEFAULT_PORTS.issuer}), agent (${DEFAULT_PORTS.agent}), verifying proxy (${DEFAULT_PORTS.proxy}), a gateway (${DEFAULT_PORTS.gateway}),
+  a stand-in model provider (${DEFAULT_PORTS.modelProvider}) and the local egress hop (${DEFAULT_PORTS.egressHop}) on ${HOST}: the stand-in gateway,
   or with --gateway openclaw the real OpenClaw from ${GATEWAY_DIR}/ (npm run gateway:install). The gateway's model
   calls go through the hop to the Worker's egress handler, which puts the provider key in.
   --base-port N moves them to N..N+5. Ctrl-C stops everything.`;
@@ -151,20 +158,25 @@ function track(running: Running, c: Child): Child {
   return c;
 }
 
+/**
+ * A new bootstrap file for `sandbox` through the admin API, with the operator CLI's client (its
+ * timeout, its loopback rule for the admin token, its error messages, which never carry a
+ * credential), checked and written owner-only, atomically.
+ */
 async function bootstrap(issuer: string, adminToken: string, sandbox: string, file: string): Promise<void> {
-  let res: Response;
+  const client = new IssuerClient({ issuer: new URL(issuer), credentials: { adminToken, source: 'flag' }, timeoutMs: BOOTSTRAP_TIMEOUT_MS });
+  let answer: BootstrapFile;
   try {
-    res = await fetch(`${issuer}/api/admin/sandboxes/${sandbox}/bootstrap`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
-  } catch {
-    throw new StackError(`could not reach the issuer at ${issuer} to bootstrap sandbox "${sandbox}"`);
+    answer = await client.call('bootstrap', { id: sandbox });
+  } catch (e) {
+    if (!(e instanceof CliError)) throw e;
+    const hint = e.exitCode === EXIT.auth ? ` (is ADMIN_TOKEN in ${DEV_VARS_FILE} the one the issuer runs with?)` : '';
+    throw new StackError(`bootstrapping sandbox "${sandbox}" failed: ${e.message}${hint}`);
   }
-  const text = await res.text();
-  if (!res.ok) {
-    // An error answer names a code and a reason, never a secret.
-    throw new StackError(`bootstrapping sandbox "${sandbox}" failed: HTTP ${res.status} ${text.slice(0, 200)}${res.status === 401 ? ' (is ADMIN_TOKEN in .dev.vars the one the issuer runs with?)' : ''}`);
-  }
+  const check = checkBootstrapFile(answer);
+  if (!check.ok) throw new StackError(`bootstrapping sandbox "${sandbox}" failed: the issuer's answer is not a bootstrap file (${check.problem})`);
   // Holds the sandbox's private key: owner-only, replaced atomically.
-  writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(answer, null, 2)}\n`, { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
 }
 
@@ -293,13 +305,13 @@ interface Up {
   providerKey: string;
 }
 
-async function start(ports: StackPorts, gateway: GatewayKind, running: Running, say: (line: string) => void): Promise<Up> {
+async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Running, say: (line: string) => void): Promise<Up> {
   if (gateway === 'openclaw') {
     const problem = installProblem(ROOT);
     if (problem) throw new StackError(`the real gateway is not installed (${problem}): run \`npm run gateway:install\` first`);
   }
   await assertFree(ports);
-  const devVarsPath = `${ROOT}.dev.vars`;
+  const devVarsPath = `${ROOT}${DEV_VARS_FILE}`;
   if (ensureDevVars(devVarsPath, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
   let vars = readDevVars(devVarsPath);
   if (migrateCredentials(devVarsPath, vars)) {
@@ -369,12 +381,12 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   });
   const providerBaseUrl = `${running.egressHop.url}/v1`;
 
-  await waitHealthy('the issuer', `${issuer}/.well-known/jwks.json`, worker, ISSUER_START_MS);
+  await waitHealthy('the issuer', `${issuer}${JWKS_PATH}`, worker, ISSUER_START_MS);
 
   const bootFile = `${dir}/bootstrap.json`;
   await bootstrap(issuer, adminToken, sandbox, bootFile);
   const agentDir = `${dir}/agent`;
-  const credentialsFile = `${agentDir}/credentials.json`;
+  const credentialsFile = `${agentDir}/${CREDENTIALS_FILE}`;
 
   if (gateway === 'stand-in') {
     running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME, providerKeyName: provider.name, providerBaseUrl });
@@ -404,7 +416,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
   );
   await waitHealthy('the agent', `http://${HOST}:${ports.agent}/healthz`, agent, COMPONENT_START_MS);
 
-  const proxyArgs = ['--jwks', `${issuer}/.well-known/jwks.json`, '--issuer', issuer, '--audience', `gateway:${sandbox}`];
+  const proxyArgs = ['--jwks', `${issuer}${JWKS_PATH}`, '--issuer', issuer, '--audience', `gateway:${sandbox}`];
   proxyArgs.push('--upstream', `http://${HOST}:${ports.gateway}`, '--credentials', credentialsFile, '--upstream-token', TOKEN_NAME, '--host', HOST, '--port', String(ports.proxy));
   const proxy = track(running, startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` }));
   const proxyUp = waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
@@ -487,7 +499,7 @@ async function start(ports: StackPorts, gateway: GatewayKind, running: Running, 
     await stopChildren([currentWorker], { issuer: 'SIGINT' });
     note('Worker stopped');
     currentWorker = track(running, startIssuer());
-    await waitHealthy('the restarted issuer', `${issuer}/.well-known/jwks.json`, currentWorker, ISSUER_RESTART_MS);
+    await waitHealthy('the restarted issuer', `${issuer}${JWKS_PATH}`, currentWorker, ISSUER_RESTART_MS);
     note('Worker serves the new value');
     const servesAt = Date.now();
     current = next;
@@ -621,11 +633,11 @@ async function stop(running: Running): Promise<void> {
 
 async function main(): Promise<number> {
   const say = (line: string) => console.log(line);
-  let ports: StackPorts;
+  let ports: LocalStackPorts;
   let gateway: GatewayKind;
   try {
     const flags = parseFlags(process.argv.slice(2));
-    ports = portsFrom(flags.basePort);
+    ports = localStackPorts(flags.basePort);
     gateway = flags.gateway;
   } catch (e) {
     const u = e as UsageError;

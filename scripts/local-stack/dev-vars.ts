@@ -6,10 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dotenvEntry, parseDotenv } from '../../src/admin-api.js';
 
 /** keys.example marks every value that must be secret with this prefix. */
 const PLACEHOLDER = /^replace-me/;
-const LINE = /^([A-Z][A-Z0-9_]*)=(.*)$/;
 /** 32 random bytes: at least the 32 characters config.ts asks of every secret, once base64url. */
 const SECRET_BYTES = 32;
 
@@ -19,8 +19,8 @@ export function ensureDevVars(devVarsPath: string, examplePath: string): boolean
   const out = readFileSync(examplePath, 'utf8')
     .split('\n')
     .map((line) => {
-      const m = LINE.exec(line);
-      return m && PLACEHOLDER.test(m[2]!) ? `${m[1]}=${randomBytes(SECRET_BYTES).toString('base64url')}` : line;
+      const e = dotenvEntry(line);
+      return e && PLACEHOLDER.test(e.value) ? `${e.name}=${randomBytes(SECRET_BYTES).toString('base64url')}` : line;
     });
   try {
     // 'wx': if another process wrote it in between, theirs stands.
@@ -32,13 +32,7 @@ export function ensureDevVars(devVarsPath: string, examplePath: string): boolean
   return true;
 }
 
-/** KEY=VALUE lines of a dotenv file; comments and blank lines skipped, one level of quotes removed. */
+/** The entries of a dotenv file, by the contract's rule (parseDotenv), the one the CLI reads it by. */
 export function readDevVars(path: string): Record<string, string> {
-  const vars: Record<string, string> = {};
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const m = LINE.exec(line.trim());
-    if (!m) continue;
-    vars[m[1]!] = m[2]!.replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1');
-  }
-  return vars;
+  return parseDotenv(readFileSync(path, 'utf8'));
 }

@@ -1,32 +1,16 @@
 /**
- * The local stack's ports (docs/architecture.md, "Local stack"): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
+ * The local stack's ports (docs/architecture.md, "Local stack") are the contract's
+ * (src/admin-api.ts localStackPorts): issuer 8787, agent 8788, verifying proxy 8789, gateway 8790
  * (the stand-in, or the real OpenClaw), stand-in model provider 8791 and the local egress hop 8792
  * (both with either gateway: the gateway's model traffic goes hop -> the Worker's egress handler ->
- * provider); `--base-port N` moves them all to N..N+5. Each port is checked before anything
+ * provider); `--base-port N` moves them all to N..N+5. Here each port is checked before anything
  * starts, so a port in use is one line naming it, not a half-started stack.
  */
 import { createServer } from 'node:net';
+import { LOCAL_HOST as HOST, type LocalStackPorts } from '../../src/admin-api.js';
 import { StackError } from './errors.js';
 
-export const DEFAULT_BASE_PORT = 8787;
-export const HOST = '127.0.0.1';
-
-export interface StackPorts {
-  issuer: number;
-  agent: number;
-  proxy: number;
-  gateway: number;
-  /** The stand-in model provider: base + 4. */
-  modelProvider: number;
-  /** The local egress hop (scripts/local-stack/egress-hop.ts): base + 5. */
-  egressHop: number;
-}
-
-export type PortName = keyof StackPorts;
-
-export function portsFrom(base: number): StackPorts {
-  return { issuer: base, agent: base + 1, proxy: base + 2, gateway: base + 3, modelProvider: base + 4, egressHop: base + 5 };
-}
+export type PortName = keyof LocalStackPorts;
 
 /** Whether HOST:port can be bound now (EADDRINUSE also covers a listener on 0.0.0.0 or ::). */
 export function isFree(port: number): Promise<boolean> {
@@ -57,7 +41,7 @@ export function ephemeralPort(): Promise<number> {
 const PORT_LABEL: Record<PortName, string> = { issuer: 'issuer', agent: 'agent', proxy: 'proxy', gateway: 'gateway', modelProvider: 'model provider', egressHop: 'egress hop' };
 
 /** Checks the ports named in `used` (every port unless given), in the stack's order. */
-export async function assertFree(ports: StackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {
+export async function assertFree(ports: LocalStackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {
   for (const name of used) {
     const port = ports[name];
     if (!(await isFree(port))) {

@@ -38,12 +38,12 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
+import { dotenvEntry } from '../../src/admin-api.js';
 
 /** The control socket, in the stack's state folder. */
 export const CONTROL_SOCKET = 'control.sock';
 /** 32 random bytes, base64url: what ensureDevVars gives every fresh secret. */
 const SECRET_BYTES = 32;
-const LINE = /^([A-Z][A-Z0-9_]*)=(.*)$/;
 
 /** One line of progress: what happened, when (epoch ms). */
 export interface RotationEvent {
@@ -81,8 +81,7 @@ export function writeValue(devVarsPath: string, name: string, value: string): vo
   const lines = readFileSync(devVarsPath, 'utf8').split('\n');
   let found = false;
   const out = lines.map((line) => {
-    const m = LINE.exec(line.trim());
-    if (m?.[1] !== name) return line;
+    if (dotenvEntry(line)?.name !== name) return line;
     found = true;
     return `${name}=${value}`;
   });

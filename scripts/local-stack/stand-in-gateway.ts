@@ -18,6 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { CredentialsFile } from '../../src/admin-api.js';
 import { listen } from './listen.js';
 
 export interface StandInOptions {
@@ -32,9 +33,10 @@ export interface StandInOptions {
   providerBaseUrl?: string;
 }
 
-function readCredentials(file: string): { version?: string; values?: Record<string, string> } {
+/** The agent's credentials.json, or nothing while it is missing or half-read. */
+function readCredentials(file: string): Partial<CredentialsFile> {
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as { version?: string; values?: Record<string, string> };
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<CredentialsFile>;
   } catch {
     return {};
   }

@@ -8,10 +8,10 @@
  * hop and the Worker's egress handler (the line that starts with "  curl -s -X POST").
  */
 import { MODEL_ID } from './model-provider.js';
-import type { StackPorts } from './ports.js';
+import { DEV_VARS_FILE, type LocalStackPorts } from '../../src/admin-api.js';
 
 export interface StatusInput {
-  ports: StackPorts;
+  ports: LocalStackPorts;
   sandbox: string;
   stateDir: string;
   host: string;
@@ -87,7 +87,7 @@ Local stack is up (Ctrl-C stops everything):
   proxy    ${url(s.ports.proxy)}   verifying proxy: checks the access token, ${s.openclaw ? 'sets X-Forwarded-User and -For from it' : 'presents GATEWAY_TOKEN'}
 ${gatewayLines(s, url)}
 
-Then the operator CLI (for a local issuer it reads ADMIN_TOKEN from .dev.vars):
+Then the operator CLI (for a local issuer it reads ADMIN_TOKEN from ${DEV_VARS_FILE}):
   ${cli} status                            keys, sandboxes, token expiry
   ${cli} keys rotate --force               rotate the signing key; the chain keeps working
   ${cli} audit --limit 10                  who got which token

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEV_VARS_FILE, parseDotenv, type CredentialsFile } from '../../src/admin-api.js';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, itRealGateway } from './real-gateway.js';
 import { freeBase, portFree } from './worker-process.js';
@@ -140,9 +141,10 @@ describe('npm run dev -- --gateway openclaw', () => {
     expect(config.models.providers.standin.baseUrl).toBe(`http://127.0.0.1:${base + 5}/v1`);
     expect(lines).toContain(`  egress   http://127.0.0.1:${base + 5}   local egress hop: hands provider traffic to the Worker's egress handler (plain HTTP; production intercepts HTTPS)`);
     expect(config.secrets.providers.agentcreds).toEqual({ source: 'file', path: join(copy, '.dev-stack', 'agent', 'credentials.json'), mode: 'json' });
-    const credentials = JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> };
-    const devVars = readFileSync(join(copy, '.dev.vars'), 'utf8');
-    const secrets = [...Object.values(credentials.values), ...[...devVars.matchAll(/^(?:ADMIN_TOKEN|SIGNING_KEY_KEK|MOLTBOT_GATEWAY_TOKEN|STANDIN_PROVIDER_KEY)=(.+)$/gm)].map((m) => m[1]!)];
+    const credentials = JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as CredentialsFile;
+    const devVars = parseDotenv(readFileSync(join(copy, DEV_VARS_FILE), 'utf8'));
+    const secretNames = ['ADMIN_TOKEN', 'SIGNING_KEY_KEK', 'MOLTBOT_GATEWAY_TOKEN', 'STANDIN_PROVIDER_KEY'];
+    const secrets = [...Object.values(credentials.values), ...secretNames.filter((n) => devVars[n]).map((n) => devVars[n]!)];
     expect(secrets.length).toBeGreaterThanOrEqual(6);
     for (const s of secrets) expect(text).not.toContain(s);
 

@@ -15,12 +15,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CREDENTIALS_FILE, LOCAL_BASE_PORT, localStackPorts, type CredentialsFile } from '../../src/admin-api.js';
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { freePort, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
 /** issuer, agent, proxy, gateway, model provider, egress hop. */
-const PORTS = [8787, 8788, 8789, 8790, 8791, 8792];
+/** The stack's six ports at the default base (8787..8792). */
+const PORTS = Object.values(localStackPorts(LOCAL_BASE_PORT));
 /** keys.example's CREDENTIALS before egress delivery. */
 const PREVIOUS_CREDENTIALS = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
 
@@ -168,7 +170,7 @@ describe('npm run dev on a fresh copy', () => {
     expect(completion.choices[0]!.message.content).toBe(FIXED_REPLY);
     // The sandbox holds a sentinel (a JWS), never the key; the provider saw the real key, only it.
     const realKey = /^STANDIN_PROVIDER_KEY=(.+)$/m.exec(vars)![1]!;
-    const held = (JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> }).values.PROVIDER_API_KEY!;
+    const held = (JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', CREDENTIALS_FILE), 'utf8')) as CredentialsFile).values.PROVIDER_API_KEY!;
     expect(held).toMatch(/^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/);
     expect(held).not.toContain(realKey);
     const providerLog = readFileSync(join(copy, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');

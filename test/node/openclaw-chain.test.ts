@@ -15,6 +15,7 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import WebSocket from 'ws';
+import { DEV_VARS_FILE, parseDotenv, type CredentialsFile } from '../../src/admin-api.js';
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { FULL_OPERATOR_SCOPES } from '../../scripts/local-stack/openclaw-gateway.js';
@@ -406,7 +407,7 @@ describe('the real gateway through the whole chain (npm run dev -- --gateway ope
     assertRealGateway();
     const realKey = devVar(stack.dir, 'STANDIN_PROVIDER_KEY');
     expect(realKey.length).toBeGreaterThanOrEqual(32);
-    const credentials = JSON.parse(readFileSync(join(stack.dir, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as { values: Record<string, string> };
+    const credentials = JSON.parse(readFileSync(join(stack.dir, '.dev-stack', 'agent', 'credentials.json'), 'utf8')) as CredentialsFile;
     const sentinel = credentials.values.PROVIDER_API_KEY!;
     expect(JSON.parse(Buffer.from(sentinel.split('.')[0]!, 'base64url').toString())).toMatchObject({ typ: 'egress+jwt' });
 
@@ -473,9 +474,7 @@ async function chatCompletion(content: string): Promise<string> {
 
 /** A value of the stack's .dev.vars (written by the stack from keys.example with fresh secrets). */
 function devVar(dir: string, name: string): string {
-  for (const line of readFileSync(join(dir, '.dev.vars'), 'utf8').split('\n')) {
-    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (m && m[1] === name) return m[2]!.replace(/^'(.*)'$/, '$1');
-  }
-  throw new Error(`.dev.vars has no ${name}`);
+  const value = parseDotenv(readFileSync(join(dir, DEV_VARS_FILE), 'utf8'))[name];
+  if (value === undefined) throw new Error(`${DEV_VARS_FILE} has no ${name}`);
+  return value;
 }

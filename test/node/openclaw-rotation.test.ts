@@ -30,6 +30,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureLocalPassword, openWebSocket, parseReloadArgs, reloadSecrets, ReloadError, type MiniSocket } from '../../container/openclaw-reload.js';
+import { DEV_VARS_FILE, parseDotenv, type CredentialsFile } from '../../src/admin-api.js';
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
 import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
@@ -55,12 +56,7 @@ const READY_LINE = /^Then the operator CLI/m;
 const SECRET_NAMES = ['ADMIN_TOKEN', 'SIGNING_KEY_KEK', 'MOLTBOT_GATEWAY_TOKEN', 'STANDIN_PROVIDER_KEY'];
 
 function devVars(dir: string): Record<string, string> {
-  const vars: Record<string, string> = {};
-  for (const line of readFileSync(join(dir, '.dev.vars'), 'utf8').split('\n')) {
-    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line.trim());
-    if (m) vars[m[1]!] = m[2]!.replace(/^'(.*)'$/, '$1');
-  }
-  return vars;
+  return parseDotenv(readFileSync(join(dir, DEV_VARS_FILE), 'utf8'));
 }
 
 /** A completion through the whole chain: Worker -> proxy -> OpenClaw -> stand-in model provider. */
@@ -165,6 +161,13 @@ describe('the change hook on its own', () => {
 
   it('takes only a loopback ws:// URL, and finds the password next to CREDENTIALS_FILE', () => {
     expect(() => parseReloadArgs(['--url', 'ws://203.0.113.7:18789'], {})).toThrow(/loopback/);
+    // The contract's one loopback rule (isLoopbackUrl), over ws:// and without credentials in the URL.
+    for (const url of ['ws://evil.localhost:1', 'ws://localhost.:1', 'ws://127.0.0.1.nip.io:1', 'wss://127.0.0.1:1', 'http://127.0.0.1:1', 'ws://u:p@127.0.0.1:1', 'ws://0.0.0.0:1', 'not a url']) {
+      expect(() => parseReloadArgs(['--url', url], { CREDENTIALS_FILE: '/c/credentials.json' }), url).toThrow(/loopback/);
+    }
+    for (const url of ['ws://127.0.0.1:1', 'ws://127.3.4.5:1/', 'ws://[::1]:1', 'ws://localhost:1']) {
+      expect(parseReloadArgs(['--url', url], { CREDENTIALS_FILE: '/c/credentials.json' }).url).toBe(url);
+    }
     expect(() => parseReloadArgs([], {})).toThrow(/CREDENTIALS_FILE/);
     expect(parseReloadArgs([], { CREDENTIALS_FILE: '/c/credentials.json', GATEWAY_PORT: '19000' })).toEqual({ url: 'ws://127.0.0.1:19000', authFile: '/c/openclaw-local-auth.json' });
   });
@@ -272,7 +275,7 @@ describe('rotating secrets locally, into the running real gateway', () => {
       // AGENT_TOKEN_TTL), so any change of the agent during the rotation would be the rotation's.
       expect(await nudgeAndWaitHook()).toBe('ok');
       const oldCredentialsText = readFileSync(credentialsFile, 'utf8');
-      const oldCredentials = JSON.parse(oldCredentialsText) as { version: string; values: Record<string, string> };
+      const oldCredentials = JSON.parse(oldCredentialsText) as CredentialsFile;
       // The sandbox holds a sentinel for the provider key, never the key.
       expect(oldCredentials.values.PROVIDER_API_KEY).toMatch(/^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/);
       expect(oldCredentialsText).not.toContain(oldKey);
@@ -504,7 +507,7 @@ describe('rotating secrets locally, into the running real gateway', () => {
       const next = devVars(dir).MOLTBOT_GATEWAY_TOKEN!;
       expect(next).not.toBe(inUse);
       // The agent has the new values; the hook has not succeeded for them.
-      const delivered = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { version: string; values: Record<string, string> };
+      const delivered = JSON.parse(readFileSync(credentialsFile, 'utf8')) as CredentialsFile;
       expect(delivered.values.GATEWAY_TOKEN).not.toBe(tokenBefore);
       expect(stateFile().credentials_version).toBe(delivered.version);
       expect(stateFile().hook_version).not.toBe(delivered.version);

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
+import { dotenvEntry } from '../../src/admin-api.js';
 import { ROOT } from './worker-process.js';
 
 // Imported by path: these Worker modules are typed against the Workers types, which this (Node)
@@ -17,14 +18,14 @@ it('no value of .dev.vars that is a secret, nor any delivered credential, is in 
   const vars: Record<string, string> = {};
   const secrets: string[] = [];
   for (const line of readFileSync(`${ROOT}keys.example`, 'utf8').split('\n')) {
-    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (!m) continue;
-    let value = m[2]!.replace(/^'(.*)'$/, '$1');
+    const e = dotenvEntry(line);
+    if (!e) continue;
+    let value = e.value;
     if (value.startsWith('replace-me')) {
       value = randomBytes(32).toString('base64url');
       secrets.push(value);
     }
-    vars[m[1]!] = value;
+    vars[e.name] = value;
   }
   expect(secrets.length).toBeGreaterThanOrEqual(3);
   const [{ parseConfig }, { fixedValuesFor }, { gatewayProcessEnv }] = await Promise.all([load('src/config.ts'), load('src/issuer/credentials.ts'), load('src/sandbox/gateway.ts')]);
