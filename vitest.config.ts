@@ -1,6 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
-import { unstable_readConfig } from 'wrangler';
 import { defineConfig } from 'vitest/config';
+import { unstable_readConfig } from 'wrangler';
 
 import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN, TEST_KEK } from './test/secrets.js';
 
@@ -9,7 +9,11 @@ import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN, TEST_KEK } from './test/secrets.j
 const tomlVars = unstable_readConfig({ config: './wrangler.toml' }).vars as Record<string, string>;
 
 /** Test files that start the whole local stack with the real gateway (see the real-gateway project). */
-const REAL_GATEWAY_STACKS = ['test/node/openclaw-chain.test.ts', 'test/node/openclaw-rotation.test.ts', 'test/node/dev-stack-openclaw.test.ts'];
+const REAL_GATEWAY_STACKS = [
+  'test/node/openclaw-chain.test.ts',
+  'test/node/openclaw-rotation.test.ts',
+  'test/node/dev-stack-openclaw.test.ts',
+];
 
 export default defineConfig({
   test: {
@@ -24,7 +28,14 @@ export default defineConfig({
           cloudflareTest({
             main: './src/index.ts',
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: { ...tomlVars, ADMIN_TOKEN: TEST_ADMIN_TOKEN, SIGNING_KEY_KEK: TEST_KEK, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN } },
+            miniflare: {
+              bindings: {
+                ...tomlVars,
+                ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+                SIGNING_KEY_KEK: TEST_KEK,
+                MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN,
+              },
+            },
           }),
         ],
         test: { name: 'worker', include: ['test/worker/**/*.test.ts'] },
@@ -32,13 +43,26 @@ export default defineConfig({
       {
         // Real processes on a shared machine, several files at once: 5 s is too tight for a test that
         // starts or waits on a child process; tests that need longer say so themselves.
-        test: { name: 'node', include: ['test/container/**/*.test.ts', 'test/node/**/*.test.ts'], exclude: REAL_GATEWAY_STACKS, environment: 'node', testTimeout: 30_000 },
+        test: {
+          name: 'node',
+          include: ['test/container/**/*.test.ts', 'test/node/**/*.test.ts'],
+          exclude: REAL_GATEWAY_STACKS,
+          environment: 'node',
+          testTimeout: 30_000,
+        },
       },
       {
         // The files that run a local stack with the real OpenClaw: each start takes tens of seconds of
         // both cores, which starved the timing-sensitive files beside them. They run after the
         // others (groupOrder), two at a time.
-        test: { name: 'real-gateway', include: REAL_GATEWAY_STACKS, environment: 'node', testTimeout: 30_000, maxWorkers: 2, sequence: { groupOrder: 1 } },
+        test: {
+          name: 'real-gateway',
+          include: REAL_GATEWAY_STACKS,
+          environment: 'node',
+          testTimeout: 30_000,
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },

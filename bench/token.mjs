@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { othersOnCore } from './lib/cpu.mjs';
 import { harnessSource, linkHarness, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
-import { PINNED, installSignalHandlers, shuttingDown, stop, stopAll } from './lib/processes.mjs';
+import { installSignalHandlers, PINNED, shuttingDown, stop, stopAll } from './lib/processes.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
-import { SMOKE, resultsFile } from './lib/smoke.mjs';
+import { resultsFile, SMOKE } from './lib/smoke.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
 const CLIENT_ID = 'bench-agent';
@@ -67,7 +67,12 @@ const opts = {
   warmup: Number(a.warmup),
   connections: positive('connections', a.connections),
   runs: positive('runs', a.runs),
-  stores: a['skip-peer'] ? [] : a['peer-stores'].split(',').map((s) => s.trim()).filter(Boolean),
+  stores: a['skip-peer']
+    ? []
+    : a['peer-stores']
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
 };
 for (const s of opts.stores) if (!PEER_STORES.includes(s)) usage(`unknown peer store: ${s}`);
 if (!(opts.warmup >= 0)) usage('--warmup must be a number >= 0');
@@ -84,22 +89,35 @@ function usage(message) {
 
 function freePort() {
   return new Promise((resolve, reject) => {
-    const srv = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    const srv = createServer()
+      .once('error', reject)
+      .listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
   });
 }
 
 /** One loadgen run (on CPU 1) against the server `serverPid` (on CPU 0), with others' use of CPU 0. */
 async function loadgenRun(harnessDir, target, serverPid) {
   const others = PINNED ? await othersOnCore(0, serverPid) : async () => null;
-  const report = await runLoadgen(harnessDir, [
-    ...target, '--duration', String(opts.duration), '--connections', String(opts.connections),
-    '--warmup', String(opts.warmup), '--server-pid', String(serverPid),
-    // A 1 s smoke run issues a few hundred tokens: verify a tenth of them, so that some are.
-    ...(SMOKE ? ['--sample-rate', '0.1'] : []),
-  ], opts);
+  const report = await runLoadgen(
+    harnessDir,
+    [
+      ...target,
+      '--duration',
+      String(opts.duration),
+      '--connections',
+      String(opts.connections),
+      '--warmup',
+      String(opts.warmup),
+      '--server-pid',
+      String(serverPid),
+      // A 1 s smoke run issues a few hundred tokens: verify a tenth of them, so that some are.
+      ...(SMOKE ? ['--sample-rate', '0.1'] : []),
+    ],
+    opts,
+  );
   report.other_processes_on_server_core_pct = await others();
   return report;
 }
@@ -145,10 +163,24 @@ async function measureOurs(tmp, harnessDir, warnings, harnessError) {
     if (harnessError) throw new Error(harnessError);
     for (let i = 1; i <= opts.runs; i++) {
       log(`ours: run ${i}/${opts.runs}`);
-      reports.push(await loadgenRun(harnessDir, [
-        '--url', `${origin}/oauth/token`, '--aud', origin, '--client-id', CLIENT_ID, '--key', keyFile,
-        '--jwks', `${origin}/.well-known/jwks.json`,
-      ], server.pid));
+      reports.push(
+        await loadgenRun(
+          harnessDir,
+          [
+            '--url',
+            `${origin}/oauth/token`,
+            '--aud',
+            origin,
+            '--client-id',
+            CLIENT_ID,
+            '--key',
+            keyFile,
+            '--jwks',
+            `${origin}/.well-known/jwks.json`,
+          ],
+          server.pid,
+        ),
+      );
     }
     return reports;
   } finally {
@@ -162,17 +194,23 @@ async function measureOurs(tmp, harnessDir, warnings, harnessError) {
 async function measurePeer(tmp, harnessDir, store) {
   const port = await freePort();
   const { child, info } = await startPeer(harnessDir, {
-    port, store, keyOut: path.join(tmp, `peer-client-key-${store}.jwk`), logFile: path.join(tmp, `peer-${store}.log`),
+    port,
+    store,
+    keyOut: path.join(tmp, `peer-client-key-${store}.jwk`),
+    logFile: path.join(tmp, `peer-${store}.log`),
   });
   log(`peer (store ${store}): up (pid ${child.pid}) at ${info.issuer}`);
   try {
     const reports = [];
     for (let i = 1; i <= opts.runs; i++) {
       log(`peer (store ${store}): run ${i}/${opts.runs}`);
-      reports.push(await loadgenRun(harnessDir, [
-        '--url', info.token_endpoint, '--aud', info.aud, '--client-id', info.client_id, '--key', info.key_file,
-        '--jwks', info.jwks_uri,
-      ], child.pid));
+      reports.push(
+        await loadgenRun(
+          harnessDir,
+          ['--url', info.token_endpoint, '--aud', info.aud, '--client-id', info.client_id, '--key', info.key_file, '--jwks', info.jwks_uri],
+          child.pid,
+        ),
+      );
     }
     return reports;
   } finally {
@@ -259,9 +297,11 @@ async function main(tmp) {
   const notes = targets.flatMap((t) => (t.reports ? caveats(t.label, t.reports) : []));
   const ratioByStore = Object.fromEntries(Object.entries(peers).map(([s, p]) => [s, ratios(summary(ours), summary(p))]));
 
-  console.log(`\nToken endpoint, client_credentials + private_key_jwt (EdDSA): ${opts.connections} connections, `
-    + `${opts.warmup} s warm-up + ${opts.duration} s, ${opts.runs} run(s); `
-    + `${PINNED ? 'server on CPU 0, load generator on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}\n`);
+  console.log(
+    `\nToken endpoint, client_credentials + private_key_jwt (EdDSA): ${opts.connections} connections, ` +
+      `${opts.warmup} s warm-up + ${opts.duration} s, ${opts.runs} run(s); ` +
+      `${PINNED ? 'server on CPU 0, load generator on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}\n`,
+  );
   if (SMOKE) console.log('smoke mode: a check that the bench starts and measures; these figures mean nothing\n');
   console.log(table(targets));
   console.log('');
@@ -305,9 +345,10 @@ async function main(tmp) {
       warmup_s: opts.warmup,
       connections: opts.connections,
       pinning: PINNED ? 'server (workerd or the peer) on CPU 0, loadgen on CPU 1 (taskset)' : 'none',
-      ours: `${bundleSource} bundle served by workerd serve, compatibility date 2026-04-26, nodejs_compat; `
-        + `SQLite-backed Durable Objects (localDisk) in ${a['storage-dir'] ? `--storage-dir ${a['storage-dir']}` : 'the temporary folder'}; `
-        + 'Worker logs to a file',
+      ours:
+        `${bundleSource} bundle served by workerd serve, compatibility date 2026-04-26, nodejs_compat; ` +
+        `SQLite-backed Durable Objects (localDisk) in ${a['storage-dir'] ? `--storage-dir ${a['storage-dir']}` : 'the temporary folder'}; ` +
+        'Worker logs to a file',
       peer: 'oidc-provider in-process (shared peer-oidc-provider.mjs)',
       loadgen: 'shared loadgen.mjs: closed loop, one request in flight per connection, pre-signed assertions',
     },

@@ -15,8 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { NODE_BUNDLE, REQUIRE_BANNER } from '../scripts/bundle-options.mjs';
-import { PINNED, installSignalHandlers, onCpu, spawnTracked, stop, stopAll } from './lib/processes.mjs';
-import { SMOKE, resultsFile } from './lib/smoke.mjs';
+import { installSignalHandlers, onCpu, PINNED, spawnTracked, stop, stopAll } from './lib/processes.mjs';
+import { resultsFile, SMOKE } from './lib/smoke.mjs';
 
 const USAGE = `usage: npm run bench:verify -- [options]
   --tokens N        distinct tokens for the first-seen figures (20000)
@@ -36,8 +36,26 @@ const USAGE = `usage: npm run bench:verify -- [options]
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = (...m) => console.error('[bench]', ...m);
 // Defaults, and (smoke mode) the smallest run that still starts everything; flags given win.
-const DEFAULTS = { tokens: '20000', repeats: '500000', concurrency: '64', runs: '3', duration: '10', warmup: '2', connections: '32', 'work-us': '0,250,1000' };
-const SMOKE_DEFAULTS = { tokens: '1000', repeats: '10000', concurrency: '16', runs: '1', duration: '1', warmup: '0', connections: '4', 'work-us': '0' };
+const DEFAULTS = {
+  tokens: '20000',
+  repeats: '500000',
+  concurrency: '64',
+  runs: '3',
+  duration: '10',
+  warmup: '2',
+  connections: '32',
+  'work-us': '0,250,1000',
+};
+const SMOKE_DEFAULTS = {
+  tokens: '1000',
+  repeats: '10000',
+  concurrency: '16',
+  runs: '1',
+  duration: '1',
+  warmup: '0',
+  connections: '4',
+  'work-us': '0',
+};
 const { values: given } = parseArgs({
   options: {
     ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' }])),
@@ -94,7 +112,16 @@ function makeTokens(n) {
   const header = b64({ alg: 'EdDSA', kid: jwk.kid, typ: 'at+jwt' });
   const out = { tokens: [], inputs: [], sigs: [] };
   for (let i = 0; i < n; i++) {
-    const payload = b64({ iss: ISSUER, sub: `user-${i}`, aud: AUDIENCE, iat: now, exp: now + 3600, jti: randomUUID(), client_id: 'bench', scope: 'gateway' });
+    const payload = b64({
+      iss: ISSUER,
+      sub: `user-${i}`,
+      aud: AUDIENCE,
+      iat: now,
+      exp: now + 3600,
+      jti: randomUUID(),
+      client_id: 'bench',
+      scope: 'gateway',
+    });
     const input = Buffer.from(`${header}.${payload}`);
     const sig = sign(null, input, privateKey);
     out.tokens.push(`${header}.${payload}.${sig.toString('base64url')}`);
@@ -108,9 +135,11 @@ function makeTokens(n) {
 
 async function inFlight(n, concurrency, fn) {
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) await fn(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
 }
 
 async function timed(n, fn) {
@@ -122,7 +151,12 @@ async function timed(n, fn) {
 /** % of all CPUs busy over `ms` while this process idles (other programs skew every figure). */
 async function othersOnMachine(ms) {
   const total = async () => {
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = (await readFile('/proc/stat', 'utf8'))
+      .split('\n')[0]
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
     return { busy: user + nice + system + irq + softirq + steal, all: user + nice + system + idle + iowait + irq + softirq + steal };
   };
   try {
@@ -137,7 +171,15 @@ async function othersOnMachine(ms) {
 
 async function partA(tmp) {
   const bundle = path.join(tmp, 'verifier.mjs');
-  await build({ entryPoints: [path.join(root, 'src/verifier/index.ts')], outfile: bundle, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'silent' });
+  await build({
+    entryPoints: [path.join(root, 'src/verifier/index.ts')],
+    outfile: bundle,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'silent',
+  });
   const { createVerifier } = await import(bundle);
   const newVerifier = async () => {
     const v = createVerifier({
@@ -159,16 +201,29 @@ async function partA(tmp) {
   const rows = { rawSync: [], rawAsync: [], oursOne: [], oursMany: [], repeated: [] };
   for (let run = 1; run <= opts.runs; run++) {
     log(`part A, run ${run}/${opts.runs}`);
-    rows.rawSync.push(await timed(n, async () => {
-      for (let i = 0; i < n; i++) if (!verify(null, inputs[i], publicKey, sigs[i])) throw new Error('raw verify failed');
-    }));
-    rows.rawAsync.push(await timed(n, () => inFlight(n, C, (i) => new Promise((resolve, reject) => {
-      verify(null, inputs[i], publicKey, sigs[i], (err, ok) => (ok ? resolve() : reject(err ?? new Error('raw verify failed'))));
-    }))));
+    rows.rawSync.push(
+      await timed(n, async () => {
+        for (let i = 0; i < n; i++) if (!verify(null, inputs[i], publicKey, sigs[i])) throw new Error('raw verify failed');
+      }),
+    );
+    rows.rawAsync.push(
+      await timed(n, () =>
+        inFlight(
+          n,
+          C,
+          (i) =>
+            new Promise((resolve, reject) => {
+              verify(null, inputs[i], publicKey, sigs[i], (err, ok) => (ok ? resolve() : reject(err ?? new Error('raw verify failed'))));
+            }),
+        ),
+      ),
+    );
     let v = await newVerifier();
-    rows.oursOne.push(await timed(n, async () => {
-      for (let i = 0; i < n; i++) await v.verify(tokens[i]);
-    }));
+    rows.oursOne.push(
+      await timed(n, async () => {
+        for (let i = 0; i < n; i++) await v.verify(tokens[i]);
+      }),
+    );
     v = await newVerifier();
     rows.oursMany.push(await timed(n, () => inFlight(n, C, (i) => v.verify(tokens[i]))));
     // Repeated: 1,000 distinct tokens (fewer if --tokens is smaller), each seen many times (cache
@@ -176,9 +231,11 @@ async function partA(tmp) {
     const distinct = Math.min(1000, n);
     v = await newVerifier();
     for (let i = 0; i < distinct; i++) await v.verify(tokens[i]);
-    rows.repeated.push(await timed(opts.repeats, async () => {
-      for (let i = 0; i < opts.repeats; i++) await v.verify(tokens[i % distinct]);
-    }));
+    rows.repeated.push(
+      await timed(opts.repeats, async () => {
+        for (let i = 0; i < opts.repeats; i++) await v.verify(tokens[i % distinct]);
+      }),
+    );
   }
   return { ...Object.fromEntries(Object.entries(rows).map(([k, xs]) => [k, median(xs)])), busyBefore };
 }
@@ -187,10 +244,12 @@ async function partA(tmp) {
 
 function freePort() {
   return new Promise((resolve, reject) => {
-    const srv = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    const srv = createServer()
+      .once('error', reject)
+      .listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
   });
 }
 
@@ -237,7 +296,14 @@ async function autocannon(url, token, seconds) {
   const { code } = await child.exited;
   if (code !== 0) throw new Error(`autocannon exited ${code}`);
   const r = JSON.parse(out);
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts, total: r.requests.total };
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    total: r.requests.total,
+  };
 }
 
 /**
@@ -280,13 +346,22 @@ async function measure(url, token, serverPids) {
 async function partB(tmp) {
   const proxyBundle = path.join(tmp, 'gateway-proxy.mjs');
   // The options of `npm run build:container` (the shared ones, and the require banner undici needs).
-  await build({ entryPoints: [path.join(root, 'container/gateway-proxy.ts')], outfile: proxyBundle, ...NODE_BUNDLE, banner: REQUIRE_BANNER });
+  await build({
+    entryPoints: [path.join(root, 'container/gateway-proxy.ts')],
+    outfile: proxyBundle,
+    ...NODE_BUNDLE,
+    banner: REQUIRE_BANNER,
+  });
   const upstreamFile = path.join(tmp, 'upstream.mjs');
   await writeFile(upstreamFile, UPSTREAM_SOURCE);
-  await writeFile(path.join(tmp, 'credentials.json'), JSON.stringify({ version: 'bench', values: { GATEWAY_TOKEN: 'bench-gateway-token' } }), { mode: 0o600 });
+  await writeFile(
+    path.join(tmp, 'credentials.json'),
+    JSON.stringify({ version: 'bench', values: { GATEWAY_TOKEN: 'bench-gateway-token' } }),
+    { mode: 0o600 },
+  );
 
   // The JWKS is served from here: fetched once by the proxy, idle during the load.
-  const jwksServer = createServer((req, res) => {
+  const jwksServer = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=3600' });
     res.end(jwksBody);
   });
@@ -300,12 +375,28 @@ async function partB(tmp) {
       const upPort = await freePort();
       const proxyPort = await freePort();
       // Gateway and proxy share CPU 0, as they share the container's CPU; autocannon has CPU 1.
-      const upstream = spawnTracked(...onCpu(0, process.execPath, [upstreamFile, String(upPort), String(workUs)]), { stdio: ['ignore', 'pipe', 'inherit'] });
+      const upstream = spawnTracked(...onCpu(0, process.execPath, [upstreamFile, String(upPort), String(workUs)]), {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       await waitForLine(upstream, /ready/, 'upstream');
-      const proxy = spawnTracked(...onCpu(0, process.execPath, [
-        proxyBundle, '--jwks', jwksUrl, '--issuer', ISSUER, '--audience', AUDIENCE, '--upstream', `http://127.0.0.1:${upPort}`,
-        '--credentials', path.join(tmp, 'credentials.json'), '--port', String(proxyPort),
-      ]), { stdio: ['ignore', 'pipe', 'inherit'] });
+      const proxy = spawnTracked(
+        ...onCpu(0, process.execPath, [
+          proxyBundle,
+          '--jwks',
+          jwksUrl,
+          '--issuer',
+          ISSUER,
+          '--audience',
+          AUDIENCE,
+          '--upstream',
+          `http://127.0.0.1:${upPort}`,
+          '--credentials',
+          path.join(tmp, 'credentials.json'),
+          '--port',
+          String(proxyPort),
+        ]),
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       await waitForLine(proxy, /"proxy_listening"/, 'proxy');
       try {
         // One real request first: it must be accepted, and the JWKS fetched.
@@ -337,31 +428,47 @@ function report(A, B) {
   lines.push(`Verifier and proxy (${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? '?'}, Node ${process.version})`);
   if (SMOKE) lines.push('smoke mode: a check that the bench starts and measures; these figures mean nothing');
   lines.push('');
-  if (A.busyBefore !== null && A.busyBefore > 10) lines.push(`note: other processes used ${A.busyBefore}% of the CPUs just before part A: figures are low`);
-  lines.push(`A. verifications/s, median of ${opts.runs} run(s); ${fmt(opts.tokens)} distinct first-seen tokens, ${opts.concurrency} in flight where said`);
+  if (A.busyBefore !== null && A.busyBefore > 10)
+    lines.push(`note: other processes used ${A.busyBefore}% of the CPUs just before part A: figures are low`);
+  lines.push(
+    `A. verifications/s, median of ${opts.runs} run(s); ${fmt(opts.tokens)} distinct first-seen tokens, ${opts.concurrency} in flight where said`,
+  );
   const rows = [
     ['raw node:crypto Ed25519 verify, sync, one thread (baseline)', A.rawSync, ''],
     [`raw node:crypto Ed25519 verify, async, ${opts.concurrency} in flight`, A.rawAsync, `x${ratio(A.rawAsync, A.rawSync)} baseline`],
     ['verifier, first-seen, one at a time', A.oursOne, `x${ratio(A.oursOne, A.rawSync)} baseline`],
-    [`verifier, first-seen, ${opts.concurrency} in flight`, A.oursMany, `x${ratio(A.oursMany, A.rawSync)} baseline, x${ratio(A.oursMany, A.rawAsync)} raw async`],
+    [
+      `verifier, first-seen, ${opts.concurrency} in flight`,
+      A.oursMany,
+      `x${ratio(A.oursMany, A.rawSync)} baseline, x${ratio(A.oursMany, A.rawAsync)} raw async`,
+    ],
     ['verifier, repeated tokens (cache hits), one at a time', A.repeated, `x${ratio(A.repeated, A.rawSync)} baseline`],
   ];
   for (const [label, v, r] of rows) lines.push(`  ${label.padEnd(64)} ${fmt(v).padStart(11)}/s  ${r}`);
   const firstSeen = ratio(A.oursMany, A.rawSync);
-  lines.push(`  first-seen ${opts.concurrency} in flight / baseline: x${firstSeen} (goal >= 0.85: ${goal(firstSeen >= 0.85)}); like for like (both ${opts.concurrency} in flight): x${ratio(A.oursMany, A.rawAsync)}`);
+  lines.push(
+    `  first-seen ${opts.concurrency} in flight / baseline: x${firstSeen} (goal >= 0.85: ${goal(firstSeen >= 0.85)}); like for like (both ${opts.concurrency} in flight): x${ratio(A.oursMany, A.rawAsync)}`,
+  );
   lines.push(`  repeated / baseline: x${ratio(A.repeated, A.rawSync)} (goal >= 10: ${goal(A.repeated / A.rawSync >= 10)})`);
   if (B) {
     lines.push('');
-    lines.push(`B. requests/s with autocannon, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s; `
-      + `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`);
+    lines.push(
+      `B. requests/s with autocannon, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s; ` +
+        `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`,
+    );
     for (const { workUs, direct, proxied } of B) {
       const r = ratio(proxied.rps, direct.rps);
       const label = workUs === 0 ? 'no-op upstream' : `upstream spending ${workUs} µs CPU per request`;
       lines.push(`  ${label}:`);
-      for (const [name, m] of [['direct to upstream', direct], ['through the proxy', proxied]]) {
+      for (const [name, m] of [
+        ['direct to upstream', direct],
+        ['through the proxy', proxied],
+      ]) {
         const bad = m.non2xx + m.errors;
-        lines.push(`    ${name.padEnd(20)} ${fmt(m.rps).padStart(8)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  FAILED: ${m.non2xx} non-2xx, ${m.errors} errors` : ''}`
-          + `${m.othersOnCore0 != null && m.othersOnCore0 > 5 ? `  (other processes used ${m.othersOnCore0}% of CPU 0)` : ''}`);
+        lines.push(
+          `    ${name.padEnd(20)} ${fmt(m.rps).padStart(8)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  FAILED: ${m.non2xx} non-2xx, ${m.errors} errors` : ''}` +
+            `${m.othersOnCore0 != null && m.othersOnCore0 > 5 ? `  (other processes used ${m.othersOnCore0}% of CPU 0)` : ''}`,
+        );
       }
       lines.push(`    proxy / direct: x${r} (goal >= 0.7: ${goal(r >= 0.7)})`);
     }
@@ -382,7 +489,10 @@ function problems(A, B) {
     if (!(Number.isFinite(A[k]) && A[k] > 0)) out.push(`part A: no figure for ${k}`);
   }
   for (const { workUs, direct, proxied } of B ?? []) {
-    for (const [name, m] of [['direct', direct], ['proxy', proxied]]) {
+    for (const [name, m] of [
+      ['direct', direct],
+      ['proxy', proxied],
+    ]) {
       if (!(m.total > 0 && m.rps > 0)) out.push(`part B, work ${workUs} µs, ${name}: no request answered`);
       if (m.non2xx + m.errors) out.push(`part B, work ${workUs} µs, ${name}: ${m.non2xx} non-2xx, ${m.errors} errors`);
     }
@@ -399,7 +509,10 @@ try {
   for (const p of failed) console.log(`FAIL: ${p}`);
   const out = resultsFile(a.out, 'verify', null);
   if (out) {
-    await writeFile(out, `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B, problems: failed }, null, 2)}\n`);
+    await writeFile(
+      out,
+      `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B, problems: failed }, null, 2)}\n`,
+    );
     console.log(`\nfigures: ${out}`);
   }
   ok = failed.length === 0;

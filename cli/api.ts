@@ -5,7 +5,7 @@
  */
 
 /** cli/inspect.ts still imports these three from here; once it imports src/admin-api.ts directly, this line goes. */
-export { SANDBOX_ID, type KeyListing, type SandboxStatus } from '../src/admin-api.js';
+export { type KeyListing, SANDBOX_ID, type SandboxStatus } from '../src/admin-api.js';
 
 export interface Jwks {
   keys: { kid?: string; kty?: string; crv?: string; alg?: string; [k: string]: unknown }[];

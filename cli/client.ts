@@ -3,9 +3,18 @@
  * a timeout on every request, and every failure turned into a CliError with its exit code.
  * Nothing here ever puts a credential into a message.
  */
-import { ADMIN_PREFIX, ADMIN_ROUTES, adminPath, isLoopbackUrl, type AdminAnswers, type AdminRoute, type ErrorAnswer } from '../src/admin-api.js';
+import {
+  ADMIN_PREFIX,
+  ADMIN_ROUTES,
+  type AdminAnswers,
+  type AdminRoute,
+  adminPath,
+  type ErrorAnswer,
+  isLoopbackUrl,
+} from '../src/admin-api.js';
 import { CliError, EXIT, oneLine } from './errors.js';
 import type { AdminCredentials } from './options.js';
+
 /** The issuer's error codes are short snake_case words; anything longer is cut. */
 const ERROR_CODE_MAX_CHARS = 60;
 
@@ -90,7 +99,10 @@ export class IssuerClient {
   #adminHeaders(): Record<string, string> {
     const c = this.#cfg.credentials;
     if (c.adminToken === undefined && c.access === undefined) {
-      throw new CliError(EXIT.auth, 'no admin credentials: set ADMIN_TOKEN (or --admin-token), or CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET for a Worker behind Cloudflare Access');
+      throw new CliError(
+        EXIT.auth,
+        'no admin credentials: set ADMIN_TOKEN (or --admin-token), or CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET for a Worker behind Cloudflare Access',
+      );
     }
     const u = this.#cfg.issuer;
     if (u.protocol === 'http:' && !isLoopbackUrl(u)) {
@@ -127,7 +139,10 @@ export class IssuerClient {
       });
       text = await res.text();
     } catch (e) {
-      throw new CliError(EXIT.unreachable, `cannot reach the issuer at ${this.origin} (${networkReason(e, this.#cfg.timeoutMs)}); is it running? set --issuer or ISSUER_URL`);
+      throw new CliError(
+        EXIT.unreachable,
+        `cannot reach the issuer at ${this.origin} (${networkReason(e, this.#cfg.timeoutMs)}); is it running? set --issuer or ISSUER_URL`,
+      );
     }
     let body: unknown;
     try {
@@ -137,22 +152,38 @@ export class IssuerClient {
     }
     const auth = res.status === 401 || res.status === 403;
     if (auth) {
-      const why = isErrorAnswer(body) ? `${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}` : `${res.status}, not the issuer's answer: Cloudflare Access?`;
+      const why = isErrorAnswer(body)
+        ? `${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}`
+        : `${res.status}, not the issuer's answer: Cloudflare Access?`;
       throw new CliError(EXIT.auth, `the issuer refused the admin credentials (${why}); ${this.#authHint()}`);
     }
     if (res.status >= 300 && res.status < 400) {
       const to = res.headers.get('Location') ?? '';
       const login = /cloudflareaccess\.com|\/cdn-cgi\/access\//.test(to);
       if (login) throw new CliError(EXIT.auth, `Cloudflare Access redirected to its login page (${res.status}); ${this.#authHint()}`);
-      throw new CliError(EXIT.unreachable, `the answer from ${this.origin} is a redirect (${res.status}), not the issuer's API; check --issuer`);
+      throw new CliError(
+        EXIT.unreachable,
+        `the answer from ${this.origin} is a redirect (${res.status}), not the issuer's API; check --issuer`,
+      );
     }
     if (!res.ok && isErrorAnswer(body)) {
-      const hint = body.error === 'rotation_too_soon' ? ' (credctl keys rotate --force rotates anyway)' : body.error === 'too_many_retiring_keys' ? ' (credctl keys revoke <kid> stops a key at once)' : '';
-      throw new CliError(EXIT.issuer, `the issuer answered ${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}${hint}`);
+      const hint =
+        body.error === 'rotation_too_soon'
+          ? ' (credctl keys rotate --force rotates anyway)'
+          : body.error === 'too_many_retiring_keys'
+            ? ' (credctl keys revoke <kid> stops a key at once)'
+            : '';
+      throw new CliError(
+        EXIT.issuer,
+        `the issuer answered ${res.status} ${oneLine(body.error, ERROR_CODE_MAX_CHARS)}: ${oneLine(body.error_description ?? '')}${hint}`,
+      );
     }
     if (!res.ok || typeof body !== 'object' || body === null) {
       const type = (res.headers.get('Content-Type') ?? 'no content type').split(';')[0];
-      throw new CliError(EXIT.unreachable, `the answer from ${this.origin}${path} is not the issuer's API (HTTP ${res.status}, ${oneLine(type ?? '', ERROR_CODE_MAX_CHARS)}); check --issuer`);
+      throw new CliError(
+        EXIT.unreachable,
+        `the answer from ${this.origin}${path} is not the issuer's API (HTTP ${res.status}, ${oneLine(type ?? '', ERROR_CODE_MAX_CHARS)}); check --issuer`,
+      );
     }
     return body as T;
   }

@@ -4,10 +4,28 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { AUDIT_MAX_LIMIT, checkBootstrapFile, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type KeyListing, type SandboxListing } from '../src/admin-api.js';
+import {
+  AUDIT_MAX_LIMIT,
+  checkBootstrapFile,
+  type KeyListing,
+  KID,
+  SANDBOX_ID,
+  SANDBOX_PAGE_MAX,
+  type SandboxListing,
+} from '../src/admin-api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
-import { auditTable, deliveriesText, keyTable, refusalTable, sandboxDetail, sandboxTable, scheduleLine, shortKid, statusScreen } from './format.js';
+import {
+  auditTable,
+  deliveriesText,
+  keyTable,
+  refusalTable,
+  sandboxDetail,
+  sandboxTable,
+  scheduleLine,
+  shortKid,
+  statusScreen,
+} from './format.js';
 import { inspectionLines, inspectToken } from './inspect.js';
 import type { GlobalOptions } from './options.js';
 
@@ -43,13 +61,19 @@ function sandboxArg(raw: string | undefined): string {
 
 export async function status(ctx: Context): Promise<void> {
   const [keys, list] = await Promise.all([ctx.client.call('listKeys'), ctx.client.call('listSandboxes')]);
-  if (ctx.globals.json) return json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes, sandboxes_total: list.total });
+  if (ctx.globals.json) {
+    json(ctx, { issuer: ctx.globals.issuerText, keys, sandboxes: list.sandboxes, sandboxes_total: list.total });
+    return;
+  }
   for (const l of statusScreen(ctx.globals.issuerText, keys, list.sandboxes, ctx.io.now())) ctx.io.out(l);
   for (const l of pageNote(list)) ctx.io.out(l);
 }
 
 function printListing(ctx: Context, listing: KeyListing, headline?: string): void {
-  if (ctx.globals.json) return json(ctx, listing);
+  if (ctx.globals.json) {
+    json(ctx, listing);
+    return;
+  }
   const now = ctx.io.now();
   if (headline) ctx.io.out(headline);
   for (const l of keyTable(listing, now, { fullKid: true })) ctx.io.out(l);
@@ -91,14 +115,20 @@ export async function sandboxList(ctx: Context, flags: Flags): Promise<void> {
     q.set('cursor', flags.cursor);
   }
   const list = await ctx.client.call('listSandboxes', {}, q);
-  if (ctx.globals.json) return json(ctx, list);
+  if (ctx.globals.json) {
+    json(ctx, list);
+    return;
+  }
   for (const l of sandboxTable(list.sandboxes, ctx.io.now())) ctx.io.out(l);
   for (const l of pageNote(list)) ctx.io.out(l);
 }
 
 export async function sandboxStatus(ctx: Context, id: string | undefined): Promise<void> {
   const s = await ctx.client.call('sandboxStatus', { id: sandboxArg(id) });
-  if (ctx.globals.json) return json(ctx, s);
+  if (ctx.globals.json) {
+    json(ctx, s);
+    return;
+  }
   for (const l of sandboxDetail(s, ctx.io.now())) ctx.io.out(l);
 }
 
@@ -121,14 +151,21 @@ export async function sandboxBootstrap(ctx: Context, id: string | undefined, fla
   const out = flags.out;
   if (out !== undefined) {
     if (out.trim() === '') throw usageError('--out: must name a file');
-    if (await exists(resolve(ctx.io.cwd, out))) throw usageError(`${oneLine(out, 200)} exists: not overwritten (a bootstrap file holds a private key); choose a new path`);
+    if (await exists(resolve(ctx.io.cwd, out)))
+      throw usageError(`${oneLine(out, 200)} exists: not overwritten (a bootstrap file holds a private key); choose a new path`);
   } else if (ctx.io.isTTY) {
-    throw usageError('the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)');
+    throw usageError(
+      'the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)',
+    );
   }
   const file = await ctx.client.call('bootstrap', { id: sandbox });
   // Checked before it is kept: a file the agent would refuse is worth nothing on disk. Kept as answered.
   const check = checkBootstrapFile(file);
-  if (!check.ok) throw new CliError(EXIT.unreachable, `the issuer's answer is not a bootstrap file (${check.problem}); nothing was written; check --issuer`);
+  if (!check.ok)
+    throw new CliError(
+      EXIT.unreachable,
+      `the issuer's answer is not a bootstrap file (${check.problem}); nothing was written; check --issuer`,
+    );
   const text = `${JSON.stringify(file, null, 2)}\n`;
   if (out === undefined) {
     ctx.io.out(text.trimEnd());
@@ -145,29 +182,47 @@ export async function sandboxBootstrap(ctx: Context, id: string | undefined, fla
     }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
-    throw usageError(`cannot write ${oneLine(out, 200)} (${code}); the sandbox's new key was issued but not saved: run the command again with another --out`);
+    throw usageError(
+      `cannot write ${oneLine(out, 200)} (${code}); the sandbox's new key was issued but not saved: run the command again with another --out`,
+    );
   }
   const kid = typeof file.key?.kid === 'string' ? file.key.kid : undefined;
-  if (ctx.globals.json) return json(ctx, { sandbox, kid, file: out });
-  ctx.io.out(`sandbox ${sandbox}: bootstrap key ${shortKid(kid)} written to ${oneLine(out, 200)} (mode 0600); the previous bootstrap key no longer works`);
+  if (ctx.globals.json) {
+    json(ctx, { sandbox, kid, file: out });
+    return;
+  }
+  ctx.io.out(
+    `sandbox ${sandbox}: bootstrap key ${shortKid(kid)} written to ${oneLine(out, 200)} (mode 0600); the previous bootstrap key no longer works`,
+  );
 }
 
 export async function sandboxRevoke(ctx: Context, id: string | undefined): Promise<void> {
   const s = await ctx.client.call('revokeSandbox', { id: sandboxArg(id) });
-  if (ctx.globals.json) return json(ctx, s);
+  if (ctx.globals.json) {
+    json(ctx, s);
+    return;
+  }
   ctx.io.out(`sandbox ${oneLine(s.sandbox)} revoked: its bootstrap key and every refresh are refused until a new bootstrap`);
 }
 
 export async function sandboxRefresh(ctx: Context, id: string | undefined): Promise<void> {
   const r = await ctx.client.call('refreshSandbox', { id: sandboxArg(id) });
-  if (ctx.globals.json) return json(ctx, r);
+  if (ctx.globals.json) {
+    json(ctx, r);
+    return;
+  }
   ctx.io.out(`sandbox ${oneLine(r.sandbox)}: refresh ${oneLine(r.refresh)}`);
 }
 
 export async function gatewayRestart(ctx: Context): Promise<void> {
   const r = await ctx.client.call('restartGateway');
-  if (ctx.globals.json) return json(ctx, r);
-  ctx.io.out(`sandbox ${oneLine(r.sandbox)}: gateway ${r.started ? 'restarted with a new bootstrap key (the previous key is refused from now on)' : 'already running'}`);
+  if (ctx.globals.json) {
+    json(ctx, r);
+    return;
+  }
+  ctx.io.out(
+    `sandbox ${oneLine(r.sandbox)}: gateway ${r.started ? 'restarted with a new bootstrap key (the previous key is refused from now on)' : 'already running'}`,
+  );
 }
 
 export async function audit(ctx: Context, flags: Flags): Promise<void> {
@@ -179,11 +234,16 @@ export async function audit(ctx: Context, flags: Flags): Promise<void> {
     q.set('limit', String(n));
   }
   const body = await ctx.client.call('audit', {}, q);
-  if (ctx.globals.json) return json(ctx, body);
+  if (ctx.globals.json) {
+    json(ctx, body);
+    return;
+  }
   for (const l of auditTable(body.events)) ctx.io.out(l);
   if (body.sandboxes && body.sandboxes.included < body.sandboxes.total) {
     ctx.io.out('');
-    ctx.io.out(`events of ${body.sandboxes.included} of ${body.sandboxes.total} sandboxes read (the Worker's own first, then the newest); credctl audit --sandbox ID reads any other`);
+    ctx.io.out(
+      `events of ${body.sandboxes.included} of ${body.sandboxes.total} sandboxes read (the Worker's own first, then the newest); credctl audit --sandbox ID reads any other`,
+    );
   }
   // Refusals are counted per rule per minute (README, audit); shown after the events they cannot displace.
   if ((body.refusals ?? []).length > 0) {

@@ -8,8 +8,8 @@ import { KID } from '../src/admin-api.js';
 import { IssuerClient } from './client.js';
 import type { Flags, Io } from './commands.js';
 import { CliError, EXIT, oneLine, redact, usageError } from './errors.js';
-import { resolveGlobals, secretsOf, type RawGlobals } from './options.js';
-import { COMMANDS, findCommand, GROUPS, type Command } from './registry.js';
+import { type RawGlobals, resolveGlobals, secretsOf } from './options.js';
+import { COMMANDS, type Command, findCommand, GROUPS } from './registry.js';
 import { commandHelp, groupHelp, overallHelp } from './usage.js';
 import { version } from './version.js';
 

@@ -66,7 +66,14 @@ export function shortKid(kid: string | undefined): string {
 export function table(headers: string[], rows: string[][], indent = '  '): string[] {
   const cells = [headers, ...rows.map((r) => r.map((c) => oneLine(c)))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => indent + r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
+  return cells.map(
+    (r) =>
+      indent +
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+  );
 }
 
 function keyWindow(k: KeyView, now: number, nextRotation: string): string {
@@ -104,7 +111,11 @@ export function keyTable(listing: KeyListing, now: number, opts: { fullKid: bool
 export function scheduleLine(listing: KeyListing, now: number): string {
   const s = listing.schedule;
   const earliest = Date.parse(s.earliest_manual_rotation_at);
-  const manual = !Number.isFinite(earliest) ? 'no manual rotation possible (no next key)' : earliest <= now ? 'a manual rotation is possible now' : `a manual rotation is possible ${relative(earliest, now)} (or with --force)`;
+  const manual = !Number.isFinite(earliest)
+    ? 'no manual rotation possible (no next key)'
+    : earliest <= now
+      ? 'a manual rotation is possible now'
+      : `a manual rotation is possible ${relative(earliest, now)} (or with --force)`;
   return `every ${duration(s.rotation_period_seconds * SECOND)}; next ${when(s.next_rotation_at, now)}; ${manual}`;
 }
 
@@ -213,19 +224,21 @@ export function deliveriesText(list: CredentialDelivery[] | undefined): string |
 /** One sandbox, one field a line. */
 export function sandboxDetail(s: SandboxStatus, now: number): string[] {
   const deliveries = deliveriesText(s.credentials);
-  return [
-    `sandbox           ${s.sandbox}`,
-    `state             ${sandboxState(s)}${s.revoked ? ` (revoked ${rel(s.revoked_at, now)})` : ''}`,
-    `bootstrap kid     ${s.bootstrap_kid ?? '-'}`,
-    `bootstrapped      ${when(s.bootstrapped_at, now)}`,
-    `agent key         ${s.agent_key_registered ? 'registered' : 'not registered'}`,
-    `last refresh      ${when(s.last_issued_at, now)}`,
-    `token expires     ${when(s.token_expires_at, now)}`,
-    `credentials       ${s.credentials_version ?? '-'}`,
-  ]
-    .map((l) => oneLine(l))
-    // Each piece is already one line (deliveryText); the whole is not cut at oneLine's bound.
-    .concat(deliveries === undefined ? [] : [`delivery          ${deliveries}`]);
+  return (
+    [
+      `sandbox           ${s.sandbox}`,
+      `state             ${sandboxState(s)}${s.revoked ? ` (revoked ${rel(s.revoked_at, now)})` : ''}`,
+      `bootstrap kid     ${s.bootstrap_kid ?? '-'}`,
+      `bootstrapped      ${when(s.bootstrapped_at, now)}`,
+      `agent key         ${s.agent_key_registered ? 'registered' : 'not registered'}`,
+      `last refresh      ${when(s.last_issued_at, now)}`,
+      `token expires     ${when(s.token_expires_at, now)}`,
+      `credentials       ${s.credentials_version ?? '-'}`,
+    ]
+      .map((l) => oneLine(l))
+      // Each piece is already one line (deliveryText); the whole is not cut at oneLine's bound.
+      .concat(deliveries === undefined ? [] : [`delivery          ${deliveries}`])
+  );
 }
 
 /** An `egress:<rule>` code is the outbound handler's refusal of a sentinel, not a token request's. */
@@ -241,7 +254,16 @@ export function auditTable(events: AuditEvent[]): string[] {
   if (events.length === 0) return ['  (no events)'];
   const rows = events.map((e) => {
     const t = Date.parse(e.at);
-    return [Number.isFinite(t) ? isoSeconds(t) : e.at, e.sandbox ?? '-', e.event, e.outcome, codeLabel(e.code), shortKid(e.kid), e.cred_ver ?? '-', e.actor ?? '-'];
+    return [
+      Number.isFinite(t) ? isoSeconds(t) : e.at,
+      e.sandbox ?? '-',
+      e.event,
+      e.outcome,
+      codeLabel(e.code),
+      shortKid(e.kid),
+      e.cred_ver ?? '-',
+      e.actor ?? '-',
+    ];
   });
   return table(['TIME', 'SANDBOX', 'EVENT', 'OUTCOME', 'CODE', 'KID', 'CREDENTIALS', 'ACTOR'], rows, '');
 }
@@ -258,7 +280,9 @@ export function refusalTable(refusals: RefusalCount[]): string[] {
   });
   const out = table(['MINUTE', 'SANDBOX', 'CODE', 'COUNT', 'SIGNED'], rows, '');
   if (refusals.some((r) => typeof r.code === 'string' && r.code.startsWith(EGRESS_CODE_PREFIX))) {
-    out.push('egress refused: the outbound handler refused a sentinel in a request from the sandbox to an egress host (the rule after the colon; README, "Egress delivery")');
+    out.push(
+      'egress refused: the outbound handler refused a sentinel in a request from the sandbox to an egress host (the rule after the colon; README, "Egress delivery")',
+    );
   }
   return out;
 }

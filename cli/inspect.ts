@@ -12,11 +12,22 @@
  * way, but its `typ` (egress+jwt) and `aud` (egress) are not an access token's. It is reported
  * as what it is: usable only through the Sandbox outbound handler, never as a token.
  */
-import { ACCESS_TOKEN_TYP, ALGORITHMS, decodeCompact, gatewayAudience, sandboxOfAudience, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, tokenTypeOf, TokenProfileError } from '../src/token-profile.js';
+import {
+  ACCESS_TOKEN_TYP,
+  ALGORITHMS,
+  decodeCompact,
+  gatewayAudience,
+  SENTINEL_AUD,
+  SENTINEL_TYP,
+  SIGNING_ALG,
+  sandboxOfAudience,
+  TokenProfileError,
+  tokenTypeOf,
+} from '../src/token-profile.js';
 import { verifierErrorOf } from '../src/verifier/compact.js';
 import { VerifierError } from '../src/verifier/errors.js';
 import { createVerifierFor, DEFAULT_CLOCK_SKEW_S } from '../src/verifier/verify.js';
-import { SANDBOX_ID, type Jwks, type KeyListing, type SandboxStatus } from './api.js';
+import { type Jwks, type KeyListing, SANDBOX_ID, type SandboxStatus } from './api.js';
 import type { IssuerClient } from './client.js';
 import { CliError, EXIT, oneLine, usageError } from './errors.js';
 import { when } from './format.js';
@@ -32,7 +43,16 @@ export type TokenKind = 'agent_token' | 'access_token' | 'egress_sentinel' | 'ot
  */
 export type SentinelSandboxCheck = 'current' | 'stale_bootstrap' | 'revoked' | 'unknown_sandbox';
 
-export type InspectReason = 'bad_signature' | 'unknown_kid' | 'missing_kid' | 'expired' | 'not_yet_valid' | 'bad_issuer' | 'unsupported_alg' | 'invalid_claim' | 'invalid_token';
+export type InspectReason =
+  | 'bad_signature'
+  | 'unknown_kid'
+  | 'missing_kid'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'bad_issuer'
+  | 'unsupported_alg'
+  | 'invalid_claim'
+  | 'invalid_token';
 
 export interface Inspection {
   valid: boolean;
@@ -97,43 +117,84 @@ export function kindOf(header: Record<string, unknown>, payload: Record<string, 
  * The verifier's refusal as inspect's verdict. The reasons inspect has always given keep their
  * names; the verifier's finer codes are named in the description of the broader reason.
  */
-function describeFailure(e: VerifierError, header: Record<string, unknown>, payload: Record<string, unknown>, kind: TokenKind, issuer: string, now: number): { reason: InspectReason; description: string } {
+function describeFailure(
+  e: VerifierError,
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+  kind: TokenKind,
+  issuer: string,
+  now: number,
+): { reason: InspectReason; description: string } {
   const time = (v: unknown) => (typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : 'missing');
   const text = (v: unknown, max: number) => (v === undefined ? 'missing' : oneLine(typeof v === 'string' ? v : JSON.stringify(v), max));
   switch (e.code) {
     case 'bad_signature':
       return { reason: 'bad_signature', description: 'the signature does not verify under the published key' };
     case 'unknown_kid':
-      return { reason: 'unknown_kid', description: "the kid is not in the issuer's JWKS (a removed or revoked key, or another issuer's token)" };
+      return {
+        reason: 'unknown_kid',
+        description: "the kid is not in the issuer's JWKS (a removed or revoked key, or another issuer's token)",
+      };
     case 'missing_kid':
       return { reason: 'missing_kid', description: 'the header has no kid; the issuer names its key in every token' };
     case 'expired':
-      return { reason: 'expired', description: `expired: exp ${time(payload.exp)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance` };
+      return {
+        reason: 'expired',
+        description: `expired: exp ${time(payload.exp)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance`,
+      };
     case 'not_yet_valid':
       return { reason: 'not_yet_valid', description: `not valid before ${time(payload.nbf)}` };
     case 'bad_issuer':
-      return { reason: 'bad_issuer', description: `iss is ${typeof payload.iss === 'string' ? oneLine(payload.iss, 200) : 'missing'}, not the issuer ${issuer}` };
+      return {
+        reason: 'bad_issuer',
+        description: `iss is ${typeof payload.iss === 'string' ? oneLine(payload.iss, 200) : 'missing'}, not the issuer ${issuer}`,
+      };
     case 'unsupported_alg':
-      return { reason: 'unsupported_alg', description: `alg is ${text(header.alg, 40)}: the issuer signs with ${SIGNING_ALG}, verifiers accept ${ALGORITHMS.join(' or ')} only` };
+      return {
+        reason: 'unsupported_alg',
+        description: `alg is ${text(header.alg, 40)}: the issuer signs with ${SIGNING_ALG}, verifiers accept ${ALGORITHMS.join(' or ')} only`,
+      };
     case 'bad_audience':
       // A sentinel is for the outbound handler, which refuses any other aud (its bad_audience); an access token, for one gateway.
-      if (kind === 'egress_sentinel') return { reason: 'invalid_claim', description: `aud is ${text(payload.aud, 80)}, not "${SENTINEL_AUD}": the outbound handler refuses this sentinel (bad_audience)` };
-      return { reason: 'invalid_claim', description: `aud is ${text(payload.aud, 80)}, not a single "${gatewayAudience('<sandbox id>')}": every gateway refuses it (bad_audience)` };
+      if (kind === 'egress_sentinel')
+        return {
+          reason: 'invalid_claim',
+          description: `aud is ${text(payload.aud, 80)}, not "${SENTINEL_AUD}": the outbound handler refuses this sentinel (bad_audience)`,
+        };
+      return {
+        reason: 'invalid_claim',
+        description: `aud is ${text(payload.aud, 80)}, not a single "${gatewayAudience('<sandbox id>')}": every gateway refuses it (bad_audience)`,
+      };
     case 'exp_missing':
     case 'iat_missing':
     case 'sub_missing':
     case 'jti_missing':
-      return { reason: 'invalid_claim', description: `the ${e.code.slice(0, -'_missing'.length)} claim is missing or not valid (${e.code})` };
+      return {
+        reason: 'invalid_claim',
+        description: `the ${e.code.slice(0, -'_missing'.length)} claim is missing or not valid (${e.code})`,
+      };
     case 'iat_in_future':
-      return { reason: 'invalid_claim', description: `issued in the future: iat ${time(payload.iat)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance (iat_in_future)` };
+      return {
+        reason: 'invalid_claim',
+        description: `issued in the future: iat ${time(payload.iat)}, beyond the ${CLOCK_TOLERANCE_SECONDS} s clock tolerance (iat_in_future)`,
+      };
     case 'invalid_typ':
-      return { reason: 'invalid_token', description: `typ is ${text(header.typ, 40)}, not ${ACCESS_TOKEN_TYP} or ${SENTINEL_TYP} (invalid_typ)` };
+      return {
+        reason: 'invalid_token',
+        description: `typ is ${text(header.typ, 40)}, not ${ACCESS_TOKEN_TYP} or ${SENTINEL_TYP} (invalid_typ)`,
+      };
     case 'jwks_unavailable':
       // Not the token's fault: the JWKS the issuer answered is one no verifier could use.
-      throw new CliError(EXIT.unreachable, `the JWKS at ${issuer}/.well-known/jwks.json is not usable by a verifier (jwks_unavailable); check --issuer`);
+      throw new CliError(
+        EXIT.unreachable,
+        `the JWKS at ${issuer}/.well-known/jwks.json is not usable by a verifier (jwks_unavailable); check --issuer`,
+      );
     default:
       // invalid_claim, forbidden_header, ...: the verifier's message names the rule, never a value.
-      return { reason: e.code === 'invalid_claim' ? 'invalid_claim' : 'invalid_token', description: `${oneLine(e.message, 120)} (${e.code})` };
+      return {
+        reason: e.code === 'invalid_claim' ? 'invalid_claim' : 'invalid_token',
+        description: `${oneLine(e.message, 120)} (${e.code})`,
+      };
   }
 }
 
@@ -168,7 +229,10 @@ export async function inspectToken(input: string, client: IssuerClient, now: num
   if (client.hasAdminCredentials) {
     // Optional: the key's state and the sentinel's sandbox need the admin API; without them the
     // inspection is just as complete. Only a verified sentinel's claims are worth asking about.
-    const [state, check] = await Promise.all([kid === undefined ? undefined : keyState(client, kid), kind === 'egress_sentinel' && out.valid ? sandboxCheck(client, payload) : undefined]);
+    const [state, check] = await Promise.all([
+      kid === undefined ? undefined : keyState(client, kid),
+      kind === 'egress_sentinel' && out.valid ? sandboxCheck(client, payload) : undefined,
+    ]);
     if (state) out.kid_state = state;
     if (check) out.sandbox_check = check;
   }
@@ -255,11 +319,16 @@ const SENTINEL_SHOWN = new Set(['iss', 'sub', 'aud', 'name', 'hosts', 'cnf', 'ia
 export function inspectionLines(r: Inspection, issuer: string, now: number): string[] {
   const c = r.claims;
   const str = (v: unknown) => (v === undefined ? '-' : oneLine(typeof v === 'string' ? v : JSON.stringify(v)));
-  const time = (v: unknown) => (typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : v === undefined ? '-' : `${str(v)} (not a number)`);
+  const time = (v: unknown) =>
+    typeof v === 'number' ? when(new Date(v * 1000).toISOString(), now) : v === undefined ? '-' : `${str(v)} (not a number)`;
   const kid = typeof r.header.kid === 'string' ? oneLine(r.header.kid, 80) : '-';
-  const kidWhere = r.kid_in_jwks ? `in the JWKS${r.kid_state ? `, ${r.kid_state}` : ''}` : `not in the JWKS${r.kid_state ? ` (${r.kid_state})` : ''}`;
+  const kidWhere = r.kid_in_jwks
+    ? `in the JWKS${r.kid_state ? `, ${r.kid_state}` : ''}`
+    : `not in the JWKS${r.kid_state ? ` (${r.kid_state})` : ''}`;
   const sentinel = r.kind === 'egress_sentinel';
-  const valid = sentinel ? `VALID as an egress sentinel (signature, issuer, times, aud ${SENTINEL_AUD})` : 'VALID (signature, issuer, times)';
+  const valid = sentinel
+    ? `VALID as an egress sentinel (signature, issuer, times, aud ${SENTINEL_AUD})`
+    : 'VALID (signature, issuer, times)';
   const head = [
     `verdict     ${r.valid ? valid : `INVALID: ${r.reason} (${oneLine(r.reason_description ?? '')})`}`,
     `kind        ${kindText(r.kind, r.header)}`,
@@ -312,6 +381,8 @@ function sentinelLines(r: Inspection, str: (v: unknown) => string, time: (v: unk
   if (c.nbf !== undefined) lines.push(`not before  ${time(c.nbf)}`);
   lines.push(`expires     ${time(c.exp)}`, `jti         ${str(c.jti)}`);
   for (const [k, v] of Object.entries(c)) if (!SENTINEL_SHOWN.has(k)) lines.push(`${oneLine(k, 10).padEnd(11)} ${str(v)}`);
-  lines.push(`use         only in a request from sandbox ${str(c.sub)} to ${hosts}, through the Sandbox outbound handler, which puts the value of ${str(c.name)} in its place; a gateway refuses it as a token`);
+  lines.push(
+    `use         only in a request from sandbox ${str(c.sub)} to ${hosts}, through the Sandbox outbound handler, which puts the value of ${str(c.name)} in its place; a gateway refuses it as a token`,
+  );
   return lines;
 }

@@ -4,8 +4,9 @@
  * the exit codes. Built into dist/cli/credctl.mjs (npm run build:cli) and run by bin/credctl.mjs;
  * `npm run cli -- <args>` runs it from source.
  */
-import { EXIT, usageError } from './errors.js';
+
 import { run } from './dispatch.js';
+import { EXIT, usageError } from './errors.js';
 
 /** A token on stdin is a few KiB; anything far beyond is not a token. */
 const STDIN_MAX_BYTES = 64 * 1024;

@@ -55,7 +55,8 @@ function parseIssuer(raw: string): URL {
 function parseTimeout(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
   const n = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
-  if (!(n > 0) || n > MAX_TIMEOUT_SECONDS) throw usageError(`--timeout: must be a number of seconds greater than 0 and at most ${MAX_TIMEOUT_SECONDS}`);
+  if (!(n > 0) || n > MAX_TIMEOUT_SECONDS)
+    throw usageError(`--timeout: must be a number of seconds greater than 0 and at most ${MAX_TIMEOUT_SECONDS}`);
   return Math.round(n * 1000);
 }
 
@@ -77,7 +78,9 @@ export function resolveGlobals(raw: RawGlobals, env: NodeJS.ProcessEnv, cwd: str
   const id = raw['access-client-id'] ?? (env.CF_ACCESS_CLIENT_ID || undefined);
   const secret = raw['access-client-secret'] ?? (env.CF_ACCESS_CLIENT_SECRET || undefined);
   if ((id === undefined) !== (secret === undefined)) {
-    throw usageError('a Cloudflare Access service token needs both --access-client-id and --access-client-secret (CF_ACCESS_CLIENT_ID, CF_ACCESS_CLIENT_SECRET)');
+    throw usageError(
+      'a Cloudflare Access service token needs both --access-client-id and --access-client-secret (CF_ACCESS_CLIENT_ID, CF_ACCESS_CLIENT_SECRET)',
+    );
   }
   const credentials: AdminCredentials = { source: 'none' };
   if (id !== undefined && secret !== undefined) credentials.access = { clientId: id, clientSecret: secret };

@@ -4,8 +4,8 @@
  * this table, so a command cannot be listed without running, nor run without being listed.
  */
 import { AUDIT_MAX_LIMIT, SANDBOX_PAGE_MAX } from '../src/admin-api.js';
-import * as cmd from './commands.js';
 import type { Context, Flags } from './commands.js';
+import * as cmd from './commands.js';
 
 /** A flag of one command: a switch, or with a value named `value` in the usage line. */
 export interface CommandFlag {
@@ -72,7 +72,10 @@ A revoked active key is replaced by the next key. <kid> is the full kid (credctl
   {
     name: 'sandbox list',
     args: [],
-    flags: [{ name: 'limit', value: 'N' }, { name: 'cursor', value: 'C' }],
+    flags: [
+      { name: 'limit', value: 'N' },
+      { name: 'cursor', value: 'C' },
+    ],
     summary: "sandboxes' status, one page at a time",
     details: `The Worker's own sandbox (SANDBOX_ID) first, then the newest.
   --limit N      at most N sandboxes, 1 to ${SANDBOX_PAGE_MAX} (default 100)
@@ -133,7 +136,10 @@ answers 503 gateway_unavailable; a container that does not answer, 502 bad_gatew
   {
     name: 'audit',
     args: [],
-    flags: [{ name: 'sandbox', value: 'ID' }, { name: 'limit', value: 'N' }],
+    flags: [
+      { name: 'sandbox', value: 'ID' },
+      { name: 'limit', value: 'N' },
+    ],
     summary: 'audit events, newest first',
     details: `  --sandbox ID   one sandbox's events (default: deployment events and those of up to 100
                  sandboxes, the Worker's own first; the output says when some were not read)

@@ -4,7 +4,7 @@
  */
 import { DEV_VARS_FILE, LOCAL_ISSUER } from '../src/admin-api.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './options.js';
-import { COMMANDS, synopsis, type Command } from './registry.js';
+import { COMMANDS, type Command, synopsis } from './registry.js';
 
 export const GLOBAL_OPTIONS = `global options (anywhere on the line):
   --issuer URL                 the issuer (ISSUER_URL; default ${LOCAL_ISSUER})

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createLogger } from './agent/log.js';
 /**
  * The verifying reverse proxy (docs/architecture.md, "Verifying proxy") in front of a gateway that cannot verify JWTs.
  *
@@ -39,9 +40,8 @@
  *
  * Exit codes: 0 stopped by SIGTERM or SIGINT; 2 bad flag or cannot listen.
  */
-import { parseProxyConfig, USAGE, UsageError, type ProxyConfig } from './lib/proxy/config.js';
+import { type ProxyConfig, parseProxyConfig, USAGE, UsageError } from './lib/proxy/config.js';
 import { startGatewayProxy } from './lib/proxy/start.js';
-import { createLogger } from './agent/log.js';
 
 function die(code: number, message: string): never {
   process.stderr.write(`gateway-proxy: ${message}\n`);
@@ -50,7 +50,7 @@ function die(code: number, message: string): never {
 
 async function main(cfg: ProxyConfig): Promise<void> {
   const log = createLogger();
-  let proxy;
+  let proxy: Awaited<ReturnType<typeof startGatewayProxy>>;
   try {
     proxy = await startGatewayProxy(cfg, { log });
   } catch (e) {

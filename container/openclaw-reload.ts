@@ -27,12 +27,12 @@
  * It prints one line; never a secret value.
  */
 import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { request } from 'node:http';
 import { connect } from 'node:net';
-import { parseArgs } from 'node:util';
+import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { parseArgs } from 'node:util';
 import { CONTAINER_PORTS, isLoopbackUrl } from '../src/admin-api.js';
 
 /** OpenClaw's WebSocket protocol version (2026.9.6 speaks 4 only). */
@@ -88,7 +88,8 @@ export function ensureLocalPassword(file: string): string {
     writeFileSync(tmp, `${JSON.stringify({ password: randomBytes(PASSWORD_BYTES).toString('base64url') })}\n`, { mode: 0o600, flag: 'wx' });
     linkSync(tmp, file);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ReloadError(`cannot create ${file} (${(e as NodeJS.ErrnoException).code})`, 2);
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new ReloadError(`cannot create ${file} (${(e as NodeJS.ErrnoException).code})`, 2);
   } finally {
     rmSync(tmp, { force: true });
   }
@@ -153,12 +154,18 @@ export function openWebSocket(
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: Number(u.port || 80),
     path: `${u.pathname}${u.search}`,
-    headers: { ...extraHeaders, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
+    headers: {
+      ...extraHeaders,
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': randomBytes(16).toString('base64'),
+    },
   });
   req.on('error', (e: NodeJS.ErrnoException) => !closed && ((closed = true), on.error(e.code ?? e.message)));
   req.on('response', (res) => {
     res.resume();
-    if (!closed) ((closed = true), on.error(`HTTP ${res.statusCode} instead of a WebSocket upgrade`));
+    if (!closed) (closed = true), on.error(`HTTP ${res.statusCode} instead of a WebSocket upgrade`);
   });
   req.on('upgrade', (_res, s: Duplex, head: Buffer) => {
     socket = s;
@@ -184,7 +191,10 @@ export function openWebSocket(
         if (buf.length < off + len) return;
         const payload = buf.subarray(off, off + len);
         buf = buf.subarray(off + len);
-        if (opcode === 0x8) return end(`${payload.length >= 2 ? payload.readUInt16BE(0) : 1005}${payload.length > 2 ? ` ${payload.subarray(2).toString('utf8').slice(0, 120)}` : ''}`);
+        if (opcode === 0x8)
+          return end(
+            `${payload.length >= 2 ? payload.readUInt16BE(0) : 1005}${payload.length > 2 ? ` ${payload.subarray(2).toString('utf8').slice(0, 120)}` : ''}`,
+          );
         if (opcode === 0x9) frame(0xa, payload);
         if (opcode === 0x1 || opcode === 0x0) {
           message.push(Buffer.from(payload));
@@ -312,7 +322,11 @@ function isLoopbackWs(url: string): boolean {
 export function parseReloadArgs(argv: string[], env: NodeJS.ProcessEnv): { url: string; authFile: string } {
   let values: { url?: string; 'auth-file'?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { url: { type: 'string' }, 'auth-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: { url: { type: 'string' }, 'auth-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
   } catch (e) {
     throw new ReloadError(`${(e as Error).message.split('\n')[0]}\n${USAGE}`, 2);
   }
@@ -325,7 +339,8 @@ export function parseReloadArgs(argv: string[], env: NodeJS.ProcessEnv): { url: 
   }
   const explicit = values['auth-file'] ?? env.OPENCLAW_LOCAL_AUTH_FILE;
   if (explicit) return { url, authFile: explicit };
-  if (!env.CREDENTIALS_FILE) throw new ReloadError(`no --auth-file, OPENCLAW_LOCAL_AUTH_FILE or CREDENTIALS_FILE (the agent sets it)\n${USAGE}`, 2);
+  if (!env.CREDENTIALS_FILE)
+    throw new ReloadError(`no --auth-file, OPENCLAW_LOCAL_AUTH_FILE or CREDENTIALS_FILE (the agent sets it)\n${USAGE}`, 2);
   return { url, authFile: join(dirname(env.CREDENTIALS_FILE), LOCAL_AUTH_FILE) };
 }
 
@@ -334,7 +349,10 @@ async function main(): Promise<number> {
     const { url, authFile } = parseReloadArgs(process.argv.slice(2), process.env);
     const r = await reloadSecrets(url, ensureLocalPassword(authFile));
     if (r.outcome === 'no-gateway') console.log(`openclaw-reload: no gateway listening at ${url}; it reads the credentials when it starts`);
-    else console.log(`openclaw-reload: secrets.reload done in ${r.ms} ms${r.warnings ? ` (${r.warnings} warnings: see the gateway's log)` : ''}`);
+    else
+      console.log(
+        `openclaw-reload: secrets.reload done in ${r.ms} ms${r.warnings ? ` (${r.warnings} warnings: see the gateway's log)` : ''}`,
+      );
     return 0;
   } catch (e) {
     if (!(e instanceof ReloadError)) throw e;

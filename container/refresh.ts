@@ -12,10 +12,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AgentError, parseBootstrapFile, prepareKeys, tokenEndpoint } from './agent/client.js';
-import { describeErrno } from './agent/errors.js';
-import { parseAgentConfig, USAGE, UsageError, type AgentConfig } from './agent/config.js';
 import { CREDENTIALS_FILE } from '../src/admin-api.js';
+import { AgentError, parseBootstrapFile, prepareKeys, tokenEndpoint } from './agent/client.js';
+import { type AgentConfig, parseAgentConfig, USAGE, UsageError } from './agent/config.js';
+import { describeErrno } from './agent/errors.js';
 import { prepareDir, readBack, STATE_FILE, TOKEN_FILE, writeAtomic } from './agent/files.js';
 import { runHook } from './agent/hook.js';
 import { nodePost } from './agent/http-client.js';
@@ -40,8 +40,8 @@ async function main(cfg: AgentConfig): Promise<void> {
   } catch (e) {
     die(2, `error: cannot read bootstrap file ${cfg.bootstrapKeyFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  let file;
-  let keys;
+  let file: ReturnType<typeof parseBootstrapFile>;
+  let keys: Awaited<ReturnType<typeof prepareKeys>>;
   try {
     file = parseBootstrapFile(text, cfg.bootstrapKeyFile);
     keys = await prepareKeys(file);
@@ -78,21 +78,27 @@ async function main(cfg: AgentConfig): Promise<void> {
     // Refused for the assertion's times, with the issuer's clock now measured (its Date header):
     // one more try, on the issuer's time. start.sh would otherwise start a new process, which
     // would know nothing of the measurement, every 2 s forever.
-    if (!out.ok && out.error.code === 'clock_skew' && r.clock.correcting()) out = await r.refresh('once, on the issuer\'s time');
+    if (!out.ok && out.error.code === 'clock_skew' && r.clock.correcting()) out = await r.refresh("once, on the issuer's time");
     if (!out.ok) die(1, `error: ${out.error.message}`);
     await r.hookSettled();
     if (r.metrics.hooks.error > 0) die(3, 'error: the change hook failed (see the log line above)');
     process.exit(0);
   }
 
-  let server;
+  let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(r, { host: cfg.host, port: cfg.port });
   } catch (e) {
     die(2, `error: cannot listen on ${cfg.host}:${cfg.port} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   const addr = server.address();
-  log('info', 'agent_started', { client_id: file.client_id, endpoint: tokenEndpoint(file, cfg.issuerOverride), dir: cfg.dir, port: typeof addr === 'object' && addr ? addr.port : cfg.port, token_valid: r.healthy() });
+  log('info', 'agent_started', {
+    client_id: file.client_id,
+    endpoint: tokenEndpoint(file, cfg.issuerOverride),
+    dir: cfg.dir,
+    port: typeof addr === 'object' && addr ? addr.port : cfg.port,
+    token_valid: r.healthy(),
+  });
   const stop = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {

@@ -277,7 +277,15 @@ export function checkBootstrapFile(value: unknown): BootstrapFileCheck {
     if (!isHttpUrl(f[k])) return bad(k, `${k} is not an http(s) URL`);
   }
   const key = f.key as BootstrapKey | null | undefined;
-  if (!key || typeof key !== 'object' || Array.isArray(key) || key.kty !== 'OKP' || key.crv !== 'Ed25519' || typeof key.x !== 'string' || typeof key.d !== 'string') {
+  if (
+    !key ||
+    typeof key !== 'object' ||
+    Array.isArray(key) ||
+    key.kty !== 'OKP' ||
+    key.crv !== 'Ed25519' ||
+    typeof key.x !== 'string' ||
+    typeof key.d !== 'string'
+  ) {
     return bad('key', 'key is not a private Ed25519 JWK');
   }
   return { ok: true, file: { client_id: f.client_id, issuer: f.issuer as string, token_endpoint: f.token_endpoint as string, key } };
@@ -308,7 +316,11 @@ export const CREDENTIALS_VERSION_BYTES = 12;
  * (credentialsVersionFromDigest makes the version of the digest).
  */
 export function credentialsVersionInput(values: Record<string, string>): string {
-  return `credentials-version:v1:${JSON.stringify(Object.keys(values).sort().map((k) => [k, values[k]]))}`;
+  return `credentials-version:v1:${JSON.stringify(
+    Object.keys(values)
+      .sort()
+      .map((k) => [k, values[k]]),
+  )}`;
 }
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

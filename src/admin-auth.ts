@@ -12,7 +12,7 @@
  *
  * State-changing requests must also pass checkStateChange (cross-site request forgery).
  */
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { Config } from './config.js';
 import { IssuerError } from './issuer/errors.js';
 
@@ -88,7 +88,12 @@ async function accessIdentity(
       algorithms: ACCESS_ALGS,
       clockTolerance: ACCESS_CLOCK_TOLERANCE_SECONDS,
     });
-    const subject = typeof payload.email === 'string' ? payload.email : typeof payload.common_name === 'string' ? payload.common_name : String(payload.sub ?? 'access');
+    const subject =
+      typeof payload.email === 'string'
+        ? payload.email
+        : typeof payload.common_name === 'string'
+          ? payload.common_name
+          : String(payload.sub ?? 'access');
     const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
     return { subject, aud };
   } catch {
@@ -104,7 +109,10 @@ export async function authenticateAdmin(
   const { access, token } = config.admin;
   if (access) {
     if (access.users.length === 0 && !access.adminAud) {
-      throw new IssuerError('forbidden', 'no Cloudflare Access identity is an admin: name them in ADMIN_USERS, or set ADMIN_ACCESS_AUD to a separate Access application for /api/admin');
+      throw new IssuerError(
+        'forbidden',
+        'no Cloudflare Access identity is an admin: name them in ADMIN_USERS, or set ADMIN_ACCESS_AUD to a separate Access application for /api/admin',
+      );
     }
     const audiences = access.adminAud ? [access.adminAud, access.aud] : [access.aud];
     const who = await accessIdentity(req, { teamDomain: access.teamDomain, audiences }, keySet);
@@ -122,7 +130,10 @@ export async function authenticateAdmin(
     if (!(await safeEqual(m[1]!, token))) throw new IssuerError('unauthorized', 'the admin token is not valid');
     return { method: 'token', subject: 'admin-token' };
   }
-  throw new IssuerError('forbidden', 'the admin API is disabled: set ADMIN_TOKEN or Cloudflare Access (CF_ACCESS_TEAM_DOMAIN, CF_ACCESS_AUD)');
+  throw new IssuerError(
+    'forbidden',
+    'the admin API is disabled: set ADMIN_TOKEN or Cloudflare Access (CF_ACCESS_TEAM_DOMAIN, CF_ACCESS_AUD)',
+  );
 }
 
 /** Methods that change state: they must pass checkStateChange. */
@@ -150,7 +161,10 @@ export function checkStateChange(req: Request, config: Config): void {
     const origin = req.headers.get('Origin');
     const site = req.headers.get('Sec-Fetch-Site');
     if (origin !== new URL(config.issuer).origin || (site !== null && site !== 'same-origin')) {
-      throw new IssuerError('forbidden', 'a state-changing admin request with cookies must come from the issuer\'s own origin (Origin header)');
+      throw new IssuerError(
+        'forbidden',
+        "a state-changing admin request with cookies must come from the issuer's own origin (Origin header)",
+      );
     }
   }
 }

@@ -22,7 +22,11 @@ export class BodyNotUtf8 extends Error {
 }
 
 /** Strict UTF-8 of a body of at most `limit` bytes; `contentLength` is the declared header, if any. */
-export async function readBoundedText(body: ReadableStream<Uint8Array> | null, contentLength: string | null, limit: number): Promise<string> {
+export async function readBoundedText(
+  body: ReadableStream<Uint8Array> | null,
+  contentLength: string | null,
+  limit: number,
+): Promise<string> {
   if (contentLength !== null && Number(contentLength) > limit) throw new BodyTooLarge(limit);
   if (!body) return '';
   const reader = body.getReader();

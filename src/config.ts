@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { isLoopbackUrl, SANDBOX_ID } from './admin-api.js';
-import { parseCredentials, type CredentialEntry } from './issuer/credentials.js';
+import { type CredentialEntry, parseCredentials } from './issuer/credentials.js';
 import { ConfigError } from './issuer/errors.js';
 import { checkKeyTiming, type Timing } from './issuer/key-timing.js';
 import { agentTokenBytesBound, TOKEN_MAX_BYTES } from './issuer/tokens.js';
@@ -132,10 +132,14 @@ const schema = z.object({
   ADMIN_USERS: optionalText,
   ADMIN_ACCESS_AUD: optionalText,
   CREDENTIALS: z.string().optional(),
-  SANDBOX_ID: optionalText.transform((v) => v ?? 'main').refine((v) => SANDBOX_ID.test(v), {
-    message: 'SANDBOX_ID: must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit',
+  SANDBOX_ID: optionalText
+    .transform((v) => v ?? 'main')
+    .refine((v) => SANDBOX_ID.test(v), {
+      message: 'SANDBOX_ID: must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit',
+    }),
+  GATEWAY_UPSTREAM: optionalText.refine((v) => v === undefined || isHttpUrl(v), {
+    message: 'GATEWAY_UPSTREAM: must be an absolute http(s) URL',
   }),
-  GATEWAY_UPSTREAM: optionalText.refine((v) => v === undefined || isHttpUrl(v), { message: 'GATEWAY_UPSTREAM: must be an absolute http(s) URL' }),
   DEV_USER: optionalText,
   ADMIN_TOKEN: optionalText,
   SIGNING_KEY_KEK: optionalText,
@@ -147,11 +151,22 @@ export const MAX_ADMIN_USERS = 100;
 /** ADMIN_USERS: comma-separated Access identities (emails, service-token client ids), compared in lower case. */
 function parseAdminUsers(raw: string | undefined): string[] {
   if (raw === undefined) return [];
-  const users = raw.split(',').map((u) => u.trim().toLowerCase()).filter((u) => u !== '');
+  const users = raw
+    .split(',')
+    .map((u) => u.trim().toLowerCase())
+    .filter((u) => u !== '');
   for (const u of users) {
-    if (u.length > 254 || /[\s\x00-\x1f]/.test(u)) throw new ConfigError('ADMIN_USERS', 'must be a comma-separated list of emails or service-token client ids, without spaces inside one');
+    if (u.length > 254 || /[\s\x00-\x1f]/.test(u))
+      throw new ConfigError(
+        'ADMIN_USERS',
+        'must be a comma-separated list of emails or service-token client ids, without spaces inside one',
+      );
   }
-  if (users.length > MAX_ADMIN_USERS) throw new ConfigError('ADMIN_USERS', `must name at most ${MAX_ADMIN_USERS} identities; use a separate Access application (ADMIN_ACCESS_AUD) for more`);
+  if (users.length > MAX_ADMIN_USERS)
+    throw new ConfigError(
+      'ADMIN_USERS',
+      `must name at most ${MAX_ADMIN_USERS} identities; use a separate Access application (ADMIN_ACCESS_AUD) for more`,
+    );
   return users;
 }
 
@@ -216,9 +231,21 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     );
   }
   const adminUsers = parseAdminUsers(v.ADMIN_USERS);
-  rule(!(adminUsers.length && !teamDomain), 'ADMIN_USERS', 'names Cloudflare Access identities: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too');
-  rule(!(v.ADMIN_ACCESS_AUD && !teamDomain), 'ADMIN_ACCESS_AUD', 'is an Access application audience: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too');
-  rule(!(v.ADMIN_ACCESS_AUD && v.ADMIN_ACCESS_AUD === aud), 'ADMIN_ACCESS_AUD', 'must be another Access application than CF_ACCESS_AUD (the gateway\'s): every gateway user would be an admin');
+  rule(
+    !(adminUsers.length && !teamDomain),
+    'ADMIN_USERS',
+    'names Cloudflare Access identities: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too',
+  );
+  rule(
+    !(v.ADMIN_ACCESS_AUD && !teamDomain),
+    'ADMIN_ACCESS_AUD',
+    'is an Access application audience: set CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD too',
+  );
+  rule(
+    !(v.ADMIN_ACCESS_AUD && v.ADMIN_ACCESS_AUD === aud),
+    'ADMIN_ACCESS_AUD',
+    "must be another Access application than CF_ACCESS_AUD (the gateway's): every gateway user would be an admin",
+  );
   if (v.ADMIN_TOKEN !== undefined) {
     rule(v.ADMIN_TOKEN.length >= MIN_SECRET_LENGTH, 'ADMIN_TOKEN', `must be at least ${MIN_SECRET_LENGTH} characters`);
   }
@@ -228,7 +255,11 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
 
   const credentials = parseCredentials(v.CREDENTIALS, env);
   const bound = agentTokenBytesBound(v.ISSUER, credentials);
-  rule(bound <= TOKEN_MAX_BYTES, 'CREDENTIALS', `the delivered entries could make agent tokens up to ${bound} bytes, over the ${TOKEN_MAX_BYTES}-byte cap; deliver fewer or shorter values (an egress entry's sentinel takes about 600 bytes)`);
+  rule(
+    bound <= TOKEN_MAX_BYTES,
+    'CREDENTIALS',
+    `the delivered entries could make agent tokens up to ${bound} bytes, over the ${TOKEN_MAX_BYTES}-byte cap; deliver fewer or shorter values (an egress entry's sentinel takes about 600 bytes)`,
+  );
   if (v.DEV_USER !== undefined) {
     // A fixed user for every request is for a laptop only: never on a public issuer.
     rule(isLoopbackUrl(v.ISSUER), 'DEV_USER', 'may only be set when ISSUER is a loopback URL (127.0.0.1, localhost)');
@@ -239,7 +270,10 @@ export function parseConfig(env: Partial<Record<string, unknown>>): Config {
     issuer: v.ISSUER.replace(/\/+$/, ''),
     timing,
     admin: {
-      access: teamDomain && aud ? { teamDomain: teamDomain.replace(/^https:\/\//, '').replace(/\/$/, ''), aud, users: adminUsers, adminAud: v.ADMIN_ACCESS_AUD } : undefined,
+      access:
+        teamDomain && aud
+          ? { teamDomain: teamDomain.replace(/^https:\/\//, '').replace(/\/$/, ''), aud, users: adminUsers, adminAud: v.ADMIN_ACCESS_AUD }
+          : undefined,
       token: v.ADMIN_TOKEN,
     },
     signingKeyKek: v.SIGNING_KEY_KEK,

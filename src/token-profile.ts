@@ -135,7 +135,11 @@ function decodeSegment(s: string): Uint8Array<ArrayBuffer> {
   let o = 0;
   let i = 0;
   for (; i + 4 <= s.length; i += 4) {
-    const n = (VALUES[s.charCodeAt(i)]! << 18) | (VALUES[s.charCodeAt(i + 1)]! << 12) | (VALUES[s.charCodeAt(i + 2)]! << 6) | VALUES[s.charCodeAt(i + 3)]!;
+    const n =
+      (VALUES[s.charCodeAt(i)]! << 18) |
+      (VALUES[s.charCodeAt(i + 1)]! << 12) |
+      (VALUES[s.charCodeAt(i + 2)]! << 6) |
+      VALUES[s.charCodeAt(i + 3)]!;
     out[o++] = n >> 16;
     out[o++] = (n >> 8) & 0xff;
     out[o++] = n & 0xff;
@@ -237,7 +241,8 @@ export function parseJsonSegment(segment: string, what: string): Record<string, 
  * token uses parseCompact.
  */
 export function decodeCompact(token: string): CompactParts {
-  if (token.length > MAX_TOKEN_BYTES) throw new TokenProfileError('too_large', `over ${MAX_TOKEN_BYTES} bytes, the most any token or assertion may be`);
+  if (token.length > MAX_TOKEN_BYTES)
+    throw new TokenProfileError('too_large', `over ${MAX_TOKEN_BYTES} bytes, the most any token or assertion may be`);
   const first = token.indexOf('.');
   const second = first < 0 ? -1 : token.indexOf('.', first + 1);
   if (second < 0 || token.indexOf('.', second + 1) >= 0) throw malformed('not a compact JWS (three base64url segments separated by dots)');
@@ -256,7 +261,8 @@ export function decodeCompact(token: string): CompactParts {
 
 /** The header rules of parseCompact, on a header decodeCompact returned: `alg`, then the forbidden parameters. */
 export function checkHeader(header: Record<string, unknown>): asserts header is Record<string, unknown> & { alg: string } {
-  if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) throw new TokenProfileError('unsupported_alg', `the alg is not one of ${ALGORITHMS.join(', ')}`);
+  if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg))
+    throw new TokenProfileError('unsupported_alg', `the alg is not one of ${ALGORITHMS.join(', ')}`);
   for (const name of FORBIDDEN_HEADERS) {
     if (Object.hasOwn(header, name)) throw new TokenProfileError('forbidden_header', `the header parameter ${name} is not allowed`);
   }

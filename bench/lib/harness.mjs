@@ -2,8 +2,8 @@
 // copy with its own `npm ci`, never copied into the project.
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { onCpu, run, spawnTracked, stop } from './processes.mjs';
 import { tail } from './workerd.mjs';
 
@@ -31,7 +31,7 @@ async function makeWritable(dir) {
 function npmCommand() {
   // Under `npm run`, use the same npm that runs us.
   const cli = process.env.npm_execpath;
-  return cli && cli.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
+  return cli?.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
 }
 
 /** Copies the harness (without node_modules and *.tmp) to `dest` and runs `npm ci` there. */
@@ -76,7 +76,8 @@ export async function linkHarness(src, dest, projectNodeModules) {
   for (const name of ['jose', 'undici']) {
     const have = await packageVersion(dest, name);
     if (!have) throw new Error(`the project has no ${name} in node_modules (the load generator needs it): run npm ci`);
-    if (wanted[name] && have !== wanted[name]) notes.push(`loadgen runs with the project's ${name} ${have}, the harness pins ${wanted[name]}`);
+    if (wanted[name] && have !== wanted[name])
+      notes.push(`loadgen runs with the project's ${name} ${have}, the harness pins ${wanted[name]}`);
   }
   return notes;
 }
@@ -96,7 +97,9 @@ export async function runLoadgen(harnessDir, args, { duration, warmup }) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
   const lastLines = []; // its last words go into the error if it fails
   createInterface({ input: child.stderr }).on('line', (l) => {
     console.error(`  ${l}`);
@@ -118,9 +121,10 @@ export async function runLoadgen(harnessDir, args, { duration, warmup }) {
 /** Starts peer-oidc-provider.mjs on CPU 0; resolves to { child, info } once it prints its ready line. */
 export async function startPeer(harnessDir, { port, store, keyOut, logFile }) {
   const fd = openSync(logFile, 'w');
-  const child = spawnTracked(...onCpu(0, process.execPath, [
-    'peer-oidc-provider.mjs', '--port', String(port), '--store', store, '--key-out', keyOut,
-  ]), { cwd: harnessDir, stdio: ['ignore', 'pipe', fd] });
+  const child = spawnTracked(
+    ...onCpu(0, process.execPath, ['peer-oidc-provider.mjs', '--port', String(port), '--store', store, '--key-out', keyOut]),
+    { cwd: harnessDir, stdio: ['ignore', 'pipe', fd] },
+  );
   closeSync(fd);
   try {
     let timer;
@@ -128,7 +132,11 @@ export async function startPeer(harnessDir, { port, store, keyOut, logFile }) {
       timer = setTimeout(() => reject(new Error(`peer not ready within ${PEER_READY_TIMEOUT_MS} ms`)), PEER_READY_TIMEOUT_MS);
       child.exited.then((e) => reject(new Error(`peer exited at start (${JSON.stringify(e)})`)));
       createInterface({ input: child.stdout }).once('line', (line) => {
-        try { resolve(JSON.parse(line)); } catch (e) { reject(e); }
+        try {
+          resolve(JSON.parse(line));
+        } catch (e) {
+          reject(e);
+        }
       });
     }).finally(() => clearTimeout(timer));
     child.stdout.resume(); // nothing more is expected; keep the pipe drained

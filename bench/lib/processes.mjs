@@ -1,6 +1,6 @@
 // Child processes of the bench: every one is tracked from spawn to exit, so that a normal end, an
 // error or Ctrl-C stops all of them (by their own PIDs) and leaves no orphan behind.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { SMOKE } from './smoke.mjs';
 
@@ -47,7 +47,9 @@ export async function stop(child) {
   if (!alive(child)) return;
   child.kill('SIGTERM');
   let timer;
-  const timedOut = new Promise((resolve) => { timer = setTimeout(() => resolve(true), STOP_GRACE_MS); });
+  const timedOut = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
+  });
   if (await Promise.race([child.exited.then(() => false), timedOut])) child.kill('SIGKILL');
   clearTimeout(timer);
   await child.exited;
@@ -65,7 +67,11 @@ export function stopAll() {
 /** Runs `cleanup` (once) on SIGINT/SIGTERM/SIGHUP, then exits; SIGKILLs stragglers if the process exits anyway. */
 export function installSignalHandlers(cleanup) {
   let exiting = false;
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ]) {
     process.on(sig, () => {
       if (exiting) return;
       exiting = true;

@@ -51,11 +51,15 @@ export function oursProblems(reports) {
     else if (!late.rejected) problems.push(`late replay ACCEPTED (${late.status})${run}: ours must reject a reused jti`);
     if (!r.replay_rejected) problems.push(`immediate replay not rejected${run}: ${r.replay.first_status} then ${r.replay.second_status}`);
     if (sumCounts(r.non_2xx) || sumCounts(r.errors)) {
-      problems.push(`failed requests${run}: non-2xx ${JSON.stringify(r.non_2xx)}, errors ${JSON.stringify(r.errors)}, first bodies ${JSON.stringify(r.error_samples)}`);
+      problems.push(
+        `failed requests${run}: non-2xx ${JSON.stringify(r.non_2xx)}, errors ${JSON.stringify(r.errors)}, first bodies ${JSON.stringify(r.error_samples)}`,
+      );
     }
     if (r.ok_malformed) problems.push(`${r.ok_malformed} 2xx answers without access_token/token_type${run}`);
     if (r.verification.failed || !r.verification.verified) {
-      problems.push(`token verification${run}: ${r.verification.verified} verified, ${r.verification.failed} failed (${r.verification.first_failure})`);
+      problems.push(
+        `token verification${run}: ${r.verification.verified} verified, ${r.verification.failed} failed (${r.verification.first_failure})`,
+      );
     }
   });
   return problems;
@@ -66,7 +70,9 @@ export function caveats(label, reports) {
   const notes = [];
   for (const r of reports) {
     if (r.cpu_pct_of_one_core.loadgen >= LOADGEN_SATURATED_PCT) {
-      notes.push(`${label}: load generator at ${r.cpu_pct_of_one_core.loadgen}% of its core, so ${r.ok_per_s} tokens/s may be its limit, not the server's`);
+      notes.push(
+        `${label}: load generator at ${r.cpu_pct_of_one_core.loadgen}% of its core, so ${r.ok_per_s} tokens/s may be its limit, not the server's`,
+      );
     }
     const others = r.other_processes_on_server_core_pct;
     if (others > OTHERS_ON_SERVER_CORE_PCT) {
@@ -74,7 +80,9 @@ export function caveats(label, reports) {
     }
     const g = r.assertion_generation;
     if (g.underrun_waits || g.background_fills) {
-      notes.push(`${label}: assertion pool ran low during the timed phase (${g.underrun_waits} waits, ${g.background_fills} background fills)`);
+      notes.push(
+        `${label}: assertion pool ran low during the timed phase (${g.underrun_waits} waits, ${g.background_fills} background fills)`,
+      );
     }
   }
   return [...new Set(notes)];
@@ -85,7 +93,19 @@ export function caveats(label, reports) {
  * of the server's core during the run (see cpu.mjs).
  */
 export function table(targets) {
-  const head = ['target', 'tokens/s', 'p50 ms', 'p90 ms', 'p99 ms', 'non-2xx+err', 'server CPU%', 'others CPU%', 'loadgen CPU%', 'late replay', 'tokens verified'];
+  const head = [
+    'target',
+    'tokens/s',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'non-2xx+err',
+    'server CPU%',
+    'others CPU%',
+    'loadgen CPU%',
+    'late replay',
+    'tokens verified',
+  ];
   const rows = [];
   for (const { label, reports, error } of targets) {
     if (error) {
@@ -108,6 +128,10 @@ export function table(targets) {
     });
   }
   const width = head.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (cells) => cells.map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c]))).join('  ').trimEnd();
+  const line = (cells) =>
+    cells
+      .map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c])))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(width.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }

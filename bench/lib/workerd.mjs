@@ -1,9 +1,9 @@
 // Our side: build the Worker bundle with wrangler's dry run and serve it with `workerd serve`
 // and a generated capnp config (SQLite-backed Durable Objects on a temporary disk directory).
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { onCpu, run, spawnTracked, stop } from './processes.mjs';
@@ -54,12 +54,11 @@ export async function workerBindings(projectRoot, origin) {
 export async function buildBundle(projectRoot, outdir, logFile) {
   const fd = openSync(logFile, 'w');
   try {
-    const code = await run(path.join(projectRoot, 'node_modules', '.bin', 'wrangler'),
-      ['deploy', '--dry-run', '--outdir', outdir], {
-        cwd: projectRoot,
-        stdio: ['ignore', fd, fd],
-        env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
-      });
+    const code = await run(path.join(projectRoot, 'node_modules', '.bin', 'wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
+      cwd: projectRoot,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
+    });
     // A dry run with a container image also tries to build the image (and fails without Docker)
     // after the bundle is written, so the bundle, not the exit code, decides.
     if (!existsSync(path.join(outdir, 'index.js'))) {
@@ -112,9 +111,13 @@ ${modules.map((m) => `    (name = ${capnpText(m.name)}, ${m.kind} = embed ${capn
   compatibilityDate = ${capnpText(COMPATIBILITY_DATE)},
   compatibilityFlags = [${COMPATIBILITY_FLAGS.map(capnpText).join(', ')}],
   bindings = [
-${Object.entries(bindings).map(([k, v]) => (typeof v === 'string'
-    ? `    (name = ${capnpText(k)}, text = ${capnpText(v)}),`
-    : `    (name = ${capnpText(k)}, json = ${capnpText(JSON.stringify(v))}),`)).join('\n')}
+${Object.entries(bindings)
+  .map(([k, v]) =>
+    typeof v === 'string'
+      ? `    (name = ${capnpText(k)}, text = ${capnpText(v)}),`
+      : `    (name = ${capnpText(k)}, json = ${capnpText(JSON.stringify(v))}),`,
+  )
+  .join('\n')}
 ${DURABLE_OBJECTS.map((d) => `    (name = ${capnpText(d.binding)}, durableObjectNamespace = ${capnpText(d.className)}),`).join('\n')}
   ],
   durableObjectNamespaces = [
@@ -151,7 +154,9 @@ export async function startWorkerd({ projectRoot, dir, configFile, origin, logFi
   closeSync(fd);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let exited = null;
-  child.exited.then((e) => { exited = e; });
+  child.exited.then((e) => {
+    exited = e;
+  });
   try {
     for (;;) {
       if (exited) throw new Error(`workerd exited at start (${JSON.stringify(exited)}):\n${await tail(logFile)}`);

@@ -4,9 +4,9 @@
  * the token carries. Time and the HTTP client come in as parameters.
  */
 import { randomUUID } from 'node:crypto';
-import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { checkBootstrapFile, type BootstrapFile, type CredentialsFile, type ErrorAnswer, type TokenResponse } from '../../src/admin-api.js';
-import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, MAX_CLOCK_CORRECTION_MS, parseDateHeader, type IssuerClock } from './clock.js';
+import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import { type BootstrapFile, type CredentialsFile, checkBootstrapFile, type ErrorAnswer, type TokenResponse } from '../../src/admin-api.js';
+import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, type IssuerClock, MAX_CLOCK_CORRECTION_MS, parseDateHeader } from './clock.js';
 import { AgentError } from './errors.js';
 import type { Post, SimpleResponse } from './http-client.js';
 
@@ -53,7 +53,12 @@ export async function prepareKeys(file: BootstrapFile): Promise<AgentKeys> {
   }
   const { publicKey, privateKey } = await generateKeyPair('ECDH-ES+A256KW', { crv: 'X25519' });
   const pub = await exportJWK(publicKey);
-  return { signing, kid: typeof file.key.kid === 'string' ? file.key.kid : undefined, encPublic: { kty: 'OKP', crv: 'X25519', x: pub.x }, encPrivate: privateKey as CryptoKey };
+  return {
+    signing,
+    kid: typeof file.key.kid === 'string' ? file.key.kid : undefined,
+    encPublic: { kty: 'OKP', crv: 'X25519', x: pub.x },
+    encPrivate: privateKey as CryptoKey,
+  };
 }
 
 export interface IssuedToken {
@@ -92,7 +97,7 @@ function clockRefusal(rule: string, clock: IssuerClock, status: number): AgentEr
   const agentAhead = rule !== 'expired';
   let message: string;
   if (ahead !== undefined && (agentAhead ? ahead > 0 : ahead < 0)) {
-    message = `${describeSkew(ahead)}; the issuer refused the assertion (${rule}); ${clock.correcting() ? 'retrying with assertions on the issuer\'s time' : `too far to follow (over ${MAX_CLOCK_CORRECTION_MS / 60_000} min): set the agent's clock`}`;
+    message = `${describeSkew(ahead)}; the issuer refused the assertion (${rule}); ${clock.correcting() ? "retrying with assertions on the issuer's time" : `too far to follow (over ${MAX_CLOCK_CORRECTION_MS / 60_000} min): set the agent's clock`}`;
   } else if (ahead !== undefined) {
     message = `the issuer refused the assertion (${rule}) though ${describeSkew(ahead)}; retrying`;
   } else {
@@ -127,7 +132,10 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
     });
   } catch (e) {
     const err = e as { name?: string; cause?: { code?: string; name?: string; message?: string } };
-    const cause = err.name === 'TimeoutError' || err.cause?.name === 'AbortError' ? 'timeout' : (err.cause?.code ?? err.cause?.message ?? err.name ?? 'error');
+    const cause =
+      err.name === 'TimeoutError' || err.cause?.name === 'AbortError'
+        ? 'timeout'
+        : (err.cause?.code ?? err.cause?.message ?? err.name ?? 'error');
     throw new AgentError('issuer_unreachable', `issuer unreachable at ${new URL(o.endpoint).origin} (${cause})`);
   }
   const text = await res.text().catch(() => '');
@@ -143,10 +151,14 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   }
   if (!res.ok) {
     // error and error_description are the issuer's RFC 6749 fields: codes and reasons, no secrets.
-    const why = typeof json.error === 'string' ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : ''}` : `HTTP ${res.status}`;
+    const why =
+      typeof json.error === 'string'
+        ? `${json.error}${typeof json.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : ''}`
+        : `HTTP ${res.status}`;
     const rule = typeof json.error_description === 'string' ? /^([a-z_]+):/.exec(json.error_description)?.[1] : undefined;
     if (res.status === 401 && rule !== undefined && TIME_RULES.has(rule)) throw clockRefusal(rule, o.clock, res.status);
-    if (res.status === 401) throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, { status: res.status });
+    if (res.status === 401)
+      throw new AgentError('bootstrap_refused', `bootstrap key refused by the issuer (${why})`, { status: res.status });
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       throw new AgentError('request_rejected', `token request rejected by the issuer (${why})`, { status: res.status });
     }
@@ -157,7 +169,12 @@ export async function requestToken(o: RequestOptions): Promise<IssuedToken> {
   return out;
 }
 
-async function parseTokenResponse(json: { access_token?: unknown }, encPrivate: CryptoKey, sentAt: number, arrivedAt: number): Promise<IssuedToken> {
+async function parseTokenResponse(
+  json: { access_token?: unknown },
+  encPrivate: CryptoKey,
+  sentAt: number,
+  arrivedAt: number,
+): Promise<IssuedToken> {
   const token = json.access_token;
   if (typeof token !== 'string') throw new AgentError('bad_response', 'the issuer answered without an access_token');
   let claims: ReturnType<typeof decodeJwt>;
@@ -179,7 +196,10 @@ async function parseTokenResponse(json: { access_token?: unknown }, encPrivate: 
     } catch {
       // The issuer encrypted to another X25519 key: another agent process registered its own with
       // the same bootstrap file (a `--once` run does). The refresher re-sends this agent's key.
-      throw new AgentError('credentials_undecryptable', 'the credentials in the token do not decrypt with this agent\'s key: the issuer holds another encryption key for this sandbox');
+      throw new AgentError(
+        'credentials_undecryptable',
+        "the credentials in the token do not decrypt with this agent's key: the issuer holds another encryption key for this sandbox",
+      );
     }
     let creds: CredentialsFile;
     try {
@@ -187,7 +207,13 @@ async function parseTokenResponse(json: { access_token?: unknown }, encPrivate: 
     } catch {
       throw new AgentError('bad_response', 'the credentials in the token are not JSON');
     }
-    if (!creds || typeof creds.version !== 'string' || !creds.values || typeof creds.values !== 'object' || creds.version !== claims.cred_ver) {
+    if (
+      !creds ||
+      typeof creds.version !== 'string' ||
+      !creds.values ||
+      typeof creds.values !== 'object' ||
+      creds.version !== claims.cred_ver
+    ) {
       throw new AgentError('bad_response', 'the credentials in the token are malformed');
     }
     out.credentials = { version: creds.version, values: creds.values };

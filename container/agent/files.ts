@@ -113,7 +113,11 @@ async function readOptional(dir: string, name: string): Promise<Read> {
 
 /** What a previous run left in `dir`. Each file is whole or absent (atomic writes); one that cannot be read is reported and counts as absent. */
 export async function readBack(dir: string): Promise<SavedFiles> {
-  const [token, credentials, state] = await Promise.all([readOptional(dir, TOKEN_FILE), readOptional(dir, CREDENTIALS_FILE), readOptional(dir, STATE_FILE)]);
+  const [token, credentials, state] = await Promise.all([
+    readOptional(dir, TOKEN_FILE),
+    readOptional(dir, CREDENTIALS_FILE),
+    readOptional(dir, STATE_FILE),
+  ]);
   return {
     dir,
     token: token.file,

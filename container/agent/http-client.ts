@@ -33,29 +33,33 @@ export const nodePost: Post = (url, init) =>
     const u = new URL(url);
     const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
     const body = Buffer.from(init.body);
-    const req = send(u, { method: init.method, headers: { ...init.headers, 'Content-Length': String(body.length) }, signal: init.signal }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_RESPONSE_BYTES) {
-          req.destroy(new Error('response too large'));
-          return;
-        }
-        chunks.push(c);
-      });
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const status = res.statusCode ?? 0;
-        const headers = res.headers;
-        const get = (name: string) => {
-          const v = headers[name.toLowerCase()];
-          return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-        };
-        resolve({ ok: status >= 200 && status < 300, status, headers: { get }, text: async () => text });
-      });
-      res.on('error', reject);
-    });
+    const req = send(
+      u,
+      { method: init.method, headers: { ...init.headers, 'Content-Length': String(body.length) }, signal: init.signal },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new Error('response too large'));
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          const headers = res.headers;
+          const get = (name: string) => {
+            const v = headers[name.toLowerCase()];
+            return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+          };
+          resolve({ ok: status >= 200 && status < 300, status, headers: { get }, text: async () => text });
+        });
+        res.on('error', reject);
+      },
+    );
     // fetch-like failures: the cause carries the system error code (ECONNREFUSED, ...).
     req.on('error', (e) => reject(Object.assign(new TypeError('request failed'), { cause: e })));
     req.end(body);

@@ -8,16 +8,17 @@
  * Time, randomness, sleeping, the HTTP client, the files and the hook are injected, so the schedule is
  * tested without real timers.
  */
+
+import type { BootstrapFile, CredentialsFile } from '../../src/admin-api.js';
+import { type AgentKeys, type IssuedToken, requestToken } from './client.js';
 import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, IssuerClock } from './clock.js';
 import { AgentError, type AgentErrorCode } from './errors.js';
-import type { BootstrapFile, CredentialsFile } from '../../src/admin-api.js';
-import { requestToken, type AgentKeys, type IssuedToken } from './client.js';
 import type { AgentState, SavedFiles } from './files.js';
-import { inspectSaved } from './restore.js';
 import type { HookResult } from './hook.js';
 import type { Post } from './http-client.js';
 import type { Logger } from './log.js';
-import { backoffDelay, BACKOFF_MAX_MS, refreshAt, refusedDelay } from './schedule.js';
+import { inspectSaved } from './restore.js';
+import { BACKOFF_MAX_MS, backoffDelay, refreshAt, refusedDelay } from './schedule.js';
 
 export interface Store {
   writeToken(token: string): Promise<void>;
@@ -107,7 +108,8 @@ export class Refresher {
    */
   restore(saved: SavedFiles): void {
     const r = inspectSaved(saved, this.deps.now());
-    for (const p of r.problems) this.deps.log('warn', 'file_unusable', { file: p.file, path: p.path, reason: p.reason, action: 'refreshing now' });
+    for (const p of r.problems)
+      this.deps.log('warn', 'file_unusable', { file: p.file, path: p.path, reason: p.reason, action: 'refreshing now' });
     this.state = { ...r.state };
     this.credentials = r.credentials;
     this.current = r.token;
@@ -179,7 +181,10 @@ export class Refresher {
     } catch (e) {
       // Whatever went wrong is a failed refresh: logged, counted, backed off. The agent never exits
       // for one, since start.sh would take the gateway down with it (issue 12 A).
-      const err = (e as Error)?.name === 'AgentError' ? (e as AgentError) : new AgentError('internal_error', `unexpected error: ${(e as Error)?.message ?? String(e)}`);
+      const err =
+        (e as Error)?.name === 'AgentError'
+          ? (e as AgentError)
+          : new AgentError('internal_error', `unexpected error: ${(e as Error)?.message ?? String(e)}`);
       this.reportSkew();
       await this.fail(err);
       return { ok: false, error: err };
@@ -203,7 +208,16 @@ export class Refresher {
     await store.writeToken(t.token);
     // Without credentials in the token, the issuer may have lost our key (a new bootstrap): send it again.
     this.sendEncKey = !creds;
-    this.current = { token: t.token, iat: t.iat, exp: t.exp, kid: t.kid, jti: t.jti, localStart: sentAt, localExpiry: sentAt + lifetimeMs, credVer: creds?.version };
+    this.current = {
+      token: t.token,
+      iat: t.iat,
+      exp: t.exp,
+      kid: t.kid,
+      jti: t.jti,
+      localStart: sentAt,
+      localExpiry: sentAt + lifetimeMs,
+      credVer: creds?.version,
+    };
     this.nextAt = refreshAt(sentAt, lifetimeMs, now, this.deps.random());
     this.state = {
       ...this.state,
@@ -244,7 +258,7 @@ export class Refresher {
       allowed_s: ASSUMED_ISSUER_CLOCK_SKEW_S,
       source: this.clock.source,
       message: describeSkew(ahead),
-      assertions: this.clock.correcting() ? 'signed on the issuer\'s time' : 'signed on the agent\'s time (difference too large to follow)',
+      assertions: this.clock.correcting() ? "signed on the issuer's time" : "signed on the agent's time (difference too large to follow)",
     });
   }
 
@@ -286,7 +300,13 @@ export class Refresher {
       this.metrics.refreshes.refused++;
       // Said once: the operator must act (re-bootstrap); repeating it every retry helps nobody.
       if (!this.refusalLogged) {
-        this.deps.log('error', 'bootstrap_refused', { code: e.code, status: e.status, message: e.message, action: 'issue a new bootstrap key for this sandbox', retry_in: Math.round(wait / 1000) });
+        this.deps.log('error', 'bootstrap_refused', {
+          code: e.code,
+          status: e.status,
+          message: e.message,
+          action: 'issue a new bootstrap key for this sandbox',
+          retry_in: Math.round(wait / 1000),
+        });
         this.refusalLogged = true;
       }
     } else {
@@ -298,7 +318,7 @@ export class Refresher {
         rule: e.rule,
         skew_s: e.code === 'clock_skew' ? this.clock.agentAheadS() : undefined,
         message: e.message,
-        action: reregister ? 're-registering this agent\'s encryption key on the next request' : undefined,
+        action: reregister ? "re-registering this agent's encryption key on the next request" : undefined,
         failures: this.failures,
         retry_in: Math.round(wait / 1000),
         token_valid: this.healthy(),

@@ -7,8 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { CREDENTIALS_FILE, credentialsVersionFromDigest, credentialsVersionInput, type CredentialsFile } from '../../src/admin-api.js';
-import { STATE_FILE, TOKEN_FILE, type AgentState, type FileProblem, type SavedFile, type SavedFiles } from './files.js';
+import { CREDENTIALS_FILE, type CredentialsFile, credentialsVersionFromDigest, credentialsVersionInput } from '../../src/admin-api.js';
+import { type AgentState, type FileProblem, type SavedFile, type SavedFiles, STATE_FILE, TOKEN_FILE } from './files.js';
 
 /**
  * A token claiming a longer life than the issuer ever gives (AGENT_TOKEN_TTL is at most 1 d) was
@@ -68,8 +68,10 @@ function readToken(f: SavedFile, now: number): RestoredToken | string {
   const claims = decodePart(parts[1]);
   if (parts.length !== 3 || !header || !claims || !parts[2]) return 'not a JWT';
   const { iat, exp } = claims;
-  if (typeof iat !== 'number' || typeof exp !== 'number' || !Number.isFinite(iat) || !Number.isFinite(exp) || exp <= iat) return 'a JWT without a usable iat and exp';
-  if (exp - iat > MAX_TOKEN_LIFETIME_S) return `a JWT claiming a lifetime of ${exp - iat} s, more than the issuer gives (${MAX_TOKEN_LIFETIME_S} s)`;
+  if (typeof iat !== 'number' || typeof exp !== 'number' || !Number.isFinite(iat) || !Number.isFinite(exp) || exp <= iat)
+    return 'a JWT without a usable iat and exp';
+  if (exp - iat > MAX_TOKEN_LIFETIME_S)
+    return `a JWT claiming a lifetime of ${exp - iat} s, more than the issuer gives (${MAX_TOKEN_LIFETIME_S} s)`;
   // The file was written the moment the token arrived: its life runs from then, on this clock
   // (a modification time in the future, after the clock was set back, counts as now).
   const localStart = Math.min(f.writtenAt, now);
@@ -93,10 +95,13 @@ function readCredentials(f: SavedFile, expected: string | undefined): Credential
   const { version, values } = c;
   if (typeof version !== 'string' || !values || typeof values !== 'object' || Array.isArray(values)) return 'no version or values';
   const names = Object.keys(values);
-  const empty = names.filter((k) => typeof (values as Record<string, unknown>)[k] !== 'string' || (values as Record<string, string>)[k] === '');
+  const empty = names.filter(
+    (k) => typeof (values as Record<string, unknown>)[k] !== 'string' || (values as Record<string, string>)[k] === '',
+  );
   if (empty.length > 0) return `version ${version} with missing or empty values for ${empty.join(', ')}`;
   // The version is a hash over the names and values: a value removed, emptied or edited shows.
-  if (credentialsVersion(values as Record<string, string>) !== version) return `values that do not match version ${version} (some removed or changed)`;
+  if (credentialsVersion(values as Record<string, string>) !== version)
+    return `values that do not match version ${version} (some removed or changed)`;
   if (expected !== undefined && version !== expected) return `version ${version}, not the token's ${expected}`;
   return { version, values: values as Record<string, string> };
 }

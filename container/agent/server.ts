@@ -55,24 +55,36 @@ export function startServer(r: Refresher, opts: { host: string; port: number; no
     if (path === '/healthz' && req.method === 'GET') {
       const status = r.healthStatus();
       const left = r.expiresInMs();
-      return send(status === 'ok' ? 200 : 503, JSON.stringify({
-        status,
-        expires_in: left === undefined ? null : Math.floor(left / 1000),
-        kid: r.current?.kid ?? null,
-        credentials_version: r.credentials?.version ?? null,
-        consecutive_failures: r.failures,
-        clock_skew_s: r.clock.agentAheadS() ?? null,
-      }));
+      return send(
+        status === 'ok' ? 200 : 503,
+        JSON.stringify({
+          status,
+          expires_in: left === undefined ? null : Math.floor(left / 1000),
+          kid: r.current?.kid ?? null,
+          credentials_version: r.credentials?.version ?? null,
+          consecutive_failures: r.failures,
+          clock_skew_s: r.clock.agentAheadS() ?? null,
+        }),
+      );
     }
     if (path === '/metrics' && req.method === 'GET') return send(200, metricsText(r), 'text/plain; version=0.0.4');
     if (path === '/refresh' && req.method === 'POST') {
       const t = now();
-      if (t - lastNudge < NUDGE_INTERVAL_MS) return send(429, JSON.stringify({ error: 'too_many_requests', retry_after: 1 }), 'application/json', { 'Retry-After': '1' });
+      if (t - lastNudge < NUDGE_INTERVAL_MS)
+        return send(429, JSON.stringify({ error: 'too_many_requests', retry_after: 1 }), 'application/json', { 'Retry-After': '1' });
       lastNudge = t;
-      void r.refresh('nudge').then((out) => {
-        if (out.ok) send(200, JSON.stringify({ refreshed: true, kid: out.token.kid ?? null, credentials_version: r.credentials?.version ?? null }));
-        else send(failureStatus(out.error.code), JSON.stringify({ refreshed: false, error: out.error.code, message: out.error.message, path: out.error.path }));
-      }, () => send(503, JSON.stringify({ refreshed: false, error: 'internal_error' })));
+      void r.refresh('nudge').then(
+        (out) => {
+          if (out.ok)
+            send(200, JSON.stringify({ refreshed: true, kid: out.token.kid ?? null, credentials_version: r.credentials?.version ?? null }));
+          else
+            send(
+              failureStatus(out.error.code),
+              JSON.stringify({ refreshed: false, error: out.error.code, message: out.error.message, path: out.error.path }),
+            );
+        },
+        () => send(503, JSON.stringify({ refreshed: false, error: 'internal_error' })),
+      );
       return;
     }
     if (['/healthz', '/metrics', '/refresh'].includes(path)) return send(405, JSON.stringify({ error: 'method_not_allowed' }));

@@ -3,7 +3,7 @@
  * parsing (an unknown flag is an error), a flag wins over its environment variable, and every
  * problem is one UsageError line naming the flag.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 export class UsageError extends Error {
   override name = 'UsageError';

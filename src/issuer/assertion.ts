@@ -6,9 +6,10 @@
  * with jose's jwtVerify because the rules must run in a fixed order, each with its own code, and
  * the key to check against is only known after `iss` has been read.
  */
-import { IssuerError } from './errors.js';
+
 import { SANDBOX_ID } from '../admin-api.js';
-import { ALGORITHMS, MAX_TOKEN_BYTES, parseCompact, parseJsonSegment, TokenProfileError, type TokenProfileCode } from '../token-profile.js';
+import { ALGORITHMS, MAX_TOKEN_BYTES, parseCompact, parseJsonSegment, type TokenProfileCode, TokenProfileError } from '../token-profile.js';
+import { IssuerError } from './errors.js';
 
 export type AssertionRule =
   | 'assertion_too_large'
@@ -96,7 +97,8 @@ export function parseAssertion(jwt: string): ParsedAssertion {
     throw e instanceof TokenProfileError ? refusal(e) : e;
   }
   const { header, claims, signingInput, signature } = parts;
-  if (header.kid !== undefined && typeof header.kid !== 'string') throw new AssertionError('malformed_assertion', 'the header kid must be a string');
+  if (header.kid !== undefined && typeof header.kid !== 'string')
+    throw new AssertionError('malformed_assertion', 'the header kid must be a string');
   const iss = claims.iss;
   if (typeof iss !== 'string' || !SANDBOX_ID.test(iss)) throw new AssertionError('unknown_client', 'iss does not name a sandbox');
   return { header, claims, signingInput, signature, iss };
@@ -120,7 +122,7 @@ export function peekIssuer(jwt: string): string | undefined {
 /** The header kid, if present, must be the thumbprint of the sandbox's current bootstrap key. */
 export function checkKid(a: ParsedAssertion, currentKid: string): void {
   if (a.header.kid !== undefined && a.header.kid !== currentKid) {
-    throw new AssertionError('kid_mismatch', 'the header kid is not the sandbox\'s current bootstrap key');
+    throw new AssertionError('kid_mismatch', "the header kid is not the sandbox's current bootstrap key");
   }
 }
 
@@ -131,7 +133,7 @@ export async function verifySignature(a: ParsedAssertion, key: CryptoKey): Promi
   } catch {
     ok = false;
   }
-  if (!ok) throw new AssertionError('bad_signature', 'the signature does not verify under the sandbox\'s bootstrap key');
+  if (!ok) throw new AssertionError('bad_signature', "the signature does not verify under the sandbox's bootstrap key");
 }
 
 export interface ClaimPolicy {

@@ -51,14 +51,23 @@ export function ensureRefusalTable(sql: SqlStorage): void {
  * Counts one refusal. `authenticated`: the assertion's signature verified under the sandbox's
  * key (a misbehaving agent, or a replayed copy), as opposed to junk anyone can send.
  */
-export function countRefusal(sql: SqlStorage, now: number, r: { sandbox: string; code: string; authenticated: boolean }, max = REFUSAL_MAX_ROWS): void {
+export function countRefusal(
+  sql: SqlStorage,
+  now: number,
+  r: { sandbox: string; code: string; authenticated: boolean },
+  max = REFUSAL_MAX_ROWS,
+): void {
   const minute = now - (now % REFUSAL_BUCKET_MS);
   const { count } = sql
     .exec<{ count: number }>(
       `INSERT INTO refusals (minute, sandbox, code, authenticated, count, last_at) VALUES (?, ?, ?, ?, 1, ?)
        ON CONFLICT (minute, sandbox, code, authenticated) DO UPDATE SET count = count + 1, last_at = excluded.last_at
        RETURNING count`,
-      minute, r.sandbox, r.code, r.authenticated ? 1 : 0, now,
+      minute,
+      r.sandbox,
+      r.code,
+      r.authenticated ? 1 : 0,
+      now,
     )
     .one();
   // A new row (count 1) is at most one per rule per minute: the only time the bound can be passed.
@@ -72,13 +81,24 @@ type RefusalRow = { minute: number; sandbox: string; code: string; authenticated
 /** Newest minute first. */
 export function readRefusals(sql: SqlStorage, limit: number): RefusalCount[] {
   return sql
-    .exec<RefusalRow>('SELECT minute, sandbox, code, authenticated, count, last_at FROM refusals ORDER BY minute DESC, last_at DESC LIMIT ?', Math.min(limit, AUDIT_MAX_LIMIT))
+    .exec<RefusalRow>(
+      'SELECT minute, sandbox, code, authenticated, count, last_at FROM refusals ORDER BY minute DESC, last_at DESC LIMIT ?',
+      Math.min(limit, AUDIT_MAX_LIMIT),
+    )
     .toArray()
-    .map((r) => ({ minute: new Date(r.minute).toISOString(), last_at: new Date(r.last_at).toISOString(), sandbox: r.sandbox, code: r.code, authenticated: r.authenticated === 1, count: r.count }));
+    .map((r) => ({
+      minute: new Date(r.minute).toISOString(),
+      last_at: new Date(r.last_at).toISOString(),
+      sandbox: r.sandbox,
+      code: r.code,
+      authenticated: r.authenticated === 1,
+      count: r.count,
+    }));
 }
 
 export function appendAudit(sql: SqlStorage, now: number, e: AuditInput, max = AUDIT_MAX_EVENTS): void {
-  const { id } = sql.exec<{ id: number }>(
+  const { id } = sql
+    .exec<{ id: number }>(
       'INSERT INTO audit (at, sandbox, event, outcome, code, kid, jti, cred_ver, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
       now,
       e.sandbox ?? null,
@@ -89,15 +109,31 @@ export function appendAudit(sql: SqlStorage, now: number, e: AuditInput, max = A
       e.jti ?? null,
       e.cred_ver ?? null,
       e.actor ?? null,
-    ).one();
+    )
+    .one();
   if (id % TRIM_EVERY === 0) sql.exec('DELETE FROM audit WHERE id <= ?', id - max);
 }
 
-type Row = { at: number; sandbox: string | null; event: string; outcome: string; code: string | null; kid: string | null; jti: string | null; cred_ver: string | null; actor: string | null };
+type Row = {
+  at: number;
+  sandbox: string | null;
+  event: string;
+  outcome: string;
+  code: string | null;
+  kid: string | null;
+  jti: string | null;
+  cred_ver: string | null;
+  actor: string | null;
+};
 
 /** Newest first. */
 export function readAudit(sql: SqlStorage, limit: number): AuditEvent[] {
-  const rows = sql.exec<Row>('SELECT at, sandbox, event, outcome, code, kid, jti, cred_ver, actor FROM audit ORDER BY id DESC LIMIT ?', Math.min(limit, AUDIT_MAX_LIMIT)).toArray();
+  const rows = sql
+    .exec<Row>(
+      'SELECT at, sandbox, event, outcome, code, kid, jti, cred_ver, actor FROM audit ORDER BY id DESC LIMIT ?',
+      Math.min(limit, AUDIT_MAX_LIMIT),
+    )
+    .toArray();
   return rows.map((r) => {
     const e: AuditEvent = { at: new Date(r.at).toISOString(), event: r.event, outcome: r.outcome as AuditEvent['outcome'] };
     if (r.sandbox !== null) e.sandbox = r.sandbox;

@@ -67,17 +67,22 @@ const entrySchema = z.strictObject({ secret: z.string().regex(NAME), derive: z.b
 /** Checks an entry's `egress` object; each broken rule is a ConfigError naming the entry and the rule. */
 function parseEgress(name: string, raw: unknown, derive: boolean): EgressBinding {
   const fail = (rule: string) => new ConfigError('CREDENTIALS', `entry ${name}: ${rule}`);
-  if (derive) throw fail('"derive" and "egress" cannot be combined (a derived value is made for the container; an egress key never enters it)');
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw fail('egress must be an object {"hosts": ["api.example.com"], "header": "x-api-key" | "authorization"}');
+  if (derive)
+    throw fail('"derive" and "egress" cannot be combined (a derived value is made for the container; an egress key never enters it)');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw fail('egress must be an object {"hosts": ["api.example.com"], "header": "x-api-key" | "authorization"}');
   const o = raw as Record<string, unknown>;
-  for (const key of Object.keys(o)) if (key !== 'hosts' && key !== 'header') throw fail(`egress has an unknown field "${key.slice(0, 40)}" (only "hosts" and "header")`);
+  for (const key of Object.keys(o))
+    if (key !== 'hosts' && key !== 'header') throw fail(`egress has an unknown field "${key.slice(0, 40)}" (only "hosts" and "header")`);
   if (!Array.isArray(o.hosts) || o.hosts.length === 0) throw fail('egress.hosts must be a non-empty list of host names');
   if (o.hosts.length > MAX_EGRESS_HOSTS) throw fail(`egress.hosts may name at most ${MAX_EGRESS_HOSTS} hosts`);
   const hosts: string[] = [];
   for (const h of o.hosts) {
     if (typeof h !== 'string' || !HOSTNAME.test(h)) {
       const shown = typeof h === 'string' ? JSON.stringify(h.slice(0, 64)) : typeof h;
-      throw fail(`egress.hosts: ${shown} is not a plain lowercase host name (such as api.anthropic.com: no scheme, port, path, wildcard or upper case)`);
+      throw fail(
+        `egress.hosts: ${shown} is not a plain lowercase host name (such as api.anthropic.com: no scheme, port, path, wildcard or upper case)`,
+      );
     }
     if (!hosts.includes(h)) hosts.push(h);
   }
@@ -98,23 +103,33 @@ export function parseCredentials(raw: string | undefined, env: Partial<Record<st
   try {
     json = JSON.parse(text);
   } catch {
-    throw new ConfigError('CREDENTIALS', 'must be a JSON object such as {"GATEWAY_TOKEN": {"secret": "MOLTBOT_GATEWAY_TOKEN", "derive": true}}');
+    throw new ConfigError(
+      'CREDENTIALS',
+      'must be a JSON object such as {"GATEWAY_TOKEN": {"secret": "MOLTBOT_GATEWAY_TOKEN", "derive": true}}',
+    );
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new ConfigError('CREDENTIALS', 'must be a JSON object');
   const names = Object.keys(json);
   if (names.length > MAX_CREDENTIALS) throw new ConfigError('CREDENTIALS', `may name at most ${MAX_CREDENTIALS} credentials`);
   const out: CredentialEntry[] = [];
   for (const name of names.sort()) {
-    if (!NAME.test(name)) throw new ConfigError('CREDENTIALS', `"${name.slice(0, 64)}" is not a valid name (A-Z, 0-9 and _, starting with a letter)`);
+    if (!NAME.test(name))
+      throw new ConfigError('CREDENTIALS', `"${name.slice(0, 64)}" is not a valid name (A-Z, 0-9 and _, starting with a letter)`);
     const parsed = entrySchema.safeParse((json as Record<string, unknown>)[name]);
     if (!parsed.success) {
-      throw new ConfigError('CREDENTIALS', `entry ${name} must be {"secret": "SECRET_NAME", "derive": true|false} or {"secret": "SECRET_NAME", "egress": {...}} with SECRET_NAME in A-Z, 0-9 and _`);
+      throw new ConfigError(
+        'CREDENTIALS',
+        `entry ${name} must be {"secret": "SECRET_NAME", "derive": true|false} or {"secret": "SECRET_NAME", "egress": {...}} with SECRET_NAME in A-Z, 0-9 and _`,
+      );
     }
     const derive = parsed.data.derive === true;
     const egress = parsed.data.egress === undefined ? undefined : parseEgress(name, parsed.data.egress, derive);
     const value = env[parsed.data.secret];
     if (typeof value !== 'string' || value === '') {
-      throw new ConfigError(parsed.data.secret, `is named in CREDENTIALS (for ${name}) but not set; set it with wrangler secret put ${parsed.data.secret}`);
+      throw new ConfigError(
+        parsed.data.secret,
+        `is named in CREDENTIALS (for ${name}) but not set; set it with wrangler secret put ${parsed.data.secret}`,
+      );
     }
     out.push(egress ? { name, secret: parsed.data.secret, derive, egress, value } : { name, secret: parsed.data.secret, derive, value });
   }
@@ -154,7 +169,11 @@ export async function deriveValue(master: string, name: string, sandboxId: strin
  * value changes it, and nothing else does. 96 bits of SHA-256; it identifies, it does not protect.
  */
 export async function credentialsVersion(values: Record<string, string>): Promise<string> {
-  const canonical = JSON.stringify(Object.keys(values).sort().map((k) => [k, values[k]]));
+  const canonical = JSON.stringify(
+    Object.keys(values)
+      .sort()
+      .map((k) => [k, values[k]]),
+  );
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(`credentials-version:v1:${canonical}`)));
   return base64url.encode(digest.subarray(0, 12));
 }
@@ -166,7 +185,9 @@ export async function credentialsVersion(values: Record<string, string>): Promis
  * by the outbound handler, so a new one applies with no push and no refresh. 96 bits of SHA-256.
  */
 export async function secretsFingerprint(entries: readonly CredentialEntry[]): Promise<string> {
-  const pairs = [...new Map(entries.filter((e) => !e.egress).map((e) => [e.secret, e.value])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const pairs = [...new Map(entries.filter((e) => !e.egress).map((e) => [e.secret, e.value])).entries()].sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(`secrets-fingerprint:v1:${JSON.stringify(pairs)}`)));
   return base64url.encode(digest.subarray(0, 12));
 }
@@ -237,7 +258,9 @@ export async function checkAgentKey(agentKey: X25519PublicJwk): Promise<void> {
   try {
     const peer = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'X25519', x: agentKey.x }, { name: 'X25519' }, false, []);
     const mine = (await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits'])) as CryptoKeyPair;
-    const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: peer } as unknown as SubtleCryptoDeriveKeyAlgorithm, mine.privateKey, 256));
+    const shared = new Uint8Array(
+      await crypto.subtle.deriveBits({ name: 'X25519', public: peer } as unknown as SubtleCryptoDeriveKeyAlgorithm, mine.privateKey, 256),
+    );
     if (shared.every((b) => b === 0)) throw new Error('all-zero shared secret');
   } catch {
     throw new IssuerError('invalid_request', 'enc_jwk is not a usable X25519 public key (a low-order point, or not on the curve)');

@@ -6,11 +6,11 @@
  * the assertion and records the issuance; the signing key comes from the isolate's cache.
  */
 import type { Config } from '../config.js';
-import { AssertionError, parseAssertion, peekIssuer, type AssertionRule } from './assertion.js';
+import { AssertionError, type AssertionRule, parseAssertion, peekIssuer } from './assertion.js';
 import { cachedFixedValuesFor, checkAgentKey, credentialSet, encryptCredentials, type X25519PublicJwk } from './credentials.js';
-import { mintSentinel } from './sentinel.js';
 import type { Authorized, AuthorizeRequest } from './sandbox-authority.js';
-import { mintAgentToken, type ActiveSigningKey } from './tokens.js';
+import { mintSentinel } from './sentinel.js';
+import { type ActiveSigningKey, mintAgentToken } from './tokens.js';
 
 export interface TokenRequest {
   assertion: string;
@@ -49,7 +49,8 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
     assertionKid = parsed.header.kid;
   } catch (e) {
     const iss = e instanceof AssertionError ? peekIssuer(req.assertion) : undefined;
-    if (iss !== undefined && e instanceof AssertionError && (await deps.isKnown(iss))) await deps.refuse(iss, e.rule).catch(() => undefined);
+    if (iss !== undefined && e instanceof AssertionError && (await deps.isKnown(iss)))
+      await deps.refuse(iss, e.rule).catch(() => undefined);
     throw e;
   }
   // Logged, not audited: a made-up id must not create anything (README, audit).
@@ -71,10 +72,21 @@ export async function clientCredentialsGrant(req: TokenRequest, deps: GrantDeps)
   const sentinels: Record<string, string> = {};
   if (egress.length > 0 && typeof assertionKid === 'string') {
     for (const e of egress) {
-      sentinels[e.name] = await mintSentinel({ signer, issuer: config.issuer, sandboxId, name: e.name, hosts: e.egress!.hosts, jkt: assertionKid, iat, exp, jti: deps.randomId() });
+      sentinels[e.name] = await mintSentinel({
+        signer,
+        issuer: config.issuer,
+        sandboxId,
+        name: e.name,
+        hosts: e.egress!.hosts,
+        jkt: assertionKid,
+        iat,
+        exp,
+        jti: deps.randomId(),
+      });
     }
   }
-  const creds = config.credentials.length > 0 ? await credentialSet(await cachedFixedValuesFor(config.credentials, sandboxId), sentinels) : undefined;
+  const creds =
+    config.credentials.length > 0 ? await credentialSet(await cachedFixedValuesFor(config.credentials, sandboxId), sentinels) : undefined;
   const jti = deps.randomId();
   const ok = await deps.authorize(sandboxId, {
     assertion: req.assertion,

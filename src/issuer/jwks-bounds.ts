@@ -23,7 +23,8 @@ export const MAX_RETIRING_KEYS = 8;
 export const MAX_PUBLISHED_KEYS = 2 + MAX_RETIRING_KEYS + 1;
 
 /** The JSON size of one published key: x and kid are 43 base64url characters each. */
-const PUBLISHED_KEY_BYTES = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: 'x'.repeat(43), kid: 'k'.repeat(43), alg: 'EdDSA', use: 'sig' }).length + 1;
+const PUBLISHED_KEY_BYTES =
+  JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: 'x'.repeat(43), kid: 'k'.repeat(43), alg: 'EdDSA', use: 'sig' }).length + 1;
 
 /** Whether the largest JWKS this issuer can publish is read whole, and kept whole, by a verifier. */
 export function jwksWithinVerifierLimits(): { ok: boolean; keys: number; bytes: number } {

@@ -10,31 +10,31 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { JWK } from 'jose';
-import { loadConfig, type Config, type Env } from '../config.js';
+import { type AuditEvent, type KeyListing, SANDBOX_PAGE_MAX } from '../admin-api.js';
+import { type Config, type Env, loadConfig } from '../config.js';
 import { log } from '../log.js';
-import { SANDBOX_PAGE_MAX, type AuditEvent, type KeyListing } from '../admin-api.js';
-import { appendAudit, ensureAuditTable, readAudit, type AuditInput } from './audit.js';
+import { type AuditInput, appendAudit, ensureAuditTable, readAudit } from './audit.js';
 import { IssuerError } from './errors.js';
 import { SIGNING_KEY_CACHE_SECONDS } from './key-timing.js';
-import { checkKekFits, deriveKek, unwrapPrivateKey, wrapPrivateKey, type Kek } from './key-wrap.js';
+import { checkKekFits, deriveKek, type Kek, unwrapPrivateKey, wrapPrivateKey } from './key-wrap.js';
 import {
   activeKey,
   advance,
   earliestRotation,
   generateKey,
   initialKeySet,
+  type KeySet,
   nextWakeUp,
+  type PublicJwk,
   revocationNeedsNewKey,
   revoke,
   rotate,
   rotationDue,
   toJwks,
   toView,
-  type KeySet,
-  type PublicJwk,
 } from './keys.js';
-import { capture, type Result } from './result.js';
 import type { RegistryCursor, RegistryPage } from './registry.js';
+import { capture, type Result } from './result.js';
 
 const STORAGE_KEY = 'keyset';
 /** The one KeyAuthority object of a deployment is addressed by this name. */
@@ -52,7 +52,6 @@ export interface SigningKey {
   /** Isolates must not sign with this key after this time (epoch ms); see docs/architecture.md, "Isolate caches". */
   useUntil: number;
 }
-
 
 export class KeyAuthority extends DurableObject<Env> {
   private set: KeySet | undefined;
@@ -85,12 +84,18 @@ export class KeyAuthority extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const n = Math.max(1, Math.min(limit, SANDBOX_PAGE_MAX));
     const total = sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM sandboxes').one().n;
-    const head = !after && pinned !== undefined && sql.exec('SELECT 1 FROM sandboxes WHERE id = ?', pinned).toArray().length > 0 ? [pinned] : [];
+    const head =
+      !after && pinned !== undefined && sql.exec('SELECT 1 FROM sandboxes WHERE id = ?', pinned).toArray().length > 0 ? [pinned] : [];
     const rows = sql
       .exec<{ id: string; created_at: number }>(
         `SELECT id, created_at FROM sandboxes WHERE id != ? AND (? IS NULL OR created_at < ? OR (created_at = ? AND id > ?))
          ORDER BY created_at DESC, id LIMIT ?`,
-        pinned ?? '', after?.createdAt ?? null, after?.createdAt ?? 0, after?.createdAt ?? 0, after?.id ?? '', n - head.length + 1,
+        pinned ?? '',
+        after?.createdAt ?? null,
+        after?.createdAt ?? 0,
+        after?.createdAt ?? 0,
+        after?.id ?? '',
+        n - head.length + 1,
       )
       .toArray();
     const more = rows.length > n - head.length;
@@ -145,7 +150,11 @@ export class KeyAuthority extends DurableObject<Env> {
       this.mutate(Date.now(), async (set, now, cfg, kek) => {
         const next = set.keys.find((k) => k.state === 'next');
         const out = rotate(set, await this.newKey(kek), now, cfg.timing, { force });
-        log('info', 'key_rotated', { reason: force ? 'forced' : 'manual', active: next?.kid, next: out.keys.find((k) => k.state === 'next')?.kid });
+        log('info', 'key_rotated', {
+          reason: force ? 'forced' : 'manual',
+          active: next?.kid,
+          next: out.keys.find((k) => k.state === 'next')?.kid,
+        });
         appendAudit(this.ctx.storage.sql, now, { event: force ? 'key_rotate_forced' : 'key_rotate', outcome: 'ok', kid: next?.kid, actor });
         return out;
       }).then((set) => this.listing(set)),
@@ -249,17 +258,17 @@ export class KeyAuthority extends DurableObject<Env> {
     await this.ctx.blockConcurrencyWhile(async () => {
       if (this.set) return;
       try {
-      const stored = await this.ctx.storage.get<KeySet>(STORAGE_KEY);
-      if (stored) {
-        this.set = stored;
-        return;
-      }
-      const cfg = this.config;
-      const kek = await this.currentKek(cfg);
-      const [a, n] = await Promise.all([this.newKey(kek), this.newKey(kek)]);
-      const set = initialKeySet(a, n, now, cfg.timing);
-      await this.persist(set);
-      log('info', 'keys_created', { active: a.key.kid, next: n.key.kid, wrapped: kek !== undefined });
+        const stored = await this.ctx.storage.get<KeySet>(STORAGE_KEY);
+        if (stored) {
+          this.set = stored;
+          return;
+        }
+        const cfg = this.config;
+        const kek = await this.currentKek(cfg);
+        const [a, n] = await Promise.all([this.newKey(kek), this.newKey(kek)]);
+        const set = initialKeySet(a, n, now, cfg.timing);
+        await this.persist(set);
+        log('info', 'keys_created', { active: a.key.kid, next: n.key.kid, wrapped: kek !== undefined });
       } catch (e) {
         failure = e;
       }
@@ -273,7 +282,10 @@ export class KeyAuthority extends DurableObject<Env> {
    * the alarm. A refusal is carried out of blockConcurrencyWhile and thrown after it: a throw
    * inside would reset the whole object (workerd treats it as a broken input gate).
    */
-  private async mutate(now: number, change: (set: KeySet, now: number, cfg: Config, kek: Kek | undefined) => Promise<KeySet>): Promise<KeySet> {
+  private async mutate(
+    now: number,
+    change: (set: KeySet, now: number, cfg: Config, kek: Kek | undefined) => Promise<KeySet>,
+  ): Promise<KeySet> {
     await this.load(now);
     type Outcome = { ok: true; set: KeySet } | { ok: false; error: unknown };
     let outcome = { ok: false, error: new Error('change did not run') } as Outcome;

@@ -12,9 +12,7 @@ import type { JWK } from 'jose';
 import { base64url } from 'jose';
 import { IssuerError } from './errors.js';
 
-export type StoredPrivateKey =
-  | { format: 'jwk'; jwk: JWK }
-  | { format: 'wrapped'; kekId: string; iv: string; ciphertext: string };
+export type StoredPrivateKey = { format: 'jwk'; jwk: JWK } | { format: 'wrapped'; kekId: string; iv: string; ciphertext: string };
 
 export interface Kek {
   id: string;

@@ -11,11 +11,11 @@
  * Time comes in as `now` (epoch milliseconds); nothing here reads a clock or storage.
  */
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { retentionSeconds, type Timing } from './key-timing.js';
+import type { KeyState, KeyView } from '../admin-api.js';
 import { IssuerError } from './errors.js';
 import { MAX_RETIRING_KEYS } from './jwks-bounds.js';
+import { retentionSeconds, type Timing } from './key-timing.js';
 import type { StoredPrivateKey } from './key-wrap.js';
-import type { KeyState, KeyView } from '../admin-api.js';
 
 /** A key as published in the JWKS. */
 export interface PublicJwk {

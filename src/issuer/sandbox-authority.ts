@@ -19,9 +19,9 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { loadConfig, type Config, type Env } from '../config.js';
-import { AssertionError, checkClaims, checkKid, parseAssertion, verifySignature, type AssertionRule } from './assertion.js';
 import type { AuditListing, SandboxStatus } from '../admin-api.js';
+import { type Config, type Env, loadConfig } from '../config.js';
+import { AssertionError, type AssertionRule, checkClaims, checkKid, parseAssertion, verifySignature } from './assertion.js';
 import { appendAudit, countRefusal, ensureAuditTable, ensureRefusalTable, readAudit, readRefusals } from './audit.js';
 import { checkAgentKey, type X25519PublicJwk } from './credentials.js';
 import { IssuerError } from './errors.js';
@@ -40,7 +40,6 @@ interface EncKeyRecord {
   thumbprint: string;
   registeredAt: number;
 }
-
 
 export interface AuthorizeRequest {
   assertion: string;
@@ -129,7 +128,8 @@ export class SandboxAuthority extends DurableObject<Env> {
       // Whether the bootstrap key signed this assertion: refusals before that are anyone's junk.
       let authenticated = false;
       try {
-        if (req.clientId !== undefined && req.clientId !== a.iss) throw new AssertionError('client_id_mismatch', 'client_id must equal the assertion iss');
+        if (req.clientId !== undefined && req.clientId !== a.iss)
+          throw new AssertionError('client_id_mismatch', 'client_id must equal the assertion iss');
         if (rec.revokedAt !== undefined) throw new AssertionError('client_revoked', 'the sandbox is revoked');
         checkKid(a, rec.kid);
         await verifySignature(a, await this.bootstrapKey(rec));
@@ -139,14 +139,25 @@ export class SandboxAuthority extends DurableObject<Env> {
           clockSkewSeconds: cfg.timing.clockSkew,
         });
         // Check-and-insert in one synchronous statement: no other event runs in between.
-        const inserted = this.ctx.storage.sql.exec('INSERT INTO jti (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING', jti, rememberUntil).rowsWritten;
+        const inserted = this.ctx.storage.sql.exec(
+          'INSERT INTO jti (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING',
+          jti,
+          rememberUntil,
+        ).rowsWritten;
         if (inserted === 0) throw new AssertionError('jti_replayed', 'this assertion jti has been used before');
         this.maybeSweep(now);
 
         // A new key was checked usable by the grant; a stored one is checked once (usableAgentKey).
         const enc = req.encJwk ? await this.registerEncKey(req.encJwk, now) : await this.usableAgentKey();
         const credVer = enc ? req.issue.credVer : undefined;
-        appendAudit(this.ctx.storage.sql, now, { sandbox: rec.id, event: 'token_issued', outcome: 'ok', kid: req.issue.kid, jti: req.issue.jti, cred_ver: credVer });
+        appendAudit(this.ctx.storage.sql, now, {
+          sandbox: rec.id,
+          event: 'token_issued',
+          outcome: 'ok',
+          kid: req.issue.kid,
+          jti: req.issue.jti,
+          cred_ver: credVer,
+        });
         return { sandboxId: rec.id, jkt: rec.kid, encKey: enc?.jwk };
       } catch (e) {
         if (e instanceof AssertionError) this.refused(now, rec.id, e.rule, authenticated);
@@ -211,7 +222,8 @@ export class SandboxAuthority extends DurableObject<Env> {
   /** Whether this object was ever bootstrapped (its tables exist). A read: it creates nothing. */
   private hasTables(): boolean {
     if (!this.tablesReady) {
-      this.tablesReady = this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
+      this.tablesReady =
+        this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
     }
     return this.tablesReady;
   }
@@ -231,7 +243,9 @@ export class SandboxAuthority extends DurableObject<Env> {
     // The last issuance is the newest token_issued audit event: no extra write per token.
     const last = rec
       ? this.ctx.storage.sql
-          .exec<{ at: number; cred_ver: string | null }>("SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1")
+          .exec<{ at: number; cred_ver: string | null }>(
+            "SELECT at, cred_ver FROM audit WHERE event = 'token_issued' ORDER BY id DESC LIMIT 1",
+          )
           .toArray()[0]
       : undefined;
     const ttl = this.config.timing.agentTokenTtl;
@@ -295,7 +309,10 @@ export class SandboxAuthority extends DurableObject<Env> {
 
   private bootstrapKey(rec: SandboxRecord): Promise<CryptoKey> {
     if (this.verifyKey?.kid !== rec.kid) {
-      this.verifyKey = { kid: rec.kid, key: crypto.subtle.importKey('jwk', rec.publicJwk, { name: 'Ed25519' }, false, ['verify']) as Promise<CryptoKey> };
+      this.verifyKey = {
+        kid: rec.kid,
+        key: crypto.subtle.importKey('jwk', rec.publicJwk, { name: 'Ed25519' }, false, ['verify']) as Promise<CryptoKey>,
+      };
     }
     return this.verifyKey.key;
   }

@@ -11,7 +11,7 @@
  * (`checkSentinel`, in the order of the rules below) and puts the real value in its place.
  */
 import { SignJWT } from 'jose';
-import { parseCompact, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, tokenTypeOf, TokenProfileError } from '../token-profile.js';
+import { parseCompact, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, TokenProfileError, tokenTypeOf } from '../token-profile.js';
 import type { ActiveSigningKey } from './tokens.js';
 
 // The token profile's (src/token-profile.ts), where the outbound handler has always read them.
@@ -35,7 +35,15 @@ export interface SentinelInput {
 }
 
 export async function mintSentinel(i: SentinelInput): Promise<string> {
-  return new SignJWT({ iss: i.issuer, sub: i.sandboxId, aud: SENTINEL_AUD, name: i.name, hosts: [...i.hosts], cnf: { jkt: i.jkt }, jti: i.jti })
+  return new SignJWT({
+    iss: i.issuer,
+    sub: i.sandboxId,
+    aud: SENTINEL_AUD,
+    name: i.name,
+    hosts: [...i.hosts],
+    cnf: { jkt: i.jkt },
+    jti: i.jti,
+  })
     .setProtectedHeader({ alg: SIGNING_ALG, kid: i.signer.kid, typ: SENTINEL_TYP })
     .setIssuedAt(i.iat)
     .setExpirationTime(i.exp)
@@ -142,6 +150,7 @@ export async function checkSentinel(token: string, deps: SentinelCheckDeps): Pro
   const jti = str(claims.jti);
   const hosts = claims.hosts;
   // Signed by us with these types, so these hold; checked anyway, as a verifier would.
-  if (!sub || !name || !jkt || !jti || !Array.isArray(hosts) || !hosts.every((x) => typeof x === 'string')) throw refuse('malformed_sentinel');
+  if (!sub || !name || !jkt || !jti || !Array.isArray(hosts) || !hosts.every((x) => typeof x === 'string'))
+    throw refuse('malformed_sentinel');
   return { kid, iss: deps.issuer, sub, name, hosts: hosts as string[], jkt, exp, jti };
 }

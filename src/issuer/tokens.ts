@@ -78,7 +78,10 @@ const EPOCH = 10;
  * checked at config load, so an over-large CREDENTIALS is a start-up error rather than a failure
  * of every refresh. Each term is the JSON of what grant.ts and sentinel.ts sign, at its longest.
  */
-export function agentTokenBytesBound(issuer: string, entries: readonly { name: string; value: string; derive: boolean; egress?: { hosts: readonly string[] } }[]): number {
+export function agentTokenBytesBound(
+  issuer: string,
+  entries: readonly { name: string; value: string; derive: boolean; egress?: { hosts: readonly string[] } }[],
+): number {
   // The longer typ of the two, so the bound holds for the agent token's header and a sentinel's.
   const header = b64len(`{"alg":"${SIGNING_ALG}","kid":"","typ":"${SENTINEL_TYP}"}`.length + THUMBPRINT);
   const signature = 86;
@@ -87,7 +90,15 @@ export function agentTokenBytesBound(issuer: string, entries: readonly { name: s
     let value: number;
     if (e.egress) {
       const hosts = e.egress.hosts.reduce((n, h) => n + h.length + 3, 2);
-      const claims = `{"iss":"","sub":"","aud":"${SENTINEL_AUD}","name":"","hosts":,"cnf":{"jkt":""},"jti":"","iat":,"exp":}`.length + issuer.length + MAX_ID + e.name.length + hosts + THUMBPRINT + JTI + 2 * EPOCH;
+      const claims =
+        `{"iss":"","sub":"","aud":"${SENTINEL_AUD}","name":"","hosts":,"cnf":{"jkt":""},"jti":"","iat":,"exp":}`.length +
+        issuer.length +
+        MAX_ID +
+        e.name.length +
+        hosts +
+        THUMBPRINT +
+        JTI +
+        2 * EPOCH;
       value = header + 1 + b64len(claims) + 1 + signature;
     } else {
       value = e.derive ? THUMBPRINT : e.value.length * 6; // JSON escapes at worst \u00XX per character
@@ -97,7 +108,17 @@ export function agentTokenBytesBound(issuer: string, entries: readonly { name: s
   const plaintext = `{"version":"","values":{}}`.length + 16 + values;
   const jwe = 170 + 1 + 54 + 1 + 22 + 1 + b64len(plaintext) + 1 + 22;
   const egress = entries.filter((e) => e.egress).reduce((n, e) => n + e.name.length + 3, 20);
-  const claims = `{"iss":"","sub":"","aud":"${gatewayAudience('')}","jti":"","client_id":"","scope":"agent","cnf":{"jkt":""},"cred":"","cred_ver":"","iat":,"exp":}`.length + issuer.length + 3 * MAX_ID + JTI + THUMBPRINT + jwe + 16 + 2 * EPOCH + egress;
+  const claims =
+    `{"iss":"","sub":"","aud":"${gatewayAudience('')}","jti":"","client_id":"","scope":"agent","cnf":{"jkt":""},"cred":"","cred_ver":"","iat":,"exp":}`
+      .length +
+    issuer.length +
+    3 * MAX_ID +
+    JTI +
+    THUMBPRINT +
+    jwe +
+    16 +
+    2 * EPOCH +
+    egress;
   return header + 1 + b64len(claims) + 1 + signature;
 }
 
@@ -120,7 +141,10 @@ export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
   }
   const token = await sign(i.signer, claims, iat, exp);
   if (token.length > TOKEN_MAX_BYTES) {
-    throw new ConfigError('CREDENTIALS', `the delivered credentials make agent tokens larger than ${TOKEN_MAX_BYTES} bytes; deliver fewer or shorter values`);
+    throw new ConfigError(
+      'CREDENTIALS',
+      `the delivered credentials make agent tokens larger than ${TOKEN_MAX_BYTES} bytes; deliver fewer or shorter values`,
+    );
   }
   return { token, exp };
 }
@@ -128,7 +152,14 @@ export async function mintAgentToken(i: AgentTokenInput): Promise<Minted> {
 export async function mintAccessToken(i: AccessTokenInput): Promise<Minted> {
   const iat = Math.floor(i.now / 1000);
   const exp = iat + i.ttl;
-  const claims: Record<string, unknown> = { iss: i.issuer, sub: i.subject, aud: gatewayAudience(i.sandboxId), jti: i.jti, client_id: i.issuer, scope: GATEWAY_SCOPE };
+  const claims: Record<string, unknown> = {
+    iss: i.issuer,
+    sub: i.subject,
+    aud: gatewayAudience(i.sandboxId),
+    jti: i.jti,
+    client_id: i.issuer,
+    scope: GATEWAY_SCOPE,
+  };
   if (i.clientIp !== undefined) claims.client_ip = i.clientIp;
   const token = await sign(i.signer, claims, iat, exp);
   if (token.length > TOKEN_MAX_BYTES) throw new IssuerError('invalid_request', `the token would exceed ${TOKEN_MAX_BYTES} bytes`);

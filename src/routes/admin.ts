@@ -2,17 +2,25 @@
  * Operator API, /api/admin/* (docs/architecture.md, "Admin API"). Every route is behind authenticateAdmin.
  */
 import { Hono } from 'hono';
+import {
+  AUDIT_MAX_LIMIT,
+  type AuditListing,
+  KID,
+  SANDBOX_ID,
+  SANDBOX_PAGE_MAX,
+  type SandboxListing,
+  type SandboxStatus,
+} from '../admin-api.js';
 import { authenticateAdmin, checkStateChange } from '../admin-auth.js';
 import type { AppEnv, Services } from '../app-env.js';
 import { readBodyLimited } from '../http.js';
-import { AUDIT_MAX_LIMIT, KID, SANDBOX_ID, SANDBOX_PAGE_MAX, type AuditListing, type SandboxListing, type SandboxStatus } from '../admin-api.js';
 import { deliveryOf } from '../issuer/credentials.js';
-import { decodeCursor, encodeCursor } from '../issuer/registry.js';
 import { IssuerError } from '../issuer/errors.js';
+import { decodeCursor, encodeCursor } from '../issuer/registry.js';
 import { unwrap } from '../issuer/result.js';
 import { log } from '../log.js';
-import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
 import { forgetEgressState } from '../sandbox/egress-deps.js';
+import { pushRefresh, restartGateway } from '../sandbox/gateway.js';
 import { issueBootstrapFile, sandboxOrRefuse } from './sandbox-ops.js';
 import { NO_STORE } from './token.js';
 
@@ -29,14 +37,17 @@ async function optionalJsonObject(req: Request): Promise<Record<string, unknown>
   } catch {
     throw new IssuerError('invalid_request', 'the body is not valid JSON');
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new IssuerError('invalid_request', 'the body must be a JSON object');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new IssuerError('invalid_request', 'the body must be a JSON object');
   return parsed as Record<string, unknown>;
 }
 
 function parseForce(query: string | undefined, body: Record<string, unknown>): boolean {
-  for (const key of Object.keys(body)) if (key !== 'force') throw new IssuerError('invalid_request', `unknown field "${key.slice(0, 40)}"; only "force" is allowed`);
+  for (const key of Object.keys(body))
+    if (key !== 'force') throw new IssuerError('invalid_request', `unknown field "${key.slice(0, 40)}"; only "force" is allowed`);
   if (body.force !== undefined && typeof body.force !== 'boolean') throw new IssuerError('invalid_request', '"force" must be a boolean');
-  if (query !== undefined && query !== 'true' && query !== 'false') throw new IssuerError('invalid_request', 'force must be "true" or "false"');
+  if (query !== undefined && query !== 'true' && query !== 'false')
+    throw new IssuerError('invalid_request', 'force must be "true" or "false"');
   return query === 'true' || body.force === true;
 }
 
@@ -49,7 +60,11 @@ function withDeliveries(s: Services, status: SandboxStatus): SandboxStatus {
 }
 
 function sandboxId(raw: string): string {
-  if (!SANDBOX_ID.test(raw)) throw new IssuerError('invalid_request', 'a sandbox id is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit');
+  if (!SANDBOX_ID.test(raw))
+    throw new IssuerError(
+      'invalid_request',
+      'a sandbox id is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit',
+    );
   return raw;
 }
 
@@ -122,7 +137,9 @@ export const admin = new Hono<AppEnv>()
   .post('/gateway/restart', async (c) => {
     const id = c.var.services.config.gateway.sandboxId;
     await optionalJsonObject(c.req.raw);
-    const out = await restartGateway(sandboxOrRefuse(c.var.services, id), c.var.services.config, () => issueBootstrapFile(c.var.services, id, c.var.admin.subject));
+    const out = await restartGateway(sandboxOrRefuse(c.var.services, id), c.var.services.config, () =>
+      issueBootstrapFile(c.var.services, id, c.var.admin.subject),
+    );
     forgetEgressState(c.env, id);
     log('warn', 'admin_gateway_restart', { by: c.var.admin.subject, sandbox: id });
     return c.json({ sandbox: id, ...out });
@@ -146,7 +163,9 @@ export const admin = new Hono<AppEnv>()
     const cursor = raw === undefined ? undefined : decodeCursor(raw, SANDBOX_ID);
     if (raw !== undefined && !cursor) throw new IssuerError('invalid_request', 'cursor is not a next_cursor this API gave');
     const page = await c.var.services.keyAuthority().sandboxPage(limit, cursor, c.var.services.config.gateway.sandboxId);
-    const sandboxes = await Promise.all(page.ids.map(async (id) => withDeliveries(c.var.services, await c.var.services.sandboxAuthority(id).status(id))));
+    const sandboxes = await Promise.all(
+      page.ids.map(async (id) => withDeliveries(c.var.services, await c.var.services.sandboxAuthority(id).status(id))),
+    );
     const listing: SandboxListing = { sandboxes, total: page.total };
     if (page.next) listing.next_cursor = encodeCursor(page.next);
     return c.json(listing);
@@ -158,18 +177,31 @@ export const admin = new Hono<AppEnv>()
     if (only !== undefined) {
       const id = sandboxId(only);
       // A never-bootstrapped id has no events; its authority is not addressed (registry.ts).
-      listing = (await c.var.services.registry.isKnown(id)) ? await c.var.services.sandboxAuthority(id).auditLog(limit) : { events: [], refusals: [] };
+      listing = (await c.var.services.registry.isKnown(id))
+        ? await c.var.services.sandboxAuthority(id).auditLog(limit)
+        : { events: [], refusals: [] };
     } else {
       // Deployment events plus the sandboxes' (the Worker's own first, then the newest), merged
       // newest first; the answer says how many sandboxes it read. Each kind has its own limit,
       // so refusal counts never crowd authenticated events out of the answer.
-      const page = await c.var.services.keyAuthority().sandboxPage(AUDIT_MERGE_MAX_SANDBOXES, undefined, c.var.services.config.gateway.sandboxId);
+      const page = await c.var.services
+        .keyAuthority()
+        .sandboxPage(AUDIT_MERGE_MAX_SANDBOXES, undefined, c.var.services.config.gateway.sandboxId);
       const ids = page.ids;
-      const [deployment, ...perSandbox] = await Promise.all([c.var.services.keyAuthority().auditLog(limit), ...ids.map((id) => c.var.services.sandboxAuthority(id).auditLog(limit))]);
-      const newestFirst = <T>(at: (x: T) => string) => (a: T, b: T) => (at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0);
+      const [deployment, ...perSandbox] = await Promise.all([
+        c.var.services.keyAuthority().auditLog(limit),
+        ...ids.map((id) => c.var.services.sandboxAuthority(id).auditLog(limit)),
+      ]);
+      const newestFirst =
+        <T>(at: (x: T) => string) =>
+        (a: T, b: T) =>
+          at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0;
       listing = {
         events: [...deployment!, ...perSandbox.flatMap((l) => l.events)].sort(newestFirst((e) => e.at)).slice(0, limit),
-        refusals: perSandbox.flatMap((l) => l.refusals).sort(newestFirst((r) => r.last_at)).slice(0, limit),
+        refusals: perSandbox
+          .flatMap((l) => l.refusals)
+          .sort(newestFirst((r) => r.last_at))
+          .slice(0, limit),
         sandboxes: { included: ids.length, total: page.total },
       };
     }

@@ -8,13 +8,13 @@
  * where the user is without believing any header a client wrote.
  */
 import { Hono } from 'hono';
+import type { BootstrapFile } from '../admin-api.js';
 import { verifyAccess } from '../admin-auth.js';
 import type { AppEnv } from '../app-env.js';
 import type { Config } from '../config.js';
 import { CLIENT_IP_HEADER, clientIpOf, isLoopbackIssuer } from '../issuer/client-ip.js';
 import { IssuerError } from '../issuer/errors.js';
 import { log } from '../log.js';
-import type { BootstrapFile } from '../admin-api.js';
 import { ensureGateway, PORTS, type SandboxApi } from '../sandbox/gateway.js';
 import { issueBootstrapFile } from './sandbox-ops.js';
 
@@ -126,7 +126,8 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
   const token = await services.userTokens.get(user, clientIp, signer.kid);
   const upstream = config.gateway.upstream;
   const sandbox = services.sandboxApi?.(config.gateway.sandboxId);
-  if (!upstream && !sandbox) throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
+  if (!upstream && !sandbox)
+    throw new IssuerError('gateway_unavailable', 'no gateway target: set GATEWAY_UPSTREAM or run the gateway in the sandbox');
   try {
     if (upstream) {
       // WebSocket upgrades pass through fetch: the runtime answers 101 with the upstream socket.

@@ -11,8 +11,8 @@
  * production issuer answers 404 here, as for any unknown path.
  */
 import { Hono } from 'hono';
-import type { AppEnv } from '../app-env.js';
 import { SANDBOX_ID } from '../admin-api.js';
+import type { AppEnv } from '../app-env.js';
 import { isLoopbackIssuer } from '../issuer/client-ip.js';
 import { egressHosts } from '../issuer/credentials.js';
 import { IssuerError } from '../issuer/errors.js';
@@ -39,12 +39,15 @@ export const localEgress = new Hono<AppEnv>().all('/', async (c) => {
   } catch {
     throw new IssuerError('invalid_request', 'x-egress-url must be the absolute URL the request was for');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IssuerError('invalid_request', 'x-egress-url must be an http(s) URL');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new IssuerError('invalid_request', 'x-egress-url must be an http(s) URL');
   if (!SANDBOX_ID.test(sandbox)) throw new IssuerError('invalid_request', 'x-egress-sandbox must name a sandbox');
   // The platform intercepts bound hosts only: anything else never reaches the handler.
-  if (!egressHosts(config.credentials).includes(url.hostname)) throw new IssuerError('invalid_request', 'x-egress-url is not on a host an egress entry of CREDENTIALS is bound to');
+  if (!egressHosts(config.credentials).includes(url.hostname))
+    throw new IssuerError('invalid_request', 'x-egress-url is not on a host an egress entry of CREDENTIALS is bound to');
   const headers = new Headers(c.req.raw.headers);
-  for (const name of [...headers.keys()]) if (name === 'host' || name.startsWith('x-egress-') || name.startsWith('cf-')) headers.delete(name);
+  for (const name of [...headers.keys()])
+    if (name === 'host' || name.startsWith('x-egress-') || name.startsWith('cf-')) headers.delete(name);
   const body = c.req.method === 'GET' || c.req.method === 'HEAD' ? null : c.req.raw.body;
   const request = new Request(url, { method: c.req.method, headers, body, redirect: 'manual' });
   const deps = egressDeps(c.env, { containerIdOf: (id) => sandboxContainerId(c.env, id), fetch: localFetch });

@@ -4,9 +4,9 @@
  * `Cache-Control: no-store` on every outcome (RFC 6749 §5.1).
  */
 import { Hono } from 'hono';
+import { SANDBOX_ID } from '../admin-api.js';
 import type { AppEnv } from '../app-env.js';
 import { readBodyLimited } from '../http.js';
-import { SANDBOX_ID } from '../admin-api.js';
 import type { X25519PublicJwk } from '../issuer/credentials.js';
 import { IssuerError } from '../issuer/errors.js';
 import { clientCredentialsGrant, type TokenRequest } from '../issuer/grant.js';

@@ -5,7 +5,7 @@
  * stack's egress route (routes/local-egress.ts), so both run the same handler with the same caches.
  * The stubs, the JWKS copy and the registry are built as the app's are (services.ts).
  */
-import { loadConfig, type Env } from '../config.js';
+import { type Env, loadConfig } from '../config.js';
 import type { EgressState } from '../issuer/sandbox-authority.js';
 import { authorityServices } from '../services.js';
 import { EGRESS_STATE_CACHE_MS, type EgressDeps } from './egress.js';
@@ -35,7 +35,12 @@ function build(env: Env): EgressServices {
     let hit = imported.get(kid);
     if (!hit || hit.x !== jwk.x) {
       if (imported.size >= MAX_IMPORTED_KEYS) imported.clear();
-      hit = { x: jwk.x, key: crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, false, ['verify']) as Promise<CryptoKey> };
+      hit = {
+        x: jwk.x,
+        key: crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, false, [
+          'verify',
+        ]) as Promise<CryptoKey>,
+      };
       imported.set(kid, hit);
     }
     return hit.key;

@@ -13,7 +13,7 @@
  * and is tested in workerd with a recording fetch. Nothing here imports the Sandbox SDK.
  */
 import type { Config } from '../config.js';
-import { EGRESS_HEADERS, egressEntriesFor, type CredentialEntry, type EgressHeader } from '../issuer/credentials.js';
+import { type CredentialEntry, EGRESS_HEADERS, type EgressHeader, egressEntriesFor } from '../issuer/credentials.js';
 import type { EgressState } from '../issuer/sandbox-authority.js';
 import { checkSentinel, looksLikeJws, SENTINEL_TYP, SentinelRefusal, type SentinelRule } from '../issuer/sentinel.js';
 import { log } from '../log.js';
@@ -94,7 +94,10 @@ function candidates(request: Request, bound: readonly EgressHeader[]): { header:
 export async function decideEgress(request: Request, containerId: string, deps: EgressDeps): Promise<EgressDecision> {
   const host = new URL(request.url).hostname;
   const bound = egressEntriesFor(deps.config.credentials, host);
-  const found = candidates(request, bound.map((e) => e.egress!.header));
+  const found = candidates(
+    request,
+    bound.map((e) => e.egress!.header),
+  );
   if (found.length === 0) return { action: 'pass' };
 
   const substitutions: { header: EgressHeader; sentinel: string; entry: CredentialEntry }[] = [];
@@ -114,7 +117,8 @@ export async function decideEgress(request: Request, containerId: string, deps: 
       if (state.revoked) throw refuse('revoked');
       // The entry as configured now: renamed, unbound or moved to another header, it no longer applies.
       const entry = deps.config.credentials.find((e) => e.name === claims.name && e.egress);
-      if (!claims.hosts.includes(host) || !entry || !entry.egress!.hosts.includes(host) || entry.egress!.header !== header) throw refuse('host_not_bound');
+      if (!claims.hosts.includes(host) || !entry || !entry.egress!.hosts.includes(host) || entry.egress!.header !== header)
+        throw refuse('host_not_bound');
       if (sandbox !== undefined && sandbox !== claims.sub) throw refuse('wrong_sandbox');
       sandbox = claims.sub;
       substitutions.push({ header, sentinel, entry });
@@ -208,7 +212,10 @@ function scrubbed(body: ReadableStream<Uint8Array>, sentinels: string[], content
   if (Number.isSafeInteger(length) && length >= 0 && typeof FixedLengthStream === 'function') {
     // Keeps the request's framing (Content-Length, not chunked): providers see what was sent.
     const fixed = new FixedLengthStream(length);
-    void body.pipeThrough(transform).pipeTo(fixed.writable).catch(() => undefined);
+    void body
+      .pipeThrough(transform)
+      .pipeTo(fixed.writable)
+      .catch(() => undefined);
     return fixed.readable;
   }
   return body.pipeThrough(transform);

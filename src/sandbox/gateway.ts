@@ -7,9 +7,10 @@
  * Written against `SandboxApi`, the few methods of the Cloudflare Sandbox SDK this code calls,
  * so it is tested with a typed fake; the SDK object satisfies it structurally.
  */
+
+import { type BootstrapFile, CONTAINER_PORTS } from '../admin-api.js';
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
-import { CONTAINER_PORTS, type BootstrapFile } from '../admin-api.js';
 
 /** The methods of `@cloudflare/sandbox`'s Sandbox that this module uses. */
 export interface SandboxApi {
@@ -80,7 +81,11 @@ function isGateway(p: { command: string; status: string }): boolean {
 }
 
 /** Starts the gateway unless it runs: a fresh bootstrap key, the file, then start.sh. */
-export async function ensureGateway(sb: SandboxApi, config: Config, bootstrap: () => Promise<BootstrapFile>): Promise<{ started: boolean }> {
+export async function ensureGateway(
+  sb: SandboxApi,
+  config: Config,
+  bootstrap: () => Promise<BootstrapFile>,
+): Promise<{ started: boolean }> {
   if ((await sb.listProcesses()).some(isGateway)) return { started: false };
   await writeBootstrapFile(sb, await bootstrap());
   await sb.startProcess(CONTAINER.startScript, { env: gatewayProcessEnv(config) });
@@ -102,7 +107,11 @@ async function inSandbox<T>(what: string, op: () => Promise<T>): Promise<T> {
 }
 
 /** Stops the gateway and starts it with a new bootstrap key; the old key stops working at once. */
-export async function restartGateway(sb: SandboxApi, config: Config, bootstrap: () => Promise<BootstrapFile>): Promise<{ started: boolean }> {
+export async function restartGateway(
+  sb: SandboxApi,
+  config: Config,
+  bootstrap: () => Promise<BootstrapFile>,
+): Promise<{ started: boolean }> {
   return inSandbox('a restart', async () => {
     for (const p of await sb.listProcesses()) if (isGateway(p)) await sb.killProcess(p.id);
     return ensureGateway(sb, config, bootstrap);
@@ -111,7 +120,9 @@ export async function restartGateway(sb: SandboxApi, config: Config, bootstrap: 
 
 /** Asks the agent in the sandbox to refresh now (its POST /refresh, through the container). */
 export async function pushRefresh(sb: SandboxApi): Promise<void> {
-  const res = await inSandbox('a refresh', () => sb.containerFetch(new Request(`http://localhost:${CONTAINER_PORTS.agent}/refresh`, { method: 'POST' }), CONTAINER_PORTS.agent));
+  const res = await inSandbox('a refresh', () =>
+    sb.containerFetch(new Request(`http://localhost:${CONTAINER_PORTS.agent}/refresh`, { method: 'POST' }), CONTAINER_PORTS.agent),
+  );
   // 429: a refresh ran within the last second, which is what a push wants anyway.
   if (!res.ok && res.status !== 429) throw new IssuerError('bad_gateway', `the agent answered ${res.status} to a refresh`);
 }

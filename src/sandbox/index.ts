@@ -12,10 +12,11 @@
  * through the Worker and, with `interceptHttps`, only their TLS is intercepted. (The runtime
  * setters, `setOutboundByHost`, would move every request of the container to intercept-all.)
  */
-import { getSandbox, Sandbox as SdkSandbox } from '@cloudflare/sandbox';
+
 import { env as deploymentEnv } from 'cloudflare:workers';
+import { getSandbox, Sandbox as SdkSandbox } from '@cloudflare/sandbox';
 import { createApp } from '../app.js';
-import { parseConfig, type Env } from '../config.js';
+import { type Env, parseConfig } from '../config.js';
 import { egressHosts } from '../issuer/credentials.js';
 import { handleEgress } from './egress.js';
 import { egressDeps, sandboxContainerId } from './egress-deps.js';
@@ -48,11 +49,19 @@ type OutboundHandler = (request: Request, env: unknown, ctx: { containerId: stri
 
 /** The token endpoint, for the container's own sandbox only. */
 const tokenHandler: OutboundHandler = (request, env, ctx) =>
-  outboundApp.fetch(request, env as Env, { containerId: ctx.containerId, waitUntil: () => undefined, passThroughOnException: () => undefined } as unknown as ExecutionContext);
+  outboundApp.fetch(
+    request,
+    env as Env,
+    { containerId: ctx.containerId, waitUntil: () => undefined, passThroughOnException: () => undefined } as unknown as ExecutionContext,
+  );
 
 /** A bound host's request: the egress handler with the platform's container id and the global fetch. */
 const egressHandler: OutboundHandler = (request, env, ctx) =>
-  handleEgress(request, ctx.containerId, egressDeps(env as Env, { containerIdOf: (id) => sandboxContainerId(env as Env, id), fetch: (r) => fetch(r) }));
+  handleEgress(
+    request,
+    ctx.containerId,
+    egressDeps(env as Env, { containerIdOf: (id) => sandboxContainerId(env as Env, id), fetch: (r) => fetch(r) }),
+  );
 
 /**
  * The outbound handlers for a deployment's env: `issuer.internal`, and each host an egress entry

@@ -17,11 +17,13 @@ const SCHEME = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?: +(.*))?$/s;
 
 /** Returns the bearer token, or throws VerifierError (missing_token, invalid_scheme, multiple_authorization, malformed_token). */
 export function bearerToken(authorization: string | readonly string[] | null | undefined): string {
-  const values = authorization === null || authorization === undefined ? [] : typeof authorization === 'string' ? [authorization] : authorization;
+  const values =
+    authorization === null || authorization === undefined ? [] : typeof authorization === 'string' ? [authorization] : authorization;
   if (values.length === 0) throw new VerifierError('missing_token', 'no Authorization header');
   if (values.length > 1) throw new VerifierError('multiple_authorization', 'more than one Authorization header');
   // Before any pattern runs over it: a megabyte of header is refused by its length alone.
-  if (values[0]!.length > MAX_TOKEN_BYTES + MAX_SCHEME_SLACK) throw new VerifierError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`);
+  if (values[0]!.length > MAX_TOKEN_BYTES + MAX_SCHEME_SLACK)
+    throw new VerifierError('token_too_large', `token over ${MAX_TOKEN_BYTES} bytes`);
   const value = values[0]!.trim();
   if (value === '') throw new VerifierError('missing_token', 'empty Authorization header');
   if (value.includes(',')) throw new VerifierError('multiple_authorization', 'more than one credential in Authorization');

@@ -4,7 +4,7 @@
  * objects without repeated names, `alg`, forbidden headers), then the two header rules of an
  * access token, `typ` and `kid`. Its refusals become VerifierErrors here.
  */
-import { ACCESS_TOKEN_TYP, parseCompact, tokenTypeOf, TokenProfileError, type TokenProfileCode, type TokenType } from '../token-profile.js';
+import { ACCESS_TOKEN_TYP, parseCompact, type TokenProfileCode, TokenProfileError, type TokenType, tokenTypeOf } from '../token-profile.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
 
 // The profile's constants, under the names the verifier has always exported (index.ts, limits.ts).

@@ -9,7 +9,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { bearerToken } from './bearer.js';
 import { challengeOf, statusOf, VerifierError } from './errors.js';
-import type { Verifier, VerifiedClaims } from './verify.js';
+import type { VerifiedClaims, Verifier } from './verify.js';
 
 /** Seconds a client should wait before retrying after a 503: one JWKS fetch timeout and then some. */
 export const JWKS_UNAVAILABLE_RETRY_AFTER_S = 10;
@@ -37,7 +37,8 @@ export function rejection(err: VerifierError): { status: 401 | 503; headers: Rec
  * app.get('/api/me', (c) => c.json({ user: c.get('claims').sub }));
  */
 export function verifyBearer(options: { verifier: Verifier }): MiddlewareHandler<BearerEnv> {
-  if (typeof options?.verifier?.verify !== 'function') throw new TypeError('verifyBearer: options.verifier must be a Verifier (createVerifier)');
+  if (typeof options?.verifier?.verify !== 'function')
+    throw new TypeError('verifyBearer: options.verifier must be a Verifier (createVerifier)');
   const { verifier } = options;
   return async (c, next) => {
     let claims: VerifiedClaims;

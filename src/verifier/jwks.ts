@@ -41,7 +41,6 @@ import {
   REVALIDATE_WAIT_MS,
 } from './limits.js';
 
-
 export interface JwksOptions {
   /** Lower bound on how long a copy is fresh, whatever max-age says. Default 10 s. */
   minAgeSeconds?: number;
@@ -185,14 +184,21 @@ export function staleIfErrorOf(headers: Headers, fallbackMs: number): number {
 function unusable(k: unknown): string | null {
   if (typeof k !== 'object' || k === null) return 'not an object';
   const jwk = k as Record<string, unknown>;
-  return jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' ? 'not an Ed25519 key'
-    : typeof jwk.x !== 'string' ? 'no x'
-    : jwk.d !== undefined ? 'private key material'
-    : typeof jwk.kid !== 'string' || jwk.kid === '' ? 'no kid'
-    : jwk.use !== undefined && jwk.use !== 'sig' ? 'use is not sig'
-    : jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519' ? 'alg is not EdDSA'
-    : jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify')) ? 'key_ops without verify'
-    : null;
+  return jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519'
+    ? 'not an Ed25519 key'
+    : typeof jwk.x !== 'string'
+      ? 'no x'
+      : jwk.d !== undefined
+        ? 'private key material'
+        : typeof jwk.kid !== 'string' || jwk.kid === ''
+          ? 'no kid'
+          : jwk.use !== undefined && jwk.use !== 'sig'
+            ? 'use is not sig'
+            : jwk.alg !== undefined && jwk.alg !== 'EdDSA' && jwk.alg !== 'Ed25519'
+              ? 'alg is not EdDSA'
+              : jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))
+                ? 'key_ops without verify'
+                : null;
 }
 
 /**
@@ -360,7 +366,14 @@ export function createJwksCache(deps: {
       recordedSeq = f.seq;
       const { keys, dropped } = usableKeys(doc, report);
       const kids = new Set(keys.map((k) => k.kid!));
-      current = { kids, getKey: createLocalJWKSet({ keys }), imported: new Map(), etag: res.headers.get('etag'), droppedKeys: dropped, ...windows(res, now, life) };
+      current = {
+        kids,
+        getKey: createLocalJWKSet({ keys }),
+        imported: new Map(),
+        etag: res.headers.get('etag'),
+        droppedKeys: dropped,
+        ...windows(res, now, life),
+      };
       generation++;
       failing = false;
       lastError = null;
@@ -414,7 +427,13 @@ export function createJwksCache(deps: {
     const running = inFlight();
     if (running && !own) return running;
     lastAttemptAt = deps.now();
-    const f: Flight = { done: Promise.resolve(), reason, seq: ++lastSeq, deadline: Date.now() + s.timeout + FLIGHT_GRACE_MS, abandoned: false };
+    const f: Flight = {
+      done: Promise.resolve(),
+      reason,
+      seq: ++lastSeq,
+      deadline: Date.now() + s.timeout + FLIGHT_GRACE_MS,
+      abandoned: false,
+    };
     // fetchOnce records its own failures; it rejects only if an event listener throws, which must
     // not become an unhandled rejection of a background fetch.
     f.done = fetchOnce(reason, f).catch(() => undefined);

@@ -6,7 +6,7 @@
  * finite `exp`/`iat` (JSON's `1e999` is Infinity, which jose takes as a number), `iat` not in the
  * future, non-empty `sub` and `jti`.
  */
-import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
 import { ACCESS_TOKEN_TYP, ALGORITHMS, MAX_TOKEN_BYTES, type TokenType } from '../token-profile.js';
 import { checkCompact } from './compact.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
@@ -77,7 +77,10 @@ function fromJose(e: unknown): VerifierError | undefined {
   if (e instanceof joseErrors.JWTClaimValidationFailed) {
     const claim = e.claim;
     if (e.reason === 'missing' || (e.reason === 'invalid' && claim in CLAIM_MISSING)) {
-      return new VerifierError(CLAIM_MISSING[claim] ?? (claim === 'iss' ? 'bad_issuer' : claim === 'aud' ? 'bad_audience' : 'invalid_claim'), `${claim} missing or invalid`);
+      return new VerifierError(
+        CLAIM_MISSING[claim] ?? (claim === 'iss' ? 'bad_issuer' : claim === 'aud' ? 'bad_audience' : 'invalid_claim'),
+        `${claim} missing or invalid`,
+      );
     }
     if (claim === 'iss') return new VerifierError('bad_issuer', 'unexpected iss');
     if (claim === 'aud') return new VerifierError('bad_audience', 'unexpected aud');

@@ -29,8 +29,28 @@ describe('agent flags', () => {
   });
 
   it('reads every environment twin, and a flag wins over its twin', () => {
-    const env = { BOOTSTRAP_KEY_FILE: '/e.json', CREDENTIALS_DIR: '/e', ISSUER_URL: 'http://issuer.internal', ON_CHANGE: 'true', AGENT_PORT: '9000', AGENT_HOST: '0.0.0.0', HOOK_TIMEOUT: '5s', MAX_BACKOFF: '2m', ONCE: '1' };
-    expect(parseAgentConfig([], env)).toMatchObject({ bootstrapKeyFile: '/e.json', dir: '/e', issuerOverride: 'http://issuer.internal', onChange: 'true', port: 9000, host: '0.0.0.0', hookTimeoutMs: 5000, maxBackoffMs: 120_000, once: true });
+    const env = {
+      BOOTSTRAP_KEY_FILE: '/e.json',
+      CREDENTIALS_DIR: '/e',
+      ISSUER_URL: 'http://issuer.internal',
+      ON_CHANGE: 'true',
+      AGENT_PORT: '9000',
+      AGENT_HOST: '0.0.0.0',
+      HOOK_TIMEOUT: '5s',
+      MAX_BACKOFF: '2m',
+      ONCE: '1',
+    };
+    expect(parseAgentConfig([], env)).toMatchObject({
+      bootstrapKeyFile: '/e.json',
+      dir: '/e',
+      issuerOverride: 'http://issuer.internal',
+      onChange: 'true',
+      port: 9000,
+      host: '0.0.0.0',
+      hookTimeoutMs: 5000,
+      maxBackoffMs: 120_000,
+      once: true,
+    });
     expect(parseAgentConfig(['--port', '9100', '--dir', '/f'], env)).toMatchObject({ port: 9100, dir: '/f' });
   });
 

@@ -6,11 +6,11 @@
  * every request, with large values (so each write takes long enough to be interrupted) and 1 s
  * tokens (so the agent rewrites its files twice a second). The agent is the real built bundle.
  */
-import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildContainer, removeBundle, startAgent } from './agent-process.js';
 
@@ -41,13 +41,27 @@ beforeAll(async () => {
       claims.cred_ver = v;
     }
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'k' }).setIssuedAt(now).setExpirationTime(now + 1).sign(signer.privateKey);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: 1 }));
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'k' })
+      .setIssuedAt(now)
+      .setExpirationTime(now + 1)
+      .sign(signer.privateKey);
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: 1 }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
-  writeFileSync(join(dir, 'boot.json'), JSON.stringify({ client_id: 'crash', issuer: url, token_endpoint: `${url}/oauth/token`, key: { ...(await exportJWK(privateKey)), kid: 'b' } }));
+  writeFileSync(
+    join(dir, 'boot.json'),
+    JSON.stringify({
+      client_id: 'crash',
+      issuer: url,
+      token_endpoint: `${url}/oauth/token`,
+      key: { ...(await exportJWK(privateKey)), kid: 'b' },
+    }),
+  );
 }, 60_000);
 
 afterAll(async () => {

@@ -4,14 +4,14 @@
  * --issuer override), so the tests can count its requests.
  */
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
-import { agentBundle, buildContainer, removeBundle, health, startAgent, waitFor, type AgentProcess } from './agent-process.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
+import { type AgentProcess, agentBundle, buildContainer, health, removeBundle, startAgent, waitFor } from './agent-process.js';
 
 /** Short lifetimes so several fit in a test: tokens live 10 s, refreshed every 4-6 s. */
 const SHORT = { AGENT_TOKEN_TTL: '10s', ACCESS_TOKEN_TTL: '10s', JWKS_MAX_AGE: '5s', CLOCK_SKEW: '5s', ROTATION_PERIOD: '120s' };
@@ -44,7 +44,10 @@ function derived(master: string, sandbox: string): string {
 }
 
 async function bootstrap(id: string): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/${id}/bootstrap`, { method: 'POST', headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+  const res = await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/${id}/bootstrap`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
   expect(res.status).toBe(200);
   const path = join(dir, `${id}.bootstrap.json`);
   writeFileSync(path, await res.text(), { mode: 0o600 });
@@ -54,7 +57,17 @@ async function bootstrap(id: string): Promise<string> {
 async function agentFor(id: string, extra: string[] = []): Promise<{ agent: AgentProcess; out: string; hookLog: string }> {
   const out = join(dir, id);
   const hookLog = join(dir, `${id}.hook.log`);
-  const agent = await startAgent(['--bootstrap-key', await bootstrap(id), '--dir', out, '--issuer', relayUrl, '--on-change', `echo "$CREDENTIALS_FILE" >> ${hookLog}`, ...extra]);
+  const agent = await startAgent([
+    '--bootstrap-key',
+    await bootstrap(id),
+    '--dir',
+    out,
+    '--issuer',
+    relayUrl,
+    '--on-change',
+    `echo "$CREDENTIALS_FILE" >> ${hookLog}`,
+    ...extra,
+  ]);
   agents.push(agent);
   return { agent, out, hookLog };
 }
@@ -94,7 +107,11 @@ beforeAll(async () => {
       /* not a token request */
     }
     try {
-      const r = await fetch(`http://127.0.0.1:${workerPort}${req.url}`, { method: req.method, headers: { 'content-type': String(req.headers['content-type'] ?? '') }, body: chunks.length ? Buffer.concat(chunks) : undefined });
+      const r = await fetch(`http://127.0.0.1:${workerPort}${req.url}`, {
+        method: req.method,
+        headers: { 'content-type': String(req.headers['content-type'] ?? '') },
+        body: chunks.length ? Buffer.concat(chunks) : undefined,
+      });
       res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'text/plain' });
       res.end(Buffer.from(await r.arrayBuffer()));
     } catch {
@@ -171,7 +188,11 @@ describe('agent against the real issuer', () => {
 
     await stopIssuer();
     await startIssuer('a-rotated-master-value-0123456789');
-    await waitFor(() => (readJson(join(out, 'credentials.json')) as { version: string }).version !== v1.version, 20_000, 'the new credentials');
+    await waitFor(
+      () => (readJson(join(out, 'credentials.json')) as { version: string }).version !== v1.version,
+      20_000,
+      'the new credentials',
+    );
     const v2 = readJson(join(out, 'credentials.json')) as { version: string; values: Record<string, string> };
     expect(v2.values.GATEWAY_TOKEN).toBe(derived('a-rotated-master-value-0123456789', 'e2e-rotate'));
     await waitFor(() => hookRuns(hookLog) === 2, 5_000, 'the hook for the new version');
@@ -199,7 +220,10 @@ describe('agent against the real issuer', () => {
   it('a revoked sandbox: one clear log line, and no more than a handful of requests a minute', async () => {
     const { agent } = await agentFor('e2e-revoked'); // default maximum backoff (5 min)
     await waitFor(async () => (await health(agent.url)) === 200, 20_000, 'a first token');
-    const del = await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/e2e-revoked`, { method: 'DELETE', headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+    const del = await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/e2e-revoked`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    });
     expect(del.status).toBe(200);
     const before = relayCount.get('e2e-revoked') ?? 0;
     // Its next scheduled refresh is refused; then it waits minutes, not seconds.
@@ -223,7 +247,15 @@ describe('agent encryption key', () => {
 
     // What the reviewer did: one --once run with the same bootstrap file. The issuer now holds
     // that process's X25519 key, which the running agent does not have.
-    const once = await runAgent(['--once', '--bootstrap-key', join(dir, 'e2e-rekey.bootstrap.json'), '--dir', join(dir, 'e2e-rekey-once'), '--issuer', relayUrl]);
+    const once = await runAgent([
+      '--once',
+      '--bootstrap-key',
+      join(dir, 'e2e-rekey.bootstrap.json'),
+      '--dir',
+      join(dir, 'e2e-rekey-once'),
+      '--issuer',
+      relayUrl,
+    ]);
     expect(once.status).toBe(0);
     const from = relayLog.length;
     const undecryptable = () => agent.logs().findIndex((l) => l.event === 'refresh_failed' && l.code === 'credentials_undecryptable');
@@ -235,7 +267,12 @@ describe('agent encryption key', () => {
     while (Date.now() < until && !recovered) {
       expect(await health(agent.url)).toBe(200);
       const i = undecryptable();
-      recovered = i >= 0 && agent.logs().slice(i).some((l) => l.event === 'token_refreshed');
+      recovered =
+        i >= 0 &&
+        agent
+          .logs()
+          .slice(i)
+          .some((l) => l.event === 'token_refreshed');
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(recovered).toBe(true);
@@ -249,7 +286,12 @@ describe('agent encryption key', () => {
     // And it keeps working on the normal schedule: the next refresh decrypts without re-sending.
     const oks = agent.logs().filter((l) => l.event === 'token_refreshed').length;
     await waitFor(() => agent.logs().filter((l) => l.event === 'token_refreshed').length > oks, 2 * TTL_MS, 'the next scheduled refresh');
-    expect(relayLog.slice(from).filter((r) => r.iss === 'e2e-rekey').at(-1)!.encJwk).toBe(false);
+    expect(
+      relayLog
+        .slice(from)
+        .filter((r) => r.iss === 'e2e-rekey')
+        .at(-1)!.encJwk,
+    ).toBe(false);
     expect(await health(agent.url)).toBe(200);
     await agent.stop();
   }, 60_000);
@@ -274,7 +316,10 @@ describe('agent --once', () => {
     expect(malformed.status).toBe(2);
     expect(malformed.stderr).toMatch(/malformed/);
 
-    await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/e2e-once/bootstrap`, { method: 'POST', headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+    await fetch(`http://127.0.0.1:${workerPort}/api/admin/sandboxes/e2e-once/bootstrap`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    });
     const refused = await run(['--once', '--bootstrap-key', key, '--dir', out, '--issuer', relayUrl]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/bootstrap key refused by the issuer \(invalid_client: kid_mismatch/);

@@ -11,8 +11,8 @@ import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLoopbackIssuer, type LoopbackIssuer } from './agent-issuer.js';
-import { agentBundle, buildContainer, health, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
+import { type LoopbackIssuer, startLoopbackIssuer } from './agent-issuer.js';
+import { type AgentProcess, agentBundle, buildContainer, health, removeBundle, startAgent, waitFor } from './agent-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'agent-faults-'));
 let issuer: LoopbackIssuer;
@@ -153,7 +153,7 @@ describe('agent write failures', () => {
   }, 30_000);
 });
 
-describe('agent clock skew (the loopback issuer\'s clock set apart from the agent\'s)', () => {
+describe("agent clock skew (the loopback issuer's clock set apart from the agent's)", () => {
   it('failure B: agent 20 s ahead of the issuer, 20 s tokens: a handful of refreshes in 21 s, /healthz 200 throughout', async () => {
     const skewed = await startLoopbackIssuer({ ttlS: 20, clockOffsetMs: -20_000 });
     try {
@@ -191,7 +191,7 @@ describe('agent clock skew (the loopback issuer\'s clock set apart from the agen
     return { agent, boot };
   }
 
-  it('failure C: agent 5 min ahead of an issuer that sends Date: one refusal that says by how much, then tokens on the issuer\'s time; --once works too', async () => {
+  it("failure C: agent 5 min ahead of an issuer that sends Date: one refusal that says by how much, then tokens on the issuer's time; --once works too", async () => {
     const skewed = await startLoopbackIssuer({ ttlS: 20, clockOffsetMs: -300_000, dateHeader: true });
     try {
       const { agent, boot } = await skewedAgent('skew-c', skewed);
@@ -208,7 +208,12 @@ describe('agent clock skew (the loopback issuer\'s clock set apart from the agen
 
       const { execFile } = await import('node:child_process');
       const once = await new Promise<number>((resolve) => {
-        execFile(process.execPath, [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', join(root, 'skew-c-once')], { timeout: 20_000 }, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0));
+        execFile(
+          process.execPath,
+          [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', join(root, 'skew-c-once')],
+          { timeout: 20_000 },
+          (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0),
+        );
       });
       expect(once).toBe(0);
     } finally {
@@ -244,7 +249,9 @@ describe('agent files at start', () => {
     const dir = join(root, id);
     const { execFile } = await import('node:child_process');
     const code = await new Promise<number>((resolve) => {
-      execFile(process.execPath, [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir], { timeout: 20_000 }, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0));
+      execFile(process.execPath, [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir], { timeout: 20_000 }, (err) =>
+        resolve(err ? ((err as { code?: number }).code ?? 1) : 0),
+      );
     });
     expect(code).toBe(0);
     return { dir, boot };
@@ -263,7 +270,9 @@ describe('agent files at start', () => {
     agents.push(away);
     await waitFor(() => away.logs().some((l) => l.event === 'agent_started'), 5_000, 'the agent');
     expect(await healthz(away.url)).toMatchObject({ status: 503, body: { status: 'credentials_unusable' } });
-    expect(away.logs().filter((l) => l.event === 'file_unusable')).toMatchObject([{ file: 'credentials.json', path: join(dir, 'credentials.json') }]);
+    expect(away.logs().filter((l) => l.event === 'file_unusable')).toMatchObject([
+      { file: 'credentials.json', path: join(dir, 'credentials.json') },
+    ]);
     await away.stop();
 
     const back = await startAgent(['--bootstrap-key', boot, '--dir', dir, '--max-backoff', '1s']);

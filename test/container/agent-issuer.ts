@@ -6,9 +6,9 @@
  * the client assertion (README "Token endpoint": `expired`, `iat_in_future`, `nbf_in_future`).
  */
 import { createServer, type Server } from 'node:http';
+import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { credentialsVersion } from '../../container/agent/restore.js';
 import type { BootstrapFile, CredentialsFile, TokenResponse } from '../../src/admin-api.js';
-import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 
 export interface LoopbackIssuerOptions {
   /** Token lifetime (the issuer's AGENT_TOKEN_TTL). */
@@ -36,7 +36,13 @@ export interface LoopbackIssuer {
 export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promise<LoopbackIssuer> {
   const values = { GATEWAY_TOKEN: 'gateway-token-value' };
   // The version as the issuer computes it (a hash over names and values), which the agent checks at start.
-  const opts: LoopbackIssuerOptions = { skewS: 30, dateHeader: false, clockOffsetMs: 0, credentials: { version: credentialsVersion(values), values }, ...initial };
+  const opts: LoopbackIssuerOptions = {
+    skewS: 30,
+    dateHeader: false,
+    clockOffsetMs: 0,
+    credentials: { version: credentialsVersion(values), values },
+    ...initial,
+  };
   const signer = await generateKeyPair('EdDSA');
   let encKey: JWK | undefined;
   const requests: LoopbackIssuer['requests'] = [];
@@ -54,7 +60,10 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
     };
     let claims: Record<string, unknown>;
     try {
-      claims = JSON.parse(Buffer.from((form.get('client_assertion') ?? '').split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
+      claims = JSON.parse(Buffer.from((form.get('client_assertion') ?? '').split('.')[1] ?? '', 'base64url').toString()) as Record<
+        string,
+        unknown
+      >;
     } catch {
       return answer(400, { error: 'invalid_request', error_description: 'malformed_assertion' }, 'malformed');
     }
@@ -64,19 +73,35 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
     // The issuer's order (src/issuer/assertion.ts checkClaims): expired, then iat, then nbf.
     if ((claims.exp as number) + skew <= nowS) return refuse('expired', 'the assertion has expired');
     if ((claims.iat as number) > nowS + skew) return refuse('iat_in_future', 'iat is in the future beyond the allowed clock skew');
-    if (claims.nbf !== undefined && (claims.nbf as number) > nowS + skew) return refuse('nbf_in_future', 'nbf is in the future beyond the allowed clock skew');
+    if (claims.nbf !== undefined && (claims.nbf as number) > nowS + skew)
+      return refuse('nbf_in_future', 'nbf is in the future beyond the allowed clock skew');
     const enc = form.get('enc_jwk');
     if (enc) encKey = JSON.parse(enc) as JWK;
     const iat = Math.floor(nowS);
-    const out: Record<string, unknown> = { sub: String(claims.iss), client_id: String(claims.iss), jti: `t${requests.length + 1}`, scope: 'agent' };
+    const out: Record<string, unknown> = {
+      sub: String(claims.iss),
+      client_id: String(claims.iss),
+      jti: `t${requests.length + 1}`,
+      scope: 'agent',
+    };
     if (encKey && opts.credentials) {
       out.cred = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(opts.credentials)))
         .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' })
         .encrypt(await importJWK(encKey, 'ECDH-ES+A256KW'));
       out.cred_ver = opts.credentials.version;
     }
-    const token = await new SignJWT(out).setProtectedHeader({ alg: 'EdDSA', kid: 'loopback-1', typ: 'at+jwt' }).setIssuer('http://issuer.test').setIssuedAt(iat).setExpirationTime(iat + opts.ttlS).sign(signer.privateKey);
-    const body: TokenResponse = { access_token: token, token_type: 'Bearer', expires_in: opts.ttlS, credentials_version: opts.credentials?.version };
+    const token = await new SignJWT(out)
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'loopback-1', typ: 'at+jwt' })
+      .setIssuer('http://issuer.test')
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + opts.ttlS)
+      .sign(signer.privateKey);
+    const body: TokenResponse = {
+      access_token: token,
+      token_type: 'Bearer',
+      expires_in: opts.ttlS,
+      credentials_version: opts.credentials?.version,
+    };
     answer(200, body, 'issued');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -86,7 +111,12 @@ export async function startLoopbackIssuer(initial: LoopbackIssuerOptions): Promi
     requests,
     async bootstrapFile(clientId) {
       const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
-      const file: BootstrapFile = { client_id: clientId, issuer: url, token_endpoint: `${url}/oauth/token`, key: { ...(await exportJWK(privateKey)), kid: 'boot-1' } };
+      const file: BootstrapFile = {
+        client_id: clientId,
+        issuer: url,
+        token_endpoint: `${url}/oauth/token`,
+        key: { ...(await exportJWK(privateKey)), kid: 'boot-1' },
+      };
       return JSON.stringify(file);
     },
     set(o) {

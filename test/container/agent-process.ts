@@ -2,11 +2,11 @@
  * Runs the built agent (the bundle `npm run build:container` makes for the container image) as a
  * child process on loopback, and small helpers to watch it.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, freePort } from '../node/worker-process.js';
+import { freePort, ROOT } from '../node/worker-process.js';
 
 let bundleDir: string | undefined;
 

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BootstrapFile } from '../../src/admin-api.js';
 import { prepareKeys } from '../../container/agent/client.js';
 import { readBack } from '../../container/agent/files.js';
 import { Refresher } from '../../container/agent/refresher.js';
 import { credentialsVersion, MAX_TOKEN_LIFETIME_S } from '../../container/agent/restore.js';
+import type { BootstrapFile } from '../../src/admin-api.js';
 import { credentialsVersion as issuerCredentialsVersion } from '../../src/issuer/credentials.js';
 
 const root = mkdtempSync(join(tmpdir(), 'agent-restore-'));
@@ -23,7 +23,11 @@ const version = credentialsVersion(values);
 
 async function token(claims: Record<string, unknown>, lifetimeS = 20, iat = Math.floor(Date.now() / 1000)): Promise<string> {
   const { privateKey } = await generateKeyPair('EdDSA');
-  return new SignJWT({ jti: 'saved', ...claims }).setProtectedHeader({ alg: 'EdDSA', kid: 'k1' }).setIssuedAt(iat).setExpirationTime(iat + lifetimeS).sign(privateKey);
+  return new SignJWT({ jti: 'saved', ...claims })
+    .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + lifetimeS)
+    .sign(privateKey);
 }
 
 /** A directory as a previous run could have left it. */
@@ -31,14 +35,23 @@ function dirWith(name: string, files: { token?: string; credentials?: unknown; s
   const dir = join(root, name);
   mkdirSync(dir);
   if (files.token !== undefined) writeFileSync(join(dir, 'token'), files.token);
-  if (files.credentials !== undefined) writeFileSync(join(dir, 'credentials.json'), typeof files.credentials === 'string' ? files.credentials : JSON.stringify(files.credentials));
+  if (files.credentials !== undefined)
+    writeFileSync(
+      join(dir, 'credentials.json'),
+      typeof files.credentials === 'string' ? files.credentials : JSON.stringify(files.credentials),
+    );
   if (files.state !== undefined) writeFileSync(join(dir, 'state.json'), files.state);
   return dir;
 }
 
 async function restored(dir: string) {
   const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
-  const file: BootstrapFile = { client_id: 'sb', issuer: 'http://issuer.test', token_endpoint: 'http://issuer.test/oauth/token', key: { ...(await exportJWK(privateKey)), kid: 'b' } };
+  const file: BootstrapFile = {
+    client_id: 'sb',
+    issuer: 'http://issuer.test',
+    token_endpoint: 'http://issuer.test/oauth/token',
+    key: { ...(await exportJWK(privateKey)), kid: 'b' },
+  };
   const logs: { event: string; fields: Record<string, unknown> }[] = [];
   const r = new Refresher(
     { file, endpoint: file.token_endpoint, keys: await prepareKeys(file) },
@@ -70,7 +83,11 @@ describe('credentials version', () => {
 describe('restore at start', () => {
   it('failure F: a token that is not a JWT is unusable, whatever state.json claims: 503, one line naming the file, never its content', async () => {
     const nowS = Math.floor(Date.now() / 1000);
-    const dir = dirWith('not-a-jwt', { token: 'not-a-jwt\n', credentials: { version, values }, state: JSON.stringify({ expires_at: nowS + 86_391, issued_at: nowS, kid: 'forged' }) });
+    const dir = dirWith('not-a-jwt', {
+      token: 'not-a-jwt\n',
+      credentials: { version, values },
+      state: JSON.stringify({ expires_at: nowS + 86_391, issued_at: nowS, kid: 'forged' }),
+    });
     const { r, unusable, logs } = await restored(dir);
     expect(r.healthStatus()).toBe('no_token');
     expect(r.expiresInMs()).toBeUndefined();
@@ -82,7 +99,11 @@ describe('restore at start', () => {
   it('failure F: expiry comes from the token (its lifetime from when the file was written), not from a forged state.json', async () => {
     const t = await token({ cred_ver: version }, 20);
     const nowS = Math.floor(Date.now() / 1000);
-    const dir = dirWith('forged-state', { token: `${t}\n`, credentials: { version, values }, state: JSON.stringify({ expires_at: nowS + 86_391, issued_at: nowS }) });
+    const dir = dirWith('forged-state', {
+      token: `${t}\n`,
+      credentials: { version, values },
+      state: JSON.stringify({ expires_at: nowS + 86_391, issued_at: nowS }),
+    });
     const { r, unusable } = await restored(dir);
     expect(unusable).toEqual([]);
     expect(r.healthStatus()).toBe('ok');
@@ -118,7 +139,11 @@ describe('restore at start', () => {
     ['a value emptied', { version, values: { ...values, ANTHROPIC_API_KEY: '' } }, /empty values for ANTHROPIC_API_KEY/],
     ['a name missing', { version, values: { GATEWAY_TOKEN: values.GATEWAY_TOKEN } }, /do not match version/],
     ['a value changed', { version, values: { ...values, GATEWAY_TOKEN: 'edited' } }, /do not match version/],
-    ['another version than the token', { version: credentialsVersion({ GATEWAY_TOKEN: 'old' }), values: { GATEWAY_TOKEN: 'old' } }, /not the token's/],
+    [
+      'another version than the token',
+      { version: credentialsVersion({ GATEWAY_TOKEN: 'old' }), values: { GATEWAY_TOKEN: 'old' } },
+      /not the token's/,
+    ],
     ['truncated', '{"version": "abc", "val', /not a JSON object/],
   ];
   for (const [what, creds, reason] of broken) {
@@ -129,7 +154,11 @@ describe('restore at start', () => {
       expect(r.healthStatus()).toBe('credentials_unusable');
       expect(r.credentials).toBeUndefined(); // so the first refresh writes it, even for the same version
       expect(unusable).toHaveLength(1);
-      expect(unusable[0]).toMatchObject({ file: 'credentials.json', path: join(dir, 'credentials.json'), reason: expect.stringMatching(reason) });
+      expect(unusable[0]).toMatchObject({
+        file: 'credentials.json',
+        path: join(dir, 'credentials.json'),
+        reason: expect.stringMatching(reason),
+      });
       expect(JSON.stringify(logs)).not.toMatch(/gateway-value|api-value|edited/);
     });
   }
@@ -139,6 +168,8 @@ describe('restore at start', () => {
     const dir = dirWith('no-creds', { token: t });
     const { r, unusable } = await restored(dir);
     expect(r.healthStatus()).toBe('credentials_unusable');
-    expect(unusable).toMatchObject([{ file: 'credentials.json', path: join(dir, 'credentials.json'), reason: expect.stringContaining('missing') }]);
+    expect(unusable).toMatchObject([
+      { file: 'credentials.json', path: join(dir, 'credentials.json'), reason: expect.stringContaining('missing') },
+    ]);
   });
 });

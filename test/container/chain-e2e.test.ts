@@ -5,18 +5,18 @@
  */
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
-import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
-import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
-import { buildContainer, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
-import { captureLog, startProxy, startUpstream, type Upstream } from './gateway-proxy-fixtures.js';
-import { connect } from 'node:net';
 import { buildCli, runProcess } from '../node/cli-process.js';
-import { createServer, type Server } from 'node:http';
+import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
+import { type AgentProcess, buildContainer, removeBundle, startAgent, waitFor } from './agent-process.js';
+import { captureLog, startProxy, startUpstream, type Upstream } from './gateway-proxy-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'chain-e2e-'));
 const USER = 'e2e-user@example.com';
@@ -36,11 +36,20 @@ beforeAll(async () => {
   const workerPort = await freePort();
   const issuer = `http://127.0.0.1:${workerPort}`;
   proxy = await startProxy(
-    { jwksUrl: `${issuer}/.well-known/jwks.json`, issuer, audience: 'gateway:main', upstream: upstream.url, credentialsFile: join(dir, 'out', 'credentials.json') },
+    {
+      jwksUrl: `${issuer}/.well-known/jwks.json`,
+      issuer,
+      audience: 'gateway:main',
+      upstream: upstream.url,
+      credentialsFile: join(dir, 'out', 'credentials.json'),
+    },
     { log: proxyLog.log },
   );
   worker = await startWorker({ persistTo: join(dir, 'state'), port: workerPort, vars: { GATEWAY_UPSTREAM: proxy.url, DEV_USER: USER } });
-  const boot = await fetch(`${issuer}/api/admin/sandboxes/main/bootstrap`, { method: 'POST', headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+  const boot = await fetch(`${issuer}/api/admin/sandboxes/main/bootstrap`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
   writeFileSync(join(dir, 'boot.json'), await boot.text(), { mode: 0o600 });
   agent = await startAgent(['--bootstrap-key', join(dir, 'boot.json'), '--dir', join(dir, 'out')]);
   await waitFor(() => existsSync(join(dir, 'out', 'state.json')), 20_000, 'the agent credential');
@@ -132,7 +141,7 @@ function rawRequest(port: number, lines: string[]): Promise<{ status: number; bo
   });
 }
 
-describe('security review: the reviewer\'s inputs for findings 1, 8 and 9, through the whole chain', () => {
+describe("security review: the reviewer's inputs for findings 1, 8 and 9, through the whole chain", () => {
   let thief: Server;
   let thiefPort: number;
   const stolen: string[] = [];
@@ -151,7 +160,14 @@ describe('security review: the reviewer\'s inputs for findings 1, 8 and 9, throu
 
   it('finding 1: paths beginning with // (and their cousins) reach neither another host nor the gateway', async () => {
     const before = upstream.hits;
-    for (const path of [`//127.0.0.1:${thiefPort}/steal`, `///127.0.0.1:${thiefPort}/steal`, `/\\127.0.0.1:${thiefPort}/steal`, `//user@127.0.0.1:${thiefPort}/steal`, '//api/admin/keys', `/x/..//127.0.0.1:${thiefPort}/steal`]) {
+    for (const path of [
+      `//127.0.0.1:${thiefPort}/steal`,
+      `///127.0.0.1:${thiefPort}/steal`,
+      `/\\127.0.0.1:${thiefPort}/steal`,
+      `//user@127.0.0.1:${thiefPort}/steal`,
+      '//api/admin/keys',
+      `/x/..//127.0.0.1:${thiefPort}/steal`,
+    ]) {
       const res = await rawRequest(port(), [`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port()}`, 'Cookie: sid=1']);
       expect(res.status, path).toBe(400);
       expect(res.body, path).toContain('the path must not begin with // or contain a backslash');
@@ -187,7 +203,13 @@ describe('security review: the reviewer\'s inputs for findings 1, 8 and 9, throu
   });
 
   it('finding 9: split Cookie lines never carry CF_Authorization to the gateway', async () => {
-    const res = await rawRequest(port(), ['GET /cookies HTTP/1.1', `Host: 127.0.0.1:${port()}`, 'Cookie: sid=1', `Cookie: CF_Authorization=${MARKER}.jwt; theme=dark`, `Cookie: cf_authorization=${MARKER}.lower`]);
+    const res = await rawRequest(port(), [
+      'GET /cookies HTTP/1.1',
+      `Host: 127.0.0.1:${port()}`,
+      'Cookie: sid=1',
+      `Cookie: CF_Authorization=${MARKER}.jwt; theme=dark`,
+      `Cookie: cf_authorization=${MARKER}.lower`,
+    ]);
     expect(res.status).toBe(200);
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe('/cookies');
@@ -213,7 +235,11 @@ describe('issue 13 item 4: identity no one between the user and the gateway can 
     const values = seen.rawHeaders.filter((_, i) => i % 2 === 1).join('\n');
     for (const v of ['mallory', '203.0.113.', 'evil.example', 'gopher', 'operator.admin']) expect(values, v).not.toContain(v);
     const of = (name: string) => seen.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1]!.toLowerCase() === name);
-    return Object.fromEntries(['x-forwarded-for', 'x-forwarded-user', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded', 'x-openclaw-scopes'].map((n) => [n, of(n)]));
+    return Object.fromEntries(
+      ['x-forwarded-for', 'x-forwarded-user', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded', 'x-openclaw-scopes'].map(
+        (n) => [n, of(n)],
+      ),
+    );
   }
   /** A loopback client on the local stack: 192.0.2.1 (TEST-NET-1), the user DEV_USER, the issuer's own scheme and host. */
   const expected = () => ({
@@ -227,7 +253,11 @@ describe('issue 13 item 4: identity no one between the user and the gateway can 
   });
 
   it('HTTP: the gateway sees X-Forwarded-For 192.0.2.1 and X-Forwarded-User = DEV_USER despite forged headers', async () => {
-    const res = await rawRequest(port(), ['GET /attribution HTTP/1.1', `Host: 127.0.0.1:${port()}`, ...FORGED.map(([n, v]) => `${n}: ${v}`)]);
+    const res = await rawRequest(port(), [
+      'GET /attribution HTTP/1.1',
+      `Host: 127.0.0.1:${port()}`,
+      ...FORGED.map(([n, v]) => `${n}: ${v}`),
+    ]);
     expect(res.status).toBe(200);
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe('/attribution');
@@ -261,14 +291,25 @@ describe('issue 13 item 4: identity no one between the user and the gateway can 
 it('finding 2: after a flood of 1,100 junk assertions, credctl audit --sandbox main still shows bootstrap and token_issued', async () => {
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const junk = `${enc({ alg: 'EdDSA' })}.${enc({ iss: 'main', sub: 'main' })}.AAAA`;
-  const body = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: junk }).toString();
+  const body = new URLSearchParams({
+    grant_type: 'client_credentials',
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: junk,
+  }).toString();
   for (let i = 0; i < 1100; i += 50) {
-    const answers = await Promise.all(Array.from({ length: 50 }, () => fetch(`${worker.url}/oauth/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body })));
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        fetch(`${worker.url}/oauth/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body }),
+      ),
+    );
     expect(answers.every((r) => r.status === 401)).toBe(true);
   }
   const bundle = await buildCli(join(dir, 'cli'));
   for (const extra of [[], ['--limit', '500']]) {
-    const run = await runProcess(process.execPath, [bundle, 'audit', '--sandbox', 'main', ...extra], { cwd: dir, env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN } });
+    const run = await runProcess(process.execPath, [bundle, 'audit', '--sandbox', 'main', ...extra], {
+      cwd: dir,
+      env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    });
     expect(run.code, run.stderr).toBe(0);
     const events = run.stdout.split('refusals, counted per rule per minute')[0]!;
     expect(events).toMatch(/\bbootstrap\b/);

@@ -12,19 +12,19 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MAX_HEADER_BYTES } from '../../container/lib/proxy/server.js';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
+  type AttackCase,
   attackCorpus,
   captureLog,
+  type JwksServer,
   makeKey,
   rawRequest,
   startJwksServer,
   startProxy,
   startUpstream,
-  token,
-  writeCredentials,
-  type AttackCase,
-  type JwksServer,
   type TestKey,
+  token,
   type Upstream,
+  writeCredentials,
 } from './gateway-proxy-fixtures.js';
 
 let key: TestKey;
@@ -41,7 +41,10 @@ beforeAll(async () => {
   upstream = await startUpstream();
   dir = mkdtempSync(join(tmpdir(), 'gateway-proxy-attacks-'));
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-secret-value-0123456789' }, 'v1');
-  proxy = await startProxy({ jwksUrl: jwks.url, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') }, { log: logs.log });
+  proxy = await startProxy(
+    { jwksUrl: jwks.url, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') },
+    { log: logs.log },
+  );
   corpus = await attackCorpus(key, await makeKey());
 });
 
@@ -53,7 +56,11 @@ afterAll(async () => {
 });
 
 function send(c: AttackCase): Promise<{ status: number; head: string; body: string }> {
-  return rawRequest(proxy.port, ['GET /private HTTP/1.1', `Host: 127.0.0.1:${proxy.port}`, ...c.authorization.map((v) => `Authorization: ${v}`)]);
+  return rawRequest(proxy.port, [
+    'GET /private HTTP/1.1',
+    `Host: 127.0.0.1:${proxy.port}`,
+    ...c.authorization.map((v) => `Authorization: ${v}`),
+  ]);
 }
 
 /**
@@ -66,7 +73,10 @@ const expected = (c: AttackCase): [string, number, string | undefined] =>
 
 /** Pieces of a case's credentials long enough to recognise if echoed or logged. */
 function fragments(c: AttackCase): string[] {
-  return c.authorization.flatMap((v) => v.split(/[ .,]+/)).filter((f) => f.length >= 16).map((f) => f.slice(0, 64));
+  return c.authorization
+    .flatMap((v) => v.split(/[ .,]+/))
+    .filter((f) => f.length >= 16)
+    .map((f) => f.slice(0, 64));
 }
 
 it('holds at least 30 distinct cases', () => {

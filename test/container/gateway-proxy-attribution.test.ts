@@ -14,20 +14,20 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
-  captureLog,
   CLIENT_IP,
+  captureLog,
   ISSUER,
+  type JwksServer,
   makeKey,
   rawRequest,
+  type SeenRequest,
   startJwksServer,
   startProxy,
   startUpstream,
-  token,
-  writeCredentials,
-  type JwksServer,
-  type SeenRequest,
   type TestKey,
+  token,
   type Upstream,
+  writeCredentials,
 } from './gateway-proxy-fixtures.js';
 
 const GATEWAY_TOKEN = 'gw-attribution-value-0123456789';
@@ -101,7 +101,12 @@ function expectAttributed(seen: SeenRequest, o: { user: string; clientIp: string
 }
 
 async function httpThrough(p: RunningProxy, t: string, path = '/api/x'): Promise<{ status: number; body: string }> {
-  return rawRequest(p.port, [`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${p.port}`, `Authorization: Bearer ${t}`, ...FORGED.map(([n, v]) => `${n}: ${v}`)]);
+  return rawRequest(p.port, [
+    `GET ${path} HTTP/1.1`,
+    `Host: 127.0.0.1:${p.port}`,
+    `Authorization: Bearer ${t}`,
+    ...FORGED.map(([n, v]) => `${n}: ${v}`),
+  ]);
 }
 
 /** Opens a WebSocket through the proxy with the forged headers; resolves with the upstream's hello. */
@@ -158,7 +163,10 @@ describe('issue 13 item 4: X-Forwarded-For is the verified client_ip, whatever t
   });
 
   it('a client_ip in another valid spelling (upper case, uncompressed, IPv4-mapped) is forwarded in canonical form', async () => {
-    const cases: [string, string][] = [['2001:DB8:0:0:0:0:0:7', '2001:db8::7'], ['::ffff:198.51.100.24', '198.51.100.24']];
+    const cases: [string, string][] = [
+      ['2001:DB8:0:0:0:0:0:7', '2001:db8::7'],
+      ['::ffff:198.51.100.24', '198.51.100.24'],
+    ];
     for (const [sent, forwarded] of cases) {
       expect((await httpThrough(proxy, await token(key, { claims: { client_ip: sent } }))).status).toBe(200);
       expect(valuesOf(upstream.requests.at(-1)!, 'x-forwarded-for'), sent).toEqual([forwarded]);
@@ -186,7 +194,19 @@ describe('issue 13 item 4: tokens without a usable client_ip', () => {
   });
 
   it('a client_ip that is no IP literal is refused (401 invalid_claim) on HTTP and WebSocket; the upstream is never reached', async () => {
-    const junk: unknown[] = ['junk', '', '203.0.113.7, 198.51.100.1', '203.0.113.7:443', '[2001:db8::7]', 'fe80::1%eth0', 'localhost', 3232235777, null, ['198.51.100.23'], { ip: '198.51.100.23' }];
+    const junk: unknown[] = [
+      'junk',
+      '',
+      '203.0.113.7, 198.51.100.1',
+      '203.0.113.7:443',
+      '[2001:db8::7]',
+      'fe80::1%eth0',
+      'localhost',
+      3232235777,
+      null,
+      ['198.51.100.23'],
+      { ip: '198.51.100.23' },
+    ];
     for (const value of junk) {
       const t = await token(key, { claims: { client_ip: value } });
       const res = await fetch(`${proxy.url}/api/x`, { headers: { Authorization: `Bearer ${t}`, 'X-Forwarded-For': '203.0.113.66' } });

@@ -3,7 +3,7 @@
  * value, `npm run gateway-proxy` from source, and the esbuild bundle (ESM, platform node, as
  * `npm run build:container` makes it) forwarding a request and stopping cleanly on SIGTERM.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,18 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseProxyConfig, UsageError } from '../../container/lib/proxy/config.js';
 import { freePort, ROOT } from '../node/worker-process.js';
-import { AUDIENCE, ISSUER, makeKey, startJwksServer, startUpstream, token, writeCredentials, type JwksServer, type TestKey, type Upstream } from './gateway-proxy-fixtures.js';
+import {
+  AUDIENCE,
+  ISSUER,
+  type JwksServer,
+  makeKey,
+  startJwksServer,
+  startUpstream,
+  type TestKey,
+  token,
+  type Upstream,
+  writeCredentials,
+} from './gateway-proxy-fixtures.js';
 
 const run = promisify(execFile);
 const SOURCE = ['--import', `${ROOT}scripts/register-ts.mjs`, `${ROOT}container/gateway-proxy.ts`];
@@ -35,15 +46,46 @@ afterAll(async () => {
 });
 
 function flags(port: number): string[] {
-  return ['--jwks', jwks.url, '--issuer', ISSUER, '--audience', AUDIENCE, '--upstream', upstream.url, '--credentials', join(dir, 'credentials.json'), '--port', String(port)];
+  return [
+    '--jwks',
+    jwks.url,
+    '--issuer',
+    ISSUER,
+    '--audience',
+    AUDIENCE,
+    '--upstream',
+    upstream.url,
+    '--credentials',
+    join(dir, 'credentials.json'),
+    '--port',
+    String(port),
+  ];
 }
 
 describe('flags', () => {
-  const base = { JWKS_URL: 'http://127.0.0.1:1/jwks.json', EXPECTED_ISSUER: ISSUER, EXPECTED_AUDIENCE: AUDIENCE, UPSTREAM_URL: 'http://127.0.0.1:18789', CREDENTIALS_FILE: '/run/creds/credentials.json' };
+  const base = {
+    JWKS_URL: 'http://127.0.0.1:1/jwks.json',
+    EXPECTED_ISSUER: ISSUER,
+    EXPECTED_AUDIENCE: AUDIENCE,
+    UPSTREAM_URL: 'http://127.0.0.1:18789',
+    CREDENTIALS_FILE: '/run/creds/credentials.json',
+  };
 
   it('each flag has an environment twin; defaults: port 8789 on 127.0.0.1, GATEWAY_TOKEN, 30 s skew; a flag beats its twin', () => {
-    expect(parseProxyConfig([], base)).toMatchObject({ port: 8789, host: '127.0.0.1', upstreamTokenName: 'GATEWAY_TOKEN', clockSkew: 30, audience: AUDIENCE });
-    const c = parseProxyConfig(['--port', '9000'], { ...base, PROXY_PORT: '9100', UPSTREAM_TOKEN_NAME: 'OTHER_TOKEN', CLOCK_SKEW_SECONDS: '5', PROXY_HOST: '0.0.0.0' });
+    expect(parseProxyConfig([], base)).toMatchObject({
+      port: 8789,
+      host: '127.0.0.1',
+      upstreamTokenName: 'GATEWAY_TOKEN',
+      clockSkew: 30,
+      audience: AUDIENCE,
+    });
+    const c = parseProxyConfig(['--port', '9000'], {
+      ...base,
+      PROXY_PORT: '9100',
+      UPSTREAM_TOKEN_NAME: 'OTHER_TOKEN',
+      CLOCK_SKEW_SECONDS: '5',
+      PROXY_HOST: '0.0.0.0',
+    });
     expect(c).toMatchObject({ port: 9000, upstreamTokenName: 'OTHER_TOKEN', clockSkew: 5, host: '0.0.0.0' });
   });
 
@@ -78,7 +120,11 @@ describe('flags', () => {
 
   it('the program prints one line and exits 2 on a bad flag', async () => {
     const args = [...SOURCE, ...flags(1).slice(0, -2), '--port', 'nope'];
-    const err = (await run(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '' } }).catch((e) => e)) as { code: number; stderr: string; stdout: string };
+    const err = (await run(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '' } }).catch((e) => e)) as {
+      code: number;
+      stderr: string;
+      stdout: string;
+    };
     expect(err.code).toBe(2);
     expect(err.stderr).toBe('gateway-proxy: error: --port: must be a port number (0-65535)\n');
     expect(err.stdout).toBe('');
@@ -87,15 +133,30 @@ describe('flags', () => {
   it('npm run gateway-proxy -- --help prints the usage and exits 0', async () => {
     const { stdout } = await run('npm', ['run', '--silent', 'gateway-proxy', '--', '--help'], { cwd: ROOT });
     expect(stdout).toContain('usage: gateway-proxy');
-    for (const twin of ['JWKS_URL', 'EXPECTED_ISSUER', 'EXPECTED_AUDIENCE', 'UPSTREAM_URL', 'CREDENTIALS_FILE', 'UPSTREAM_TOKEN_NAME', 'PROXY_PORT', 'CLOCK_SKEW_SECONDS']) {
+    for (const twin of [
+      'JWKS_URL',
+      'EXPECTED_ISSUER',
+      'EXPECTED_AUDIENCE',
+      'UPSTREAM_URL',
+      'CREDENTIALS_FILE',
+      'UPSTREAM_TOKEN_NAME',
+      'PROXY_PORT',
+      'CLOCK_SKEW_SECONDS',
+    ]) {
       expect(stdout).toContain(twin);
     }
   });
 });
 
-async function runProxy(args: string[]): Promise<{ child: ChildProcess; url: string; out: () => string; stop: () => Promise<number | null> }> {
+async function runProxy(
+  args: string[],
+): Promise<{ child: ChildProcess; url: string; out: () => string; stop: () => Promise<number | null> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...args, ...flags(port)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...args, ...flags(port)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -11,12 +11,20 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compactDecrypt, decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { compactDecrypt, decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
-import { TEST_ADMIN_TOKEN } from '../secrets.js';
 import { startWorker, type WorkerProcess } from '../node/worker-process.js';
-import { captureLog, makeKey, startProxy, startUpstream, token as localToken, writeCredentials, type Upstream } from './gateway-proxy-fixtures.js';
+import { TEST_ADMIN_TOKEN } from '../secrets.js';
+import {
+  captureLog,
+  token as localToken,
+  makeKey,
+  startProxy,
+  startUpstream,
+  type Upstream,
+  writeCredentials,
+} from './gateway-proxy-fixtures.js';
 
 const SANDBOX = 'e2e-gw';
 const USER = 'e2e-user@example.com';
@@ -33,7 +41,8 @@ let offset = 0;
 const jwksFetches = { n: 0 };
 const logs = captureLog();
 
-const admin = (path: string, method = 'POST') => fetch(`${worker.url}${path}`, { method, headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+const admin = (path: string, method = 'POST') =>
+  fetch(`${worker.url}${path}`, { method, headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
 
 /** An egress-delivered entry, so the agent's credentials carry a sentinel (README, "Egress delivery"). */
 const CREDENTIALS = JSON.stringify({
@@ -102,12 +111,26 @@ beforeAll(async () => {
   // A one-minute JWKS max-age keeps the clock moves below the tokens' 600 s lifetime.
   worker = await startWorker({
     persistTo: join(dir, 'state'),
-    vars: { JWKS_MAX_AGE: `${MAX_AGE_S}s`, SANDBOX_ID: SANDBOX, DEV_USER: USER, GATEWAY_UPSTREAM: minted.url, ACCESS_TOKEN_TTL, CREDENTIALS, E2E_PROVIDER_SECRET: `e2e-provider-${randomUUID()}` },
+    vars: {
+      JWKS_MAX_AGE: `${MAX_AGE_S}s`,
+      SANDBOX_ID: SANDBOX,
+      DEV_USER: USER,
+      GATEWAY_UPSTREAM: minted.url,
+      ACCESS_TOKEN_TTL,
+      CREDENTIALS,
+      E2E_PROVIDER_SECRET: `e2e-provider-${randomUUID()}`,
+    },
   });
   upstream = await startUpstream();
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-e2e-value' }, 'v1');
   proxy = await startProxy(
-    { jwksUrl: `${worker.url}/.well-known/jwks.json`, issuer: worker.url, audience: `gateway:${SANDBOX}`, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') },
+    {
+      jwksUrl: `${worker.url}/.well-known/jwks.json`,
+      issuer: worker.url,
+      audience: `gateway:${SANDBOX}`,
+      upstream: upstream.url,
+      credentialsFile: join(dir, 'credentials.json'),
+    },
     {
       log: logs.log,
       verifierOverrides: {
@@ -161,40 +184,53 @@ it('an egress sentinel from the real issuer, presented to the gateway path as a 
  */
 const FLOOD_TIMEOUT_MS = 30_000;
 
-it('rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost at most one fetch', async () => {
-  const before = await userToken();
-  expect((await get(before)).status).toBe(200);
-  // Two forced rotations: the key that signs now was not even `next` when the proxy fetched.
-  expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
-  expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
-  const after = await userToken();
-  expect(kidOf(after)).not.toBe(kidOf(before));
-  const fetchesBefore = jwksFetches.n;
-  const res = await get(after);
-  expect(res.status).toBe(200);
-  expect(jwksFetches.n).toBe(fetchesBefore + 1);
-  expect((await get(await userToken())).status).toBe(200);
-  expect(jwksFetches.n).toBe(fetchesBefore + 1);
+it(
+  'rotation: the new kid is accepted after one refetch; 1,000 unknown kids cost at most one fetch',
+  async () => {
+    const before = await userToken();
+    expect((await get(before)).status).toBe(200);
+    // Two forced rotations: the key that signs now was not even `next` when the proxy fetched.
+    expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
+    expect((await admin('/api/admin/keys/rotate?force=true')).status).toBe(200);
+    const after = await userToken();
+    expect(kidOf(after)).not.toBe(kidOf(before));
+    const fetchesBefore = jwksFetches.n;
+    const res = await get(after);
+    expect(res.status).toBe(200);
+    expect(jwksFetches.n).toBe(fetchesBefore + 1);
+    expect((await get(await userToken())).status).toBe(200);
+    expect(jwksFetches.n).toBe(fetchesBefore + 1);
 
-  // Past the cooldown, a flood of made-up kids: one fetch at most, every request refused.
-  offset += 31_000;
-  const attacker = await makeKey();
-  const flood = await Promise.all(Array.from({ length: 1000 }, (_, i) => localToken({ ...attacker, kid: `made-up-${i}` }, { claims: { iss: worker.url, aud: `gateway:${SANDBOX}` }, now: Date.now() + offset })));
-  const fetchesBeforeFlood = jwksFetches.n;
-  const hitsBefore = upstream.hits;
-  const statuses: number[] = [];
-  for (let i = 0; i < flood.length; i += 100) {
-    const batch = await Promise.all(flood.slice(i, i + 100).map(async (t) => {
-      const r = await get(t);
-      await r.arrayBuffer();
-      return r.status;
-    }));
-    statuses.push(...batch);
-  }
-  expect(statuses.filter((s) => s === 401)).toHaveLength(1000);
-  expect(jwksFetches.n - fetchesBeforeFlood).toBeLessThanOrEqual(1);
-  expect(upstream.hits).toBe(hitsBefore);
-}, FLOOD_TIMEOUT_MS);
+    // Past the cooldown, a flood of made-up kids: one fetch at most, every request refused.
+    offset += 31_000;
+    const attacker = await makeKey();
+    const flood = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        localToken(
+          { ...attacker, kid: `made-up-${i}` },
+          { claims: { iss: worker.url, aud: `gateway:${SANDBOX}` }, now: Date.now() + offset },
+        ),
+      ),
+    );
+    const fetchesBeforeFlood = jwksFetches.n;
+    const hitsBefore = upstream.hits;
+    const statuses: number[] = [];
+    for (let i = 0; i < flood.length; i += 100) {
+      const batch = await Promise.all(
+        flood.slice(i, i + 100).map(async (t) => {
+          const r = await get(t);
+          await r.arrayBuffer();
+          return r.status;
+        }),
+      );
+      statuses.push(...batch);
+    }
+    expect(statuses.filter((s) => s === 401)).toHaveLength(1000);
+    expect(jwksFetches.n - fetchesBeforeFlood).toBeLessThanOrEqual(1);
+    expect(upstream.hits).toBe(hitsBefore);
+  },
+  FLOOD_TIMEOUT_MS,
+);
 
 it('revocation: a revoked kid is refused after its refetch, also for a token already in the cache', async () => {
   const t = await userToken();
@@ -230,7 +266,10 @@ it('a JWKS outage keeps valid tokens working, first-seen ones included', async (
   offset += (MAX_AGE_S + 1) * 1000;
   expect((await get(unseen)).status).toBe(200);
   expect((await get(seen)).status).toBe(200);
-  const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as { status: string; jwks: { usable: boolean; fresh: boolean; last_error: string | null } };
+  const health = (await (await fetch(`${proxy.url}/healthz`)).json()) as {
+    status: string;
+    jwks: { usable: boolean; fresh: boolean; last_error: string | null };
+  };
   expect(health.jwks).toMatchObject({ usable: true, fresh: false });
   expect(health.jwks.last_error).not.toBeNull();
   expect(logs.lines).toContainEqual(expect.objectContaining({ event: 'jwks_fetch_failed', serving_stale: true }));

@@ -8,11 +8,11 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { WebSocketServer } from 'ws';
 import type { Fields, Logger } from '../../container/agent/log.js';
 import type { ProxyConfig } from '../../container/lib/proxy/config.js';
-import { startGatewayProxy, type RunningProxy } from '../../container/lib/proxy/start.js';
+import { type RunningProxy, startGatewayProxy } from '../../container/lib/proxy/start.js';
 import type { VerifierOptions } from '../../src/verifier/verify.js';
 
 export const ISSUER = 'https://issuer.test';
@@ -164,7 +164,13 @@ export async function startUpstream(): Promise<Upstream> {
         res.writeHead(418, { 'content-type': 'text/plain', 'x-upstream': 'yes' });
         return res.end('teapot');
       }
-      const out = JSON.stringify({ method: seen.method, url: seen.url, authorization: req.headers.authorization, user: req.headers['x-forwarded-user'], body });
+      const out = JSON.stringify({
+        method: seen.method,
+        url: seen.url,
+        authorization: req.headers.authorization,
+        user: req.headers['x-forwarded-user'],
+        body,
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'yes', 'set-cookie': ['a=1', 'b=2'] });
       res.end(out);
     });
@@ -172,7 +178,8 @@ export async function startUpstream(): Promise<Upstream> {
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
     state.hits++;
-    if (state.upgrades.length < 10_000) state.upgrades.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body: '' });
+    if (state.upgrades.length < 10_000)
+      state.upgrades.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body: '' });
     if (req.url !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nno socket');
       return;
@@ -304,7 +311,11 @@ export async function attackCorpus(key: TestKey, attacker: TestKey): Promise<Att
     c('RS256 header', `${enc({ alg: 'RS256', kid: key.kid, typ: 'at+jwt' })}.${enc(claims)}.${fakeSig}`, 'unsupported_alg'),
     c('ES256 header', `${enc({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })}.${enc(claims)}.${fakeSig}`, 'unsupported_alg'),
     c('alg in lower case', `${enc({ ...baseHeader, alg: 'eddsa' })}.${enc(claims)}.${fakeSig}`, 'unsupported_alg'),
-    c('embedded jwk header (attacker key, signed by it)', await token(attacker, { header: { kid: key.kid, jwk: attacker.publicJwk } }), 'forbidden_header'),
+    c(
+      'embedded jwk header (attacker key, signed by it)',
+      await token(attacker, { header: { kid: key.kid, jwk: attacker.publicJwk } }),
+      'forbidden_header',
+    ),
     c('jku header', await header({ jku: 'https://attacker.test/jwks.json' }), 'forbidden_header'),
     c('x5u header', await header({ x5u: 'https://attacker.test/cert.pem' }), 'forbidden_header'),
     c('x5c header', await header({ x5c: ['MIIBIjANBgkq'] }), 'forbidden_header'),
@@ -319,7 +330,11 @@ export async function attackCorpus(key: TestKey, attacker: TestKey): Promise<Att
     c('nbf ahead', await token(key, { claims: { nbf: now + 3600 } }), 'not_yet_valid'),
     c('iat ahead', await token(key, { claims: { iat: now + 3600, exp: now + 3900 } }), 'iat_in_future'),
     c('missing exp', await token(key, { drop: ['exp'] }), 'exp_missing'),
-    c('exp 1e999', await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace(/"exp":\d+/, '"exp":1e999')), 'exp_missing'),
+    c(
+      'exp 1e999',
+      await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace(/"exp":\d+/, '"exp":1e999')),
+      'exp_missing',
+    ),
     c('missing sub', await token(key, { drop: ['sub'] }), 'sub_missing'),
     c('missing jti', await token(key, { drop: ['jti'] }), 'jti_missing'),
     c('wrong iss', await token(key, { claims: { iss: 'https://attacker.test' } }), 'bad_issuer'),
@@ -342,9 +357,21 @@ export async function attackCorpus(key: TestKey, attacker: TestKey): Promise<Att
     c('claims set that is a JSON string', await signRaw(key, JSON.stringify(baseHeader), '"hello"'), 'malformed_token'),
     c('header that is JSON null', `${b64('null')}.${gp}.${gs}`, 'malformed_token'),
     c('claims set not UTF-8', `${enc(baseHeader)}.${b64(new Uint8Array([0x7b, 0xff, 0x7d]))}.${fakeSig}`, 'malformed_token'),
-    c('duplicate claim names (aud twice)', await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace('{', '{"aud":"gateway:sbx-2",')), 'duplicate_member'),
-    c('duplicate claim names spelled with escapes', await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace('{', '{"\\u0061ud":"gateway:sbx-2",')), 'duplicate_member'),
-    c('duplicate header names (alg twice)', await signRaw(key, `{"alg":"none",${JSON.stringify(baseHeader).slice(1)}`, JSON.stringify(claims)), 'duplicate_member'),
+    c(
+      'duplicate claim names (aud twice)',
+      await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace('{', '{"aud":"gateway:sbx-2",')),
+      'duplicate_member',
+    ),
+    c(
+      'duplicate claim names spelled with escapes',
+      await signRaw(key, JSON.stringify(baseHeader), JSON.stringify(claims).replace('{', '{"\\u0061ud":"gateway:sbx-2",')),
+      'duplicate_member',
+    ),
+    c(
+      'duplicate header names (alg twice)',
+      await signRaw(key, `{"alg":"none",${JSON.stringify(baseHeader).slice(1)}`, JSON.stringify(claims)),
+      'duplicate_member',
+    ),
     c('1 MiB header', `${b64(JSON.stringify({ ...baseHeader, pad: 'p'.repeat(1 << 20) }))}.${gp}.${gs}`, 'token_too_large'),
     c('token just over 8 KiB', await token(key, { claims: { pad: 'p'.repeat(8 * 1024) } }), 'token_too_large'),
     { name: 'empty bearer', authorization: ['Bearer '], code: 'missing_token' },

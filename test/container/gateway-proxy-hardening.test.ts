@@ -15,19 +15,19 @@ import { MAX_HEADER_BYTES } from '../../container/lib/proxy/server.js';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
   CLIENT_IP,
-  ISSUER,
   captureLog,
+  ISSUER,
+  type JwksServer,
   makeKey,
   rawRequest,
+  type SeenRequest,
   startJwksServer,
   startProxy,
   startUpstream,
-  token,
-  writeCredentials,
-  type JwksServer,
-  type SeenRequest,
   type TestKey,
+  token,
   type Upstream,
+  writeCredentials,
 } from './gateway-proxy-fixtures.js';
 
 const GATEWAY_TOKEN = 'gw-hardening-value-0123456789';
@@ -47,7 +47,10 @@ beforeAll(async () => {
   upstream = await startUpstream();
   dir = mkdtempSync(join(tmpdir(), 'gateway-proxy-hardening-'));
   writeCredentials(dir, { GATEWAY_TOKEN }, 'v1');
-  proxy = await startProxy({ jwksUrl: jwks.url, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') }, { log: logs.log });
+  proxy = await startProxy(
+    { jwksUrl: jwks.url, upstream: upstream.url, credentialsFile: join(dir, 'credentials.json') },
+    { log: logs.log },
+  );
 });
 
 afterAll(async () => {
@@ -223,11 +226,16 @@ describe('finding 8: client identity and address headers', () => {
       expect(folded, name).not.toContain(f);
     }
     expect(names.filter((n) => n.includes('_'))).toEqual(['X_Custom_Underscore']);
-    expect(folded.filter((n) => n.startsWith('x-forwarded-')).sort()).toEqual(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-user']);
+    expect(folded.filter((n) => n.startsWith('x-forwarded-')).sort()).toEqual([
+      'x-forwarded-for',
+      'x-forwarded-host',
+      'x-forwarded-proto',
+      'x-forwarded-user',
+    ]);
     const values = seen.rawHeaders.filter((_, i) => i % 2 === 1).join('\n');
     for (const v of FORGED_VALUES) expect(values, v).not.toContain(v);
     expect(seen.headers['x-custom']).toBe('kept');
-    expect(seen.headers['x_custom_underscore']).toBe('kept too');
+    expect(seen.headers.x_custom_underscore).toBe('kept too');
   }
 
   it("finding 8: drops every client-sent identity/address header (any case, _ for -) on HTTP; X-Forwarded-For is the token's client_ip only", async () => {
@@ -268,13 +276,66 @@ describe('finding 10: upgrade policy', () => {
     const auth = `Authorization: Bearer ${t}`;
     const host = `Host: 127.0.0.1:${proxy.port}`;
     const cases: [string, string[], string][] = [
-      ['h2c', ['GET /ws HTTP/1.1', host, 'Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', auth], 'unsupported_upgrade'],
+      [
+        'h2c',
+        ['GET /ws HTTP/1.1', host, 'Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', auth],
+        'unsupported_upgrade',
+      ],
       ['h2c on another path', ['GET / HTTP/1.1', host, 'Upgrade: h2c', 'Connection: Upgrade', auth], 'unsupported_upgrade'],
-      ['websocket, h2c', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket, h2c', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 'unsupported_upgrade'],
-      ['h2c, websocket', ['GET /ws HTTP/1.1', host, 'Upgrade: h2c, websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 'unsupported_upgrade'],
-      ['two Upgrade headers', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Upgrade: h2c', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 'unsupported_upgrade'],
+      [
+        'websocket, h2c',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket, h2c',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        'unsupported_upgrade',
+      ],
+      [
+        'h2c, websocket',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: h2c, websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        'unsupported_upgrade',
+      ],
+      [
+        'two Upgrade headers',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket',
+          'Upgrade: h2c',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        'unsupported_upgrade',
+      ],
       ['TLS/1.0 (RFC 2817)', ['GET / HTTP/1.1', host, 'Upgrade: TLS/1.0', 'Connection: Upgrade', auth], 'unsupported_upgrade'],
-      ['websocket/13 with a version', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket/13', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 'unsupported_upgrade'],
+      [
+        'websocket/13 with a version',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket/13',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        'unsupported_upgrade',
+      ],
       ['h2c without Connection: upgrade (plain HTTP to Node)', ['GET / HTTP/1.1', host, 'Upgrade: h2c', auth], 'unsupported_upgrade'],
     ];
     for (const [name, lines, code] of cases) {
@@ -290,13 +351,90 @@ describe('finding 10: upgrade policy', () => {
     const auth = `Authorization: Bearer ${t}`;
     const host = `Host: 127.0.0.1:${proxy.port}`;
     const cases: [string, string[], number, string][] = [
-      ['no Sec-WebSocket-Key', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', auth], 400, 'invalid_websocket_handshake'],
-      ['a key that is not 16 bytes', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: c2hvcnQ=', auth], 400, 'invalid_websocket_handshake'],
-      ['two keys', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 400, 'invalid_websocket_handshake'],
-      ['no Sec-WebSocket-Version', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 426, 'unsupported_websocket_version'],
-      ['version 8', ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 8', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 426, 'unsupported_websocket_version'],
-      ['POST', ['POST /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Content-Length: 0', auth], 400, 'invalid_websocket_handshake'],
-      ['HTTP/1.0', ['GET /ws HTTP/1.0', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth], 400, 'invalid_websocket_handshake'],
+      [
+        'no Sec-WebSocket-Key',
+        ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', auth],
+        400,
+        'invalid_websocket_handshake',
+      ],
+      [
+        'a key that is not 16 bytes',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: c2hvcnQ=',
+          auth,
+        ],
+        400,
+        'invalid_websocket_handshake',
+      ],
+      [
+        'two keys',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        400,
+        'invalid_websocket_handshake',
+      ],
+      [
+        'no Sec-WebSocket-Version',
+        ['GET /ws HTTP/1.1', host, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', auth],
+        426,
+        'unsupported_websocket_version',
+      ],
+      [
+        'version 8',
+        [
+          'GET /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 8',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        426,
+        'unsupported_websocket_version',
+      ],
+      [
+        'POST',
+        [
+          'POST /ws HTTP/1.1',
+          host,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          'Content-Length: 0',
+          auth,
+        ],
+        400,
+        'invalid_websocket_handshake',
+      ],
+      [
+        'HTTP/1.0',
+        [
+          'GET /ws HTTP/1.0',
+          host,
+          'Upgrade: websocket',
+          'Connection: Upgrade',
+          'Sec-WebSocket-Version: 13',
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+          auth,
+        ],
+        400,
+        'invalid_websocket_handshake',
+      ],
     ];
     for (const [name, lines, status, code] of cases) {
       const res = await exchangeUntilClose(request(lines));
@@ -313,7 +451,13 @@ describe('finding 10: upgrade policy', () => {
     const cases: [string, string][] = [
       ['Content-Length: 5', request(wsHandshake('/ws', [auth, 'Content-Length: 5']), 'hello')],
       ['Transfer-Encoding: chunked', request(wsHandshake('/ws', [auth, 'Transfer-Encoding: chunked']), '5\r\nhello\r\n0\r\n\r\n')],
-      ['h2c with a body', request(['POST / HTTP/1.1', `Host: 127.0.0.1:${proxy.port}`, 'Upgrade: h2c', 'Connection: Upgrade', 'Content-Length: 5', auth], 'hello')],
+      [
+        'h2c with a body',
+        request(
+          ['POST / HTTP/1.1', `Host: 127.0.0.1:${proxy.port}`, 'Upgrade: h2c', 'Connection: Upgrade', 'Content-Length: 5', auth],
+          'hello',
+        ),
+      ],
     ];
     for (const [name, text] of cases) {
       const res = await exchangeUntilClose(text);
@@ -330,7 +474,16 @@ describe('finding 10: upgrade policy', () => {
     // The reviewer's sequence: the upgrade, then raw requests with no token and a forged user.
     const follow = request(['GET /after HTTP/1.1', 'Host: x', 'X-Forwarded-User: admin']);
     const res = await exchangeUntilClose(
-      request(['GET / HTTP/1.1', `Host: 127.0.0.1:${proxy.port}`, 'Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', `Authorization: Bearer ${t}`]) + follow + follow,
+      request([
+        'GET / HTTP/1.1',
+        `Host: 127.0.0.1:${proxy.port}`,
+        'Upgrade: h2c',
+        'Connection: Upgrade, HTTP2-Settings',
+        'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
+        `Authorization: Bearer ${t}`,
+      ]) +
+        follow +
+        follow,
     );
     expect(res.status).toBe(400);
     expect(res.head + res.body).not.toContain('HTTP/1.1 101');
@@ -339,12 +492,16 @@ describe('finding 10: upgrade policy', () => {
 
   it('finding 10: a complete websocket handshake is tunnelled, Upgrade matched case-insensitively, with Upgrade: websocket upstream', async () => {
     const t = await token(key, { claims: { sub: 'carol' } });
-    const lines = wsHandshake('/ws', [`Authorization: Bearer ${t}`]).map((l) => (l === 'Upgrade: websocket' ? 'Upgrade: WebSocket' : l === 'Connection: Upgrade' ? 'Connection: keep-alive, Upgrade' : l));
+    const lines = wsHandshake('/ws', [`Authorization: Bearer ${t}`]).map((l) =>
+      l === 'Upgrade: websocket' ? 'Upgrade: WebSocket' : l === 'Connection: Upgrade' ? 'Connection: keep-alive, Upgrade' : l,
+    );
     const { status, socket } = await exchangeHead(request(lines));
     socket.destroy();
     expect(status).toBe(101);
     expect(upstream.upgrades).toHaveLength(1);
-    expect(upstream.upgrades[0]!.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1]!.toLowerCase() === 'upgrade')).toEqual(['websocket']);
+    expect(upstream.upgrades[0]!.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1]!.toLowerCase() === 'upgrade')).toEqual([
+      'websocket',
+    ]);
   });
 });
 
@@ -359,7 +516,14 @@ describe('finding 11: header size bound (in-process part)', () => {
 
     const huge = await exchangeUntilClose(request(['GET / HTTP/1.1', 'Host: x', `Authorization: Bearer ${'A'.repeat(MAX_HEADER_BYTES)}`]));
     expect(huge.status).toBe(431);
-    const many = await exchangeUntilClose(request(['GET / HTTP/1.1', 'Host: x', `Authorization: Bearer ${good}`, ...Array.from({ length: 40 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(2048)}`)]));
+    const many = await exchangeUntilClose(
+      request([
+        'GET / HTTP/1.1',
+        'Host: x',
+        `Authorization: Bearer ${good}`,
+        ...Array.from({ length: 40 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(2048)}`),
+      ]),
+    );
     expect(many.status).toBe(431);
     expect(MAX_HEADER_BYTES).toBeLessThanOrEqual(64 * 1024);
     expect(upstream.hits).toBe(0);

@@ -6,7 +6,7 @@
  * headers without ever finishing the head (the reviewer's attack took the proxy from 85 to
  * 492 MiB), and a slow client that drips a head byte by byte.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { HEADERS_TIMEOUT_MS, MAX_HEADER_BYTES } from '../../container/lib/proxy/server.js';
 import { freePort, ROOT } from '../node/worker-process.js';
-import { AUDIENCE, ISSUER, makeKey, startJwksServer, startUpstream, token, writeCredentials, type JwksServer, type TestKey, type Upstream } from './gateway-proxy-fixtures.js';
+import {
+  AUDIENCE,
+  ISSUER,
+  type JwksServer,
+  makeKey,
+  startJwksServer,
+  startUpstream,
+  type TestKey,
+  token,
+  type Upstream,
+  writeCredentials,
+} from './gateway-proxy-fixtures.js';
 
 /** The reviewer's numbers: 40 connections, ~1.9 MiB of header bytes each. */
 const SOCKETS = 40;
@@ -65,8 +76,25 @@ beforeAll(async () => {
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-memory-value' }, 'v1');
   port = await freePort();
   const args = ['--import', `${ROOT}scripts/register-ts.mjs`, `${ROOT}container/gateway-proxy.ts`];
-  const flags = ['--jwks', jwks.url, '--issuer', ISSUER, '--audience', AUDIENCE, '--upstream', upstream.url, '--credentials', join(dir, 'credentials.json'), '--port', String(port)];
-  child = spawn(process.execPath, [...args, ...flags], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const flags = [
+    '--jwks',
+    jwks.url,
+    '--issuer',
+    ISSUER,
+    '--audience',
+    AUDIENCE,
+    '--upstream',
+    upstream.url,
+    '--credentials',
+    join(dir, 'credentials.json'),
+    '--port',
+    String(port),
+  ];
+  child = spawn(process.execPath, [...args, ...flags], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   for (let i = 0; i < 200 && !out.includes('"proxy_listening"'); i++) {
@@ -126,17 +154,27 @@ function attack(started: number): { attempt: Attempt; done: Promise<void>; socke
     while (attempt.sent < ATTEMPT_BYTES && !answered && !socket.destroyed) {
       const more = socket.write(line);
       attempt.sent += line.length;
-      if (!more) await new Promise<void>((r) => {
-        const go = () => {
-          socket.off('drain', go);
-          socket.off('close', go);
-          r();
-        };
-        socket.on('drain', go).on('close', go);
-      });
+      if (!more)
+        await new Promise<void>((r) => {
+          const go = () => {
+            socket.off('drain', go);
+            socket.off('close', go);
+            r();
+          };
+          socket.on('drain', go).on('close', go);
+        });
     }
   };
-  return { attempt, socket, done: write().then(() => undefined, () => undefined).then(() => Promise.race([closed, new Promise<void>((r) => setTimeout(r, SETTLE_MS))])) };
+  return {
+    attempt,
+    socket,
+    done: write()
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => Promise.race([closed, new Promise<void>((r) => setTimeout(r, SETTLE_MS))])),
+  };
 }
 
 it('finding 11: 40 sockets sending ~1.9 MiB of partial headers each get 431 and are closed; the proxy RSS grows by less than 64 MiB', async () => {
@@ -198,23 +236,27 @@ it('finding 11: 40 sockets sending ~1.9 MiB of partial headers each get 431 and 
   expect(MAX_HEADER_BYTES).toBeLessThanOrEqual(64 * 1024);
 }, 60_000);
 
-it('finding 11: a head that trickles in is cut off after the header timeout (408), however often bytes arrive', async () => {
-  const socket = net.connect(port, '127.0.0.1');
-  let data = '';
-  socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
-  socket.on('error', () => undefined);
-  const started = Date.now();
-  const closed = new Promise<number>((r) => socket.on('close', () => r(Date.now() - started)));
-  await new Promise<void>((r) => socket.once('connect', () => r()));
-  socket.write('GET /private HTTP/1.1\r\nHost: 127.0.0.1\r\n');
-  // A byte every 200 ms: far inside any idle timeout, never a complete head.
-  const drip = setInterval(() => {
-    if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
-  }, 200);
-  const elapsed = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Infinity), HEADERS_TIMEOUT_MS + SETTLE_MS))]);
-  clearInterval(drip);
-  socket.destroy();
-  expect(elapsed).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 1_000);
-  expect(elapsed).toBeLessThan(HEADERS_TIMEOUT_MS + SETTLE_MS);
-  expect(data.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
-}, HEADERS_TIMEOUT_MS + SETTLE_MS + 10_000);
+it(
+  'finding 11: a head that trickles in is cut off after the header timeout (408), however often bytes arrive',
+  async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    let data = '';
+    socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    const started = Date.now();
+    const closed = new Promise<number>((r) => socket.on('close', () => r(Date.now() - started)));
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write('GET /private HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    // A byte every 200 ms: far inside any idle timeout, never a complete head.
+    const drip = setInterval(() => {
+      if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
+    }, 200);
+    const elapsed = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Infinity), HEADERS_TIMEOUT_MS + SETTLE_MS))]);
+    clearInterval(drip);
+    socket.destroy();
+    expect(elapsed).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 1_000);
+    expect(elapsed).toBeLessThan(HEADERS_TIMEOUT_MS + SETTLE_MS);
+    expect(data.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+  },
+  HEADERS_TIMEOUT_MS + SETTLE_MS + 10_000,
+);

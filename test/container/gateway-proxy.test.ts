@@ -7,23 +7,23 @@
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
 import {
   AUDIENCE,
   CLIENT_IP,
   captureLog,
+  type JwksServer,
   makeKey,
   rawRequest,
   startJwksServer,
   startProxy,
   startUpstream,
-  token,
-  writeCredentials,
-  type JwksServer,
   type TestKey,
+  token,
   type Upstream,
+  writeCredentials,
 } from './gateway-proxy-fixtures.js';
 
 const GATEWAY_TOKEN_V1 = 'gw-token-v1-0123456789abcdef';
@@ -71,7 +71,13 @@ describe('forwarding', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('x-upstream')).toBe('yes');
     expect(res.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
-    expect(await res.json()).toEqual({ method: 'GET', url: '/api/x?q=1', authorization: `Bearer ${GATEWAY_TOKEN_V1}`, user: 'alice', body: '' });
+    expect(await res.json()).toEqual({
+      method: 'GET',
+      url: '/api/x?q=1',
+      authorization: `Bearer ${GATEWAY_TOKEN_V1}`,
+      user: 'alice',
+      body: '',
+    });
     const seen = upstream.requests.at(-1)!;
     expect(seen.headers['x-custom']).toBe('kept');
     expect(seen.headers['proxy-authorization']).toBeUndefined();
@@ -84,7 +90,14 @@ describe('forwarding', () => {
   });
 
   it('drops the fields the Connection header names (fetch cannot send those: raw request)', async () => {
-    const res = await rawRequest(proxy.port, ['GET /hop HTTP/1.1', 'Host: x', `Authorization: Bearer ${await token(key)}`, 'Connection: X-Secret-Hop', 'X-Secret-Hop: dropped', 'X-Other: kept']);
+    const res = await rawRequest(proxy.port, [
+      'GET /hop HTTP/1.1',
+      'Host: x',
+      `Authorization: Bearer ${await token(key)}`,
+      'Connection: X-Secret-Hop',
+      'X-Secret-Hop: dropped',
+      'X-Other: kept',
+    ]);
     expect(res.status).toBe(200);
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe('/hop');
@@ -95,7 +108,11 @@ describe('forwarding', () => {
   it('streams request and response bodies, and passes upstream statuses through', async () => {
     const t = await token(key);
     const body = 'x'.repeat(200_000);
-    const res = await fetch(`${proxy.url}/upload`, { method: 'POST', headers: { Authorization: `Bearer ${t}`, 'Content-Type': 'text/plain' }, body });
+    const res = await fetch(`${proxy.url}/upload`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${t}`, 'Content-Type': 'text/plain' },
+      body,
+    });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { body: string }).body).toBe(body);
     const teapot = await fetch(`${proxy.url}/status/418`, { headers: { Authorization: `Bearer ${t}` } });
@@ -137,7 +154,11 @@ describe('/healthz', () => {
     unlinkSync(credentialsFile);
     const res = await fetch(`${proxy.url}/healthz`);
     expect(res.status).toBe(503);
-    expect(((await res.json()) as { upstream_credential: unknown }).upstream_credential).toEqual({ name: 'GATEWAY_TOKEN', present: false, reason: 'missing_file' });
+    expect(((await res.json()) as { upstream_credential: unknown }).upstream_credential).toEqual({
+      name: 'GATEWAY_TOKEN',
+      present: false,
+      reason: 'missing_file',
+    });
 
     await jwks.close();
     const jwksDown = await startProxy({ jwksUrl: jwks.url, upstream: upstream.url, credentialsFile });
@@ -181,7 +202,7 @@ describe('upstream credential from credentials.json', () => {
       // Issued after the rename returned: must carry the new value, whatever the watcher has seen.
       const res = await fetch(`${proxy.url}/`, { headers: { Authorization: `Bearer ${t}` } });
       if (res.status !== 200) failures++;
-      seenAfter.push((((await res.json()) as { authorization: string }).authorization));
+      seenAfter.push(((await res.json()) as { authorization: string }).authorization);
       expect(seenAfter.at(-1)).toBe(`Bearer ${value}`);
     }
     expect(failures).toBe(0);
@@ -195,14 +216,18 @@ describe('WebSocket', () => {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { headers });
       ws.once('message', (d) => resolve({ ws, first: d.toString() }));
-      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode, headers: res.headers })));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode, headers: res.headers })),
+      );
       ws.once('error', reject);
     });
   }
   const next = (ws: WebSocket) => new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
 
   it('carries messages both ways through the proxy, with the upstream credential and user', async () => {
-    const { ws, first } = await open(`${proxy.url.replace('http', 'ws')}/ws`, { Authorization: `Bearer ${await token(key, { claims: { sub: 'bob' } })}` });
+    const { ws, first } = await open(`${proxy.url.replace('http', 'ws')}/ws`, {
+      Authorization: `Bearer ${await token(key, { claims: { sub: 'bob' } })}`,
+    });
     expect(JSON.parse(first)).toEqual({ hello: 'bob', authorization: `Bearer ${GATEWAY_TOKEN_V1}` });
     for (let i = 0; i < 20; i++) {
       const reply = next(ws);
@@ -218,9 +243,16 @@ describe('WebSocket', () => {
 
   it('refuses an upgrade without a valid token with 401 and the RFC 6750 challenge; the upstream is not reached', async () => {
     const hits = upstream.hits;
-    const cases: Record<string, string>[] = [{}, { Authorization: 'Bearer nope' }, { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:other' } })}` }];
+    const cases: Record<string, string>[] = [
+      {},
+      { Authorization: 'Bearer nope' },
+      { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:other' } })}` },
+    ];
     for (const headers of cases) {
-      const err = (await open(`${proxy.url.replace('http', 'ws')}/ws`, headers).catch((e) => e)) as { status: number; headers: Record<string, string> };
+      const err = (await open(`${proxy.url.replace('http', 'ws')}/ws`, headers).catch((e) => e)) as {
+        status: number;
+        headers: Record<string, string>;
+      };
       expect(err.status).toBe(401);
       expect(err.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="[a-z_]+"$/);
     }
@@ -228,7 +260,9 @@ describe('WebSocket', () => {
   });
 
   it("passes the gateway's own refusal of an upgrade through", async () => {
-    const err = (await open(`${proxy.url.replace('http', 'ws')}/not-a-socket`, { Authorization: `Bearer ${await token(key)}` }).catch((e) => e)) as { status: number };
+    const err = (await open(`${proxy.url.replace('http', 'ws')}/not-a-socket`, { Authorization: `Bearer ${await token(key)}` }).catch(
+      (e) => e,
+    )) as { status: number };
     expect(err.status).toBe(404);
   });
 
@@ -242,7 +276,10 @@ describe('WebSocket', () => {
     const reply = next(ws);
     ws.send('still here');
     expect(await reply).toBe('user-1:still here');
-    const err = (await open(`${proxy.url.replace('http', 'ws')}/ws`, { Authorization: `Bearer ${t}` }).catch((e) => e)) as { status: number; headers: Record<string, string> };
+    const err = (await open(`${proxy.url.replace('http', 'ws')}/ws`, { Authorization: `Bearer ${t}` }).catch((e) => e)) as {
+      status: number;
+      headers: Record<string, string>;
+    };
     expect(err.status).toBe(401);
     expect(err.headers['www-authenticate']).toBe('Bearer error="invalid_token", error_description="expired"');
     ws.close();
@@ -263,7 +300,9 @@ describe('two Authorization headers', () => {
 
 describe('audience', () => {
   it('a token for another sandbox is refused by this one', async () => {
-    const res = await fetch(`${proxy.url}/`, { headers: { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:sbx-2' } })}` } });
+    const res = await fetch(`${proxy.url}/`, {
+      headers: { Authorization: `Bearer ${await token(key, { claims: { aud: 'gateway:sbx-2' } })}` },
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token", error_description="bad_audience"');
     expect(AUDIENCE).toBe('gateway:sbx-1');

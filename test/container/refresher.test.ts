@@ -1,29 +1,35 @@
 /**
  * The refresh loop with an injected clock, randomness, sleep and fetch: no real timers.
  */
-import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { describe, expect, it } from 'vitest';
+
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CREDENTIALS_FILE, type BootstrapFile, type CredentialsFile } from '../../src/admin-api.js';
+import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
 import { prepareKeys } from '../../container/agent/client.js';
 import { AgentError } from '../../container/agent/errors.js';
-import { prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic, type AgentState } from '../../container/agent/files.js';
+import { type AgentState, prepareDir, STATE_FILE, TOKEN_FILE, writeAtomic } from '../../container/agent/files.js';
 import type { HookResult } from '../../container/agent/hook.js';
 import type { Post } from '../../container/agent/http-client.js';
 import { Refresher, type RefresherDeps } from '../../container/agent/refresher.js';
 import { credentialsVersion } from '../../container/agent/restore.js';
-import { startServer } from '../../container/agent/server.js';
 import { BACKOFF_MAX_MS } from '../../container/agent/schedule.js';
+import { startServer } from '../../container/agent/server.js';
+import { type BootstrapFile, CREDENTIALS_FILE, type CredentialsFile } from '../../src/admin-api.js';
 
 const T0 = 1_800_000_000_000;
 const TTL = 600;
 
 async function bootstrapFile(): Promise<BootstrapFile> {
   const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
-  return { client_id: 'sb', issuer: 'http://issuer.test', token_endpoint: 'http://issuer.test/oauth/token', key: { ...(await exportJWK(privateKey)), kid: 'boot-kid' } };
+  return {
+    client_id: 'sb',
+    issuer: 'http://issuer.test',
+    token_endpoint: 'http://issuer.test/oauth/token',
+    key: { ...(await exportJWK(privateKey)), kid: 'boot-kid' },
+  };
 }
 
 type Reply = { status: number; body?: unknown } | 'network';
@@ -67,15 +73,20 @@ class FakeIssuer {
     const issuerNow = this.clock.t + this.offsetMs;
     const headers: Record<string, string> = this.dateHeader ? { date: new Date(issuerNow).toUTCString() } : {};
     if (this.skewS !== undefined) {
-      const a = JSON.parse(Buffer.from(String(params.get('client_assertion')).split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
-      const refuse = (rule: string) => new Response(JSON.stringify({ error: 'invalid_client', error_description: `${rule}: refused` }), { status: 401, headers });
+      const a = JSON.parse(Buffer.from(String(params.get('client_assertion')).split('.')[1]!, 'base64url').toString()) as {
+        iat: number;
+        exp: number;
+      };
+      const refuse = (rule: string) =>
+        new Response(JSON.stringify({ error: 'invalid_client', error_description: `${rule}: refused` }), { status: 401, headers });
       if (a.exp + this.skewS <= issuerNow / 1000) return refuse('expired');
       if (a.iat > issuerNow / 1000 + this.skewS) return refuse('iat_in_future');
     }
     const reply = this.script.shift() ?? { status: 200 };
     if (reply === 'network') throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
     if (enc && reply.status === 200) this.encKey = JSON.parse(enc) as JWK;
-    if (reply.status !== 200) return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status, headers });
+    if (reply.status !== 200)
+      return new Response(JSON.stringify(reply.body ?? { error: 'server_error' }), { status: reply.status, headers });
     const iat = Math.floor((this.clock.t + this.offsetMs) / 1000);
     const claims: Record<string, unknown> = { sub: 'sb', jti: `t${this.calls.length}` };
     if (this.encKey) {
@@ -85,12 +96,23 @@ class FakeIssuer {
         .encrypt(await importJWK(this.encKey, 'ECDH-ES+A256KW'));
       claims.cred_ver = creds.version;
     }
-    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' }).setIssuedAt(iat).setExpirationTime(iat + this.ttl).sign((await this.signer).privateKey);
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'sig-1', typ: 'at+jwt' })
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + this.ttl)
+      .sign((await this.signer).privateKey);
     return new Response(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: this.ttl }), { status: 200, headers });
   };
 }
 
-async function setup(opts: { random?: () => number; hook?: (v: string) => Promise<HookResult>; store?: RefresherDeps['store']; aroundSleep?: () => Promise<void> } = {}) {
+async function setup(
+  opts: {
+    random?: () => number;
+    hook?: (v: string) => Promise<HookResult>;
+    store?: RefresherDeps['store'];
+    aroundSleep?: () => Promise<void>;
+  } = {},
+) {
   const clock = { t: T0 };
   const issuer = new FakeIssuer(clock);
   const logs: { level: string; event: string; fields: Record<string, unknown> }[] = [];
@@ -178,7 +200,13 @@ describe('Refresher schedule', () => {
 
   it('a refused bootstrap key is said once, and retries slow to the maximum backoff', async () => {
     const s = await setup({ random: () => 0.5 });
-    s.issuer.script = [{ status: 200 }, ...Array.from({ length: 5 }, () => ({ status: 401, body: { error: 'invalid_client', error_description: 'client_revoked: the sandbox is revoked' } }))];
+    s.issuer.script = [
+      { status: 200 },
+      ...Array.from({ length: 5 }, () => ({
+        status: 401,
+        body: { error: 'invalid_client', error_description: 'client_revoked: the sandbox is revoked' },
+      })),
+    ];
     await runUntilCalls(s, 6);
     const gaps = s.issuer.calls.slice(2).map((c, k) => c.at - s.issuer.calls[k + 1]!.at);
     for (const g of gaps) expect(g).toBeGreaterThanOrEqual(0.8 * BACKOFF_MAX_MS);
@@ -204,7 +232,11 @@ describe('Refresher clock skew', () => {
       const issuerNow = s.clock.t + s.issuer.offsetMs;
       const res = await fetch(`${url}/healthz`);
       const body = (await res.json()) as { expires_in: number };
-      samples.push({ validAtIssuer: s.r.current !== undefined && s.r.current.exp * 1000 > issuerNow, status: res.status, expiresIn: body.expires_in });
+      samples.push({
+        validAtIssuer: s.r.current !== undefined && s.r.current.exp * 1000 > issuerNow,
+        status: res.status,
+        expiresIn: body.expires_in,
+      });
     };
     const stop = new AbortController();
     s.issuer.afterCall = () => {
@@ -261,7 +293,11 @@ describe('Refresher clock skew: refusals', () => {
       expect(s.r.expiresInMs()).toBe(20_000);
       const text = JSON.stringify(s.logs);
       expect(text).not.toMatch(/bootstrap_refused|new bootstrap key/);
-      expect(s.logs.find((l) => l.event === 'refresh_failed')!.fields).toMatchObject({ code: 'clock_skew', rule: c.rule, skew_s: c.aheadS });
+      expect(s.logs.find((l) => l.event === 'refresh_failed')!.fields).toMatchObject({
+        code: 'clock_skew',
+        rule: c.rule,
+        skew_s: c.aheadS,
+      });
       const measured = s.logs.filter((l) => l.event === 'clock_skew_measured');
       expect(measured).toHaveLength(1);
       expect(measured[0]!.fields).toMatchObject({ skew_s: c.aheadS, allowed_s: 30, source: 'Date header' });
@@ -279,7 +315,9 @@ describe('Refresher clock skew: refusals', () => {
     expect(s.r.metrics.refreshes.refused).toBe(0);
     expect(s.r.metrics.failures.clock_skew).toBe(6);
     const failed = s.logs.filter((l) => l.event === 'refresh_failed');
-    expect(String(failed[0]!.fields.message)).toMatch(/iat_in_future.*clock is probably ahead of the issuer's by more than the allowed 30 s/);
+    expect(String(failed[0]!.fields.message)).toMatch(
+      /iat_in_future.*clock is probably ahead of the issuer's by more than the allowed 30 s/,
+    );
     expect(JSON.stringify(s.logs)).not.toMatch(/bootstrap_refused|new bootstrap key/);
   });
 
@@ -404,7 +442,11 @@ describe('Refresher credentials and hook', () => {
     s.issuer.credentials = creds;
     const { privateKey } = await generateKeyPair('EdDSA');
     const iat = T0 / 1000 - 500;
-    const saved = await new SignJWT({ cred_ver: creds.version, jti: 'saved' }).setProtectedHeader({ alg: 'EdDSA', kid: 'k' }).setIssuedAt(iat).setExpirationTime(iat + TTL).sign(privateKey);
+    const saved = await new SignJWT({ cred_ver: creds.version, jti: 'saved' })
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'k' })
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + TTL)
+      .sign(privateKey);
     // Written 500 s ago, lives 600 s: 100 s left. state.json only remembers the hook's last version.
     s.r.restore({
       dir: '/saved',
@@ -494,7 +536,8 @@ describe('Refresher write failures', () => {
     const s = await setup({
       store: {
         writeToken: async () => {
-          if (failToken) throw new AgentError('write_failed', 'cannot write /d/token (ENOSPC: no space left on device)', { path: '/d/token' });
+          if (failToken)
+            throw new AgentError('write_failed', 'cannot write /d/token (ENOSPC: no space left on device)', { path: '/d/token' });
           written.push('token');
         },
         writeCredentials: async (c) => void written.push(`credentials ${c.version}`),

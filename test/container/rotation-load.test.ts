@@ -17,12 +17,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningProxy } from '../../container/lib/proxy/start.js';
-import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { freePort, startWorker, type WorkerProcess } from '../node/worker-process.js';
-import { buildContainer, removeBundle, startAgent, waitFor, type AgentProcess } from './agent-process.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
+import { type AgentProcess, buildContainer, removeBundle, startAgent, waitFor } from './agent-process.js';
 import { startProxy, startUpstream, type Upstream } from './gateway-proxy-fixtures.js';
 
-const SHORT = { AGENT_TOKEN_TTL: '10s', ACCESS_TOKEN_TTL: '10s', JWKS_MAX_AGE: '5s', CLOCK_SKEW: '5s', ROTATION_PERIOD: '120s', DEV_USER: 'load@example.com' };
+const SHORT = {
+  AGENT_TOKEN_TTL: '10s',
+  ACCESS_TOKEN_TTL: '10s',
+  JWKS_MAX_AGE: '5s',
+  CLOCK_SKEW: '5s',
+  ROTATION_PERIOD: '120s',
+  DEV_USER: 'load@example.com',
+};
 const RATE_PER_S = 50;
 const DURATION_MS = 60_000;
 const dir = mkdtempSync(join(tmpdir(), 'rotation-load-'));
@@ -35,7 +42,11 @@ const admin = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 const derived = (master: string) => createHmac('sha256', master).update('credential:GATEWAY_TOKEN:main').digest('base64url');
 
 async function startIssuer(master: string): Promise<void> {
-  worker = await startWorker({ persistTo: join(dir, 'state'), port, vars: { ...SHORT, GATEWAY_UPSTREAM: proxy.url, MOLTBOT_GATEWAY_TOKEN: master } });
+  worker = await startWorker({
+    persistTo: join(dir, 'state'),
+    port,
+    vars: { ...SHORT, GATEWAY_UPSTREAM: proxy.url, MOLTBOT_GATEWAY_TOKEN: master },
+  });
 }
 
 /** How long after `since` (ms) a request through the chain reaches the gateway with `token`. */
@@ -57,7 +68,14 @@ beforeAll(async () => {
   upstream = await startUpstream();
   port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  proxy = await startProxy({ jwksUrl: `${issuer}/.well-known/jwks.json`, issuer, audience: 'gateway:main', upstream: upstream.url, credentialsFile: join(dir, 'out', 'credentials.json'), clockSkew: 5 });
+  proxy = await startProxy({
+    jwksUrl: `${issuer}/.well-known/jwks.json`,
+    issuer,
+    audience: 'gateway:main',
+    upstream: upstream.url,
+    credentialsFile: join(dir, 'out', 'credentials.json'),
+    clockSkew: 5,
+  });
   await startIssuer(TEST_GATEWAY_TOKEN);
   const boot = await fetch(`${issuer}/api/admin/sandboxes/main/bootstrap`, { method: 'POST', headers: admin });
   writeFileSync(join(dir, 'boot.json'), await boot.text(), { mode: 0o600 });
@@ -96,7 +114,9 @@ it('50 requests/s for 60 s through rotation, revocation and a secret change with
   const at = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, started + ms - Date.now())));
   // t=12 s: rotate (the next key has been published for JWKS_MAX_AGE + CLOCK_SKEW = 10 s by now).
   await at(12_000);
-  const keys = (await (await fetch(`http://127.0.0.1:${port}/api/admin/keys`, { headers: admin })).json()) as { keys: { kid: string; state: string }[] };
+  const keys = (await (await fetch(`http://127.0.0.1:${port}/api/admin/keys`, { headers: admin })).json()) as {
+    keys: { kid: string; state: string }[];
+  };
   const retired = keys.keys.find((k) => k.state === 'active')!.kid;
   expect((await fetch(`http://127.0.0.1:${port}/api/admin/keys/rotate`, { method: 'POST', headers: admin })).status).toBe(200);
   // t=27 s: revoke the retired key (every user token is re-minted on the new key by then).
@@ -125,7 +145,14 @@ it('50 requests/s for 60 s through rotation, revocation and a secret change with
 
   const failed = outcomes.filter((o) => o.status !== 200);
   const duringRestart = failed.filter((o) => o.restarting).length;
-  const report = { requests: outcomes.length, failed: failed.length, failed_while_worker_restarting: duringRestart, failed_otherwise: failed.length - duringRestart, secret_rotation_ms_with_push: withPush, secret_rotation_ms_without_push: withoutPush };
+  const report = {
+    requests: outcomes.length,
+    failed: failed.length,
+    failed_while_worker_restarting: duringRestart,
+    failed_otherwise: failed.length - duringRestart,
+    secret_rotation_ms_with_push: withPush,
+    secret_rotation_ms_without_push: withoutPush,
+  };
   // The figures for bench/README.md (printed whatever they are).
   process.stdout.write(`ROTATION-UNDER-LOAD ${JSON.stringify(report)}\n`);
   // The load was applied: requests flowed through every rotation. At least three quarters of the

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay, MIN_REFRESH_GAP_MS, refreshAt, refusedDelay } from '../../container/agent/schedule.js';
+import {
+  BACKOFF_BASE_MS,
+  BACKOFF_MAX_MS,
+  backoffDelay,
+  MIN_REFRESH_GAP_MS,
+  refreshAt,
+  refusedDelay,
+} from '../../container/agent/schedule.js';
 
 const START = 1_800_000_000_000; // epoch ms, local clock: when the token's request left
 const LIFE = 600_000;

@@ -4,9 +4,18 @@
  */
 import { Hono } from 'hono';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { verifyBearer, type BearerEnv } from '../../src/verifier/hono.js';
+import { type BearerEnv, verifyBearer } from '../../src/verifier/hono.js';
 import { createVerifier } from '../../src/verifier/verify.js';
-import { attackCorpus, AUDIENCE, ISSUER, makeKey, startJwksServer, token, type JwksServer, type TestKey } from './gateway-proxy-fixtures.js';
+import {
+  AUDIENCE,
+  attackCorpus,
+  ISSUER,
+  type JwksServer,
+  makeKey,
+  startJwksServer,
+  type TestKey,
+  token,
+} from './gateway-proxy-fixtures.js';
 
 let key: TestKey;
 let jwks: JwksServer;
@@ -39,7 +48,11 @@ it('refuses every case of the attack corpus with 401 and the exact challenge; th
     const headers = new Headers();
     for (const v of c.authorization) headers.append('Authorization', v);
     const res = await app.request('/api/me', { headers });
-    expect([c.name, res.status, res.headers.get('www-authenticate')]).toEqual([c.name, 401, `Bearer error="invalid_token", error_description="${c.code}"`]);
+    expect([c.name, res.status, res.headers.get('www-authenticate')]).toEqual([
+      c.name,
+      401,
+      `Bearer error="invalid_token", error_description="${c.code}"`,
+    ]);
     expect(await res.json()).toEqual({ error: 'invalid_token', error_description: c.code });
   }
   expect(reached).toBe(before);
@@ -47,7 +60,10 @@ it('refuses every case of the attack corpus with 401 and the exact challenge; th
 
 it('answers 503 with Retry-After when no JWKS can be had (the token may be fine)', async () => {
   const down = new Hono<BearerEnv>();
-  down.use('*', verifyBearer({ verifier: createVerifier({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: ISSUER, audience: AUDIENCE }) }));
+  down.use(
+    '*',
+    verifyBearer({ verifier: createVerifier({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: ISSUER, audience: AUDIENCE }) }),
+  );
   down.get('/', (c) => c.text('no'));
   const res = await down.request('/', { headers: { Authorization: `Bearer ${await token(key)}` } });
   expect(res.status).toBe(503);

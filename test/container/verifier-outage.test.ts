@@ -10,7 +10,7 @@
  * - E: while the JWKS hangs and a stale copy is cached, no request takes 1 s or more (they took
  *   up to the 5 s fetch timeout: every request waited for the refetch).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http, { type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -22,7 +22,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VerifierError } from '../../src/verifier/errors.js';
 import { createVerifier, type Verifier, type VerifierEvent } from '../../src/verifier/verify.js';
 import { freePort, ROOT } from '../node/worker-process.js';
-import { AUDIENCE, ISSUER, makeKey, startUpstream, token, writeCredentials, type TestKey, type Upstream } from './gateway-proxy-fixtures.js';
+import {
+  AUDIENCE,
+  ISSUER,
+  makeKey,
+  startUpstream,
+  type TestKey,
+  token,
+  type Upstream,
+  writeCredentials,
+} from './gateway-proxy-fixtures.js';
 
 /** The issuer's own Cache-Control (src/routes/well-known.ts), with a max-age chosen per test. */
 const issuerCacheControl = (maxAge: number) => `public, max-age=${maxAge}, stale-while-revalidate=60, stale-if-error=86400`;
@@ -77,7 +86,7 @@ async function startSwitchableJwks(keys: JWK[]): Promise<SwitchableJwks> {
       if (mode !== 'refuse') await new Promise<void>((r) => server.close(() => r()));
     },
   };
-  const server = http.createServer((req, res) => {
+  const server = http.createServer((_req, res) => {
     state.hits++;
     if (mode === 'hang') {
       // Read and never answered: the verifier's own timeout is what ends it.
@@ -120,7 +129,11 @@ interface Sample {
  * clients would) until `stop()` says so. `samples` fills as requests finish; `done` settles once
  * every request sent has.
  */
-async function trafficUntil(send: () => Promise<string>, stop: (samples: Sample[]) => boolean, maxMs: number): Promise<{ samples: Sample[]; done: Promise<void> }> {
+async function trafficUntil(
+  send: () => Promise<string>,
+  stop: (samples: Sample[]) => boolean,
+  maxMs: number,
+): Promise<{ samples: Sample[]; done: Promise<void> }> {
   const samples: Sample[] = [];
   const pending: Promise<void>[] = [];
   const begin = performance.now();
@@ -208,14 +221,18 @@ describe('issue 12 D: a key made during a JWKS outage is accepted within 2 s of 
       jwks = await startSwitchableJwks([keyA.publicJwk]);
       const v = verifier();
       const { seconds, during, after } = await recoveryAfter(outage, v, 3_000);
-      console.log(`failure D (${outage}): recovery ${seconds.toFixed(2)} s; during the outage ${JSON.stringify(summary(during))}; after ${JSON.stringify(summary(after))}`);
+      console.log(
+        `failure D (${outage}): recovery ${seconds.toFixed(2)} s; during the outage ${JSON.stringify(summary(during))}; after ${JSON.stringify(summary(after))}`,
+      );
       expect(new Set(during.map((s) => s.outcome))).toEqual(new Set(['unknown_kid']));
       expect(seconds).toBeLessThanOrEqual(RECOVERY_BOUND_S);
       // Bounded while the JWKS was out: at most one fetch a second (plus the first one and slack).
       expect(events.filter((e) => e.event === 'jwks_fetch_failed').length).toBeLessThanOrEqual(3 + 2);
       // Once it is back, junk kids are under the 30 s cooldown again: one refetch, not one a second.
       const hits = jwks.hits;
-      const junk = await Promise.all(Array.from({ length: 20 }, async (_, i) => outcomeOf(v.verify(await token({ ...keyA, kid: `junk-${i}` })))));
+      const junk = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => outcomeOf(v.verify(await token({ ...keyA, kid: `junk-${i}` })))),
+      );
       expect(new Set(junk)).toEqual(new Set(['unknown_kid']));
       await sleep(1_200);
       expect(await outcomeOf(v.verify(await token({ ...keyA, kid: 'junk-late' })))).toBe('unknown_kid');
@@ -227,7 +244,9 @@ describe('issue 12 D: a key made during a JWKS outage is accepted within 2 s of 
     jwks = await startSwitchableJwks([keyA.publicJwk]);
     const v = verifier();
     const { seconds, during } = await recoveryAfter('hang', v, 3_000);
-    console.log(`failure D (hang): recovery ${seconds.toFixed(2)} s; during ${JSON.stringify(summary(during))}; most fetches held at once ${jwks.maxHeld}`);
+    console.log(
+      `failure D (hang): recovery ${seconds.toFixed(2)} s; during ${JSON.stringify(summary(during))}; most fetches held at once ${jwks.maxHeld}`,
+    );
     expect(jwks.maxHeld).toBe(1);
     expect(seconds).toBeLessThanOrEqual(5 + RECOVERY_BOUND_S);
   }, 60_000);
@@ -245,9 +264,15 @@ describe('issue 12 E: a hung JWKS with a stale copy cached stalls no request', (
     let n = 0;
     const begin = performance.now();
     // 12 s: the copy is stale after 1 s; two fetch timeouts (5 s each) pass.
-    const samples = await traffic(async () => outcomeOf(v.verify(n++ % 4 === 0 ? repeated : await token(keyA))), () => performance.now() - begin >= 12_000, 13_000);
+    const samples = await traffic(
+      async () => outcomeOf(v.verify(n++ % 4 === 0 ? repeated : await token(keyA))),
+      () => performance.now() - begin >= 12_000,
+      13_000,
+    );
     const worst = Math.max(...samples.map((s) => s.ms));
-    console.log(`failure E (traffic through the hang): ${samples.length} requests, ${slow(samples).length} took >= 1 s, worst ${worst.toFixed(0)} ms, outcomes ${JSON.stringify(summary(samples))}, JWKS requests ${jwks.hits}`);
+    console.log(
+      `failure E (traffic through the hang): ${samples.length} requests, ${slow(samples).length} took >= 1 s, worst ${worst.toFixed(0)} ms, outcomes ${JSON.stringify(summary(samples))}, JWKS requests ${jwks.hits}`,
+    );
     expect(slow(samples)).toEqual([]);
     expect(summary(samples)).toEqual({ accepted: samples.length });
     expect(jwks.maxHeld).toBe(1);
@@ -262,9 +287,15 @@ describe('issue 12 E: a hung JWKS with a stale copy cached stalls no request', (
     await jwks.set('hang');
     await sleep(2_500); // idle: the copy is past max-age (1 s)
     const begin = performance.now();
-    const samples = await traffic(async () => outcomeOf(v.verify(await token(keyA))), () => performance.now() - begin >= 7_000, 8_000);
+    const samples = await traffic(
+      async () => outcomeOf(v.verify(await token(keyA))),
+      () => performance.now() - begin >= 7_000,
+      8_000,
+    );
     const worst = Math.max(...samples.map((s) => s.ms));
-    console.log(`failure E (idle, then traffic): ${samples.length} requests, ${slow(samples).length} took >= 1 s, worst ${worst.toFixed(0)} ms, outcomes ${JSON.stringify(summary(samples))}`);
+    console.log(
+      `failure E (idle, then traffic): ${samples.length} requests, ${slow(samples).length} took >= 1 s, worst ${worst.toFixed(0)} ms, outcomes ${JSON.stringify(summary(samples))}`,
+    );
     expect(slow(samples)).toEqual([]);
     expect(summary(samples)).toEqual({ accepted: samples.length });
     expect(jwks.maxHeld).toBe(1);
@@ -282,7 +313,11 @@ describe('issue 12 E: a hung JWKS with a stale copy cached stalls no request', (
     expect(v.status().jwks).toMatchObject({ fresh: false, lastError: 'timeout' });
     await jwks.set('pass');
     const back = performance.now();
-    const samples = await traffic(async () => outcomeOf(v.verify(await token(keyA))), () => v.status().jwks.fresh, 10_000);
+    const samples = await traffic(
+      async () => outcomeOf(v.verify(await token(keyA))),
+      () => v.status().jwks.fresh,
+      10_000,
+    );
     console.log(`failure E: fresh again ${((performance.now() - back) / 1000).toFixed(2)} s after the JWKS came back (cooldown 2 s)`);
     expect(slow(samples)).toEqual([]);
     expect(v.status().jwks).toMatchObject({ fresh: true, lastError: null });
@@ -312,7 +347,23 @@ describe('issue 12 D and E through the verifying proxy process', () => {
     const port = await freePort();
     proxy = spawn(
       process.execPath,
-      ['--import', `${ROOT}scripts/register-ts.mjs`, `${ROOT}container/gateway-proxy.ts`, '--jwks', jwks.url, '--issuer', ISSUER, '--audience', AUDIENCE, '--upstream', upstream.url, '--credentials', join(dir, 'credentials.json'), '--port', String(port)],
+      [
+        '--import',
+        `${ROOT}scripts/register-ts.mjs`,
+        `${ROOT}container/gateway-proxy.ts`,
+        '--jwks',
+        jwks.url,
+        '--issuer',
+        ISSUER,
+        '--audience',
+        AUDIENCE,
+        '--upstream',
+        upstream.url,
+        '--credentials',
+        join(dir, 'credentials.json'),
+        '--port',
+        String(port),
+      ],
       { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     proxy.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -322,13 +373,17 @@ describe('issue 12 D and E through the verifying proxy process', () => {
       try {
         const res = await fetch(`${base}/api/x`, { headers: { authorization: `Bearer ${t}` } });
         await res.arrayBuffer();
-        return res.status === 200 ? 'accepted' : `${res.status} ${/error_description="([a-z_]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1] ?? ''}`;
+        return res.status === 200
+          ? 'accepted'
+          : `${res.status} ${/error_description="([a-z_]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1] ?? ''}`;
       } catch {
         return 'proxy unreachable';
       }
     };
     for (let i = 0; ; i++) {
-      const ok = await fetch(`${base}/healthz`).then((r) => r.status === 200).catch(() => false);
+      const ok = await fetch(`${base}/healthz`)
+        .then((r) => r.status === 200)
+        .catch(() => false);
       if (ok) break;
       if (i > 300) throw new Error(`proxy did not become healthy: ${stdout}`);
       await sleep(100);
@@ -343,8 +398,14 @@ describe('issue 12 D and E through the verifying proxy process', () => {
     // E: the copy is stale after 10 s; the JWKS hangs from the start, so the refetch hangs.
     await jwks.set('hang');
     const begin = performance.now();
-    const hung = await traffic(async () => get(await tokenA()), () => performance.now() - begin >= 17_000, 18_000);
-    console.log(`failure E (proxy): ${hung.length} requests, ${slow(hung).length} took >= 1 s, worst ${Math.max(...hung.map((s) => s.ms)).toFixed(0)} ms, ${JSON.stringify(summary(hung))}`);
+    const hung = await traffic(
+      async () => get(await tokenA()),
+      () => performance.now() - begin >= 17_000,
+      18_000,
+    );
+    console.log(
+      `failure E (proxy): ${hung.length} requests, ${slow(hung).length} took >= 1 s, worst ${Math.max(...hung.map((s) => s.ms)).toFixed(0)} ms, ${JSON.stringify(summary(hung))}`,
+    );
     expect(slow(hung)).toEqual([]);
     expect(summary(hung)).toEqual({ accepted: hung.length });
     expect(jwks.maxHeld).toBe(1);
@@ -358,14 +419,23 @@ describe('issue 12 D and E through the verifying proxy process', () => {
       return t;
     };
     const outageStart = performance.now();
-    const outageTraffic = await trafficUntil(async () => get(await tokenB()), () => performance.now() - outageStart >= 3_000, 4_000);
+    const outageTraffic = await trafficUntil(
+      async () => get(await tokenB()),
+      () => performance.now() - outageStart >= 3_000,
+      4_000,
+    );
     jwks.keys = [keyA.publicJwk, keyB.publicJwk];
     await jwks.set('pass');
     const back = performance.now();
-    const after = await traffic(async () => get(await tokenB()), (s) => s.some((x) => x.outcome === 'accepted'), 40_000);
+    const after = await traffic(
+      async () => get(await tokenB()),
+      (s) => s.some((x) => x.outcome === 'accepted'),
+      40_000,
+    );
     await outageTraffic.done;
     const during = outageTraffic.samples.filter((s) => s.endedAt < back);
-    const seconds = (Math.min(...[...outageTraffic.samples, ...after].filter((s) => s.outcome === 'accepted').map((s) => s.endedAt)) - back) / 1000;
+    const seconds =
+      (Math.min(...[...outageTraffic.samples, ...after].filter((s) => s.outcome === 'accepted').map((s) => s.endedAt)) - back) / 1000;
     console.log(`failure D (proxy): recovery ${seconds.toFixed(2)} s; during ${JSON.stringify(summary(during))}`);
     expect(new Set(during.map((s) => s.outcome))).toEqual(new Set(['401 unknown_kid']));
     expect(seconds).toBeLessThanOrEqual(RECOVERY_BOUND_S);

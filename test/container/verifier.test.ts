@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bearerToken } from '../../src/verifier/bearer.js';
 import { VerifierError } from '../../src/verifier/errors.js';
 import { createVerifier, type Verifier, type VerifierEvent, type VerifierOptions } from '../../src/verifier/verify.js';
-import { AUDIENCE, ISSUER, makeKey, signRaw, startJwksServer, token, type JwksServer, type TestKey } from './gateway-proxy-fixtures.js';
+import { AUDIENCE, ISSUER, type JwksServer, makeKey, signRaw, startJwksServer, type TestKey, token } from './gateway-proxy-fixtures.js';
 
 const SKEW = 30;
 const T0 = Date.UTC(2026, 5, 1, 12, 0, 0);
@@ -108,7 +108,8 @@ describe('claims at their boundaries (skew 30 s)', () => {
       [{ aud: [AUDIENCE, 'gateway:other'] }, 'bad_audience'],
     ];
     for (const [change, code] of cases) {
-      const t = typeof change === 'string' ? await token(keyA, { now: T0, drop: [change] }) : await token(keyA, { now: T0, claims: change });
+      const t =
+        typeof change === 'string' ? await token(keyA, { now: T0, drop: [change] }) : await token(keyA, { now: T0, claims: change });
       expect([change, await codeOf(v.verify(t))]).toEqual([change, code]);
     }
   });
@@ -266,7 +267,7 @@ describe('JWKS cache', () => {
     expect(events).toContainEqual({ event: 'token_cache_pruned', dropped: 1 });
   });
 
-  it("revocation reaches cached tokens: with only cache hits flowing, the stale copy is still refetched", async () => {
+  it('revocation reaches cached tokens: with only cache hits flowing, the stale copy is still refetched', async () => {
     jwks.cacheControl = 'max-age=300';
     const verify = vi.spyOn(crypto.subtle, 'verify');
     const v = verifier();
@@ -460,7 +461,10 @@ describe('issue 12: JWKS outages (injected clock; the real-time runs are in veri
     jwks.delayMs = 1_500;
     clock = T0 + 300_000;
     let started = performance.now();
-    const codes = await Promise.all([codeOf(v.verify(cached)), ...Array.from({ length: 20 }, async () => codeOf(v.verify(await token(keyA, { now: clock }))))]);
+    const codes = await Promise.all([
+      codeOf(v.verify(cached)),
+      ...Array.from({ length: 20 }, async () => codeOf(v.verify(await token(keyA, { now: clock })))),
+    ]);
     const waited = performance.now() - started;
     expect(waited).toBeGreaterThanOrEqual(400);
     expect(waited).toBeLessThan(1_000);
@@ -525,7 +529,11 @@ describe('issue 12 G: more keys than the verifier keeps', () => {
   it('failure G: the limits are named constants of one module, src/verifier/limits.ts (also exported by the index)', async () => {
     const limits = await import('../../src/verifier/limits.js');
     const index = await import('../../src/verifier/index.js');
-    expect({ keys: limits.MAX_JWKS_KEYS, bytes: limits.MAX_JWKS_BYTES, token: limits.MAX_TOKEN_BYTES }).toEqual({ keys: 100, bytes: 256 * 1024, token: 8 * 1024 });
+    expect({ keys: limits.MAX_JWKS_KEYS, bytes: limits.MAX_JWKS_BYTES, token: limits.MAX_TOKEN_BYTES }).toEqual({
+      keys: 100,
+      bytes: 256 * 1024,
+      token: 8 * 1024,
+    });
     expect({ keys: index.MAX_JWKS_KEYS, bytes: index.MAX_JWKS_BYTES }).toEqual({ keys: 100, bytes: 256 * 1024 });
   });
 

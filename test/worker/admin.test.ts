@@ -27,7 +27,12 @@ describe('admin authentication', () => {
   });
 
   it('no token or a wrong token: 401 with a reason and a Bearer challenge', async () => {
-    for (const headers of [{}, adminHeaders('wrong-token'), adminHeaders(TEST_ADMIN_TOKEN + 'x'), { Authorization: `Basic ${btoa('a:b')}` }]) {
+    for (const headers of [
+      {},
+      adminHeaders('wrong-token'),
+      adminHeaders(`${TEST_ADMIN_TOKEN}x`),
+      { Authorization: `Basic ${btoa('a:b')}` },
+    ]) {
       const res = await call('/api/admin/keys', { headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('WWW-Authenticate')).toBe('Bearer realm="admin"');
@@ -52,7 +57,13 @@ describe('admin authentication', () => {
 describe('Cloudflare Access', () => {
   const team = 'team.cloudflareaccess.com';
   const aud = 'aud-tag-0123456789';
-  const cfg = parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_TOKEN: TEST_ADMIN_TOKEN, ADMIN_USERS: 'Ops@Example.com, svc.access' });
+  const cfg = parseConfig({
+    ISSUER: BASE,
+    CF_ACCESS_TEAM_DOMAIN: team,
+    CF_ACCESS_AUD: aud,
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    ADMIN_USERS: 'Ops@Example.com, svc.access',
+  });
 
   async function setup() {
     const { publicKey, privateKey } = await generateKeyPair('RS256');
@@ -108,33 +119,70 @@ describe('Cloudflare Access', () => {
     const jwt = await mint({ email: 'bot-user@example.com' });
     expect(await refusal(authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': jwt }), open, () => keySet))).toEqual({
       code: 'forbidden',
-      message: 'no Cloudflare Access identity is an admin: name them in ADMIN_USERS, or set ADMIN_ACCESS_AUD to a separate Access application for /api/admin',
+      message:
+        'no Cloudflare Access identity is an admin: name them in ADMIN_USERS, or set ADMIN_ACCESS_AUD to a separate Access application for /api/admin',
     });
   });
 
   it('finding 3: ADMIN_USERS is the allow-list: a listed email or service token passes, any other Access user is 403', async () => {
     const { keySet, mint } = await setup();
-    expect((await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'OPS@example.com' }) }), cfg, () => keySet)).subject).toBe('OPS@example.com');
-    expect((await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ common_name: 'svc.access' }) }), cfg, () => keySet)).subject).toBe('svc.access');
-    expect(await refusal(authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'bot-user@example.com' }) }), cfg, () => keySet))).toEqual({
+    expect(
+      (await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'OPS@example.com' }) }), cfg, () => keySet)).subject,
+    ).toBe('OPS@example.com');
+    expect(
+      (await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ common_name: 'svc.access' }) }), cfg, () => keySet)).subject,
+    ).toBe('svc.access');
+    expect(
+      await refusal(
+        authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'bot-user@example.com' }) }), cfg, () => keySet),
+      ),
+    ).toEqual({
       code: 'forbidden',
       message: 'bot-user@example.com is not an admin (ADMIN_USERS does not name it)',
     });
   });
 
-  it('finding 3: ADMIN_ACCESS_AUD: every identity of the admin application is an admin, the gateway application\'s are not', async () => {
+  it("finding 3: ADMIN_ACCESS_AUD: every identity of the admin application is an admin, the gateway application's are not", async () => {
     const { keySet, mint } = await setup();
     const separate = parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_ACCESS_AUD: 'admin-aud-tag' });
-    expect((await authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }, { aud: 'admin-aud-tag' }) }), separate, () => keySet)).subject).toBe('anyone@example.com');
-    expect((await refusal(authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }) }), separate, () => keySet))).code).toBe('forbidden');
-    expect((await refusal(authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }, { aud: 'third-app' }) }), separate, () => keySet))).code).toBe('unauthorized');
+    expect(
+      (
+        await authenticateAdmin(
+          req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }, { aud: 'admin-aud-tag' }) }),
+          separate,
+          () => keySet,
+        )
+      ).subject,
+    ).toBe('anyone@example.com');
+    expect(
+      (
+        await refusal(
+          authenticateAdmin(req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }) }), separate, () => keySet),
+        )
+      ).code,
+    ).toBe('forbidden');
+    expect(
+      (
+        await refusal(
+          authenticateAdmin(
+            req({ 'Cf-Access-Jwt-Assertion': await mint({ email: 'anyone@example.com' }, { aud: 'third-app' }) }),
+            separate,
+            () => keySet,
+          ),
+        )
+      ).code,
+    ).toBe('unauthorized');
   });
 
   it('finding 3: the allow-list options are validated at config load', () => {
     expect(() => parseConfig({ ISSUER: BASE, ADMIN_USERS: 'a@example.com' })).toThrow(/ADMIN_USERS: names Cloudflare Access identities/);
     expect(() => parseConfig({ ISSUER: BASE, ADMIN_ACCESS_AUD: 'x' })).toThrow(/ADMIN_ACCESS_AUD: is an Access application audience/);
-    expect(() => parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_ACCESS_AUD: aud })).toThrow(/must be another Access application/);
-    expect(() => parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_USERS: 'a b@example.com' })).toThrow(/ADMIN_USERS: must be a comma-separated list/);
+    expect(() => parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_ACCESS_AUD: aud })).toThrow(
+      /must be another Access application/,
+    );
+    expect(() => parseConfig({ ISSUER: BASE, CF_ACCESS_TEAM_DOMAIN: team, CF_ACCESS_AUD: aud, ADMIN_USERS: 'a b@example.com' })).toThrow(
+      /ADMIN_USERS: must be a comma-separated list/,
+    );
   });
 });
 
@@ -149,25 +197,54 @@ describe('finding 3: state-changing admin requests refuse cross-site forgery', (
     for (const type of [undefined, 'application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x']) {
       const headers: Record<string, string> = { Cookie: 'CF_Authorization=whatever', Origin: BASE };
       if (type) headers['Content-Type'] = type;
-      expect(await forbidden(await post('/api/admin/keys/rotate?force=true', headers)), type).toBe('a state-changing admin request must be sent with Content-Type: application/json');
+      expect(await forbidden(await post('/api/admin/keys/rotate?force=true', headers)), type).toBe(
+        'a state-changing admin request must be sent with Content-Type: application/json',
+      );
     }
-    expect(await forbidden(await post('/api/admin/sandboxes/main', { Cookie: 'CF_Authorization=x', Origin: BASE }, 'DELETE'))).toMatch(/Content-Type: application\/json/);
+    expect(await forbidden(await post('/api/admin/sandboxes/main', { Cookie: 'CF_Authorization=x', Origin: BASE }, 'DELETE'))).toMatch(
+      /Content-Type: application\/json/,
+    );
   });
 
-  it('with cookies, JSON is not enough: the Origin must be the issuer\'s own', async () => {
+  it("with cookies, JSON is not enough: the Origin must be the issuer's own", async () => {
     for (const origin of [undefined, 'https://evil.example', 'null', 'http://127.0.0.1:9999']) {
-      const headers: Record<string, string> = { 'Content-Type': 'application/json', Cookie: 'CF_Authorization=x', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
+      const headers: Record<string, string> = {
+        'Content-Type': 'application/json',
+        Cookie: 'CF_Authorization=x',
+        Authorization: `Bearer ${TEST_ADMIN_TOKEN}`,
+      };
       if (origin) headers.Origin = origin;
-      expect(await forbidden(await post('/api/admin/keys/rotate?force=true', headers)), origin).toMatch(/must come from the issuer's own origin/);
+      expect(await forbidden(await post('/api/admin/keys/rotate?force=true', headers)), origin).toMatch(
+        /must come from the issuer's own origin/,
+      );
     }
-    const crossSite = await post('/api/admin/keys/rotate?force=true', { 'Content-Type': 'application/json', Cookie: 'x=1', Origin: BASE, 'Sec-Fetch-Site': 'cross-site', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` });
+    const crossSite = await post('/api/admin/keys/rotate?force=true', {
+      'Content-Type': 'application/json',
+      Cookie: 'x=1',
+      Origin: BASE,
+      'Sec-Fetch-Site': 'cross-site',
+      Authorization: `Bearer ${TEST_ADMIN_TOKEN}`,
+    });
     expect(crossSite.status).toBe(403);
   });
 
   it('non-simple requests pass: JSON, or a bearer token without cookies; same-origin with cookies; GET is untouched', async () => {
-    expect((await post('/api/admin/keys/rotate?force=true', { 'Content-Type': 'application/json', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` })).status).toBe(200);
+    expect(
+      (await post('/api/admin/keys/rotate?force=true', { 'Content-Type': 'application/json', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` }))
+        .status,
+    ).toBe(200);
     expect((await post('/api/admin/keys/rotate?force=true', { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` })).status).toBe(200);
-    expect((await post('/api/admin/keys/rotate?force=true', { 'Content-Type': 'application/json; charset=utf-8', Cookie: 'theme=dark', Origin: BASE, 'Sec-Fetch-Site': 'same-origin', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` })).status).toBe(200);
+    expect(
+      (
+        await post('/api/admin/keys/rotate?force=true', {
+          'Content-Type': 'application/json; charset=utf-8',
+          Cookie: 'theme=dark',
+          Origin: BASE,
+          'Sec-Fetch-Site': 'same-origin',
+          Authorization: `Bearer ${TEST_ADMIN_TOKEN}`,
+        })
+      ).status,
+    ).toBe(200);
     expect((await call('/api/admin/keys', { headers: { Cookie: 'x=1', Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).status).toBe(200);
   });
 });
@@ -270,7 +347,9 @@ describe('failure G through the admin API', () => {
     expect(refused.status).toBe(409);
     const body = (await refused.json()) as { error: string; error_description: string };
     expect(body.error).toBe('too_many_retiring_keys');
-    expect(body.error_description).toMatch(/^8 retired keys are still published \(at most 8, so verifiers keep them all\); the oldest leaves the JWKS at .+Z\. To stop a key signing now, revoke it$/);
+    expect(body.error_description).toMatch(
+      /^8 retired keys are still published \(at most 8, so verifiers keep them all\); the oldest leaves the JWKS at .+Z\. To stop a key signing now, revoke it$/,
+    );
     const jwks = (await (await call('/.well-known/jwks.json')).json()) as { keys: unknown[] };
     expect(jwks.keys).toHaveLength(MAX_RETIRING_KEYS + 2);
     const keys = (await (await call('/api/admin/keys', { headers: adminHeaders() })).json()) as { keys: { kid: string; state: string }[] };
@@ -287,7 +366,10 @@ describe('sandbox status: how each CREDENTIALS entry is delivered', () => {
     CREDENTIALS: JSON.stringify({
       GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true },
       PLAIN_KEY: { secret: 'PLAIN_SECRET' },
-      PROVIDER_API_KEY: { secret: 'PROVIDER_SECRET', egress: { hosts: ['api.example.com', 'eu.api.example.com'], header: 'authorization' } },
+      PROVIDER_API_KEY: {
+        secret: 'PROVIDER_SECRET',
+        egress: { hosts: ['api.example.com', 'eu.api.example.com'], header: 'authorization' },
+      },
     }),
     PLAIN_SECRET,
     PROVIDER_SECRET,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, OPTIONS } from '../../src/config.js';
+import { OPTIONS, parseConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/issuer/errors.js';
 import { call, captureLogs } from './helpers.js';
 
@@ -24,7 +24,14 @@ describe('parseConfig', () => {
   });
 
   it('reads durations in s, m, h, d and plain seconds', () => {
-    const c = parseConfig({ ...base, ACCESS_TOKEN_TTL: '2m', AGENT_TOKEN_TTL: '900', JWKS_MAX_AGE: '1m', ROTATION_PERIOD: '2d', CLOCK_SKEW: '5s' });
+    const c = parseConfig({
+      ...base,
+      ACCESS_TOKEN_TTL: '2m',
+      AGENT_TOKEN_TTL: '900',
+      JWKS_MAX_AGE: '1m',
+      ROTATION_PERIOD: '2d',
+      CLOCK_SKEW: '5s',
+    });
     expect(c.timing).toEqual({ accessTokenTtl: 120, agentTokenTtl: 900, jwksMaxAge: 60, clockSkew: 5, rotationPeriod: 172800 });
   });
 
@@ -76,7 +83,24 @@ describe('parseConfig', () => {
 
   it('knows exactly the documented options', () => {
     expect([...OPTIONS].sort()).toEqual(
-      ['ACCESS_TOKEN_TTL', 'ADMIN_ACCESS_AUD', 'ADMIN_TOKEN', 'ADMIN_USERS', 'AGENT_TOKEN_TTL', 'CF_ACCESS_AUD', 'CF_ACCESS_TEAM_DOMAIN', 'CLOCK_SKEW', 'CREDENTIALS', 'DEV_USER', 'GATEWAY_UPSTREAM', 'ISSUER', 'JWKS_MAX_AGE', 'ROTATION_PERIOD', 'SANDBOX_ID', 'SIGNING_KEY_KEK'].sort(),
+      [
+        'ACCESS_TOKEN_TTL',
+        'ADMIN_ACCESS_AUD',
+        'ADMIN_TOKEN',
+        'ADMIN_USERS',
+        'AGENT_TOKEN_TTL',
+        'CF_ACCESS_AUD',
+        'CF_ACCESS_TEAM_DOMAIN',
+        'CLOCK_SKEW',
+        'CREDENTIALS',
+        'DEV_USER',
+        'GATEWAY_UPSTREAM',
+        'ISSUER',
+        'JWKS_MAX_AGE',
+        'ROTATION_PERIOD',
+        'SANDBOX_ID',
+        'SIGNING_KEY_KEK',
+      ].sort(),
     );
   });
 });

@@ -7,15 +7,15 @@ import { createExecutionContext, env } from 'cloudflare:test';
 import { compactDecrypt, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../../src/app.js';
-import { parseConfig, type Env } from '../../src/config.js';
+import { type Env, parseConfig } from '../../src/config.js';
 import { secretsFingerprint } from '../../src/issuer/credentials.js';
 import { ConfigError } from '../../src/issuer/errors.js';
 import { agentTokenBytesBound } from '../../src/issuer/tokens.js';
-import { handleEgress, type EgressDeps } from '../../src/sandbox/egress.js';
+import { type EgressDeps, handleEgress } from '../../src/sandbox/egress.js';
 import { egressDeps, sandboxContainerId } from '../../src/sandbox/egress-deps.js';
 import { outboundRoutes } from '../../src/sandbox/index.js';
 import { adminHeaders, BASE, freshStorage } from './helpers.js';
-import { agentKeyPair, assertion, tokenForm, type BootstrapFile } from './token-helpers.js';
+import { agentKeyPair, assertion, type BootstrapFile, tokenForm } from './token-helpers.js';
 
 const PROVIDER_HOST = 'api.provider.test';
 const OTHER_HOST = 'api.other.test';
@@ -77,7 +77,10 @@ function depsFor(e: Env, fetch: (r: Request) => Promise<Response>, over: Partial
   return { ...egressDeps(e, { containerIdOf: (id) => sandboxContainerId(e, id), fetch }), ...over };
 }
 
-function providerRequest(sentinel: string | undefined, init: { host?: string; header?: string; body?: string; extra?: Record<string, string> } = {}): Request {
+function providerRequest(
+  sentinel: string | undefined,
+  init: { host?: string; header?: string; body?: string; extra?: Record<string, string> } = {},
+): Request {
   const headers: Record<string, string> = { 'content-type': 'application/json', ...init.extra };
   const header = init.header ?? 'authorization';
   if (sentinel !== undefined) headers[header] = header === 'authorization' ? `Bearer ${sentinel}` : sentinel;
@@ -124,16 +127,32 @@ beforeEach(async () => {
 
 describe('CREDENTIALS egress entries', () => {
   const base = { ISSUER: 'https://issuer.example', ADMIN_TOKEN: 'x'.repeat(40), K: 'secret-value' };
-  const entry = (egress: unknown, extra: Record<string, unknown> = {}) => JSON.stringify({ PROVIDER_KEY: { secret: 'K', egress, ...extra } });
+  const entry = (egress: unknown, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ PROVIDER_KEY: { secret: 'K', egress, ...extra } });
   it.each([
     ['empty hosts', { hosts: [], header: 'x-api-key' }, {}, /entry PROVIDER_KEY: egress\.hosts must be a non-empty list/],
-    ['an upper-case host', { hosts: ['API.example.com'], header: 'x-api-key' }, {}, /entry PROVIDER_KEY: egress\.hosts: "API\.example\.com" is not a plain lowercase host name/],
+    [
+      'an upper-case host',
+      { hosts: ['API.example.com'], header: 'x-api-key' },
+      {},
+      /entry PROVIDER_KEY: egress\.hosts: "API\.example\.com" is not a plain lowercase host name/,
+    ],
     ['a host with a port', { hosts: ['api.example.com:443'], header: 'x-api-key' }, {}, /is not a plain lowercase host name/],
     ['a URL as host', { hosts: ['https://api.example.com'], header: 'x-api-key' }, {}, /is not a plain lowercase host name/],
     ['a wildcard host', { hosts: ['*.example.com'], header: 'x-api-key' }, {}, /is not a plain lowercase host name/],
-    ['an unknown header', { hosts: ['api.example.com'], header: 'x-goog-api-key' }, {}, /entry PROVIDER_KEY: egress\.header "x-goog-api-key" is not one of "x-api-key", "authorization"/],
+    [
+      'an unknown header',
+      { hosts: ['api.example.com'], header: 'x-goog-api-key' },
+      {},
+      /entry PROVIDER_KEY: egress\.header "x-goog-api-key" is not one of "x-api-key", "authorization"/,
+    ],
     ['a missing header', { hosts: ['api.example.com'] }, {}, /entry PROVIDER_KEY: egress\.header missing/],
-    ['derive with egress', { hosts: ['api.example.com'], header: 'x-api-key' }, { derive: true }, /entry PROVIDER_KEY: "derive" and "egress" cannot be combined/],
+    [
+      'derive with egress',
+      { hosts: ['api.example.com'], header: 'x-api-key' },
+      { derive: true },
+      /entry PROVIDER_KEY: "derive" and "egress" cannot be combined/,
+    ],
   ])('refuses %s at load, naming the entry and the rule', (_what, egress, extra, message) => {
     let err: unknown;
     try {
@@ -158,14 +177,18 @@ describe('CREDENTIALS egress entries', () => {
     expect(bound).toBeLessThan(issued.token.length * 1.25);
     const many: Record<string, unknown> = {};
     for (let i = 0; i < 8; i++) many[`KEY_${i}`] = { secret: 'K', egress: { hosts: ['api.example.com'], header: 'x-api-key' } };
-    expect(() => parseConfig({ ...base, CREDENTIALS: JSON.stringify(many) })).toThrow(/could make agent tokens up to \d+ bytes, over the 8192-byte cap/);
+    expect(() => parseConfig({ ...base, CREDENTIALS: JSON.stringify(many) })).toThrow(
+      /could make agent tokens up to \d+ bytes, over the 8192-byte cap/,
+    );
     console.log(`agent token with 2 sentinels: ${issued.token.length} bytes (bound ${bound})`);
   });
 
   it('leaves egress secrets out of the secrets fingerprint: rotating one pushes nothing', async () => {
     const before = await secretsFingerprint(parseConfig(deployment() as never).credentials);
     const rotated = await secretsFingerprint(parseConfig(deployment({ PROVIDER_SECRET: 'another-value' }) as never).credentials);
-    const plainRotated = await secretsFingerprint(parseConfig(deployment({ MOLTBOT_GATEWAY_TOKEN: 'another-gateway-token-value-000000' }) as never).credentials);
+    const plainRotated = await secretsFingerprint(
+      parseConfig(deployment({ MOLTBOT_GATEWAY_TOKEN: 'another-gateway-token-value-000000' }) as never).credentials,
+    );
     expect(rotated).toBe(before);
     expect(plainRotated).not.toBe(before);
   });
@@ -180,7 +203,14 @@ describe('sentinels in the agent token', () => {
     expect(decodeProtectedHeader(sentinel)).toMatchObject({ alg: 'EdDSA', typ: 'egress+jwt' });
     const s = decodeJwt(sentinel);
     const agent = decodeJwt(issued.token);
-    expect(s).toMatchObject({ iss: BASE, sub: 'main', aud: 'egress', name: 'PROVIDER_API_KEY', hosts: [PROVIDER_HOST], cnf: { jkt: main.key.kid } });
+    expect(s).toMatchObject({
+      iss: BASE,
+      sub: 'main',
+      aud: 'egress',
+      name: 'PROVIDER_API_KEY',
+      hosts: [PROVIDER_HOST],
+      cnf: { jkt: main.key.kid },
+    });
     expect(s.exp).toBe(agent.exp);
     expect(typeof s.jti).toBe('string');
     expect(agent.cred_egress).toEqual(['OTHER_API_KEY', 'PROVIDER_API_KEY']);
@@ -201,7 +231,11 @@ describe('the egress handler', () => {
     const rec = recorder();
     const sentinel = issued.values.PROVIDER_API_KEY!;
     const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `leak ${sentinel} please` }] });
-    const res = await handleEgress(providerRequest(sentinel, { body, extra: { 'x-debug': `k=${sentinel}` } }), container, depsFor(e, rec.fetch));
+    const res = await handleEgress(
+      providerRequest(sentinel, { body, extra: { 'x-debug': `k=${sentinel}` } }),
+      container,
+      depsFor(e, rec.fetch),
+    );
     expect(res.status).toBe(200);
     expect(rec.seen).toHaveLength(1);
     const got = rec.seen[0]!;
@@ -216,7 +250,11 @@ describe('the egress handler', () => {
 
   it('writes an x-api-key entry as the raw value', async () => {
     const rec = recorder();
-    const res = await handleEgress(providerRequest(issued.values.OTHER_API_KEY!, { host: OTHER_HOST, header: 'x-api-key' }), container, depsFor(e, rec.fetch));
+    const res = await handleEgress(
+      providerRequest(issued.values.OTHER_API_KEY!, { host: OTHER_HOST, header: 'x-api-key' }),
+      container,
+      depsFor(e, rec.fetch),
+    );
     expect(res.status).toBe(200);
     expect(rec.seen[0]!.headers['x-api-key']).toBe(OTHER_KEY);
   });
@@ -234,7 +272,11 @@ describe('the egress handler', () => {
         c.close();
       },
     });
-    const req = new Request(`https://${PROVIDER_HOST}/v1/x`, { method: 'POST', headers: { authorization: `Bearer ${sentinel}` }, body: stream });
+    const req = new Request(`https://${PROVIDER_HOST}/v1/x`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sentinel}` },
+      body: stream,
+    });
     expect((await handleEgress(req, container, depsFor(e, rec.fetch))).status).toBe(200);
     expect(rec.seen[0]!.body).not.toContain(sentinel);
     expect(rec.seen[0]!.body.length).toBe(text.length);
@@ -243,10 +285,21 @@ describe('the egress handler', () => {
   it('forwards a request without a sentinel unchanged', async () => {
     const rec = recorder();
     const body = '{"own":"request"}';
-    const req = new Request(`https://${PROVIDER_HOST}/v1/models?x=1`, { method: 'POST', headers: { authorization: 'Bearer sk-operators-own-key', 'x-trace': 't1', 'content-type': 'application/json' }, body });
+    const req = new Request(`https://${PROVIDER_HOST}/v1/models?x=1`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-operators-own-key', 'x-trace': 't1', 'content-type': 'application/json' },
+      body,
+    });
     const res = await handleEgress(req, container, depsFor(e, rec.fetch));
     expect(res.status).toBe(200);
-    expect(rec.seen).toEqual([{ url: `https://${PROVIDER_HOST}/v1/models?x=1`, method: 'POST', headers: { authorization: 'Bearer sk-operators-own-key', 'x-trace': 't1', 'content-type': 'application/json' }, body }]);
+    expect(rec.seen).toEqual([
+      {
+        url: `https://${PROVIDER_HOST}/v1/models?x=1`,
+        method: 'POST',
+        headers: { authorization: 'Bearer sk-operators-own-key', 'x-trace': 't1', 'content-type': 'application/json' },
+        body,
+      },
+    ]);
     const none = recorder();
     expect((await handleEgress(new Request(`https://${PROVIDER_HOST}/v1/models`), container, depsFor(e, none.fetch))).status).toBe(200);
     expect(none.seen[0]!.headers).toEqual({});
@@ -267,7 +320,11 @@ describe('the egress handler', () => {
 });
 
 describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, a refusal counted', () => {
-  async function refused(req: Request, rule: string, opts: { containerId?: string; deps?: Partial<EgressDeps>; audited?: { sandbox: string; authenticated: boolean } } = {}): Promise<void> {
+  async function refused(
+    req: Request,
+    rule: string,
+    opts: { containerId?: string; deps?: Partial<EgressDeps>; audited?: { sandbox: string; authenticated: boolean } } = {},
+  ): Promise<void> {
     const rec = recorder();
     await expectRefused(await handleEgress(req, opts.containerId ?? container, depsFor(e, rec.fetch, opts.deps)), rule);
     expect(rec.seen).toHaveLength(0);
@@ -284,14 +341,19 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
     await refused(providerRequest(issued.values.PROVIDER_API_KEY!, { header: 'x-api-key' }), 'host_not_bound');
   });
 
-  it("one of another sandbox (a different ctx.containerId)", async () => {
+  it('one of another sandbox (a different ctx.containerId)', async () => {
     const other = await bootstrap(e, 'other');
     const theirs = await issue(e, other);
     // Other's sentinel, from main's container: counted for the sandbox whose sentinel it is.
-    await refused(providerRequest(theirs.values.PROVIDER_API_KEY!), 'wrong_sandbox', { audited: { sandbox: 'other', authenticated: true } });
+    await refused(providerRequest(theirs.values.PROVIDER_API_KEY!), 'wrong_sandbox', {
+      audited: { sandbox: 'other', authenticated: true },
+    });
     // Main's sentinel from another container.
     const rec = recorder();
-    await expectRefused(await handleEgress(providerRequest(issued.values.PROVIDER_API_KEY!), sandboxContainerId(e, 'other'), depsFor(e, rec.fetch)), 'wrong_sandbox');
+    await expectRefused(
+      await handleEgress(providerRequest(issued.values.PROVIDER_API_KEY!), sandboxContainerId(e, 'other'), depsFor(e, rec.fetch)),
+      'wrong_sandbox',
+    );
     expect(rec.seen).toHaveLength(0);
   });
 
@@ -301,7 +363,15 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
     await refused(providerRequest(issued.values.PROVIDER_API_KEY!), 'expired', { deps: { now: () => exp + skewMs + 1 } });
     // Within the skew it still passes.
     const rec = recorder();
-    expect((await handleEgress(providerRequest(issued.values.PROVIDER_API_KEY!), container, depsFor(e, rec.fetch, { now: () => exp + skewMs - 1000 }))).status).toBe(200);
+    expect(
+      (
+        await handleEgress(
+          providerRequest(issued.values.PROVIDER_API_KEY!),
+          container,
+          depsFor(e, rec.fetch, { now: () => exp + skewMs - 1000 }),
+        )
+      ).status,
+    ).toBe(200);
   });
 
   it('one voided by a gateway restart (a new bootstrap key)', async () => {
@@ -343,7 +413,9 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
     const s = issued.values.PROVIDER_API_KEY!;
     const [h, , sig] = s.split('.');
     const claims = { ...decodeJwt(s), hosts: [PROVIDER_HOST, 'evil.test'], exp: decodeJwt(s).exp! + 3600 };
-    await refused(providerRequest(`${h}.${b64json(claims)}.${sig}`), 'bad_signature', { audited: { sandbox: 'main', authenticated: false } });
+    await refused(providerRequest(`${h}.${b64json(claims)}.${sig}`), 'bad_signature', {
+      audited: { sandbox: 'main', authenticated: false },
+    });
     // A flipped character: no longer what was signed, or no longer JSON at all; refused either way.
     const rec = recorder();
     const res = await handleEgress(providerRequest(tamper(s, 1)), container, depsFor(e, rec.fetch));
@@ -362,7 +434,9 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
   it('one signed by a key not in the JWKS', async () => {
     const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const claims = decodeJwt(issued.values.PROVIDER_API_KEY!);
-    const forged = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'egress+jwt', kid: 'not-a-published-kid' }).sign(privateKey);
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'egress+jwt', kid: 'not-a-published-kid' })
+      .sign(privateKey);
     await refused(providerRequest(forged), 'unknown_key', { audited: { sandbox: 'main', authenticated: false } });
     // A published kid over a foreign key's signature.
     const kid = decodeProtectedHeader(issued.values.PROVIDER_API_KEY!).kid!;
@@ -387,7 +461,11 @@ describe('egress refusals: 403 egress_refused with the rule, nothing forwarded, 
     const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
     try {
       const rec = recorder();
-      await handleEgress(providerRequest(issued.values.PROVIDER_API_KEY!, { host: OTHER_HOST, header: 'x-api-key' }), container, depsFor(e, rec.fetch));
+      await handleEgress(
+        providerRequest(issued.values.PROVIDER_API_KEY!, { host: OTHER_HOST, header: 'x-api-key' }),
+        container,
+        depsFor(e, rec.fetch),
+      );
       await handleEgress(providerRequest(issued.values.PROVIDER_API_KEY!), container, depsFor(e, rec.fetch));
     } finally {
       spy.mockRestore();
@@ -421,18 +499,31 @@ describe('the SDK wiring (outboundRoutes) and the local route', () => {
   });
 
   it('binds no egress host when CREDENTIALS does not parse (the requests report the error)', () => {
-    expect(Object.keys(outboundRoutes({ ...env, CREDENTIALS: '{"X": {"secret": "S", "egress": {"hosts": []}}}' }))).toEqual(['issuer.internal']);
+    expect(Object.keys(outboundRoutes({ ...env, CREDENTIALS: '{"X": {"secret": "S", "egress": {"hosts": []}}}' }))).toEqual([
+      'issuer.internal',
+    ]);
   });
 
   it('/.local/egress runs the same handler with the named sandbox container, on a loopback issuer only', async () => {
     const sentinel = issued.values.PROVIDER_API_KEY!;
     const local = (over: Record<string, string>, target = `http://${PROVIDER_HOST}/v1/chat/completions`) =>
-      call(e, '/.local/egress', { method: 'POST', headers: { 'x-egress-url': target, 'x-egress-sandbox': 'main', authorization: `Bearer ${sentinel}`, ...over }, body: '{}' });
+      call(e, '/.local/egress', {
+        method: 'POST',
+        headers: { 'x-egress-url': target, 'x-egress-sandbox': 'main', authorization: `Bearer ${sentinel}`, ...over },
+        body: '{}',
+      });
     await expectRefused(await local({ 'x-egress-sandbox': 'other' }), 'wrong_sandbox');
     expect((await local({}, 'http://unbound.test/v1')).status).toBe(400);
     expect((await local({ 'x-egress-sandbox': 'NOT VALID' })).status).toBe(400);
     const prod = deployment({ ISSUER: 'https://issuer.example.com', DEV_USER: undefined, GATEWAY_UPSTREAM: undefined });
-    const res = await app.fetch(new Request(`${BASE}/.local/egress`, { method: 'POST', headers: { 'x-egress-url': `http://${PROVIDER_HOST}/v1`, 'x-egress-sandbox': 'main' } }), prod, createExecutionContext());
+    const res = await app.fetch(
+      new Request(`${BASE}/.local/egress`, {
+        method: 'POST',
+        headers: { 'x-egress-url': `http://${PROVIDER_HOST}/v1`, 'x-egress-sandbox': 'main' },
+      }),
+      prod,
+      createExecutionContext(),
+    );
     expect(res.status).toBe(404);
   });
 });

@@ -1,11 +1,11 @@
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { gatewayClientIp, gatewayRequest } from '../../src/routes/gateway.js';
 import { parseConfig } from '../../src/config.js';
 import { clientIpOf, ipLiteral, isLoopbackIssuer, LOCAL_CLIENT_IP } from '../../src/issuer/client-ip.js';
 import { ConfigError } from '../../src/issuer/errors.js';
 import { mintAccessToken } from '../../src/issuer/tokens.js';
 import { createUserTokenCache, USER_TOKEN_CACHE_MAX } from '../../src/issuer/user-tokens.js';
+import { gatewayClientIp, gatewayRequest } from '../../src/routes/gateway.js';
 import { BASE, call, captureLogs, freshStorage } from './helpers.js';
 
 const UPSTREAM = 'http://127.0.0.1:8789';
@@ -35,11 +35,20 @@ describe('gateway path', () => {
 
   it('forwards with a bearer access token for the user, and strips incoming credentials and ?token=', async () => {
     const seen = recordUpstream();
-    const res = await call('/api/chat?token=legacy-gateway-token&q=2', {
-      method: 'POST',
-      headers: { Authorization: 'Bearer client-sent', 'Cf-Access-Jwt-Assertion': 'x.y.z', Cookie: 'a=1; CF_Authorization=secret-cookie; b=2', 'Content-Type': 'text/plain' },
-      body: 'hello',
-    }, LOCAL);
+    const res = await call(
+      '/api/chat?token=legacy-gateway-token&q=2',
+      {
+        method: 'POST',
+        headers: {
+          Authorization: 'Bearer client-sent',
+          'Cf-Access-Jwt-Assertion': 'x.y.z',
+          Cookie: 'a=1; CF_Authorization=secret-cookie; b=2',
+          'Content-Type': 'text/plain',
+        },
+        body: 'hello',
+      },
+      LOCAL,
+    );
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('from upstream');
     expect(seen).toHaveLength(1);
@@ -51,7 +60,12 @@ describe('gateway path', () => {
     expect(req.headers.get('Cf-Access-Jwt-Assertion')).toBeNull();
     const token = /^Bearer (.+)$/.exec(req.headers.get('Authorization') ?? '')![1]!;
     const jwks = createLocalJWKSet((await (await call('/.well-known/jwks.json')).json()) as { keys: [] });
-    const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: BASE, audience: 'gateway:main', typ: 'at+jwt', algorithms: ['EdDSA'] });
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+      issuer: BASE,
+      audience: 'gateway:main',
+      typ: 'at+jwt',
+      algorithms: ['EdDSA'],
+    });
     expect(protectedHeader.alg).toBe('EdDSA');
     expect(payload).toMatchObject({ sub: 'dev@example.com', scope: 'gateway' });
     expect(payload.exp! - payload.iat!).toBe(300);
@@ -102,7 +116,11 @@ describe('gateway path', () => {
   });
 
   it('gatewayRequest drops only our credentials', () => {
-    const r = gatewayRequest(new Request('https://w.example/p?token=t&a=1', { headers: { Cookie: 'CF_Authorization=z', 'X-Other': 'keep' } }), 'http://up:1', 'jwt');
+    const r = gatewayRequest(
+      new Request('https://w.example/p?token=t&a=1', { headers: { Cookie: 'CF_Authorization=z', 'X-Other': 'keep' } }),
+      'http://up:1',
+      'jwt',
+    );
     expect(r.url).toBe('http://up:1/p?a=1');
     expect(r.headers.get('Cookie')).toBeNull();
     expect(r.headers.get('X-Other')).toBe('keep');
@@ -111,7 +129,14 @@ describe('gateway path', () => {
 });
 
 /** The reviewer's inputs for finding 1: scheme-relative paths that would replace the upstream's host. */
-export const HOST_CHANGING_PATHS = ['//127.0.0.1:9/steal', '///127.0.0.1:9/steal', '/\\127.0.0.1:9/steal', '//user@127.0.0.1:9/steal', '//api/admin/keys', '/x/..//127.0.0.1:9/steal'];
+const HOST_CHANGING_PATHS = [
+  '//127.0.0.1:9/steal',
+  '///127.0.0.1:9/steal',
+  '/\\127.0.0.1:9/steal',
+  '//user@127.0.0.1:9/steal',
+  '//api/admin/keys',
+  '/x/..//127.0.0.1:9/steal',
+];
 
 describe('security finding 1: a path beginning with // never leaves the upstream origin', () => {
   for (const path of HOST_CHANGING_PATHS) {
@@ -119,7 +144,10 @@ describe('security finding 1: a path beginning with // never leaves the upstream
       const seen = recordUpstream();
       const res = await call(path, { headers: { Cookie: 'sid=1' } }, LOCAL);
       expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'the path must not begin with // or contain a backslash' });
+      expect(await res.json()).toEqual({
+        error: 'invalid_request',
+        error_description: 'the path must not begin with // or contain a backslash',
+      });
       expect(seen).toHaveLength(0);
     });
   }
@@ -158,7 +186,12 @@ function clientIpOfToken(req: Request): unknown {
 describe("issue 13 item 4: the user's client address is a claim of the access token (client_ip)", () => {
   it('client_ip is CF-Connecting-IP (IPv4, and IPv6 in canonical form); forged X-Forwarded-For, X-Real-IP and Forwarded change nothing', async () => {
     const seen = recordUpstream();
-    const forged = { 'X-Forwarded-For': '198.51.100.66', 'X-Real-IP': '198.51.100.67', Forwarded: 'for=198.51.100.68', 'True-Client-IP': '198.51.100.69' };
+    const forged = {
+      'X-Forwarded-For': '198.51.100.66',
+      'X-Real-IP': '198.51.100.67',
+      Forwarded: 'for=198.51.100.68',
+      'True-Client-IP': '198.51.100.69',
+    };
     await call('/a', { headers: { 'CF-Connecting-IP': '203.0.113.7', ...forged } }, LOCAL);
     await call('/b', { headers: { 'CF-Connecting-IP': '2001:DB8:0:0::1', ...forged } }, LOCAL);
     await call('/c', { headers: { 'CF-Connecting-IP': '::ffff:203.0.113.8' } }, LOCAL);
@@ -174,7 +207,20 @@ describe("issue 13 item 4: the user's client address is a claim of the access to
 
   it('a CF-Connecting-IP that is no IP literal is not used: the token says 192.0.2.1 locally', async () => {
     const seen = recordUpstream();
-    const junk = ['not-an-ip', '203.0.113.7, 198.51.100.1', '203.0.113.7:443', '[2001:db8::1]', '010.0.0.1', '1.2.3', '256.1.1.1', '0x7f.0.0.1', 'fe80::1%eth0', 'example.com', '2001:db8::1::2', `${'1'.repeat(40)}:1`];
+    const junk = [
+      'not-an-ip',
+      '203.0.113.7, 198.51.100.1',
+      '203.0.113.7:443',
+      '[2001:db8::1]',
+      '010.0.0.1',
+      '1.2.3',
+      '256.1.1.1',
+      '0x7f.0.0.1',
+      'fe80::1%eth0',
+      'example.com',
+      '2001:db8::1::2',
+      `${'1'.repeat(40)}:1`,
+    ];
     for (const ip of junk) await call('/x', { headers: { 'CF-Connecting-IP': ip } }, LOCAL);
     expect(seen.map(clientIpOfToken)).toEqual(junk.map(() => '192.0.2.1'));
   });
@@ -219,25 +265,52 @@ describe("issue 13 item 4: the user's client address is a claim of the access to
       [{ 'CF-Connecting-IP': '127.0.0.1' }, undefined, 'loopback'],
       [{ 'CF-Connecting-IP': 'junk-value-marker' }, undefined, 'invalid'],
     ];
-    const { result, lines } = await captureLogs(async () => cases.map(([headers]) => gatewayClientIp(new Request('https://issuer.example.com/x', { headers }), config)));
+    const { result, lines } = await captureLogs(async () =>
+      cases.map(([headers]) => gatewayClientIp(new Request('https://issuer.example.com/x', { headers }), config)),
+    );
     expect(result).toEqual(cases.map(([, ip]) => ip));
-    const reasons = lines.map((l) => JSON.parse(l) as { event: string; reason: string }).filter((l) => l.event === 'client_ip_unavailable').map((l) => l.reason);
+    const reasons = lines
+      .map((l) => JSON.parse(l) as { event: string; reason: string })
+      .filter((l) => l.event === 'client_ip_unavailable')
+      .map((l) => l.reason);
     expect(reasons).toEqual(cases.map(([, , gap]) => gap).filter(Boolean));
     expect(lines.join('\n')).not.toContain('junk-value-marker');
     expect(clientIpOf(new Headers({ 'CF-Connecting-IP': '::1' }), false)).toEqual({ gap: 'loopback' });
   });
 
   it('a token minted without an address has no client_ip claim at all (not empty, not null)', async () => {
-    const { privateKey } = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']) as CryptoKeyPair;
-    const base = { signer: { kid: 'k', key: privateKey }, issuer: BASE, sandboxId: 'main', subject: 'u', ttl: 300, now: Date.now(), jti: 'j' };
+    const { privateKey } = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+    const base = {
+      signer: { kid: 'k', key: privateKey },
+      issuer: BASE,
+      sandboxId: 'main',
+      subject: 'u',
+      ttl: 300,
+      now: Date.now(),
+      jti: 'j',
+    };
     expect('client_ip' in decodeJwt((await mintAccessToken(base)).token)).toBe(false);
     expect(decodeJwt((await mintAccessToken({ ...base, clientIp: '203.0.113.5' })).token).client_ip).toBe('203.0.113.5');
   });
 
   it('ipLiteral: IPv4 dotted decimal and IPv6 literals only, canonical; the loopback issuer rule is the one DEV_USER has', () => {
-    expect(['1.2.3.4', '255.255.255.255', 'FE80::1', '::ffff:1.2.3.4', '2001:db8:0:0:0:0:0:1'].map(ipLiteral)).toEqual(['1.2.3.4', '255.255.255.255', 'fe80::1', '1.2.3.4', '2001:db8::1']);
-    for (const bad of [undefined, null, 3, '', ' 1.2.3.4', '1.2.3.4 ', '01.2.3.4', '1.2.3.4.5', ':::', 'a:b', '[::1]', '::1/128']) expect(ipLiteral(bad), String(bad)).toBeUndefined();
-    for (const [url, local] of [['http://127.0.0.1:8787', true], ['http://localhost:8787', true], ['http://[::1]:8787', true], ['https://issuer.example.com', false], ['http://127.0.0.1.example.com', false], ['http://192.0.2.1:8787', false]] as const) {
+    expect(['1.2.3.4', '255.255.255.255', 'FE80::1', '::ffff:1.2.3.4', '2001:db8:0:0:0:0:0:1'].map(ipLiteral)).toEqual([
+      '1.2.3.4',
+      '255.255.255.255',
+      'fe80::1',
+      '1.2.3.4',
+      '2001:db8::1',
+    ]);
+    for (const bad of [undefined, null, 3, '', ' 1.2.3.4', '1.2.3.4 ', '01.2.3.4', '1.2.3.4.5', ':::', 'a:b', '[::1]', '::1/128'])
+      expect(ipLiteral(bad), String(bad)).toBeUndefined();
+    for (const [url, local] of [
+      ['http://127.0.0.1:8787', true],
+      ['http://localhost:8787', true],
+      ['http://[::1]:8787', true],
+      ['https://issuer.example.com', false],
+      ['http://127.0.0.1.example.com', false],
+      ['http://192.0.2.1:8787', false],
+    ] as const) {
       expect(isLoopbackIssuer(url), url).toBe(local);
     }
   });

@@ -1,5 +1,4 @@
-import { env, listDurableObjectIds, reset, runInDurableObject } from 'cloudflare:test';
-import { createExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, env, listDurableObjectIds, reset, runInDurableObject } from 'cloudflare:test';
 import { vi } from 'vitest';
 import { createApp } from '../../src/app.js';
 import type { Env } from '../../src/config.js';

@@ -56,7 +56,10 @@ describe('a request that ends while its load is in flight', () => {
     expect(await a).toBe('AbortError');
 
     // B misses too and finds A's load in flight.
-    const b = SELF.fetch(`${BASE}/.well-known/jwks.json`).then(async (r) => ({ status: r.status, body: (await r.json()) as { keys: unknown[] } }));
+    const b = SELF.fetch(`${BASE}/.well-known/jwks.json`).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as { keys: unknown[] },
+    }));
     // The KeyAuthority answers again only past the load's deadline: B cannot be answered by anything
     // but a load of its own, which must not wait on A's.
     await sleep(LOAD_DEADLINE_MS + 500);
@@ -69,7 +72,12 @@ describe('a request that ends while its load is in flight', () => {
     expect(answered).toMatchObject({ status: 200 });
     expect((answered as { body: { keys: unknown[] } }).body.keys).toHaveLength(2);
     // And the next request is served as well.
-    expect(await answerWithin(SELF.fetch(`${BASE}/.well-known/jwks.json`).then((r) => r.status), 4_000)).toBe(200);
+    expect(
+      await answerWithin(
+        SELF.fetch(`${BASE}/.well-known/jwks.json`).then((r) => r.status),
+        4_000,
+      ),
+    ).toBe(200);
   }, 30_000);
 
   it('isolate cache: past the deadline B loads for itself, and the late result of the left load is never stored', async () => {
@@ -99,7 +107,13 @@ describe('a request that ends while its load is in flight', () => {
   it('isolate cache: when no load settles, a request fails after two deadlines instead of waiting for ever', async () => {
     let loads = 0;
     const cache = createIsolateCache<string>(() => (loads++, never()), Date.now, 100);
-    const r = await answerWithin(cache.get().then(() => 'served', (e: Error) => e.message), 2_000);
+    const r = await answerWithin(
+      cache.get().then(
+        () => 'served',
+        (e: Error) => e.message,
+      ),
+      2_000,
+    );
     expect(r).toMatch(/no load settled within 100 ms/);
     expect(loads).toBe(2);
   });

@@ -1,4 +1,6 @@
+import { calculateJwkThumbprint } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { IssuerError } from '../../src/issuer/errors.js';
 import { retentionSeconds, type Timing } from '../../src/issuer/key-timing.js';
 import {
   activeKey,
@@ -8,16 +10,14 @@ import {
   findByState,
   generateKey,
   initialKeySet,
+  type KeySet,
   nextWakeUp,
   REMOVED_HISTORY,
   revoke,
   rotate,
   toJwks,
   toView,
-  type KeySet,
 } from '../../src/issuer/keys.js';
-import { IssuerError } from '../../src/issuer/errors.js';
-import { calculateJwkThumbprint } from 'jose';
 
 const timing: Timing = { accessTokenTtl: 300, agentTokenTtl: 600, jwksMaxAge: 300, clockSkew: 30, rotationPeriod: 86400 };
 const T0 = Date.UTC(2026, 10, 1);
@@ -154,7 +154,10 @@ describe('failure G: forced rotations cannot grow the JWKS without limit', () =>
     expect(errorCode(() => rotate(set, extra, now + 3600 * S, timing))).toBe('too_many_retiring_keys');
     // Published: active, next, then retiring newest first (a verifier keeping a prefix keeps these).
     const jwks = toJwks(set).keys.map((k) => k.kid);
-    const retiring = set.keys.filter((k) => k.state === 'retiring').sort((a, b) => b.retiredAt! - a.retiredAt!).map((k) => k.kid);
+    const retiring = set.keys
+      .filter((k) => k.state === 'retiring')
+      .sort((a, b) => b.retiredAt! - a.retiredAt!)
+      .map((k) => k.kid);
     expect(jwks).toEqual([activeKey(set).kid, findByState(set, 'next')!.kid, ...retiring]);
     // The scheduled rotation is never refused: one more retiring key, still within the bound.
     const scheduled = advance(set, set.rotateAt, timing, await fresh());

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import type { Env } from '../../src/config.js';
 import { adminHeaders, BASE, freshStorage } from './helpers.js';
-import { assertion, bootstrap, tokenForm, type ErrorBody } from './token-helpers.js';
+import { assertion, bootstrap, type ErrorBody, tokenForm } from './token-helpers.js';
 
 beforeEach(freshStorage);
 
@@ -31,7 +31,11 @@ describe('outbound token endpoint (issuer.internal)', () => {
     expect(((await res.json()) as ErrorBody).error_description).toMatch(/^container_mismatch:/);
     // No container id at all: fail closed.
     expect((await send(await assertion(victim))).status).toBe(401);
-    const audit = await createApp().fetch(new Request(`${BASE}/api/admin/audit?sandbox=sb-victim`, { headers: adminHeaders() }), env, createExecutionContext());
+    const audit = await createApp().fetch(
+      new Request(`${BASE}/api/admin/audit?sandbox=sb-victim`, { headers: adminHeaders() }),
+      env,
+      createExecutionContext(),
+    );
     const refusals = ((await audit.json()) as { refusals: { code: string; count: number }[] }).refusals;
     expect(refusals.filter((r) => r.code === 'container_mismatch').reduce((n, r) => n + r.count, 0)).toBe(2);
   });
@@ -69,7 +73,11 @@ describe('push on secret change', () => {
     // A secret CREDENTIALS does not name changes nothing.
     const before = pushes.length;
     const ctx = createExecutionContext();
-    await createApp({ push }).fetch(new Request(`${BASE}/.well-known/jwks.json`), { ...env, MOLTBOT_GATEWAY_TOKEN: 'master-v2-0123456789abcdef', OTHER_SECRET: 'x' } as Env, ctx);
+    await createApp({ push }).fetch(
+      new Request(`${BASE}/.well-known/jwks.json`),
+      { ...env, MOLTBOT_GATEWAY_TOKEN: 'master-v2-0123456789abcdef', OTHER_SECRET: 'x' } as Env,
+      ctx,
+    );
     await waitOnExecutionContext(ctx);
     expect(pushes.length).toBe(before);
   });

@@ -5,10 +5,10 @@
  */
 import { env, reset, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { SANDBOX_ID } from '../../src/admin-api.js';
 import { parseConfig } from '../../src/config.js';
 import { PUSH_ATTEMPTS, PUSH_CONCURRENCY, pushOnSecretChange } from '../../src/issuer/push.js';
 import { decodeCursor, encodeCursor } from '../../src/issuer/registry.js';
-import { SANDBOX_ID } from '../../src/admin-api.js';
 import { adminHeaders, BASE, call, captureLogs, keyAuthority } from './helpers.js';
 import { bootstrap } from './token-helpers.js';
 
@@ -27,16 +27,21 @@ const MANY = 1003;
 async function registerMany(n: number): Promise<void> {
   await runInDurableObject(keyAuthority(), (_i, s) => {
     const base = Date.now() + 1000;
-    for (let i = 0; i < n; i++) s.storage.sql.exec('INSERT INTO sandboxes (id, created_at) VALUES (?, ?)', `sb-${String(i).padStart(4, '0')}`, base + i);
+    for (let i = 0; i < n; i++)
+      s.storage.sql.exec('INSERT INTO sandboxes (id, created_at) VALUES (?, ?)', `sb-${String(i).padStart(4, '0')}`, base + i);
   });
 }
 
 describe('failure H: listings and the push reach every sandbox, however many', () => {
-  it('failure H: the sandbox listing is paged, says how many there are, and leads with the Worker\'s own sandbox', async () => {
+  it("failure H: the sandbox listing is paged, says how many there are, and leads with the Worker's own sandbox", async () => {
     await bootstrap('main'); // the oldest: the one the old listing left out
     await registerMany(MANY - 1);
     // A small page: each listed sandbox is a Durable Object call.
-    const first = (await (await call('/api/admin/sandboxes?limit=20', { headers: adminHeaders() })).json()) as { sandboxes: { sandbox: string }[]; total: number; next_cursor?: string };
+    const first = (await (await call('/api/admin/sandboxes?limit=20', { headers: adminHeaders() })).json()) as {
+      sandboxes: { sandbox: string }[];
+      total: number;
+      next_cursor?: string;
+    };
     expect(first.total).toBe(MANY);
     expect(first.sandboxes).toHaveLength(20);
     expect(first.sandboxes[0]!.sandbox).toBe('main');
@@ -100,10 +105,13 @@ describe('failure H: listings and the push reach every sandbox, however many', (
     expect(decodeCursor('x', SANDBOX_ID)).toBeUndefined();
   });
 
-  it('failure H: the merged audit reads the Worker\'s own sandbox and says how many it read', async () => {
+  it("failure H: the merged audit reads the Worker's own sandbox and says how many it read", async () => {
     await bootstrap('main');
     await registerMany(MANY - 1);
-    const body = (await (await call('/api/admin/audit', { headers: adminHeaders() })).json()) as { events: { sandbox?: string; event: string }[]; sandboxes: { included: number; total: number } };
+    const body = (await (await call('/api/admin/audit', { headers: adminHeaders() })).json()) as {
+      events: { sandbox?: string; event: string }[];
+      sandboxes: { included: number; total: number };
+    };
     expect(body.sandboxes).toEqual({ included: 100, total: MANY });
     expect(body.events.some((e) => e.sandbox === 'main' && e.event === 'bootstrap')).toBe(true);
   }, 60_000);

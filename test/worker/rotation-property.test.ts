@@ -5,10 +5,20 @@
  * signing key is as stale as key-authority.ts allows (SIGNING_KEY_CACHE_SECONDS, capped at the
  * scheduled rotation).
  */
-import { createLocalJWKSet, errors, importJWK, jwtVerify, SignJWT, type JWK } from 'jose';
+import { createLocalJWKSet, errors, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { maxTokenTtl, SIGNING_KEY_CACHE_SECONDS, type Timing } from '../../src/issuer/key-timing.js';
-import { activeKey, advance, earliestRotation, generateKey, initialKeySet, revoke, rotate, toJwks, type KeySet } from '../../src/issuer/keys.js';
+import {
+  activeKey,
+  advance,
+  earliestRotation,
+  generateKey,
+  initialKeySet,
+  type KeySet,
+  revoke,
+  rotate,
+  toJwks,
+} from '../../src/issuer/keys.js';
 
 const timing: Timing = { accessTokenTtl: 300, agentTokenTtl: 600, jwksMaxAge: 300, clockSkew: 30, rotationPeriod: 3600 };
 const S = 1000;

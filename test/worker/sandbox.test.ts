@@ -6,11 +6,11 @@ import { createExecutionContext, env } from 'cloudflare:test';
 import { decodeJwt, type JWK } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
-import { loadConfig, type Env } from '../../src/config.js';
+import { type Env, loadConfig } from '../../src/config.js';
 import { deriveValue } from '../../src/issuer/credentials.js';
 import { CONTAINER, gatewayProcessEnv, PORTS, type SandboxApi } from '../../src/sandbox/gateway.js';
 import { adminHeaders, BASE, freshStorage } from './helpers.js';
-import { assertion, requestToken, type BootstrapFile, type ErrorBody } from './token-helpers.js';
+import { assertion, type BootstrapFile, type ErrorBody, requestToken } from './token-helpers.js';
 
 beforeEach(freshStorage);
 
@@ -91,7 +91,13 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     // Every secret the Worker holds, and every value it delivers, is absent from the process env.
     const start = fake.calls.find((c) => c.op === 'startProcess')!;
     const envText = JSON.stringify(start.env);
-    const secrets = [env.ADMIN_TOKEN!, env.SIGNING_KEY_KEK!, env.MOLTBOT_GATEWAY_TOKEN!, await deriveValue(env.MOLTBOT_GATEWAY_TOKEN!, 'GATEWAY_TOKEN', 'main'), file.key.d as string];
+    const secrets = [
+      env.ADMIN_TOKEN!,
+      env.SIGNING_KEY_KEK!,
+      env.MOLTBOT_GATEWAY_TOKEN!,
+      await deriveValue(env.MOLTBOT_GATEWAY_TOKEN!, 'GATEWAY_TOKEN', 'main'),
+      file.key.d as string,
+    ];
     for (const s of secrets) expect(envText).not.toContain(s);
     expect(start.env).toEqual(gatewayProcessEnv(loadConfig(env)));
     expect(start.env!.ISSUER_URL).toBe('http://issuer.internal');
@@ -133,9 +139,15 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     const fake = new FakeSandbox();
     const e = { ...env, GATEWAY_UPSTREAM: 'http://127.0.0.1:8789' } as Env;
     for (const path of ['/api/admin/gateway/restart', '/api/admin/sandboxes/main/refresh']) {
-      const res = await withSandbox(fake).fetch(new Request(`${BASE}${path}`, { method: 'POST', headers: adminHeaders() }), e, createExecutionContext());
+      const res = await withSandbox(fake).fetch(
+        new Request(`${BASE}${path}`, { method: 'POST', headers: adminHeaders() }),
+        e,
+        createExecutionContext(),
+      );
       expect(res.status, path).toBe(503);
-      expect(((await res.json()) as ErrorBody).error_description).toBe('no sandbox to reach: this Worker has no Sandbox binding, or GATEWAY_UPSTREAM sends its gateway traffic elsewhere');
+      expect(((await res.json()) as ErrorBody).error_description).toBe(
+        'no sandbox to reach: this Worker has no Sandbox binding, or GATEWAY_UPSTREAM sends its gateway traffic elsewhere',
+      );
     }
     expect(fake.calls).toEqual([]);
   });
@@ -149,10 +161,16 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     fake.listProcesses = down;
     const refresh = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
     expect(refresh.status).toBe(502);
-    expect(await refresh.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a refresh (is its container running?)' });
+    expect(await refresh.json()).toEqual({
+      error: 'bad_gateway',
+      error_description: 'the sandbox did not answer a refresh (is its container running?)',
+    });
     const restart = await admin(withSandbox(fake), '/api/admin/gateway/restart');
     expect(restart.status).toBe(502);
-    expect(await restart.json()).toEqual({ error: 'bad_gateway', error_description: 'the sandbox did not answer a restart (is its container running?)' });
+    expect(await restart.json()).toEqual({
+      error: 'bad_gateway',
+      error_description: 'the sandbox did not answer a restart (is its container running?)',
+    });
   });
 
   it('the gateway path starts the gateway once, then goes through the container to the verifying proxy', async () => {
@@ -160,13 +178,20 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     const app = withSandbox(fake);
     const e = { ...env, DEV_USER: 'dev@example.com' } as Env;
     for (const path of ['/a', '/b']) {
-      const res = await app.fetch(new Request(`${BASE}${path}?token=old`, { headers: { Authorization: 'Bearer from-client' } }), e, createExecutionContext());
+      const res = await app.fetch(
+        new Request(`${BASE}${path}?token=old`, { headers: { Authorization: 'Bearer from-client' } }),
+        e,
+        createExecutionContext(),
+      );
       expect(res.status).toBe(200);
     }
     const ws = await app.fetch(new Request(`${BASE}/ws`, { headers: { Upgrade: 'websocket' } }), e, createExecutionContext());
     expect(ws.status).toBe(200);
     expect(fake.calls.filter((c) => c.op === 'startProcess')).toHaveLength(1); // once, not per request
-    expect(fake.calls.filter((c) => c.op === 'containerFetch').map((c) => [c.arg, c.port])).toEqual([['GET /a', PORTS.proxy], ['GET /b', PORTS.proxy]]);
+    expect(fake.calls.filter((c) => c.op === 'containerFetch').map((c) => [c.arg, c.port])).toEqual([
+      ['GET /a', PORTS.proxy],
+      ['GET /b', PORTS.proxy],
+    ]);
     expect(fake.calls.filter((c) => c.op === 'wsConnect').map((c) => [c.arg, c.port])).toEqual([['/ws', PORTS.proxy]]);
     for (const r of fake.requests) {
       expect(r.url).not.toContain('token=');
@@ -188,7 +213,12 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     for (const [path, headers] of sends) {
       expect((await app.fetch(new Request(`${BASE}${path}`, { headers }), e, createExecutionContext())).status).toBe(200);
     }
-    expect(fake.calls.filter((c) => c.op === 'containerFetch' || c.op === 'wsConnect').map((c) => c.op)).toEqual(['containerFetch', 'wsConnect', 'containerFetch', 'wsConnect']);
+    expect(fake.calls.filter((c) => c.op === 'containerFetch' || c.op === 'wsConnect').map((c) => c.op)).toEqual([
+      'containerFetch',
+      'wsConnect',
+      'containerFetch',
+      'wsConnect',
+    ]);
     const claims = fake.requests.map((r) => decodeJwt(r.headers.get('Authorization')!.slice('Bearer '.length)));
     expect(claims.map((c) => [c.sub, c.client_ip])).toEqual([
       ['dev@example.com', '203.0.113.7'],
@@ -202,9 +232,19 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     const fake = new FakeSandbox();
     const app = withSandbox(fake);
     const e = { ...env, DEV_USER: 'dev@example.com' } as Env;
-    for (const path of ['//127.0.0.1:9/steal', '///127.0.0.1:9/steal', '/\\127.0.0.1:9/steal', '//user@127.0.0.1:9/steal', '//api/admin/keys']) {
+    for (const path of [
+      '//127.0.0.1:9/steal',
+      '///127.0.0.1:9/steal',
+      '/\\127.0.0.1:9/steal',
+      '//user@127.0.0.1:9/steal',
+      '//api/admin/keys',
+    ]) {
       for (const upgrade of [false, true]) {
-        const res = await app.fetch(new Request(`${BASE}${path}`, { headers: upgrade ? { Upgrade: 'websocket' } : {} }), e, createExecutionContext());
+        const res = await app.fetch(
+          new Request(`${BASE}${path}`, { headers: upgrade ? { Upgrade: 'websocket' } : {} }),
+          e,
+          createExecutionContext(),
+        );
         expect(res.status, path).toBe(400);
       }
     }
@@ -212,7 +252,10 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     expect(fake.calls.filter((c) => c.op === 'startProcess')).toHaveLength(0);
     await app.fetch(new Request(`${BASE}/a//b`, { headers: { Host: 'evil.example' } }), e, createExecutionContext());
     await app.fetch(new Request(`${BASE}/ws//x`, { headers: { Host: 'evil.example', Upgrade: 'websocket' } }), e, createExecutionContext());
-    expect(fake.requests.map((r) => new URL(r.url).href)).toEqual([`http://localhost:${PORTS.proxy}/a//b`, `http://localhost:${PORTS.proxy}/ws//x`]);
+    expect(fake.requests.map((r) => new URL(r.url).href)).toEqual([
+      `http://localhost:${PORTS.proxy}/a//b`,
+      `http://localhost:${PORTS.proxy}/ws//x`,
+    ]);
     for (const r of fake.requests) expect([null, `localhost:${PORTS.proxy}`]).toContain(r.headers.get('Host'));
   });
 
@@ -222,9 +265,15 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     await admin(app, '/api/admin/gateway/restart'); // registers "main", records the first fingerprint
     const ctx = createExecutionContext();
     const { waitOnExecutionContext } = await import('cloudflare:test');
-    await app.fetch(new Request(`${BASE}/.well-known/jwks.json`), { ...env, MOLTBOT_GATEWAY_TOKEN: 'rotated-master-0123456789abcdef' } as Env, ctx);
+    await app.fetch(
+      new Request(`${BASE}/.well-known/jwks.json`),
+      { ...env, MOLTBOT_GATEWAY_TOKEN: 'rotated-master-0123456789abcdef' } as Env,
+      ctx,
+    );
     await waitOnExecutionContext(ctx);
-    expect(fake.calls.filter((c) => c.op === 'containerFetch')).toEqual([{ op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent }]);
+    expect(fake.calls.filter((c) => c.op === 'containerFetch')).toEqual([
+      { op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent },
+    ]);
   });
 
   it('with GATEWAY_UPSTREAM set, a secret change pushes into no sandbox (none runs there)', async () => {

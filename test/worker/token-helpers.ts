@@ -1,6 +1,6 @@
-import { base64url, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { base64url, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { expect } from 'vitest';
-import { ADMIN_PREFIX, adminPath, checkBootstrapFile, TOKEN_PATH, type BootstrapFile, type ErrorAnswer } from '../../src/admin-api.js';
+import { ADMIN_PREFIX, adminPath, type BootstrapFile, checkBootstrapFile, type ErrorAnswer, TOKEN_PATH } from '../../src/admin-api.js';
 import { adminHeaders, BASE, call } from './helpers.js';
 
 /** The contract's type, for the test files that import it from here. */
@@ -29,9 +29,19 @@ export interface AssertionOpts {
 /** A valid assertion for the bootstrap file, with overrides. */
 export async function assertion(b: BootstrapFile, o: AssertionOpts = {}): Promise<string> {
   const now = Math.floor((o.now ?? Date.now()) / 1000);
-  const claims: Record<string, unknown> = { iss: b.client_id, sub: b.client_id, aud: b.issuer, iat: now, exp: now + 60, jti: crypto.randomUUID(), ...o.claims };
+  const claims: Record<string, unknown> = {
+    iss: b.client_id,
+    sub: b.client_id,
+    aud: b.issuer,
+    iat: now,
+    exp: now + 60,
+    jti: crypto.randomUUID(),
+    ...o.claims,
+  };
   for (const k of o.drop ?? []) delete claims[k];
-  return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: b.key.kid, ...o.header } as { alg: string }).sign(await importJWK(b.key, 'EdDSA'));
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'EdDSA', kid: b.key.kid, ...o.header } as { alg: string })
+    .sign(await importJWK(b.key, 'EdDSA'));
 }
 
 /** Hand-built JWS with any header and signature bytes (for alg confusion and garbage). */
@@ -48,7 +58,11 @@ export function tokenForm(jwt: string, extra: Record<string, string> = {}): Requ
   return form({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: jwt, ...extra });
 }
 
-export async function requestToken(jwt: string, extra: Record<string, string> = {}, envOverride: Record<string, unknown> = {}): Promise<Response> {
+export async function requestToken(
+  jwt: string,
+  extra: Record<string, string> = {},
+  envOverride: Record<string, unknown> = {},
+): Promise<Response> {
   return call(TOKEN_PATH, tokenForm(jwt, extra), envOverride);
 }
 

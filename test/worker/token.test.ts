@@ -6,14 +6,14 @@ import { adminHeaders, BASE, call, captureLogs, freshStorage, TEST_ADMIN_TOKEN }
 import {
   agentKeyPair,
   assertion,
+  type BootstrapFile,
   bootstrap,
+  type ErrorBody,
   form,
   rawJws,
   requestToken,
-  tokenForm,
   TOKEN_URL,
-  type BootstrapFile,
-  type ErrorBody,
+  tokenForm,
 } from './token-helpers.js';
 
 beforeEach(freshStorage);
@@ -43,7 +43,12 @@ describe('POST /oauth/token: success', () => {
     expect(body.credentials_version).toBeUndefined(); // no agent key registered yet
     const header = decodeProtectedHeader(body.access_token);
     expect(header).toMatchObject({ alg: 'EdDSA', typ: 'at+jwt' });
-    const { payload } = await jwtVerify(body.access_token, await jwks(), { issuer: BASE, audience: 'gateway:sb-1', typ: 'at+jwt', algorithms: ['EdDSA'] });
+    const { payload } = await jwtVerify(body.access_token, await jwks(), {
+      issuer: BASE,
+      audience: 'gateway:sb-1',
+      typ: 'at+jwt',
+      algorithms: ['EdDSA'],
+    });
     expect(payload).toMatchObject({ sub: 'sb-1', client_id: 'sb-1', scope: 'agent', cnf: { jkt: b.key.kid } });
     expect(payload.exp! - payload.iat!).toBe(600);
     expect(typeof payload.jti).toBe('string');
@@ -77,7 +82,9 @@ describe('POST /oauth/token: every assertion rule, broken alone, is a 401 with i
     const secret = base64url.decode(b.key.x!);
     const jwt = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', kid: b.key.kid }).sign(secret);
     await expectRule(await requestToken(jwt), 'unsupported_alg');
-    const jwt2 = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: b.key.x })));
+    const jwt2 = await new SignJWT(claims())
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new TextEncoder().encode(JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: b.key.x })));
     await expectRule(await requestToken(jwt2), 'unsupported_alg');
   });
 
@@ -85,7 +92,8 @@ describe('POST /oauth/token: every assertion rule, broken alone, is a 401 with i
     const { d: _d, ...pub } = b.key;
     await expectRule(await requestToken(await assertion(b, { header: { jwk: pub } })), 'forbidden_header');
   });
-  it('a header jku', async () => expectRule(await requestToken(await assertion(b, { header: { jku: 'https://evil.example/jwks' } })), 'forbidden_header'));
+  it('a header jku', async () =>
+    expectRule(await requestToken(await assertion(b, { header: { jku: 'https://evil.example/jwks' } })), 'forbidden_header'));
   it('a header x5u, x5c, crit', async () => {
     await expectRule(await requestToken(await assertion(b, { header: { x5u: 'https://evil.example/cert' } })), 'forbidden_header');
     await expectRule(await requestToken(await assertion(b, { header: { x5c: ['MIIB'] } })), 'forbidden_header');
@@ -96,24 +104,27 @@ describe('POST /oauth/token: every assertion rule, broken alone, is a 401 with i
     await expectRule(await requestToken(await assertion(b, { claims: { iss: 'Not A Sandbox!' } })), 'unknown_client');
   });
   it('sub != iss', async () => expectRule(await requestToken(await assertion(b, { claims: { sub: 'someone-else' } })), 'sub_mismatch'));
-  it('wrong aud', async () => expectRule(await requestToken(await assertion(b, { claims: { aud: 'https://other.example' } })), 'bad_audience'));
+  it('wrong aud', async () =>
+    expectRule(await requestToken(await assertion(b, { claims: { aud: 'https://other.example' } })), 'bad_audience'));
   it('aud array holding the issuer plus another', async () =>
     expectRule(await requestToken(await assertion(b, { claims: { aud: [BASE, 'https://other.example'] } })), 'bad_audience'));
   it('missing exp', async () => expectRule(await requestToken(await assertion(b, { drop: ['exp'] })), 'exp_missing'));
   it('missing iat', async () => expectRule(await requestToken(await assertion(b, { drop: ['iat'] })), 'iat_missing'));
-  it('exp too far ahead of iat', async () => expectRule(await requestToken(await assertion(b, { claims: { exp: now() + 61 } })), 'exp_too_far'));
+  it('exp too far ahead of iat', async () =>
+    expectRule(await requestToken(await assertion(b, { claims: { exp: now() + 61 } })), 'exp_too_far'));
   it('expired (beyond the skew)', async () =>
     expectRule(await requestToken(await assertion(b, { claims: { iat: now() - 120, exp: now() - 31 } })), 'expired'));
   it('iat in the future beyond the skew', async () =>
     expectRule(await requestToken(await assertion(b, { claims: { iat: now() + 40, exp: now() + 60 } })), 'iat_in_future'));
-  it('nbf in the future beyond the skew', async () => expectRule(await requestToken(await assertion(b, { claims: { nbf: now() + 40 } })), 'nbf_in_future'));
+  it('nbf in the future beyond the skew', async () =>
+    expectRule(await requestToken(await assertion(b, { claims: { nbf: now() + 40 } })), 'nbf_in_future'));
   it('missing jti', async () => expectRule(await requestToken(await assertion(b, { drop: ['jti'] })), 'jti_missing'));
   it('replayed jti', async () => {
     const jwt = await assertion(b);
     expect((await requestToken(jwt)).status).toBe(200);
     await expectRule(await requestToken(jwt), 'jti_replayed');
     // Another assertion reusing the jti (re-signed) is a replay too.
-    const jti = (decodeJwt(jwt).jti as string);
+    const jti = decodeJwt(jwt).jti as string;
     await expectRule(await requestToken(await assertion(b, { claims: { jti } })), 'jti_replayed');
   });
   it('unknown sandbox', async () => {
@@ -141,7 +152,14 @@ describe('POST /oauth/token: every assertion rule, broken alone, is a 401 with i
     await expectRule(await requestToken(await assertion(b), { client_id: 'sb-x' }), 'client_id_mismatch');
   });
   it('garbage instead of a JWT', async () => {
-    for (const junk of ['garbage', 'a.b', 'a.b.c.d', '!!!.???.***', rawJws({ alg: 'EdDSA' }, claims(), '').replace(/\.$/, '.%%'), 'eyJhbGciOiJFZERTQSJ9.W10.AAAA']) {
+    for (const junk of [
+      'garbage',
+      'a.b',
+      'a.b.c.d',
+      '!!!.???.***',
+      rawJws({ alg: 'EdDSA' }, claims(), '').replace(/\.$/, '.%%'),
+      'eyJhbGciOiJFZERTQSJ9.W10.AAAA',
+    ]) {
       await expectRule(await requestToken(junk), 'malformed_assertion');
     }
   });
@@ -160,14 +178,20 @@ describe('POST /oauth/token: malformed requests', () => {
     const b = await bootstrap('sb-req');
     const jwt = await assertion(b);
     const cases: [RequestInit, string][] = [
-      [{ method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ grant_type: 'client_credentials' }) }, 'invalid_request'],
+      [
+        { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ grant_type: 'client_credentials' }) },
+        'invalid_request',
+      ],
       [{ method: 'POST', body: 'grant_type=client_credentials' }, 'invalid_request'],
       [form({ client_assertion: jwt }), 'invalid_request'],
       [form({ grant_type: 'password', client_assertion: jwt }), 'unsupported_grant_type'],
       [form({ grant_type: 'authorization_code' }), 'unsupported_grant_type'],
       [form({ grant_type: 'client_credentials', client_assertion: jwt }), 'invalid_request'],
-      [form({ grant_type: 'client_credentials', client_assertion_type: 'urn:other' , client_assertion: jwt }), 'invalid_request'],
-      [{ ...tokenForm(jwt), body: `${new URLSearchParams({ grant_type: 'client_credentials' })}&${(tokenForm(jwt).body as string)}` }, 'invalid_request'],
+      [form({ grant_type: 'client_credentials', client_assertion_type: 'urn:other', client_assertion: jwt }), 'invalid_request'],
+      [
+        { ...tokenForm(jwt), body: `${new URLSearchParams({ grant_type: 'client_credentials' })}&${tokenForm(jwt).body as string}` },
+        'invalid_request',
+      ],
       [tokenForm(jwt, { enc_jwk: '{not json' }), 'invalid_request'],
       [tokenForm(jwt, { enc_jwk: JSON.stringify({ kty: 'OKP', crv: 'X25519', x: 'A'.repeat(43), d: 'B'.repeat(43) }) }), 'invalid_request'],
       [tokenForm(jwt, { enc_jwk: JSON.stringify({ kty: 'EC', crv: 'P-256', x: 'A', y: 'B' }) }), 'invalid_request'],
@@ -217,7 +241,13 @@ describe('credentials', () => {
   it('the cred JWE decrypts with the agent X25519 key to the configured values', async () => {
     const b = await bootstrap('sb-cred');
     const agent = await agentKeyPair();
-    const extra = { CREDENTIALS: JSON.stringify({ GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true }, ANTHROPIC_API_KEY: { secret: 'ANTHROPIC_KEY' } }), ANTHROPIC_KEY: 'sk-test-plain-value' };
+    const extra = {
+      CREDENTIALS: JSON.stringify({
+        GATEWAY_TOKEN: { secret: 'MOLTBOT_GATEWAY_TOKEN', derive: true },
+        ANTHROPIC_API_KEY: { secret: 'ANTHROPIC_KEY' },
+      }),
+      ANTHROPIC_KEY: 'sk-test-plain-value',
+    };
     const body = await issue(b, agent, extra);
     const { claims, cred } = await decrypt(body.access_token, agent.privateKey);
     expect(cred.values).toEqual({
@@ -247,7 +277,10 @@ describe('credentials', () => {
     expect(same.cred.version).toBe(v1.cred.version);
 
     // New master: new derived value and version.
-    const rotated = await decrypt((await issue(b1, agent, { MOLTBOT_GATEWAY_TOKEN: 'a-new-master-value-0123456789' })).access_token, agent.privateKey);
+    const rotated = await decrypt(
+      (await issue(b1, agent, { MOLTBOT_GATEWAY_TOKEN: 'a-new-master-value-0123456789' })).access_token,
+      agent.privateKey,
+    );
     expect(rotated.cred.values.GATEWAY_TOKEN).not.toBe(v1.cred.values.GATEWAY_TOKEN);
     expect(rotated.cred.version).not.toBe(v1.cred.version);
 
@@ -286,7 +319,9 @@ describe('sandboxes and audit', () => {
   });
 
   it('the bootstrap answer is no-store and requires admin auth', async () => {
-    expect((await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST', headers: { 'Content-Type': 'application/json' } })).status).toBe(401);
+    expect(
+      (await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST', headers: { 'Content-Type': 'application/json' } })).status,
+    ).toBe(401);
     // A simple (form-like) POST is refused before authentication: the CSRF rule (README, Security).
     expect((await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST' })).status).toBe(403);
     const res = await call('/api/admin/sandboxes/sb-a/bootstrap', { method: 'POST', headers: adminHeaders() });
@@ -323,7 +358,10 @@ describe('sandboxes and audit', () => {
       const all = await call('/api/admin/audit', { headers: adminHeaders() });
       return { sent, audit: await audit.text(), all: await all.text() };
     });
-    const listing = JSON.parse(result.audit) as { events: { event: string; outcome: string; code?: string; jti?: string; kid?: string; cred_ver?: string }[]; refusals: { code: string; count: number; authenticated: boolean }[] };
+    const listing = JSON.parse(result.audit) as {
+      events: { event: string; outcome: string; code?: string; jti?: string; kid?: string; cred_ver?: string }[];
+      refusals: { code: string; count: number; authenticated: boolean }[];
+    };
     const events = listing.events;
     // Newest first; issuance with kid, jti and cred_ver; admin actions. Refusals are counted per rule.
     expect(events.map((e) => e.event)).toEqual(['revoke', 'token_issued', 'bootstrap']);
@@ -360,7 +398,15 @@ describe('security review: the client-assertion parser is as strict as the verif
     return `${h}.${p}.${base64url.encode(sig)}`;
   }
   const now = () => Math.floor(Date.now() / 1000);
-  const claimsOf = (id: string, extra: Record<string, unknown> = {}) => ({ iss: id, sub: id, aud: BASE, iat: now(), exp: now() + 60, jti: crypto.randomUUID(), ...extra });
+  const claimsOf = (id: string, extra: Record<string, unknown> = {}) => ({
+    iss: id,
+    sub: id,
+    aud: BASE,
+    iat: now(),
+    exp: now() + 60,
+    jti: crypto.randomUUID(),
+    ...extra,
+  });
   /** Flips unused trailing bits of a base64url segment: same bytes, another spelling. */
   function nonCanonical(seg: string): string {
     const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -372,17 +418,33 @@ describe('security review: the client-assertion parser is as strict as the verif
 
   it('the control: a hand-signed assertion with canonical segments is accepted', async () => {
     const b = await bootstrap('sb-strict');
-    expect((await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(JSON.stringify(claimsOf('sb-strict')))))).status).toBe(200);
+    expect(
+      (
+        await requestToken(
+          await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(JSON.stringify(claimsOf('sb-strict')))),
+        )
+      ).status,
+    ).toBe(200);
   });
 
   it('refuses a byte-order mark before the header JSON (malformed_assertion)', async () => {
     const b = await bootstrap('sb-strict');
-    await expectRule(await requestToken(await signedRaw(b, enc('\uFEFF' + JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(JSON.stringify(claimsOf('sb-strict'))))), 'malformed_assertion');
+    await expectRule(
+      await requestToken(
+        await signedRaw(b, enc(`\uFEFF${JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })}`), enc(JSON.stringify(claimsOf('sb-strict')))),
+      ),
+      'malformed_assertion',
+    );
   });
 
   it('refuses a zip header (forbidden_header)', async () => {
     const b = await bootstrap('sb-strict');
-    await expectRule(await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid, zip: 'DEF' })), enc(JSON.stringify(claimsOf('sb-strict'))))), 'forbidden_header');
+    await expectRule(
+      await requestToken(
+        await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid, zip: 'DEF' })), enc(JSON.stringify(claimsOf('sb-strict')))),
+      ),
+      'forbidden_header',
+    );
   });
 
   it('refuses non-canonical base64url trailing bits in header, claims or signature (malformed_assertion)', async () => {
@@ -404,8 +466,14 @@ describe('security review: the client-assertion parser is as strict as the verif
     const b = await bootstrap('sb-strict');
     const c = claimsOf('sb-strict');
     const claimsText = JSON.stringify(c).replace('{', `{"sub":"someone-else",`);
-    await expectRule(await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(claimsText))), 'duplicate_member');
-    await expectRule(await requestToken(await signedRaw(b, enc(`{"alg":"none","alg":"EdDSA","kid":"${b.key.kid}"}`), enc(JSON.stringify(c)))), 'duplicate_member');
+    await expectRule(
+      await requestToken(await signedRaw(b, enc(JSON.stringify({ alg: 'EdDSA', kid: b.key.kid })), enc(claimsText))),
+      'duplicate_member',
+    );
+    await expectRule(
+      await requestToken(await signedRaw(b, enc(`{"alg":"none","alg":"EdDSA","kid":"${b.key.kid}"}`), enc(JSON.stringify(c)))),
+      'duplicate_member',
+    );
   });
 
   it('refuses exp before iat (exp_before_iat)', async () => {
@@ -425,7 +493,10 @@ describe('security finding 6: low-order X25519 agent keys', () => {
       const b = await bootstrap('sb-loworder');
       const res = await requestToken(await assertion(b), { enc_jwk: JSON.stringify({ kty: 'OKP', crv: 'X25519', x: u(value) }) });
       expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ error: 'invalid_request', error_description: 'enc_jwk is not a usable X25519 public key (a low-order point, or not on the curve)' });
+      expect(await res.json()).toEqual({
+        error: 'invalid_request',
+        error_description: 'enc_jwk is not a usable X25519 public key (a low-order point, or not on the curve)',
+      });
       // Nothing registered: the next refresh is a normal token, and a good key still registers.
       const next = await requestToken(await assertion(b));
       expect(next.status).toBe(200);
@@ -435,8 +506,14 @@ describe('security finding 6: low-order X25519 agent keys', () => {
       expect(good.status).toBe(200);
       expect(((await good.json()) as { credentials_version?: string }).credentials_version).toMatch(/^[A-Za-z0-9_-]{16}$/);
       // Audited: only what was delivered; a cred_ver only on the token that carried credentials.
-      const { events } = (await (await call('/api/admin/audit?sandbox=sb-loworder', { headers: adminHeaders() })).json()) as { events: { event: string; cred_ver?: string }[] };
-      expect(events.map((e) => [e.event, e.cred_ver !== undefined])).toEqual([['token_issued', true], ['token_issued', false], ['bootstrap', false]]);
+      const { events } = (await (await call('/api/admin/audit?sandbox=sb-loworder', { headers: adminHeaders() })).json()) as {
+        events: { event: string; cred_ver?: string }[];
+      };
+      expect(events.map((e) => [e.event, e.cred_ver !== undefined])).toEqual([
+        ['token_issued', true],
+        ['token_issued', false],
+        ['bootstrap', false],
+      ]);
     });
   }
 
@@ -445,14 +522,19 @@ describe('security finding 6: low-order X25519 agent keys', () => {
     const { runInDurableObject } = await import('cloudflare:test');
     const stub = env.SANDBOX_AUTHORITY.get(env.SANDBOX_AUTHORITY.idFromName('sb-poisoned'));
     await runInDurableObject(stub, (_i, s) => {
-      s.storage.sql.exec("INSERT INTO meta (k, v) VALUES ('enc_key', ?)", JSON.stringify({ jwk: { kty: 'OKP', crv: 'X25519', x: u(0n) }, thumbprint: 'x', registeredAt: 0 }));
+      s.storage.sql.exec(
+        "INSERT INTO meta (k, v) VALUES ('enc_key', ?)",
+        JSON.stringify({ jwk: { kty: 'OKP', crv: 'X25519', x: u(0n) }, thumbprint: 'x', registeredAt: 0 }),
+      );
     });
     for (let i = 0; i < 2; i++) {
       const res = await requestToken(await assertion(b));
       expect(res.status).toBe(200);
       expect(((await res.json()) as { credentials_version?: string }).credentials_version).toBeUndefined();
     }
-    const status = (await (await call('/api/admin/sandboxes/sb-poisoned', { headers: adminHeaders() })).json()) as { agent_key_registered: boolean };
+    const status = (await (await call('/api/admin/sandboxes/sb-poisoned', { headers: adminHeaders() })).json()) as {
+      agent_key_registered: boolean;
+    };
     expect(status.agent_key_registered).toBe(false);
   });
 });

@@ -6,8 +6,8 @@
 import { Hono } from 'hono';
 import { base64url } from 'jose';
 import { expect, it } from 'vitest';
-import { verifyBearer, type BearerEnv } from '../../src/verifier/hono.js';
 import { VerifierError } from '../../src/verifier/errors.js';
+import { type BearerEnv, verifyBearer } from '../../src/verifier/hono.js';
 import { createVerifier } from '../../src/verifier/verify.js';
 import { BASE, call } from './helpers.js';
 import { assertion, bootstrap, rawJws, requestToken } from './token-helpers.js';
@@ -40,7 +40,12 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 it("verifies the Worker's own tokens against its JWKS, once fetched; refuses another sandbox's", async () => {
   const fetches = { n: 0 };
-  const mine = createVerifier({ jwksUrl: `${BASE}/.well-known/jwks.json`, issuer: BASE, audience: 'gateway:wd-a', fetch: appFetch(fetches) });
+  const mine = createVerifier({
+    jwksUrl: `${BASE}/.well-known/jwks.json`,
+    issuer: BASE,
+    audience: 'gateway:wd-a',
+    fetch: appFetch(fetches),
+  });
   const t = await agentToken('wd-a');
   const claims = await mine.verify(t);
   expect(claims).toMatchObject({ iss: BASE, sub: 'wd-a', aud: 'gateway:wd-a', client_id: 'wd-a', scope: 'agent' });
@@ -52,7 +57,14 @@ it("verifies the Worker's own tokens against its JWKS, once fetched; refuses ano
 it('honours the max-age the Worker sends: no refetch while fresh, a 304 revalidation after', async () => {
   const fetches = { n: 0 };
   let clock = Date.now();
-  const v = createVerifier({ jwksUrl: `${BASE}/.well-known/jwks.json`, issuer: BASE, audience: 'gateway:wd-c', fetch: appFetch(fetches), now: () => clock, tokenCache: { maxEntries: 0 } });
+  const v = createVerifier({
+    jwksUrl: `${BASE}/.well-known/jwks.json`,
+    issuer: BASE,
+    audience: 'gateway:wd-c',
+    fetch: appFetch(fetches),
+    now: () => clock,
+    tokenCache: { maxEntries: 0 },
+  });
   const t = await agentToken('wd-c');
   await v.verify(t);
   clock += 299_000;
@@ -65,7 +77,12 @@ it('honours the max-age the Worker sends: no refetch while fresh, a 304 revalida
 });
 
 it('the Hono middleware refuses bad tokens in workerd with the exact RFC 6750 challenge', async () => {
-  const verifier = createVerifier({ jwksUrl: `${BASE}/.well-known/jwks.json`, issuer: BASE, audience: 'gateway:wd-d', fetch: appFetch({ n: 0 }) });
+  const verifier = createVerifier({
+    jwksUrl: `${BASE}/.well-known/jwks.json`,
+    issuer: BASE,
+    audience: 'gateway:wd-d',
+    fetch: appFetch({ n: 0 }),
+  });
   const app = new Hono<BearerEnv>();
   app.use('*', verifyBearer({ verifier }));
   app.get('/', (c) => c.text(`hello ${c.get('claims').sub}`));
@@ -90,6 +107,10 @@ it('the Hono middleware refuses bad tokens in workerd with the exact RFC 6750 ch
   ];
   for (const [name, auth, code] of cases) {
     const res = await app.request('/', { headers: auth === null ? {} : { Authorization: auth } });
-    expect([name, res.status, res.headers.get('www-authenticate')]).toEqual([name, 401, `Bearer error="invalid_token", error_description="${code}"`]);
+    expect([name, res.status, res.headers.get('www-authenticate')]).toEqual([
+      name,
+      401,
+      `Bearer error="invalid_token", error_description="${code}"`,
+    ]);
   }
 });

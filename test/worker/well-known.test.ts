@@ -67,10 +67,13 @@ describe('JWKS isolate cache', () => {
   it('shares one fetch among concurrent misses and expires after the bound', async () => {
     let now = 1_000_000;
     let calls = 0;
-    const cache = createJwksCache(async () => {
-      calls++;
-      return published(`k${calls}`);
-    }, () => now);
+    const cache = createJwksCache(
+      async () => {
+        calls++;
+        return published(`k${calls}`);
+      },
+      () => now,
+    );
     const many = await Promise.all(Array.from({ length: 20 }, () => cache.get()));
     expect(calls).toBe(1);
     expect(new Set(many.map((s) => s.etag)).size).toBe(1);
@@ -84,7 +87,10 @@ describe('JWKS isolate cache', () => {
   it('never keeps an entry past a scheduled change, and drops it on invalidate', async () => {
     let now = 0;
     let calls = 0;
-    const cache = createJwksCache(async () => published(`k${++calls}`, now + 100), () => now);
+    const cache = createJwksCache(
+      async () => published(`k${++calls}`, now + 100),
+      () => now,
+    );
     await cache.get();
     now = 100;
     await cache.get();

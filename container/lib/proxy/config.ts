@@ -80,7 +80,8 @@ export function parseProxyConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
 
   const skewRaw = pick('clock-skew', 'CLOCK_SKEW_SECONDS');
   const clockSkew = skewRaw === undefined ? DEFAULT_CLOCK_SKEW_S : /^\d+$/.test(skewRaw.trim()) ? Number(skewRaw) : NaN;
-  if (!Number.isInteger(clockSkew) || clockSkew > MAX_CLOCK_SKEW_S) throw new UsageError(`--clock-skew: must be whole seconds from 0 to ${MAX_CLOCK_SKEW_S}`);
+  if (!Number.isInteger(clockSkew) || clockSkew > MAX_CLOCK_SKEW_S)
+    throw new UsageError(`--clock-skew: must be whole seconds from 0 to ${MAX_CLOCK_SKEW_S}`);
 
   return {
     jwksUrl,

@@ -8,7 +8,7 @@
  * reusing the old inode for a same-size file within one timestamp tick). A watch alone would not
  * do: its event arrives after the rename, and a request in between would carry the old value.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher, type Stats } from 'node:fs';
+import { closeSync, type FSWatcher, fstatSync, openSync, readSync, type Stats, statSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CredentialsFile } from '../../../src/admin-api.js';
 
@@ -53,7 +53,11 @@ function parse(text: string, name: string): CredentialState {
   return { ok: true, value, version: typeof version === 'string' ? version : null };
 }
 
-export function createCredentialSource(path: string, name: string, onWatchError: (code: string) => void = () => undefined): CredentialSource {
+export function createCredentialSource(
+  path: string,
+  name: string,
+  onWatchError: (code: string) => void = () => undefined,
+): CredentialSource {
   let cachedSig: string | null = null;
   let cached: CredentialState = { ok: false, reason: 'missing_file' };
   let dirty = true;

@@ -26,13 +26,13 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import { Pool } from 'undici';
+import { ipLiteral } from '../../../src/issuer/client-ip.js';
 import { bearerToken } from '../../../src/verifier/bearer.js';
 import { VerifierError } from '../../../src/verifier/errors.js';
 import { rejection } from '../../../src/verifier/hono.js';
-import type { Verifier, VerifiedClaims } from '../../../src/verifier/verify.js';
-import { ipLiteral } from '../../../src/issuer/client-ip.js';
+import type { VerifiedClaims, Verifier } from '../../../src/verifier/verify.js';
 import type { Logger } from '../../agent/log.js';
 import type { CredentialSource, CredentialState } from './credentials.js';
 
@@ -86,8 +86,18 @@ const UPSTREAM_HEADERS_TIMEOUT_MS = 300_000;
  * Lower case, `-` only: incoming names are folded (see `fold`) before they are looked up.
  */
 const DROP_REQUEST = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings',
-  'proxy-authorization', 'proxy-authenticate', 'host', 'expect',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'http2-settings',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'host',
+  'expect',
   'authorization',
 ]);
 /**
@@ -103,8 +113,18 @@ const DROP_REQUEST = new Set([
  */
 export const CLIENT_IDENTITY_HEADERS = {
   names: new Set([
-    'forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip',
-    'cf-connecting-ip', 'cf-connecting-ipv6', 'remote-user', 'x-remote-user', 'remote-addr', 'x-remote-addr',
+    'forwarded',
+    'x-forwarded',
+    'x-real-ip',
+    'x-client-ip',
+    'true-client-ip',
+    'x-cluster-client-ip',
+    'cf-connecting-ip',
+    'cf-connecting-ipv6',
+    'remote-user',
+    'x-remote-user',
+    'remote-addr',
+    'x-remote-addr',
   ]),
   prefixes: ['x-forwarded-', 'cf-access-', 'x-openclaw-'],
 } as const;
@@ -145,12 +165,15 @@ export interface GatewayProxyServer {
   close(): Promise<void>;
 }
 
-type Auth = { ok: true; claims: VerifiedClaims; credential: string } | { ok: false; status: number; headers: Record<string, string>; body: string };
+type Auth =
+  | { ok: true; claims: VerifiedClaims; credential: string }
+  | { ok: false; status: number; headers: Record<string, string>; body: string };
 
 /** Every value of a header in raw headers (Node keeps only the first Authorization in req.headers). */
 function rawValues(raw: string[], lowerName: string): string[] {
   const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) out.push(raw[i + 1]!);
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) out.push(raw[i + 1]!);
   return out;
 }
 
@@ -208,12 +231,20 @@ function upgradeRefusal(req: IncomingMessage): { reason: string; answer: Answer 
     return refuse(400, 'upgrade_with_body', 'an upgrade request has no body');
   }
   const keys = rawValues(raw, 'sec-websocket-key');
-  if (req.method !== 'GET' || req.httpVersion !== '1.1' || !connectionListed(raw)?.has('upgrade') || keys.length !== 1 || !WEBSOCKET_KEY.test(keys[0]!.trim())) {
+  if (
+    req.method !== 'GET' ||
+    req.httpVersion !== '1.1' ||
+    !connectionListed(raw)?.has('upgrade') ||
+    keys.length !== 1 ||
+    !WEBSOCKET_KEY.test(keys[0]!.trim())
+  ) {
     return refuse(400, 'invalid_websocket_handshake', 'GET, HTTP/1.1, Connection: upgrade and one Sec-WebSocket-Key are required');
   }
   const versions = rawValues(raw, 'sec-websocket-version');
   if (versions.length !== 1 || versions[0]!.trim() !== WEBSOCKET_VERSION) {
-    return refuse(426, 'unsupported_websocket_version', `Sec-WebSocket-Version ${WEBSOCKET_VERSION} is required`, { 'Sec-WebSocket-Version': WEBSOCKET_VERSION });
+    return refuse(426, 'unsupported_websocket_version', `Sec-WebSocket-Version ${WEBSOCKET_VERSION} is required`, {
+      'Sec-WebSocket-Version': WEBSOCKET_VERSION,
+    });
   }
   return undefined;
 }
@@ -264,7 +295,8 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       if (!HEADER_VALUE.test(claims.sub)) throw new VerifierError('invalid_claim', 'sub cannot be carried in a header');
       // A signed client_ip that is no IP literal is an issuer fault, not a client to guess at: the
       // token is refused (the same RFC 6750 answer as any bad claim), never forwarded without it.
-      if (claims.client_ip !== undefined && ipLiteral(claims.client_ip) === undefined) throw new VerifierError('invalid_claim', 'client_ip is not an IP literal');
+      if (claims.client_ip !== undefined && ipLiteral(claims.client_ip) === undefined)
+        throw new VerifierError('invalid_claim', 'client_ip is not an IP literal');
     } catch (e) {
       if (!(e instanceof VerifierError)) throw e;
       log('info', 'request_rejected', { code: e.code, method: req.method, upgrade: req.headers.upgrade !== undefined });
@@ -276,12 +308,17 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       log('info', 'request_rejected', { code: SCOPE_REFUSED, method: req.method, upgrade: req.headers.upgrade !== undefined });
       return {
         ok: false,
-        ...json(401, { error: 'invalid_token', error_description: SCOPE_REFUSED }, { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${SCOPE_REFUSED}"` }),
+        ...json(
+          401,
+          { error: 'invalid_token', error_description: SCOPE_REFUSED },
+          { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${SCOPE_REFUSED}"` },
+        ),
       };
     }
     const c = credentials.read();
     noteCredential(c);
-    if (!c.ok) return { ok: false, ...json(503, { error: 'upstream_credential_unavailable', error_description: c.reason }, { 'Retry-After': '5' }) };
+    if (!c.ok)
+      return { ok: false, ...json(503, { error: 'upstream_credential_unavailable', error_description: c.reason }, { 'Retry-After': '5' }) };
     return { ok: true, claims, credential: c.value };
   }
 
@@ -349,7 +386,13 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       res,
       json(healthy ? 200 : 503, {
         status: healthy ? 'ok' : 'degraded',
-        jwks: { usable: s.jwks.usable, age_seconds: s.jwks.ageSeconds, fresh: s.jwks.fresh, keys: s.jwks.kids.length, last_error: s.jwks.lastError },
+        jwks: {
+          usable: s.jwks.usable,
+          age_seconds: s.jwks.ageSeconds,
+          fresh: s.jwks.fresh,
+          keys: s.jwks.kids.length,
+          last_error: s.jwks.lastError,
+        },
         upstream_credential: c.ok
           ? { name: o.upstreamTokenName, present: true, version: c.version }
           : { name: o.upstreamTokenName, present: false, reason: c.reason },
@@ -364,7 +407,9 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       send(res, json(400, { error: 'invalid_request', error_description: 'unparseable request target' }));
       return;
     }
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined ||
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
     let controller: Dispatcher.DispatchController | undefined;
     let done = false;
     /** Chunks of a small response with a known length, sent with its head in one write. */
@@ -376,7 +421,7 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       onRequestStart(c) {
         controller = c;
       },
-      onResponseStart(c, statusCode, headers, statusMessage) {
+      onResponseStart(_c, statusCode, headers, statusMessage) {
         const out: string[] = [];
         for (const name in headers) {
           if (DROP_RESPONSE.has(name)) continue;
@@ -474,7 +519,8 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     const auth = await authorize(req);
     if (!auth.ok) return writeRaw(socket, auth);
     const path = requestPath(req.url, prefix);
-    if (path === undefined) return writeRaw(socket, json(400, { error: 'invalid_request', error_description: 'unparseable request target' }));
+    if (path === undefined)
+      return writeRaw(socket, json(400, { error: 'invalid_request', error_description: 'unparseable request target' }));
     const tls = o.upstream.protocol === 'https:';
     const upReq = (tls ? https : http).request({
       hostname: o.upstream.hostname,
