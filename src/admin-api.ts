@@ -409,7 +409,8 @@ const DOTENV_LINE = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/
 /**
  * One line of a dotenv file as a name and its value, or undefined for a comment, a blank line or
  * anything else: an optional `export `, NAME=VALUE with blanks allowed around `=` and at either
- * end, and one pair of matching quotes (' or ") around the value removed.
+ * end, and one pair of matching quotes (' or ") around the value removed. The part of dotenv that
+ * keys.example and the local stack write: no inline comments, escapes or multi-line values.
  */
 export function dotenvEntry(line: string): { name: string; value: string } | undefined {
   const m = DOTENV_LINE.exec(line);
