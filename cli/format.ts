@@ -11,7 +11,7 @@ const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 /** Characters of a kid shown where the full 43 would crowd the screen; enough to tell keys apart. */
-export const SHORT_KID = 12;
+const SHORT_KID = 12;
 /** Columns of the timeline's bars. */
 const TIMELINE_WIDTH = 48;
 /** The timeline runs this much past its last event, so what follows the event shows too. */
@@ -42,7 +42,7 @@ export function relative(at: number, now: number): string {
 }
 
 /** ISO 8601 to the second, UTC. */
-export function isoSeconds(ms: number): string {
+function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
@@ -63,7 +63,7 @@ export function shortKid(kid: string | undefined): string {
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */
-export function table(headers: string[], rows: string[][], indent = '  '): string[] {
+function table(headers: string[], rows: string[][], indent = '  '): string[] {
   const cells = [headers, ...rows.map((r) => r.map((c) => oneLine(c)))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells.map(
@@ -208,7 +208,7 @@ export function sandboxTable(list: SandboxStatus[], now: number): string[] {
  * `PROVIDER_API_KEY egress -> api.example.com eu.api.example.com (authorization)`. Names, kinds
  * and hosts only: the admin API never sends a value or a sentinel.
  */
-export function deliveryText(d: CredentialDelivery): string {
+function deliveryText(d: CredentialDelivery): string {
   const name = oneLine(String(d.name), 64);
   if (d.delivery !== 'egress') return `${name} ${oneLine(String(d.delivery), 20)}`;
   const hosts = Array.isArray(d.hosts) && d.hosts.length > 0 ? d.hosts.map((h) => oneLine(String(h), 253)).join(' ') : '?';
@@ -242,10 +242,10 @@ export function sandboxDetail(s: SandboxStatus, now: number): string[] {
 }
 
 /** An `egress:<rule>` code is the outbound handler's refusal of a sentinel, not a token request's. */
-export const EGRESS_CODE_PREFIX = 'egress:';
+const EGRESS_CODE_PREFIX = 'egress:';
 
 /** A refusal or event code as shown: `egress:host_not_bound` reads `egress refused: host_not_bound`. */
-export function codeLabel(code: string | undefined): string {
+function codeLabel(code: string | undefined): string {
   if (code === undefined) return '-';
   return code.startsWith(EGRESS_CODE_PREFIX) ? `egress refused: ${code.slice(EGRESS_CODE_PREFIX.length)}` : code;
 }

@@ -33,17 +33,17 @@ import { CliError, EXIT, oneLine, usageError } from './errors.js';
 import { when } from './format.js';
 
 /** The issuer's default CLOCK_SKEW, the verifier's default: exp, nbf and iat may be this far off. */
-export const CLOCK_TOLERANCE_SECONDS = DEFAULT_CLOCK_SKEW_S;
+const CLOCK_TOLERANCE_SECONDS = DEFAULT_CLOCK_SKEW_S;
 
-export type TokenKind = 'agent_token' | 'access_token' | 'egress_sentinel' | 'other';
+type TokenKind = 'agent_token' | 'access_token' | 'egress_sentinel' | 'other';
 
 /**
  * What the sentinel's sandbox says of it (admin credentials needed): bound to the current
  * bootstrap key, or refused by the outbound handler under the rule named (its `egress:<rule>`).
  */
-export type SentinelSandboxCheck = 'current' | 'stale_bootstrap' | 'revoked' | 'unknown_sandbox';
+type SentinelSandboxCheck = 'current' | 'stale_bootstrap' | 'revoked' | 'unknown_sandbox';
 
-export type InspectReason =
+type InspectReason =
   | 'bad_signature'
   | 'unknown_kid'
   | 'missing_kid'
@@ -77,7 +77,7 @@ export interface Inspection {
  * dropped. Decoded by the token profile's parser, structure only (what the header says is the
  * verifier's to judge, in the verdict); a refusal is a usage error naming the verifier's code.
  */
-export function parseToken(input: string): { token: string; header: Record<string, unknown>; payload: Record<string, unknown> } {
+function parseToken(input: string): { token: string; header: Record<string, unknown>; payload: Record<string, unknown> } {
   const token = input.trim().replace(/^Bearer\s+/i, '');
   if (token === '') throw usageError('no token given: pass it as the argument, or - to read it from stdin');
   if (token.split('.', 6).length === 5) throw usageError('malformed token: this is an encrypted JWE, not a signed token (JWS)');
@@ -105,7 +105,7 @@ function credPlaceholder(cred: unknown): { text: string; header?: { alg?: string
 }
 
 /** From `typ` as a verifier compares it (case-insensitive, `application/` optional), then `scope`. */
-export function kindOf(header: Record<string, unknown>, payload: Record<string, unknown>): TokenKind {
+function kindOf(header: Record<string, unknown>, payload: Record<string, unknown>): TokenKind {
   const typ = tokenTypeOf(header.typ);
   if (typ === SENTINEL_TYP) return 'egress_sentinel';
   if (typ !== ACCESS_TOKEN_TYP) return 'other';

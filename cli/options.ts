@@ -61,7 +61,7 @@ function parseTimeout(raw: string | undefined): number {
 }
 
 /** ADMIN_TOKEN from the local stack's .dev.vars in `dir` (the contract's dotenv rule). Missing file or empty value: undefined. */
-export function adminTokenFromDevVars(dir: string): string | undefined {
+function adminTokenFromDevVars(dir: string): string | undefined {
   let text: string;
   try {
     text = readFileSync(join(dir, DEV_VARS_FILE), 'utf8');

@@ -8,7 +8,7 @@ import type { Context, Flags } from './commands.js';
 import * as cmd from './commands.js';
 
 /** A flag of one command: a switch, or with a value named `value` in the usage line. */
-export interface CommandFlag {
+interface CommandFlag {
   name: keyof Flags;
   value?: string;
 }

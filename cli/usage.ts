@@ -6,7 +6,7 @@ import { DEV_VARS_FILE, LOCAL_ISSUER } from '../src/admin-api.js';
 import { DEFAULT_TIMEOUT_SECONDS } from './options.js';
 import { COMMANDS, type Command, synopsis } from './registry.js';
 
-export const GLOBAL_OPTIONS = `global options (anywhere on the line):
+const GLOBAL_OPTIONS = `global options (anywhere on the line):
   --issuer URL                 the issuer (ISSUER_URL; default ${LOCAL_ISSUER})
   --admin-token TOKEN          admin bearer token (ADMIN_TOKEN; prefer it: flags show in ps)
   --access-client-id ID        Cloudflare Access service token id (CF_ACCESS_CLIENT_ID)
@@ -16,7 +16,7 @@ export const GLOBAL_OPTIONS = `global options (anywhere on the line):
   -h, --help                   help; credctl <command> --help for one command
   --version                    the version`;
 
-export const EXIT_CODES = `exit codes:
+const EXIT_CODES = `exit codes:
   0  ok
   1  the issuer answered with an error (its code and description are shown)
   2  usage or bad input: unknown command or flag, missing argument, bad value, malformed token,

@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util';
 import { CONTAINER_PORTS, isLoopbackUrl } from '../src/admin-api.js';
 
 /** OpenClaw's WebSocket protocol version (2026.9.6 speaks 4 only). */
-export const PROTOCOL_VERSION = 4;
+const PROTOCOL_VERSION = 4;
 /** The reserved client id and mode for direct-loopback backend RPCs: keeps the declared scope. */
 const CLIENT = { id: 'gateway-client', mode: 'backend', version: 'credential-agent-reload/1' };
 /** secrets.reload needs operator.admin (OpenClaw's method-scope table); nothing more is asked. */
@@ -44,7 +44,7 @@ const SCOPES = ['operator.admin'];
 /** OpenClaw's default gateway port (start.sh's GATEWAY_PORT). */
 const DEFAULT_GATEWAY_PORT = CONTAINER_PORTS.gateway;
 /** The whole exchange: the RPC takes ~150 ms; a gateway busy starting may take a few seconds. */
-export const RELOAD_TIMEOUT_MS = 15_000;
+const RELOAD_TIMEOUT_MS = 15_000;
 /** The TCP probe before the WebSocket: loopback answers at once or not at all. */
 const PROBE_TIMEOUT_MS = 2_000;
 /** 32 random bytes, base64url: far beyond guessing, printable for a JSON file. */

@@ -194,13 +194,13 @@ export interface SandboxListing {
 }
 
 /** POST /api/admin/sandboxes/:id/refresh. */
-export interface RefreshAnswer {
+interface RefreshAnswer {
   sandbox: string;
   refresh: string;
 }
 
 /** POST /api/admin/gateway/restart: `started` is false when the gateway was already running. */
-export interface GatewayRestartAnswer {
+interface GatewayRestartAnswer {
   sandbox: string;
   started: boolean;
 }
@@ -249,7 +249,7 @@ export interface BootstrapFile {
 }
 
 /** The members of a bootstrap file, and `file` for the value as a whole. */
-export type BootstrapField = 'file' | 'client_id' | 'issuer' | 'token_endpoint' | 'key';
+type BootstrapField = 'file' | 'client_id' | 'issuer' | 'token_endpoint' | 'key';
 
 export type BootstrapFileCheck = { ok: true; file: BootstrapFile } | { ok: false; field: BootstrapField; problem: string };
 
@@ -307,7 +307,7 @@ export interface CredentialsFile {
 }
 
 /** Bytes of the SHA-256 digest kept as the version: 96 bits; it identifies, it does not protect. */
-export const CREDENTIALS_VERSION_BYTES = 12;
+const CREDENTIALS_VERSION_BYTES = 12;
 
 /**
  * The string whose SHA-256 (of its UTF-8) makes the credentials version: a prefix, then the names

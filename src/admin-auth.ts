@@ -30,7 +30,7 @@ const ACCESS_CLOCK_TOLERANCE_SECONDS = 30;
 const remoteSets = new Map<string, JWTVerifyGetKey>();
 
 /** The team's signing keys, one jose remote set per team domain per isolate (jose caches and refetches). */
-export function accessKeySet(teamDomain: string): JWTVerifyGetKey {
+function accessKeySet(teamDomain: string): JWTVerifyGetKey {
   let set = remoteSets.get(teamDomain);
   if (!set) {
     set = createRemoteJWKSet(new URL(`https://${teamDomain}/cdn-cgi/access/certs`));
@@ -39,7 +39,7 @@ export function accessKeySet(teamDomain: string): JWTVerifyGetKey {
   return set;
 }
 
-export function cookie(header: string | null, name: string): string | undefined {
+function cookie(header: string | null, name: string): string | undefined {
   if (!header) return undefined;
   for (const part of header.split(';')) {
     const [k, ...v] = part.trim().split('=');
@@ -53,7 +53,7 @@ async function digest(text: string): Promise<Uint8Array> {
 }
 
 /** Constant-time equality: compares fixed-length digests with no early exit. */
-export async function safeEqual(a: string, b: string): Promise<boolean> {
+async function safeEqual(a: string, b: string): Promise<boolean> {
   const [x, y] = await Promise.all([digest(a), digest(b)]);
   let diff = 0;
   for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;

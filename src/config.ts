@@ -146,7 +146,7 @@ const schema = z.object({
 });
 
 /** More admins than this is a group, which belongs in a separate Access application (ADMIN_ACCESS_AUD). */
-export const MAX_ADMIN_USERS = 100;
+const MAX_ADMIN_USERS = 100;
 
 /** ADMIN_USERS: comma-separated Access identities (emails, service-token client ids), compared in lower case. */
 function parseAdminUsers(raw: string | undefined): string[] {

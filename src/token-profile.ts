@@ -260,7 +260,7 @@ export function decodeCompact(token: string): CompactParts {
 }
 
 /** The header rules of parseCompact, on a header decodeCompact returned: `alg`, then the forbidden parameters. */
-export function checkHeader(header: Record<string, unknown>): asserts header is Record<string, unknown> & { alg: string } {
+function checkHeader(header: Record<string, unknown>): asserts header is Record<string, unknown> & { alg: string } {
   if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg))
     throw new TokenProfileError('unsupported_alg', `the alg is not one of ${ALGORITHMS.join(', ')}`);
   for (const name of FORBIDDEN_HEADERS) {

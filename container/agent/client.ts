@@ -10,12 +10,12 @@ import { ASSUMED_ISSUER_CLOCK_SKEW_S, describeSkew, type IssuerClock, MAX_CLOCK_
 import { AgentError } from './errors.js';
 import type { Post, SimpleResponse } from './http-client.js';
 
-export { AgentError, type AgentErrorCode } from './errors.js';
+export { AgentError } from './errors.js';
 
 /** Assertions live 60 s, the most the issuer accepts (exp - iat). */
 const ASSERTION_LIFETIME_SECONDS = 60;
 /** A token request that has not answered in 10 s is a failure to retry, not a hang. */
-export const REQUEST_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 10_000;
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 export function parseBootstrapFile(text: string, path: string): BootstrapFile {

@@ -23,7 +23,7 @@ export const ASSUMED_ISSUER_CLOCK_SKEW_S = 30;
 export const MAX_CLOCK_CORRECTION_MS = 60 * 60_000;
 
 /** The skew is logged again only when it moves by more than this (a clock step, not jitter). */
-export const CLOCK_SKEW_RELOG_MS = 5_000;
+const CLOCK_SKEW_RELOG_MS = 5_000;
 
 export type SkewSource = 'Date header' | 'token iat';
 

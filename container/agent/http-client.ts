@@ -7,7 +7,7 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
-export interface PostInit {
+interface PostInit {
   method: 'POST';
   headers: Record<string, string>;
   body: string;

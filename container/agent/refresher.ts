@@ -20,7 +20,7 @@ import type { Logger } from './log.js';
 import { inspectSaved } from './restore.js';
 import { BACKOFF_MAX_MS, backoffDelay, refreshAt, refusedDelay } from './schedule.js';
 
-export interface Store {
+interface Store {
   writeToken(token: string): Promise<void>;
   writeCredentials(c: CredentialsFile): Promise<void>;
   writeState(s: AgentState): Promise<void>;

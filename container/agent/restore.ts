@@ -24,7 +24,7 @@ export function credentialsVersion(values: Record<string, string>): string {
   return credentialsVersionFromDigest(createHash('sha256').update(credentialsVersionInput(values)).digest());
 }
 
-export interface RestoredToken {
+interface RestoredToken {
   token: string;
   iat: number;
   exp: number;

@@ -7,7 +7,7 @@ import type { AgentErrorCode } from './errors.js';
 import type { Refresher } from './refresher.js';
 
 /** POST /refresh at most this often: a nudge is for "pick up a rotated secret now", not for polling. */
-export const NUDGE_INTERVAL_MS = 1_000;
+const NUDGE_INTERVAL_MS = 1_000;
 
 /**
  * POST /refresh's status for a failed refresh: 502 when the issuer is the problem (unreachable,

@@ -8,7 +8,7 @@
  */
 
 import { SANDBOX_ID } from '../admin-api.js';
-import { ALGORITHMS, MAX_TOKEN_BYTES, parseCompact, parseJsonSegment, type TokenProfileCode, TokenProfileError } from '../token-profile.js';
+import { MAX_TOKEN_BYTES, parseCompact, parseJsonSegment, type TokenProfileCode, TokenProfileError } from '../token-profile.js';
 import { IssuerError } from './errors.js';
 
 export type AssertionRule =
@@ -48,13 +48,11 @@ export class AssertionError extends IssuerError {
  * The token profile's cap (src/token-profile.ts): an Ed25519 assertion with ordinary claims is
  * ~400 bytes; 8 KiB leaves room and bounds the work.
  */
-export const ASSERTION_MAX_BYTES = MAX_TOKEN_BYTES;
+const ASSERTION_MAX_BYTES = MAX_TOKEN_BYTES;
 /** docs/architecture.md, "Client assertion": an assertion lives at most 60 s (exp - iat), which bounds the replay store. */
-export const ASSERTION_MAX_LIFETIME_SECONDS = 60;
+const ASSERTION_MAX_LIFETIME_SECONDS = 60;
 /** A jti is an identifier, not a payload. */
-export const JTI_MAX_LENGTH = 256;
-/** The token profile's algorithms: Ed25519 as `EdDSA` (RFC 8037) or `Ed25519` (RFC 9864). */
-export const ASSERTION_ALGS: readonly string[] = ALGORITHMS;
+const JTI_MAX_LENGTH = 256;
 
 export interface ParsedAssertion {
   header: Record<string, unknown>;

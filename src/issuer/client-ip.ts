@@ -61,7 +61,7 @@ export function ipLiteral(value: unknown): string | undefined {
  * Loopback (127.0.0.0/8, ::1) or unspecified (0.0.0.0, ::): an address that says where a request
  * came from on this machine, never which client sent it. `ip` is canonical (ipLiteral's result).
  */
-export function isLoopbackOrUnspecified(ip: string): boolean {
+function isLoopbackOrUnspecified(ip: string): boolean {
   return ip.startsWith('127.') || ip === '0.0.0.0' || ip === '::1' || ip === '::';
 }
 

@@ -21,14 +21,14 @@ import { ConfigError, IssuerError } from './errors.js';
 /** Delivered names and secret names: environment-variable style, so they can be exported as such. */
 const NAME = /^[A-Z][A-Z0-9_]{0,63}$/;
 /** Enough for a handful of API keys while keeping an agent token far under its 8 KiB cap. */
-export const MAX_CREDENTIALS = 16;
+const MAX_CREDENTIALS = 16;
 
 /** The request headers an egress entry can carry its key in, and how the value is written there. */
 export const EGRESS_HEADERS = ['x-api-key', 'authorization'] as const;
 export type EgressHeader = (typeof EGRESS_HEADERS)[number];
 
 /** Where an egress entry's key may go: the outbound handler substitutes it for these hosts only. */
-export interface EgressBinding {
+interface EgressBinding {
   /** Plain lowercase host names, compared with the request URL's hostname. */
   hosts: readonly string[];
   /** `x-api-key`: the raw value; `authorization`: `Bearer <value>`. */
@@ -55,7 +55,7 @@ export interface CredentialEntry {
  */
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 /** Hosts per egress entry: a provider has one API host, or a few regional ones. Bounds the sentinel's size. */
-export const MAX_EGRESS_HOSTS = 4;
+const MAX_EGRESS_HOSTS = 4;
 
 export interface CredentialSet {
   version: string;
@@ -196,7 +196,7 @@ export async function secretsFingerprint(entries: readonly CredentialEntry[]): P
  * The values one sandbox receives that do not change from token to token: plain and derived
  * entries. Egress entries are not here: each token carries fresh sentinels (sentinel.ts).
  */
-export async function fixedValuesFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<Record<string, string>> {
+async function fixedValuesFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<Record<string, string>> {
   const values: Record<string, string> = {};
   for (const e of entries) {
     if (e.egress) continue;
@@ -237,8 +237,8 @@ export interface X25519PublicJwk {
   x: string;
 }
 
-export const JWE_ALG = 'ECDH-ES+A256KW';
-export const JWE_ENC = 'A256GCM';
+const JWE_ALG = 'ECDH-ES+A256KW';
+const JWE_ENC = 'A256GCM';
 
 /** Encrypts a credential set to the agent's key as a compact JWE (ECDH-ES+A256KW, A256GCM). */
 export async function encryptCredentials(set: CredentialSet, agentKey: X25519PublicJwk): Promise<string> {

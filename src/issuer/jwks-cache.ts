@@ -14,7 +14,7 @@ import type { PublicJwk } from './keys.js';
 /** Five seconds: a small fraction of the default 30 s clock skew the invariants reserve. */
 export const JWKS_ISOLATE_CACHE_MS = 5_000;
 
-export interface JwksSnapshot {
+interface JwksSnapshot {
   body: string;
   etag: string;
   keys: PublicJwk[];
@@ -22,7 +22,7 @@ export interface JwksSnapshot {
 
 export type JwksCache = IsolateCache<JwksSnapshot>;
 
-export async function etagOf(body: string): Promise<string> {
+async function etagOf(body: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(body)));
   let hex = '';
   for (const b of digest.subarray(0, 12)) hex += b.toString(16).padStart(2, '0');

@@ -14,7 +14,7 @@ import { secretsFingerprint } from './credentials.js';
 import type { RegistryCursor, RegistryPage } from './registry.js';
 
 /** Registry ids read per page. */
-export const PUSH_PAGE_SIZE = 1000;
+const PUSH_PAGE_SIZE = 1000;
 /**
  * Pushes in flight at once: each is a container round trip; a bounded fan-out keeps one isolate's
  * outbound connections (Workers allow six per request context to wait at a time, the rest queue)
@@ -24,7 +24,7 @@ export const PUSH_CONCURRENCY = 6;
 /** Tries per sandbox: a container that is starting or busy often answers the second time. */
 export const PUSH_ATTEMPTS = 3;
 /** Wait before retry n (1-based): short, since the whole push runs inside one waitUntil. */
-export const PUSH_RETRY_DELAYS_MS = [250, 1000];
+const PUSH_RETRY_DELAYS_MS = [250, 1000];
 
 export interface PushDeps {
   /** Records the fingerprint; `changed` is true for exactly one caller per new value. */

@@ -15,7 +15,7 @@ export interface SandboxRegistry {
 }
 
 /** Known ids kept per isolate; past this, lookups still work, they are just not kept. */
-export const KNOWN_SANDBOXES_MAX = 10_000;
+const KNOWN_SANDBOXES_MAX = 10_000;
 
 export function createSandboxRegistry(lookup: (sandboxId: string) => Promise<boolean>, max = KNOWN_SANDBOXES_MAX): SandboxRegistry {
   const known = new Set<string>();

@@ -15,9 +15,10 @@ import { parseCompact, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, TokenProfileErro
 import type { ActiveSigningKey } from './tokens.js';
 
 // The token profile's (src/token-profile.ts), where the outbound handler has always read them.
-export { SENTINEL_AUD, SENTINEL_TYP } from '../token-profile.js';
+export { SENTINEL_TYP } from '../token-profile.js';
+
 /** A sentinel is ~600 bytes; anything far larger in the bound header is not one of ours. */
-export const SENTINEL_MAX_BYTES = 4 * 1024;
+const SENTINEL_MAX_BYTES = 4 * 1024;
 
 export interface SentinelInput {
   signer: ActiveSigningKey;

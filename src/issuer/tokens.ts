@@ -9,8 +9,8 @@ import { ConfigError, IssuerError } from './errors.js';
 
 /** The token profile's cap (src/token-profile.ts), under the name the configuration check reads. */
 export const TOKEN_MAX_BYTES = MAX_TOKEN_BYTES;
-export const AGENT_SCOPE = 'agent';
-export const GATEWAY_SCOPE = 'gateway';
+const AGENT_SCOPE = 'agent';
+const GATEWAY_SCOPE = 'gateway';
 
 /** A signing key as an isolate holds it. */
 export interface ActiveSigningKey {

@@ -29,7 +29,7 @@ export const USER_TOKEN_CACHE_MAX = 1000;
  * which may itself take up to two LOAD_DEADLINE_MS (a wait behind a load that never settles, then
  * its own load); signing adds milliseconds.
  */
-export const MINT_DEADLINE_MS = 2 * LOAD_DEADLINE_MS;
+const MINT_DEADLINE_MS = 2 * LOAD_DEADLINE_MS;
 
 export interface UserTokenCache {
   /** `clientIp` undefined: a token without `client_ip`, kept apart from every address. */

@@ -25,7 +25,7 @@ import { issueBootstrapFile, sandboxOrRefuse } from './sandbox-ops.js';
 import { NO_STORE } from './token.js';
 
 /** Admin requests carry at most a tiny JSON object. */
-export const ADMIN_BODY_LIMIT_BYTES = 1024;
+const ADMIN_BODY_LIMIT_BYTES = 1024;
 
 /** Reads an optional JSON object body; empty is `{}`. */
 async function optionalJsonObject(req: Request): Promise<Record<string, unknown>> {
@@ -84,7 +84,7 @@ const SANDBOX_LIST_DEFAULT = 100;
  * each is one Durable Object call per request. The answer says how many of how many it read;
  * `?sandbox=` reads any one of them.
  */
-export const AUDIT_MERGE_MAX_SANDBOXES = 100;
+const AUDIT_MERGE_MAX_SANDBOXES = 100;
 
 function parseLimit(raw: string | undefined, fallback = AUDIT_DEFAULT_LIMIT, max = AUDIT_MAX_LIMIT): number {
   if (raw === undefined) return fallback;

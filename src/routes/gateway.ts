@@ -22,7 +22,7 @@ import { issueBootstrapFile } from './sandbox-ops.js';
 const ISSUER_PREFIXES = ['/.well-known/', '/oauth/', '/api/admin'];
 
 /** Who is asking: the Access user when Access is configured, else DEV_USER, else nobody (401). */
-export async function gatewayUser(req: Request, config: Config): Promise<string> {
+async function gatewayUser(req: Request, config: Config): Promise<string> {
   if (config.admin.access) return verifyAccess(req, config.admin.access);
   if (config.gateway.devUser) return config.gateway.devUser;
   throw new IssuerError('unauthorized', 'the gateway needs a verified user (Cloudflare Access)');
@@ -67,7 +67,7 @@ const ACCESS_COOKIE = 'cf_authorization';
  * RFC 6265 §4.1.1 allows neither `,` nor `;` in a cookie name or value, so both separate pairs.
  * hono/cookie's parser splits on `;` only, so it does not fit here. Pairs without a name are dropped.
  */
-export function forwardedCookies(header: string | null): string | undefined {
+function forwardedCookies(header: string | null): string | undefined {
   const kept = (header ?? '')
     .split(/[;,]/)
     .map((c) => c.trim())
@@ -105,7 +105,7 @@ export function gatewayRequest(req: Request, base: string, token: string): Reque
  * After the gateway is seen running, an isolate does not ask the sandbox again for this long:
  * listing processes on every request would add a container round trip to each.
  */
-export const GATEWAY_CHECK_INTERVAL_MS = 30_000;
+const GATEWAY_CHECK_INTERVAL_MS = 30_000;
 const checkedUntil = new WeakMap<object, number>();
 
 async function ensureRunning(env: object, sb: SandboxApi, config: Config, bootstrap: () => Promise<BootstrapFile>): Promise<void> {

@@ -13,7 +13,7 @@ import { clientCredentialsGrant, type TokenRequest } from '../issuer/grant.js';
 import { unwrap } from '../issuer/result.js';
 
 /** A token request over 16 KiB is refused with 413 before it is parsed. */
-export const TOKEN_BODY_LIMIT_BYTES = 16 * 1024;
+const TOKEN_BODY_LIMIT_BYTES = 16 * 1024;
 /** An X25519 public JWK is ~80 bytes of JSON; anything much larger is not one. */
 const ENC_JWK_MAX_BYTES = 1024;
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -44,7 +44,7 @@ function parseEncJwk(raw: string): X25519PublicJwk {
 }
 
 /** Parses the form body into a TokenRequest, or throws a 400 with the reason. */
-export function parseTokenForm(body: string): TokenRequest {
+function parseTokenForm(body: string): TokenRequest {
   const params = new URLSearchParams(body);
   const seen = new Set<string>();
   for (const [k] of params) {

@@ -9,8 +9,8 @@ import { ALGORITHMS, SIGNING_ALG } from '../token-profile.js';
  * The token profile's algorithms (src/token-profile.ts): tokens are signed with `EdDSA`, the name
  * verifiers everywhere know; client assertions may use RFC 9864's `Ed25519` too.
  */
-export const SIGNING_ALGS: readonly string[] = [SIGNING_ALG];
-export const CLIENT_ASSERTION_ALGS: readonly string[] = ALGORITHMS;
+const SIGNING_ALGS: readonly string[] = [SIGNING_ALG];
+const CLIENT_ASSERTION_ALGS: readonly string[] = ALGORITHMS;
 
 /** Cache-Control of the JWKS: verifiers may use a stale copy for a minute while revalidating, and a day when we are down. */
 function jwksCacheControl(maxAge: number): string {
@@ -24,7 +24,7 @@ export function etagMatches(ifNoneMatch: string | undefined, etag: string): bool
   return ifNoneMatch.split(',').some((t) => t.trim() === '*' || strip(t) === strip(etag));
 }
 
-export function discovery(issuer: string) {
+function discovery(issuer: string) {
   return {
     issuer,
     jwks_uri: `${issuer}/.well-known/jwks.json`,

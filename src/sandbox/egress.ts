@@ -42,7 +42,7 @@ export interface EgressDeps {
  */
 export const EGRESS_STATE_CACHE_MS = 4_000;
 
-export type EgressDecision =
+type EgressDecision =
   | { action: 'pass' }
   | { action: 'substitute'; sandbox: string; substitutions: { header: EgressHeader; sentinel: string; entry: CredentialEntry }[] }
   | { action: 'refuse'; rule: SentinelRule; authenticated: boolean; sandbox?: string };
@@ -91,7 +91,7 @@ function candidates(request: Request, bound: readonly EgressHeader[]): { header:
  * Decides what happens to one request, making no change and forwarding nothing. `containerId` is
  * the platform's (ctx.containerId): code in the container cannot choose it.
  */
-export async function decideEgress(request: Request, containerId: string, deps: EgressDeps): Promise<EgressDecision> {
+async function decideEgress(request: Request, containerId: string, deps: EgressDeps): Promise<EgressDecision> {
   const host = new URL(request.url).hostname;
   const bound = egressEntriesFor(deps.config.credentials, host);
   const found = candidates(
@@ -143,7 +143,7 @@ function safeContainerIdOf(deps: EgressDeps, sandboxId: string): string | undefi
   }
 }
 
-export function egressRefusal(rule: SentinelRule): Response {
+function egressRefusal(rule: SentinelRule): Response {
   return new Response(JSON.stringify({ error: 'egress_refused', error_description: rule }), {
     status: 403,
     headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },

@@ -68,7 +68,7 @@ async function run(sb: SandboxApi, command: string, what: string): Promise<void>
  * Writes the bootstrap file atomically with mode 0600: `writeFile` of a string is not atomic and
  * has no mode option, so a temp file in the same directory, chmod, then rename.
  */
-export async function writeBootstrapFile(sb: SandboxApi, file: BootstrapFile): Promise<void> {
+async function writeBootstrapFile(sb: SandboxApi, file: BootstrapFile): Promise<void> {
   const tmp = `${CONTAINER.bootstrapFile}.tmp-${crypto.randomUUID()}`;
   await run(sb, `mkdir -p -m 700 ${CONTAINER.dir} && chmod 700 ${CONTAINER.dir}`, 'create its credentials directory');
   await run(sb, `umask 077 && : > ${tmp}`, 'create the bootstrap file');

@@ -12,7 +12,7 @@ import { challengeOf, statusOf, VerifierError } from './errors.js';
 import type { VerifiedClaims, Verifier } from './verify.js';
 
 /** Seconds a client should wait before retrying after a 503: one JWKS fetch timeout and then some. */
-export const JWKS_UNAVAILABLE_RETRY_AFTER_S = 10;
+const JWKS_UNAVAILABLE_RETRY_AFTER_S = 10;
 
 export interface BearerEnv {
   Variables: { claims: VerifiedClaims };

@@ -65,7 +65,7 @@ export type JwksEvent =
   | { event: 'jwks_key_ignored'; kid?: string; why: string; dropped?: number };
 
 /** `expired`: a stale copy is revalidated (with the bounded wait, or in the background after a failure). */
-export type FetchReason = 'initial' | 'expired' | 'unknown_kid' | 'manual';
+type FetchReason = 'initial' | 'expired' | 'unknown_kid' | 'manual';
 
 export interface JwksStatus {
   /** Seconds since the copy in use was fetched or revalidated; null before the first good fetch. */
@@ -126,9 +126,9 @@ function seconds(name: string, v: number | undefined, fallback: number, min = 0)
  * that request may have ended too (workerd still runs an ended request's timers, but I/O it starts
  * then may never complete).
  */
-export const FLIGHT_GRACE_MS = 1_000;
+const FLIGHT_GRACE_MS = 1_000;
 
-export function jwksSettings(o: JwksOptions = {}): Settings {
+function jwksSettings(o: JwksOptions = {}): Settings {
   const s: Settings = {
     minAge: seconds('minAgeSeconds', o.minAgeSeconds, DEFAULT_MIN_AGE_S),
     maxAge: seconds('maxAgeSeconds', o.maxAgeSeconds, DEFAULT_MAX_AGE_S),
@@ -175,7 +175,7 @@ export function freshnessOf(headers: Headers, fallbackMs: number): number {
  * a stale copy is always revalidated first, for a bounded time, so that revocations count at
  * max-age; see REVALIDATE_WAIT_MS.)
  */
-export function staleIfErrorOf(headers: Headers, fallbackMs: number): number {
+function staleIfErrorOf(headers: Headers, fallbackMs: number): number {
   const sie = deltaSeconds(directives(headers).get('stale-if-error'));
   return sie === undefined ? fallbackMs : sie * 1000;
 }
@@ -208,7 +208,7 @@ function unusable(k: unknown): string | null {
  * the limit are dropped and reported once, with their number, instead of failing the whole JWKS.
  * A document that is not `{keys: [...]}` is an error.
  */
-export function usableKeys(doc: unknown, report: (e: JwksEvent) => void, maxKeys = MAX_JWKS_KEYS): { keys: JWK[]; dropped: number } {
+function usableKeys(doc: unknown, report: (e: JwksEvent) => void, maxKeys = MAX_JWKS_KEYS): { keys: JWK[]; dropped: number } {
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { keys?: unknown }).keys)) throw new Error('not a JWK Set');
   const all = (doc as { keys: unknown[] }).keys;
   const dropped = Math.max(0, all.length - maxKeys);

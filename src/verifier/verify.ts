@@ -16,7 +16,7 @@ import { DEFAULT_MAX_ENTRIES, TokenCache } from './token-cache.js';
 /** docs/architecture.md, "Timing invariants": 30 s of clock skew either way. */
 export const DEFAULT_CLOCK_SKEW_S = 30;
 /** Beyond five minutes a skew stops being clock drift and becomes an extension of every token's life. */
-export const MAX_CLOCK_SKEW_S = 300;
+const MAX_CLOCK_SKEW_S = 300;
 
 export interface VerifiedClaims extends JWTPayload {
   readonly iss: string;

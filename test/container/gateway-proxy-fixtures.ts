@@ -63,7 +63,7 @@ export async function token(key: TestKey, o: TokenOpts = {}): Promise<string> {
     .sign(key.privateKey);
 }
 
-export function b64(s: string | Uint8Array): string {
+function b64(s: string | Uint8Array): string {
   return base64url.encode(s);
 }
 

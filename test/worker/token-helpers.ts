@@ -7,7 +7,7 @@ import { adminHeaders, BASE, call } from './helpers.js';
 export type { BootstrapFile };
 
 export const TOKEN_URL = `${BASE}${TOKEN_PATH}`;
-export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** A new bootstrap file for `id`, through the admin API; it must pass the contract's check. */
 export async function bootstrap(id: string, envOverride: Record<string, unknown> = {}): Promise<BootstrapFile> {

@@ -21,8 +21,8 @@ export interface ProxyConfig {
 }
 
 /** The container's proxy port, where the Worker's containerFetch reaches it. */
-export const DEFAULT_PORT = CONTAINER_PORTS.proxy;
-export const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = CONTAINER_PORTS.proxy;
+const DEFAULT_HOST = '127.0.0.1';
 /** The gateway in the container, as the examples name it. */
 const EXAMPLE_UPSTREAM = `http://127.0.0.1:${CONTAINER_PORTS.gateway}`;
 
@@ -37,8 +37,8 @@ export const USAGE = `usage: gateway-proxy --jwks URL --issuer URL --audience AU
   --host ADDR            listen address, default ${DEFAULT_HOST}          (PROXY_HOST)
   --clock-skew S         seconds of skew on exp/nbf/iat, default 30 (CLOCK_SKEW_SECONDS)`;
 
-export const DEFAULT_UPSTREAM_TOKEN = 'GATEWAY_TOKEN';
-export const DEFAULT_CLOCK_SKEW_S = 30;
+const DEFAULT_UPSTREAM_TOKEN = 'GATEWAY_TOKEN';
+const DEFAULT_CLOCK_SKEW_S = 30;
 /** The verifier's own ceiling: more is not skew but longer-lived tokens. */
 const MAX_CLOCK_SKEW_S = 300;
 /** Credential names as the issuer's CREDENTIALS var allows them. */

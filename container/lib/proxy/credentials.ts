@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import type { CredentialsFile } from '../../../src/admin-api.js';
 
 /** credentials.json holds a handful of short values; anything bigger is not the agent's file. */
-export const MAX_CREDENTIALS_BYTES = 256 * 1024;
+const MAX_CREDENTIALS_BYTES = 256 * 1024;
 /** A value goes into a header: visible ASCII only, so it can never split or inject a header. */
 const HEADER_SAFE = /^[\x21-\x7e]+$/;
 

@@ -56,7 +56,7 @@ export const HEADERS_TIMEOUT_MS = 10_000;
  * and may take minutes. Unauthenticated bodies are never read (the connection is closed), so
  * this does not bound what a client without a token can make the proxy hold.
  */
-export const REQUEST_TIMEOUT_MS = 300_000;
+const REQUEST_TIMEOUT_MS = 300_000;
 /**
  * How often Node checks the two timeouts above. Its default (30 s) would let a trickled head
  * live 40 s instead of 10; a pass over the open connections each second costs next to nothing.
@@ -111,7 +111,7 @@ const DROP_REQUEST = new Set([
  * The proxy then sets X-Forwarded-User, X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto
  * itself (forwardedHeaders), from the token and its own configuration.
  */
-export const CLIENT_IDENTITY_HEADERS = {
+const CLIENT_IDENTITY_HEADERS = {
   names: new Set([
     'forwarded',
     'x-forwarded',
@@ -136,11 +136,11 @@ const HEADER_VALUE = /^[\x20-\x7e]*$/;
  * admits those only (issue 11, finding 7): the agent's own token (`scope: agent`, same audience)
  * is for the issuer's token endpoint, and code in the container reaches the gateway on loopback.
  */
-export const ADMITTED_SCOPE = 'gateway';
+const ADMITTED_SCOPE = 'gateway';
 /** Scopes that refuse a token even beside ADMITTED_SCOPE: an agent token is never a user. */
 const REFUSED_SCOPES = new Set(['agent']);
 /** error_description of a verified token without the admitted scope: stable, clients match it. */
-export const SCOPE_REFUSED = 'insufficient_scope';
+const SCOPE_REFUSED = 'insufficient_scope';
 /** RFC 6455 §4.1: Sec-WebSocket-Key is 16 bytes in base64 (24 characters, canonical padding). */
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 /** RFC 6455 §4.4: the one version there is; anything else gets 426 naming it. */
