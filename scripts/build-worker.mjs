@@ -12,11 +12,15 @@ const withoutContainers = config.replace(/^\[\[containers\]\][\s\S]*?(?=^\[)/gm,
 const temp = `${root}.wrangler-build.toml`;
 writeFileSync(temp, withoutContainers);
 try {
-  const r = spawnSync(`${root}node_modules/.bin/wrangler`, ['deploy', '--dry-run', '--outdir', process.argv[2] ?? 'dist/worker', '--config', temp], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', ...process.env },
-  });
+  const r = spawnSync(
+    `${root}node_modules/.bin/wrangler`,
+    ['deploy', '--dry-run', '--outdir', process.argv[2] ?? 'dist/worker', '--config', temp],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', ...process.env },
+    },
+  );
   process.exitCode = r.status ?? 1;
 } finally {
   rmSync(temp, { force: true });

@@ -13,4 +13,6 @@ export const NODE_BUNDLE = {
 // For a bundle that inlines CommonJS code which require()s Node built-ins (undici, the proxy's
 // upstream client): gives the ESM bundle a real `require`, or esbuild's shim throws
 // "Dynamic require of node:assert is not supported" when the bundle starts. Add it as `banner`.
-export const REQUIRE_BANNER = { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" };
+export const REQUIRE_BANNER = {
+  js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+};

@@ -44,7 +44,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const name = argv[0];
   if (name !== undefined && !ROTATABLE.includes(name)) {
-    console.error(`dev:rotate: ${name.slice(0, 40)} is not one of ${ROTATABLE.join(', ')} (edit .dev.vars by hand and run npm run dev:rotate for others)`);
+    console.error(
+      `dev:rotate: ${name.slice(0, 40)} is not one of ${ROTATABLE.join(', ')} (edit .dev.vars by hand and run npm run dev:rotate for others)`,
+    );
     return 2;
   }
   if (!existsSync(SOCKET)) {
@@ -59,19 +61,27 @@ async function main(argv: string[]): Promise<number> {
     writeFreshValue(DEV_VARS, name);
     console.log(`dev:rotate: wrote a new ${name} into .dev.vars`);
   }
-  let report;
+  let report: Awaited<ReturnType<typeof requestRotation>>;
   try {
     report = await requestRotation(SOCKET, ROTATION_TIMEOUT_MS);
   } catch (e) {
-    console.error(`dev:rotate: ${(e as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'no local stack is running in this clone (start it with npm run dev)' : (e as Error).message}`);
+    console.error(
+      `dev:rotate: ${(e as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'no local stack is running in this clone (start it with npm run dev)' : (e as Error).message}`,
+    );
     return 1;
   }
   if (report.changed.length === 0) {
     console.log('dev:rotate: nothing changed in .dev.vars since the stack started or last rotated');
     return 0;
   }
-  if (report.flow === 'egress') console.log('dev:rotate: egress flow: delivered at egress, so the Worker alone applies it (restarted; no agent refresh, no change hook)');
-  if (report.flow === 'push') console.log('dev:rotate: push flow: a value the sandbox holds, so the Worker restarted and the agent refreshed (and ran its change hook, if it has one)');
+  if (report.flow === 'egress')
+    console.log(
+      'dev:rotate: egress flow: delivered at egress, so the Worker alone applies it (restarted; no agent refresh, no change hook)',
+    );
+  if (report.flow === 'push')
+    console.log(
+      'dev:rotate: push flow: a value the sandbox holds, so the Worker restarted and the agent refreshed (and ran its change hook, if it has one)',
+    );
   const t0 = report.events[0]?.at ?? Date.now();
   for (const e of report.events) console.log(`  +${String(e.at - t0).padStart(5)} ms  ${e.step}${e.detail ? ` (${e.detail})` : ''}`);
   const serves = report.events.find((e) => e.step === 'Worker serves the new value');
@@ -79,8 +89,12 @@ async function main(argv: string[]): Promise<number> {
   const completed = report.events.find((e) => e.step.startsWith('first completion with the'));
   const stopped = report.events.find((e) => e.step === 'Worker stopped');
   if (serves && stopped) console.log(`dev:rotate: Worker restart ${serves.at - stopped.at} ms`);
-  if (serves && reloaded) console.log(`dev:rotate: from the new Worker serving to the gateway using the new value: ${reloaded.at - serves.at} ms`);
-  if (serves && completed) console.log(`dev:rotate: from the new Worker serving to the first completion accepted with the new value: ${completed.at - serves.at} ms`);
+  if (serves && reloaded)
+    console.log(`dev:rotate: from the new Worker serving to the gateway using the new value: ${reloaded.at - serves.at} ms`);
+  if (serves && completed)
+    console.log(
+      `dev:rotate: from the new Worker serving to the first completion accepted with the new value: ${completed.at - serves.at} ms`,
+    );
   // The report's last line is machine-readable, for tests and scripts.
   console.log(JSON.stringify({ ok: report.ok, changed: report.changed, flow: report.flow, events: report.events, error: report.error }));
   if (!report.ok) {

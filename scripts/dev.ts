@@ -38,18 +38,35 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { IssuerClient } from '../cli/client.js';
 import { CliError, EXIT } from '../cli/errors.js';
-import { checkBootstrapFile, CREDENTIALS_FILE, DEV_VARS_FILE, JWKS_PATH, LOCAL_BASE_PORT as DEFAULT_BASE_PORT, LOCAL_HOST as HOST, localStackPorts, type BootstrapFile, type LocalStackPorts } from '../src/admin-api.js';
 import { ensureLocalPassword, LOCAL_AUTH_FILE } from '../container/openclaw-reload.js';
+import {
+  type BootstrapFile,
+  CREDENTIALS_FILE,
+  checkBootstrapFile,
+  LOCAL_BASE_PORT as DEFAULT_BASE_PORT,
+  DEV_VARS_FILE,
+  LOCAL_HOST as HOST,
+  JWKS_PATH,
+  type LocalStackPorts,
+  localStackPorts,
+} from '../src/admin-api.js';
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
+import { type EgressHop, startEgressHop } from './local-stack/egress-hop.js';
 import { StackError } from './local-stack/errors.js';
 import { waitHealthy } from './local-stack/health.js';
-import { startEgressHop, type EgressHop } from './local-stack/egress-hop.js';
-import { FIXED_REPLY, keyFingerprint, MODEL_ID, startModelProvider, type ModelProvider } from './local-stack/model-provider.js';
+import { FIXED_REPLY, keyFingerprint, MODEL_ID, type ModelProvider, startModelProvider } from './local-stack/model-provider.js';
 import { CLI_DIR, HOME_DIR, openClawConfig, startOpenClaw, writeCliProfile, writeOpenClawHome } from './local-stack/openclaw-gateway.js';
 import { GATEWAY_DIR, installProblem, OPENCLAW_VERSION } from './local-stack/openclaw-runtime.js';
 import { assertFree, ephemeralPort } from './local-stack/ports.js';
-import { startChild, stopChildren, type Child } from './local-stack/processes.js';
-import { CONTROL_SOCKET, startControlServer, writeValue, type RotationEvent, type RotationFlow, type RotationReport } from './local-stack/rotation.js';
+import { type Child, startChild, stopChildren } from './local-stack/processes.js';
+import {
+  CONTROL_SOCKET,
+  type RotationEvent,
+  type RotationFlow,
+  type RotationReport,
+  startControlServer,
+  writeValue,
+} from './local-stack/rotation.js';
 import { startStandInGateway } from './local-stack/stand-in-gateway.js';
 import { statusText } from './local-stack/status.js';
 
@@ -81,7 +98,8 @@ const PROVIDER_EGRESS_HOST = 'localhost';
 /** The header OpenAI-style providers take their key in, as `Bearer <key>`. */
 const PROVIDER_EGRESS_HEADER = 'authorization';
 /** keys.example's CREDENTIALS before egress delivery: a .dev.vars with exactly this is brought up to today's. */
-const PREVIOUS_DEFAULT_CREDENTIALS = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
+const PREVIOUS_DEFAULT_CREDENTIALS =
+  '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
 /** keys.example's CREDENTIALS now (its one source: keys.example). */
 const CURRENT_CREDENTIALS = readDevVars(`${ROOT}keys.example`).CREDENTIALS ?? '';
 /** Highest base port: the stack uses base..base+5 (issuer .. egress hop). */
@@ -117,13 +135,18 @@ type GatewayKind = 'stand-in' | 'openclaw';
 function parseFlags(argv: string[]): { basePort: number; gateway: GatewayKind } {
   let values: { 'base-port'?: string; gateway?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { 'base-port': { type: 'string' }, gateway: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: { 'base-port': { type: 'string' }, gateway: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]!);
   }
   if (values.help) throw new UsageError(USAGE, 0);
   const gateway = values.gateway ?? 'stand-in';
-  if (gateway !== 'stand-in' && gateway !== 'openclaw') throw new UsageError(`--gateway: must be stand-in (the default) or openclaw, not "${gateway.slice(0, 40)}"`);
+  if (gateway !== 'stand-in' && gateway !== 'openclaw')
+    throw new UsageError(`--gateway: must be stand-in (the default) or openclaw, not "${gateway.slice(0, 40)}"`);
   const raw = values['base-port'];
   const basePort = raw === undefined ? DEFAULT_BASE_PORT : /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
   if (!(basePort >= 1024 && basePort <= MAX_BASE_PORT)) {
@@ -164,7 +187,11 @@ function track(running: Running, c: Child): Child {
  * credential), checked and written owner-only, atomically.
  */
 async function bootstrap(issuer: string, adminToken: string, sandbox: string, file: string): Promise<void> {
-  const client = new IssuerClient({ issuer: new URL(issuer), credentials: { adminToken, source: 'flag' }, timeoutMs: BOOTSTRAP_TIMEOUT_MS });
+  const client = new IssuerClient({
+    issuer: new URL(issuer),
+    credentials: { adminToken, source: 'flag' },
+    timeoutMs: BOOTSTRAP_TIMEOUT_MS,
+  });
   let answer: BootstrapFile;
   try {
     answer = await client.call('bootstrap', { id: sandbox });
@@ -174,7 +201,8 @@ async function bootstrap(issuer: string, adminToken: string, sandbox: string, fi
     throw new StackError(`bootstrapping sandbox "${sandbox}" failed: ${e.message}${hint}`);
   }
   const check = checkBootstrapFile(answer);
-  if (!check.ok) throw new StackError(`bootstrapping sandbox "${sandbox}" failed: the issuer's answer is not a bootstrap file (${check.problem})`);
+  if (!check.ok)
+    throw new StackError(`bootstrapping sandbox "${sandbox}" failed: the issuer's answer is not a bootstrap file (${check.problem})`);
   // Holds the sandbox's private key: owner-only, replaced atomically.
   writeFileSync(`${file}.tmp`, `${JSON.stringify(answer, null, 2)}\n`, { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
@@ -197,10 +225,12 @@ async function chainCheck(issuer: string, gateway: GatewayKind): Promise<void> {
   };
   const path = gateway === 'openclaw' ? '/v1/models' : '/';
   const res = await get(path);
-  if (res.status !== 200) throw new StackError(`the request through the chain (${issuer}${path}) answered HTTP ${res.status}: ${res.body.slice(0, 300)}`);
+  if (res.status !== 200)
+    throw new StackError(`the request through the chain (${issuer}${path}) answered HTTP ${res.status}: ${res.body.slice(0, 300)}`);
   if (gateway === 'openclaw') {
     const ui = await get('/');
-    if (ui.status !== 200 || !ui.type.startsWith('text/html')) throw new StackError(`the Control UI through the chain (${issuer}/) answered HTTP ${ui.status} ${ui.type}, not the page`);
+    if (ui.status !== 200 || !ui.type.startsWith('text/html'))
+      throw new StackError(`the Control UI through the chain (${issuer}/) answered HTTP ${ui.status} ${ui.type}, not the page`);
   }
   await chainCompletion(issuer, gateway);
 }
@@ -225,7 +255,9 @@ async function chainCompletion(issuer: string, gateway: GatewayKind): Promise<vo
     status = res.status;
     text = await res.text();
   } catch {
-    throw new StackError(`the chat completion through the chain (${url}) got no answer within ${COMPLETION_CHECK_MS / 1000} s (see ${STATE_DIR}/logs/egress-hop.log and model-provider.log)`);
+    throw new StackError(
+      `the chat completion through the chain (${url}) got no answer within ${COMPLETION_CHECK_MS / 1000} s (see ${STATE_DIR}/logs/egress-hop.log and model-provider.log)`,
+    );
   }
   let content: unknown;
   try {
@@ -258,7 +290,11 @@ function credentialsOf(vars: Record<string, string>): CredentialsEntries | undef
 /** The Worker secrets CREDENTIALS delivers at egress: the Worker reads them at each request, the sandbox never holds them. */
 function egressSecrets(vars: Record<string, string>): Set<string> {
   const entries = credentialsOf(vars) ?? {};
-  return new Set(Object.values(entries).filter((e) => e?.egress !== undefined && typeof e.secret === 'string').map((e) => e.secret as string));
+  return new Set(
+    Object.values(entries)
+      .filter((e) => e?.egress !== undefined && typeof e.secret === 'string')
+      .map((e) => e.secret as string),
+  );
 }
 
 /**
@@ -285,16 +321,26 @@ function providerKeyEntry(vars: Record<string, string>): { name: string; key: st
     );
   }
   const entries = credentialsOf(vars);
-  if (!entries) throw new StackError(`CREDENTIALS in .dev.vars is not a JSON object (keys.example's: CREDENTIALS='${CURRENT_CREDENTIALS}')`);
+  if (!entries)
+    throw new StackError(`CREDENTIALS in .dev.vars is not a JSON object (keys.example's: CREDENTIALS='${CURRENT_CREDENTIALS}')`);
   const egress = { hosts: [PROVIDER_EGRESS_HOST], header: PROVIDER_EGRESS_HEADER };
   const name = Object.keys(entries).find((n) => entries[n]?.secret === PROVIDER_SECRET);
   const entry = name === undefined ? undefined : entries[name]!;
-  const bound = entry?.egress !== undefined && Array.isArray(entry.egress.hosts) && entry.egress.hosts.includes(PROVIDER_EGRESS_HOST) && entry.egress.header === PROVIDER_EGRESS_HEADER;
+  const bound =
+    entry?.egress !== undefined &&
+    Array.isArray(entry.egress.hosts) &&
+    entry.egress.hosts.includes(PROVIDER_EGRESS_HOST) &&
+    entry.egress.header === PROVIDER_EGRESS_HEADER;
   if (name === undefined || !bound) {
     // The fix, exactly: their own CREDENTIALS with the provider entry delivered at egress (names only, never a value).
     const fixed = { ...entries, [name ?? 'PROVIDER_API_KEY']: { secret: PROVIDER_SECRET, egress } };
-    const what = name === undefined ? `delivers no ${PROVIDER_SECRET} to the sandbox` : `delivers ${PROVIDER_SECRET} (${name}) other than at egress to "${PROVIDER_EGRESS_HOST}" in "${PROVIDER_EGRESS_HEADER}"`;
-    throw new StackError(`CREDENTIALS in .dev.vars ${what}, which the local stack's model calls need: put CREDENTIALS='${JSON.stringify(fixed)}' in .dev.vars`);
+    const what =
+      name === undefined
+        ? `delivers no ${PROVIDER_SECRET} to the sandbox`
+        : `delivers ${PROVIDER_SECRET} (${name}) other than at egress to "${PROVIDER_EGRESS_HOST}" in "${PROVIDER_EGRESS_HEADER}"`;
+    throw new StackError(
+      `CREDENTIALS in .dev.vars ${what}, which the local stack's model calls need: put CREDENTIALS='${JSON.stringify(fixed)}' in .dev.vars`,
+    );
   }
   return { name, key };
 }
@@ -312,14 +358,20 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
   }
   await assertFree(ports);
   const devVarsPath = `${ROOT}${DEV_VARS_FILE}`;
-  if (ensureDevVars(devVarsPath, `${ROOT}keys.example`)) say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
+  if (ensureDevVars(devVarsPath, `${ROOT}keys.example`))
+    say('wrote .dev.vars from keys.example with fresh random secrets (ADMIN_TOKEN is in it)');
   let vars = readDevVars(devVarsPath);
   if (migrateCredentials(devVarsPath, vars)) {
-    say(`updated CREDENTIALS in .dev.vars to keys.example's: PROVIDER_API_KEY is delivered at egress now (the sandbox holds a sentinel; the Worker puts ${PROVIDER_SECRET} in)`);
+    say(
+      `updated CREDENTIALS in .dev.vars to keys.example's: PROVIDER_API_KEY is delivered at egress now (the sandbox holds a sentinel; the Worker puts ${PROVIDER_SECRET} in)`,
+    );
     vars = readDevVars(devVarsPath);
   }
   const adminToken = vars.ADMIN_TOKEN ?? '';
-  if (adminToken === '') throw new StackError('.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)');
+  if (adminToken === '')
+    throw new StackError(
+      '.dev.vars has no ADMIN_TOKEN: the local stack needs it to bootstrap the sandbox (delete .dev.vars to get a fresh one)',
+    );
   const sandbox = vars.SANDBOX_ID || 'main';
   const provider = providerKeyEntry(vars);
   // A .dev.vars from before DEV_USER existed (or with it emptied) would leave the chain without a user.
@@ -339,7 +391,16 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
       `${ROOT}node_modules/.bin/wrangler`,
       // ISSUER and GATEWAY_UPSTREAM follow the ports, whatever .dev.vars says; the chain needs a DEV_USER.
       [
-        ...['dev', '--ip', HOST, '--port', String(ports.issuer), '--inspector-port', String(inspectorPort), '--show-interactive-dev-session=false'],
+        ...[
+          'dev',
+          '--ip',
+          HOST,
+          '--port',
+          String(ports.issuer),
+          '--inspector-port',
+          String(inspectorPort),
+          '--show-interactive-dev-session=false',
+        ],
         ...['--var', `ISSUER:${issuer}`, '--var', `GATEWAY_UPSTREAM:http://${HOST}:${ports.proxy}`, '--var', `DEV_USER:${devUser}`],
       ],
       // Appended: a rotation's restart keeps the first start's lines.
@@ -389,7 +450,14 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
   const credentialsFile = `${agentDir}/${CREDENTIALS_FILE}`;
 
   if (gateway === 'stand-in') {
-    running.gateway = await startStandInGateway({ host: HOST, port: ports.gateway, credentialsFile, tokenName: TOKEN_NAME, providerKeyName: provider.name, providerBaseUrl });
+    running.gateway = await startStandInGateway({
+      host: HOST,
+      port: ports.gateway,
+      credentialsFile,
+      tokenName: TOKEN_NAME,
+      providerKeyName: provider.name,
+      providerBaseUrl,
+    });
   }
 
   // The container programs from their TypeScript sources, as `npm run agent` / `gateway-proxy` run them.
@@ -417,8 +485,26 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
   await waitHealthy('the agent', `http://${HOST}:${ports.agent}/healthz`, agent, COMPONENT_START_MS);
 
   const proxyArgs = ['--jwks', `${issuer}${JWKS_PATH}`, '--issuer', issuer, '--audience', `gateway:${sandbox}`];
-  proxyArgs.push('--upstream', `http://${HOST}:${ports.gateway}`, '--credentials', credentialsFile, '--upstream-token', TOKEN_NAME, '--host', HOST, '--port', String(ports.proxy));
-  const proxy = track(running, startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], { cwd: ROOT, env, logFile: `${dir}/logs/proxy.log` }));
+  proxyArgs.push(
+    '--upstream',
+    `http://${HOST}:${ports.gateway}`,
+    '--credentials',
+    credentialsFile,
+    '--upstream-token',
+    TOKEN_NAME,
+    '--host',
+    HOST,
+    '--port',
+    String(ports.proxy),
+  );
+  const proxy = track(
+    running,
+    startChild('proxy', process.execPath, [...fromSource('container/gateway-proxy.ts'), ...proxyArgs], {
+      cwd: ROOT,
+      env,
+      logFile: `${dir}/logs/proxy.log`,
+    }),
+  );
   const proxyUp = waitHealthy('the verifying proxy', `http://${HOST}:${ports.proxy}/healthz`, proxy, COMPONENT_START_MS);
   // Awaited below; this only keeps a failure before then from counting as unhandled.
   proxyUp.catch(() => undefined);
@@ -449,7 +535,10 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
     const startedAt = Date.now();
     const openclaw = track(running, startOpenClaw(ROOT, home, ports.gateway, `${dir}/logs/gateway.log`));
     // /readyz, not /healthz: live is not ready (agents, plugins and sidecars still starting).
-    await Promise.all([proxyUp, waitHealthy('the real gateway (OpenClaw)', `http://${HOST}:${ports.gateway}/readyz`, openclaw, OPENCLAW_START_MS)]);
+    await Promise.all([
+      proxyUp,
+      waitHealthy('the real gateway (OpenClaw)', `http://${HOST}:${ports.gateway}/readyz`, openclaw, OPENCLAW_START_MS),
+    ]);
     say(`OpenClaw is ready (${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
   } else {
     await proxyUp;
@@ -521,9 +610,16 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
       // The provider logs before it answers: the completion's reply means the line is there.
       const at = await Promise.race([accepted, new Promise<undefined>((r) => setTimeout(r, 1_000))]);
       if (at === undefined) return fail(`the chat completion answered, but the model provider logged no call with key ${fp}`);
-      note(`first completion with the ${keyRotates ? 'new ' : ''}key accepted`, `key ${fp}, ${at - servesAt} ms after the new Worker served`, at);
+      note(
+        `first completion with the ${keyRotates ? 'new ' : ''}key accepted`,
+        `key ${fp}, ${at - servesAt} ms after the new Worker served`,
+        at,
+      );
       const agentAfter = await agentCounters(agentUrl);
-      const untouched = agentAfter.version === agentBefore!.version && agentAfter.refreshes === agentBefore!.refreshes && agentAfter.hooks === agentBefore!.hooks;
+      const untouched =
+        agentAfter.version === agentBefore!.version &&
+        agentAfter.refreshes === agentBefore!.refreshes &&
+        agentAfter.hooks === agentBefore!.hooks;
       note(
         untouched ? 'agent untouched (no refresh, no change hook)' : 'agent refreshed meanwhile, on its own schedule',
         `credentials version ${agentBefore!.version ?? 'none'}${untouched ? '' : ` -> ${agentAfter.version ?? 'none'}`}`,
@@ -539,7 +635,9 @@ async function start(ports: LocalStackPorts, gateway: GatewayKind, running: Runn
     if (hooksBefore) {
       const result = await waitHookResult(agentUrl, hooksBefore);
       if (result !== 'ok') {
-        return fail(`the change hook ${result}: the gateway keeps the old values${keyRotates ? ' and the model provider keeps accepting the old key' : ''} (see ${STATE_DIR}/logs/agent.log)`);
+        return fail(
+          `the change hook ${result}: the gateway keeps the old values${keyRotates ? ' and the model provider keeps accepting the old key' : ''} (see ${STATE_DIR}/logs/agent.log)`,
+        );
       }
       note('gateway re-resolved its secrets (change hook: secrets.reload)');
     }
@@ -560,13 +658,18 @@ async function agentCounters(agentUrl: string): Promise<{ version?: string; refr
   const health = (await (await fetch(`${agentUrl}/healthz`)).json()) as { credentials_version?: string | null };
   const text = await (await fetch(`${agentUrl}/metrics`)).text();
   const count = (metric: string) => Number(new RegExp(`^${metric}\\{result="ok"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { version: health.credentials_version ?? undefined, refreshes: count('credential_agent_refreshes_total'), hooks: count('credential_agent_hook_runs_total') };
+  return {
+    version: health.credentials_version ?? undefined,
+    refreshes: count('credential_agent_refreshes_total'),
+    hooks: count('credential_agent_hook_runs_total'),
+  };
 }
 
 /** The agent's hook run counters (credential_agent_hook_runs_total). */
 async function hookRuns(agentUrl: string): Promise<{ ok: number; error: number }> {
   const text = await (await fetch(`${agentUrl}/metrics`)).text();
-  const count = (result: string) => Number(new RegExp(`^credential_agent_hook_runs_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  const count = (result: string) =>
+    Number(new RegExp(`^credential_agent_hook_runs_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
   return { ok: count('ok'), error: count('error') };
 }
 
@@ -591,7 +694,8 @@ async function nudgeAgent(agentUrl: string): Promise<string> {
       await new Promise((r) => setTimeout(r, NUDGE_RETRY_MS));
       continue;
     }
-    if (!res.ok) throw new StackError(`the agent's POST /refresh answered HTTP ${res.status} ${body.error ?? ''}: see ${STATE_DIR}/logs/agent.log`);
+    if (!res.ok)
+      throw new StackError(`the agent's POST /refresh answered HTTP ${res.status} ${body.error ?? ''}: see ${STATE_DIR}/logs/agent.log`);
     return `credentials version ${body.credentials_version ?? 'none'}`;
   }
 }
@@ -671,8 +775,27 @@ async function main(): Promise<number> {
       await stopOnce();
       return 0;
     }
-    const openclaw = gateway === 'openclaw' ? { version: OPENCLAW_VERSION, cli: `${GATEWAY_DIR}/bin/openclaw`, cliState: `${STATE_DIR}/${CLI_DIR}`, home: `${STATE_DIR}/${HOME_DIR}` } : undefined;
-    say(statusText({ ports, sandbox: up.sandbox, stateDir: STATE_DIR, host: HOST, defaultBase: DEFAULT_BASE_PORT, issuerUrlEnv: process.env.ISSUER_URL || undefined, openclaw, providerKey: up.providerKey }));
+    const openclaw =
+      gateway === 'openclaw'
+        ? {
+            version: OPENCLAW_VERSION,
+            cli: `${GATEWAY_DIR}/bin/openclaw`,
+            cliState: `${STATE_DIR}/${CLI_DIR}`,
+            home: `${STATE_DIR}/${HOME_DIR}`,
+          }
+        : undefined;
+    say(
+      statusText({
+        ports,
+        sandbox: up.sandbox,
+        stateDir: STATE_DIR,
+        host: HOST,
+        defaultBase: DEFAULT_BASE_PORT,
+        issuerUrlEnv: process.env.ISSUER_URL || undefined,
+        openclaw,
+        providerKey: up.providerKey,
+      }),
+    );
   } catch (e) {
     await stopOnce();
     if (e instanceof StackError) {
@@ -687,7 +810,8 @@ async function main(): Promise<number> {
   // Up: wait for Ctrl-C, or for a component to stop on its own (a Worker a rotation restarts
   // is taken out of the stack before it stops, and does not count).
   const died = new Promise<{ c: Child; how: string }>((resolve) => (running.onDeath = (c, how) => resolve({ c, how })));
-  for (const c of running.children) if (c.process.exitCode !== null || c.process.signalCode !== null) void c.exited.then((how) => running.onDeath?.(c, how));
+  for (const c of running.children)
+    if (c.process.exitCode !== null || c.process.signalCode !== null) void c.exited.then((how) => running.onDeath?.(c, how));
   const outcome = await Promise.race([stoppedBySignal, died]);
   if (typeof outcome === 'string') {
     say('\nstopping ...');

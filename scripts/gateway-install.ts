@@ -13,11 +13,31 @@
  * 2 a bad flag or a platform without a pinned runtime.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GATEWAY_DIR, gatewayPaths, installProblem, NODE_VERSION, nodePackageFor, OPENCLAW_VERSION, WRAPPER_REVISION, type Stamp } from './local-stack/openclaw-runtime.js';
+import {
+  GATEWAY_DIR,
+  gatewayPaths,
+  installProblem,
+  NODE_VERSION,
+  nodePackageFor,
+  OPENCLAW_VERSION,
+  type Stamp,
+  WRAPPER_REVISION,
+} from './local-stack/openclaw-runtime.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Each npm step: OpenClaw is ~330 packages and ~650 MB; a slow mirror may take minutes, not hours. */
@@ -104,7 +124,9 @@ function npmInstall(prefix: string, spec: string, env: NodeJS.ProcessEnv): Promi
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) return resolve();
-      const how = signal ? `was stopped (${signal}${signal === 'SIGTERM' ? `, over ${NPM_STEP_TIMEOUT_MS / 60_000} min` : ''})` : `exited with code ${code}`;
+      const how = signal
+        ? `was stopped (${signal}${signal === 'SIGTERM' ? `, over ${NPM_STEP_TIMEOUT_MS / 60_000} min` : ''})`
+        : `exited with code ${code}`;
       reject(new InstallError(`npm install ${spec} ${how}`, 1, out.trimEnd().split('\n').slice(-TAIL_LINES).join('\n')));
     });
   });
@@ -129,7 +151,10 @@ async function install(force: boolean, say: (line: string) => void): Promise<voi
   const nodePackage = nodePackageFor();
   const what = `openclaw ${OPENCLAW_VERSION} and node ${NODE_VERSION} (${nodePackage ?? 'no runtime package'})`;
   if (!nodePackage) {
-    throw new InstallError(`no pinned Node runtime for ${process.platform}-${process.arch}: the registry's node-<platform> packages at ${NODE_VERSION} cover linux-x64 and linux-arm64`, 2);
+    throw new InstallError(
+      `no pinned Node runtime for ${process.platform}-${process.arch}: the registry's node-<platform> packages at ${NODE_VERSION} cover linux-x64 and linux-arm64`,
+      2,
+    );
   }
 
   const problem = force ? 'reinstall asked for (--force)' : installProblem(ROOT);
@@ -142,7 +167,9 @@ async function install(force: boolean, say: (line: string) => void): Promise<voi
       say(`gateway:install: already installed: ${what} in ${GATEWAY_DIR}/; nothing to do (${seconds(performance.now() - started)})`);
       return;
     }
-    say(`gateway:install: ${GATEWAY_DIR}/bin/node does not run as node ${NODE_VERSION} (${nodeVersion ?? 'it did not start'}); reinstalling`);
+    say(
+      `gateway:install: ${GATEWAY_DIR}/bin/node does not run as node ${NODE_VERSION} (${nodeVersion ?? 'it did not start'}); reinstalling`,
+    );
   } else if (existsSync(target.dir)) {
     say(`gateway:install: ${problem}; reinstalling`);
   }
@@ -156,7 +183,10 @@ async function install(force: boolean, say: (line: string) => void): Promise<voi
     await npmInstall(staging, `${nodePackage}@${NODE_VERSION}`, env);
     const stagedNode = join(staging, 'bin', 'node');
     const nodeVersion = version(stagedNode, ['--version']);
-    if (nodeVersion !== `v${NODE_VERSION}`) throw new InstallError(`${nodePackage}@${NODE_VERSION} installed, but its node reports ${nodeVersion ?? 'nothing (it did not start)'}`);
+    if (nodeVersion !== `v${NODE_VERSION}`)
+      throw new InstallError(
+        `${nodePackage}@${NODE_VERSION} installed, but its node reports ${nodeVersion ?? 'nothing (it did not start)'}`,
+      );
 
     // OpenClaw's own install script refuses a node older than its engines; with scripts ignored
     // none runs, but the pinned runtime goes first on PATH for any npm that runs them regardless.
@@ -164,9 +194,17 @@ async function install(force: boolean, say: (line: string) => void): Promise<voi
     const stagedWrapper = join(staging, 'bin', 'openclaw');
     writeWrapper(stagedWrapper);
     const cliVersion = version(stagedWrapper, ['--version']);
-    if (!cliVersion?.includes(OPENCLAW_VERSION)) throw new InstallError(`openclaw@${OPENCLAW_VERSION} installed, but \`openclaw --version\` answers ${cliVersion ?? 'nothing (it did not start)'}`);
+    if (!cliVersion?.includes(OPENCLAW_VERSION))
+      throw new InstallError(
+        `openclaw@${OPENCLAW_VERSION} installed, but \`openclaw --version\` answers ${cliVersion ?? 'nothing (it did not start)'}`,
+      );
 
-    const stamp: Stamp = { openclaw: OPENCLAW_VERSION, node: { package: nodePackage, version: NODE_VERSION }, wrapper: WRAPPER_REVISION, installedAt: new Date().toISOString() };
+    const stamp: Stamp = {
+      openclaw: OPENCLAW_VERSION,
+      node: { package: nodePackage, version: NODE_VERSION },
+      wrapper: WRAPPER_REVISION,
+      installedAt: new Date().toISOString(),
+    };
     // Written last: its presence is what says "complete".
     writeFileSync(join(staging, 'installed.json'), `${JSON.stringify(stamp, null, 2)}\n`);
     rmSync(target.dir, { recursive: true, force: true });
@@ -183,9 +221,15 @@ async function install(force: boolean, say: (line: string) => void): Promise<voi
 async function main(): Promise<number> {
   let force = false;
   try {
-    const { values } = parseArgs({ args: process.argv.slice(2), options: { force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      options: { force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    });
     if (values.help) {
-      console.log(`usage: npm run gateway:install [-- --force]\n  Installs openclaw@${OPENCLAW_VERSION} and its Node ${NODE_VERSION} runtime from the npm registry into ${GATEWAY_DIR}/; --force reinstalls.`);
+      console.log(
+        `usage: npm run gateway:install [-- --force]\n  Installs openclaw@${OPENCLAW_VERSION} and its Node ${NODE_VERSION} runtime from the npm registry into ${GATEWAY_DIR}/; --force reinstalls.`,
+      );
       return 0;
     }
     force = values.force === true;

@@ -1,14 +1,14 @@
 /**
- * When to refresh, and how long to wait after a failure (DESIGN §3 "Refresh"). Pure functions of
+ * When to refresh, and how long to wait after a failure (docs/architecture.md, "Refresh"). Pure functions of
  * the token's times and a random number in [0, 1), so tests need no clock.
  */
 
 /** Refresh half-way through the token's life... */
-export const REFRESH_POINT = 0.5;
+const REFRESH_POINT = 0.5;
 /** ...give or take 10% of the lifetime, so a fleet started together does not refresh together... */
-export const REFRESH_JITTER = 0.1;
+const REFRESH_JITTER = 0.1;
 /** ...and never later than 80%, which leaves a fifth of the life for retries. */
-export const REFRESH_LATEST = 0.8;
+const REFRESH_LATEST = 0.8;
 /** Backoff after a failure: exponential from 1 s... */
 export const BACKOFF_BASE_MS = 1_000;
 /** ...up to 5 minutes, with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"). */

@@ -23,17 +23,35 @@
  * through it), and it logs one line per request (method, path, status, time), never a header
  * value or a query string. An issuer it cannot reach is `502 {"error":"egress_hop_failed", ...}`.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { listen } from './listen.js';
 
 /** The Worker's route for the hop (src/routes/local-egress.ts, LOCAL_EGRESS_PATH). */
-export const LOCAL_EGRESS_PATH = '/.local/egress';
+const LOCAL_EGRESS_PATH = '/.local/egress';
 
 /**
  * Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus `host` (the
  * Worker's is the Worker's) and `proxy-connection`, which some clients still send.
  */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
 
 export interface EgressHopOptions {
   host: string;

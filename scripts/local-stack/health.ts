@@ -13,7 +13,8 @@ export async function waitHealthy(name: string, url: string, child: Child | unde
   void child?.exited.then((how) => (ended = how));
   let last = 'no answer';
   for (;;) {
-    if (ended !== undefined) throw new StackError(`${name} stopped while starting (${ended}); its log is ${child!.logFile}`, () => child!.tail());
+    if (ended !== undefined)
+      throw new StackError(`${name} stopped while starting (${ended}); its log is ${child!.logFile}`, () => child!.tail());
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
       await res.body?.cancel();
@@ -21,14 +22,20 @@ export async function waitHealthy(name: string, url: string, child: Child | unde
       last = `HTTP ${res.status}`;
       // The Worker answers 500 to everything while its configuration is invalid: no use waiting.
       if (res.status === 500) {
-        throw new StackError(`${name} answers HTTP 500 at ${url}: its configuration is invalid (the log names the option and the rule; check .dev.vars)`, () => child?.tail() ?? '');
+        throw new StackError(
+          `${name} answers HTTP 500 at ${url}: its configuration is invalid (the log names the option and the rule; check .dev.vars)`,
+          () => child?.tail() ?? '',
+        );
       }
     } catch (e) {
       if (e instanceof StackError) throw e;
       last = (e as Error).name === 'TimeoutError' ? 'timed out' : 'no answer';
     }
     if (Date.now() > deadline) {
-      throw new StackError(`${name} did not become healthy at ${url} within ${Math.round(timeoutMs / 1000)} s (last: ${last})`, () => child?.tail() ?? '');
+      throw new StackError(
+        `${name} did not become healthy at ${url} within ${Math.round(timeoutMs / 1000)} s (last: ${last})`,
+        () => child?.tail() ?? '',
+      );
     }
     await sleep(POLL_MS);
   }

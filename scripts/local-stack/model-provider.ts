@@ -113,7 +113,8 @@ function stream(res: ServerResponse, id: string, model: string, created: number,
   res.write(chunk({ role: 'assistant', content: '' }, null));
   res.write(chunk({ content: FIXED_REPLY }, null));
   res.write(chunk({}, 'stop'));
-  if (withUsage) res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: USAGE })}\n\n`);
+  if (withUsage)
+    res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: USAGE })}\n\n`);
   res.end('data: [DONE]\n\n');
 }
 
@@ -161,7 +162,8 @@ export async function startModelProvider(opts: ModelProviderOptions): Promise<Mo
       body = parsed as ChatRequest;
     } catch (e) {
       log(`${req.method} ${path} ${seen}: bad request (400)`);
-      if (e instanceof BodyTooLarge) return openAiError(res, 413, 'request_too_large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+      if (e instanceof BodyTooLarge)
+        return openAiError(res, 413, 'request_too_large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
       return openAiError(res, 400, 'invalid_json', 'the request body must be a JSON object');
     }
     const model = typeof body.model === 'string' ? body.model : MODEL_ID;

@@ -19,16 +19,16 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gatewayPaths } from './openclaw-runtime.js';
 import { MODEL_ID } from './model-provider.js';
-import { startChild, type Child } from './processes.js';
+import { gatewayPaths } from './openclaw-runtime.js';
+import { type Child, startChild } from './processes.js';
 
 /** The provider id in openclaw.json; the agent's model is `<id>/<model id>`. */
-export const PROVIDER_ID = 'standin';
+const PROVIDER_ID = 'standin';
 /** The secrets provider that reads the agent's credentials.json. */
-export const SECRETS_PROVIDER = 'agentcreds';
+const SECRETS_PROVIDER = 'agentcreds';
 /** The secrets provider that reads the change hook's local password file (openclaw-reload.ts). */
-export const LOCAL_AUTH_PROVIDER = 'localrpc';
+const LOCAL_AUTH_PROVIDER = 'localrpc';
 /** Where the gateway's home lives inside the stack's state folder. */
 export const HOME_DIR = 'openclaw-home';
 /** The OpenClaw CLI's own state folder (OPENCLAW_STATE_DIR) for the printed command, same place. */
@@ -54,7 +54,7 @@ export const FULL_OPERATOR_SCOPES = [
  * become a persistent admin (OpenClaw's CRITICAL audit finding); DEV_USER's admin comes from
  * identityScopes for the session instead.
  */
-export const DEVICE_AUTO_APPROVE_SCOPES = ['operator.read', 'operator.write', 'operator.approvals', 'operator.questions'];
+const DEVICE_AUTO_APPROVE_SCOPES = ['operator.read', 'operator.write', 'operator.approvals', 'operator.questions'];
 /** The verifying proxy's source address: it connects to the gateway over loopback. */
 const PROXY_SOURCE = '127.0.0.1';
 /** The header the proxy puts the verified `sub` in (container/lib/proxy/server.ts). */
@@ -122,7 +122,16 @@ export function openClawConfig(c: OpenClawConfigInput) {
           baseUrl: c.providerBaseUrl,
           api: 'openai-completions',
           apiKey: { source: 'file', provider: SECRETS_PROVIDER, id: `/values/${c.providerKeyName}` },
-          models: [{ id: MODEL_ID, name: 'Stand-in model (fixed reply)', reasoning: false, input: ['text'], contextWindow: 128_000, maxTokens: 4_096 }],
+          models: [
+            {
+              id: MODEL_ID,
+              name: 'Stand-in model (fixed reply)',
+              reasoning: false,
+              input: ['text'],
+              contextWindow: 128_000,
+              maxTokens: 4_096,
+            },
+          ],
         },
       },
     },
@@ -160,7 +169,12 @@ export function startOpenClaw(root: string, home: string, port: number, logFile:
     FORCE_COLOR: '0',
   };
   if (process.env.TZ) env.TZ = process.env.TZ;
-  return startChild('gateway', gatewayPaths(root).openclaw, ['gateway', '--port', String(port)], { cwd: home, env, logFile, marks: [`HOME=${home}`] });
+  return startChild('gateway', gatewayPaths(root).openclaw, ['gateway', '--port', String(port)], {
+    cwd: home,
+    env,
+    logFile,
+    marks: [`HOME=${home}`],
+  });
 }
 
 /**

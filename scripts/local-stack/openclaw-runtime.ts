@@ -74,6 +74,7 @@ export function installProblem(root: string): string | undefined {
   }
   for (const f of [p.node, p.openclaw, p.entry]) if (!existsSync(f)) return `${relative(root, f)} is missing`;
   const pkg = readJson<{ version?: string }>(join(p.packageDir, 'package.json'));
-  if (pkg?.version !== OPENCLAW_VERSION) return `${GATEWAY_DIR}/lib/node_modules/openclaw is version ${pkg?.version}, not ${OPENCLAW_VERSION}`;
+  if (pkg?.version !== OPENCLAW_VERSION)
+    return `${GATEWAY_DIR}/lib/node_modules/openclaw is version ${pkg?.version}, not ${OPENCLAW_VERSION}`;
   return undefined;
 }

@@ -13,7 +13,7 @@ import { StackError } from './errors.js';
 export type PortName = keyof LocalStackPorts;
 
 /** Whether HOST:port can be bound now (EADDRINUSE also covers a listener on 0.0.0.0 or ::). */
-export function isFree(port: number): Promise<boolean> {
+function isFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.once('error', () => resolve(false));
@@ -38,7 +38,14 @@ export function ephemeralPort(): Promise<number> {
 }
 
 /** How a port is named in the port-in-use message. */
-const PORT_LABEL: Record<PortName, string> = { issuer: 'issuer', agent: 'agent', proxy: 'proxy', gateway: 'gateway', modelProvider: 'model provider', egressHop: 'egress hop' };
+const PORT_LABEL: Record<PortName, string> = {
+  issuer: 'issuer',
+  agent: 'agent',
+  proxy: 'proxy',
+  gateway: 'gateway',
+  modelProvider: 'model provider',
+  egressHop: 'egress hop',
+};
 
 /** Checks the ports named in `used` (every port unless given), in the stack's order. */
 export async function assertFree(ports: LocalStackPorts, used: PortName[] = Object.keys(ports) as PortName[]): Promise<void> {

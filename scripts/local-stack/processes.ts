@@ -12,12 +12,12 @@
  * A synchronous exit hook SIGKILLs every group and every marked process still alive, so even a
  * crash of the stack script leaves no orphan behind (only a SIGKILL of the script itself can).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long a child gets to stop on its own before its group is killed. */
-export const STOP_GRACE_MS = 8_000;
+const STOP_GRACE_MS = 8_000;
 const POLL_MS = 100;
 /** Lines of a child's log shown when it fails. */
 const TAIL_LINES = 20;
@@ -142,9 +142,7 @@ export function strays(marks: string[]): number[] {
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
       const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
       if (marks.some((m) => env.includes(m))) found.push(Number(name));
-    } catch {
-      continue; // exited meanwhile, or not ours to read
-    }
+    } catch {}
   }
   return found;
 }

@@ -106,10 +106,12 @@ export function startControlServer(socketPath: string, rotate: () => Promise<Rot
     if (req.method !== 'POST' || req.url !== '/rotate') return send(404, { ok: false, error: 'POST /rotate only' });
     if (busy) return send(409, { ok: false, error: 'a rotation is already running' });
     busy = true;
-    rotate().then(
-      (r) => send(r.ok ? 200 : 500, r),
-      (e: Error) => send(500, { ok: false, changed: [], events: [], error: e.message }),
-    ).finally(() => (busy = false));
+    rotate()
+      .then(
+        (r) => send(r.ok ? 200 : 500, r),
+        (e: Error) => send(500, { ok: false, changed: [], events: [], error: e.message }),
+      )
+      .finally(() => (busy = false));
   });
   // A socket left by a stack that was SIGKILLed would make listen fail with EADDRINUSE.
   rmSync(socketPath, { force: true });

@@ -17,7 +17,14 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { CredentialsFile } from '../../src/admin-api.js';
 import { listen } from './listen.js';
 
@@ -55,7 +62,11 @@ function reply(res: ServerResponse, status: number, body: Record<string, unknown
 
 /** A model call: the body streamed to the provider (through the hop) with the provider key of credentials.json. */
 function modelCall(opts: StandInOptions, key: string, req: IncomingMessage, res: ServerResponse): void {
-  const headers: OutgoingHttpHeaders = { 'content-type': req.headers['content-type'] ?? 'application/json', accept: req.headers.accept ?? 'application/json', authorization: `Bearer ${key}` };
+  const headers: OutgoingHttpHeaders = {
+    'content-type': req.headers['content-type'] ?? 'application/json',
+    accept: req.headers.accept ?? 'application/json',
+    authorization: `Bearer ${key}`,
+  };
   if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
   const out = httpRequest(`${opts.providerBaseUrl!.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers }, (answer) => {
     const back: OutgoingHttpHeaders = { 'cache-control': 'no-store' };
@@ -74,7 +85,7 @@ function modelCall(opts: StandInOptions, key: string, req: IncomingMessage, res:
   req.pipe(out);
 }
 
-export function handle(opts: StandInOptions, req: IncomingMessage, res: ServerResponse): void {
+function handle(opts: StandInOptions, req: IncomingMessage, res: ServerResponse) {
   const path = new URL(req.url ?? '/', 'http://stand-in').pathname;
   if (path === '/healthz') return reply(res, 200, { status: 'ok' });
   const doc = readCredentials(opts.credentialsFile);

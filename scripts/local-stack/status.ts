@@ -7,8 +7,9 @@
  * either, then a chat completion that reaches the stand-in model provider through the local egress
  * hop and the Worker's egress handler (the line that starts with "  curl -s -X POST").
  */
-import { MODEL_ID } from './model-provider.js';
+
 import { DEV_VARS_FILE, type LocalStackPorts } from '../../src/admin-api.js';
+import { MODEL_ID } from './model-provider.js';
 
 export interface StatusInput {
   ports: LocalStackPorts;

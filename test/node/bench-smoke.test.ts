@@ -13,7 +13,7 @@
  * One at a time: about 30 s in all on two cores shared with other work (each bench 7 to 10 s), up
  * to 30 to 45 s each while a whole test suite runs beside it (load average ~12).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +27,13 @@ const harness = process.env.PEER_BENCH_DIR ?? join(ROOT, '..', 'shared', 'bench'
 const hasHarness = existsSync(join(harness, 'loadgen.mjs'));
 
 /** What one bench printed and how it ended. */
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; file: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  file: string;
+}
 
 /**
  * `node bench/<name>.mjs --smoke --out <tmp>/<name>.json`. Past `limitMs` it gets SIGTERM (the
@@ -37,7 +43,11 @@ function smoke(name: string, limitMs: number): Promise<Run> {
   const file = join(out, `${name}.json`);
   const env = { ...process.env };
   delete env.BENCH_SMOKE;
-  const child = spawn(process.execPath, [join(ROOT, 'bench', `${name}.mjs`), '--smoke', '--out', file], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bench', `${name}.mjs`), '--smoke', '--out', file], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   let stdout = '';
   let stderr = '';
@@ -78,25 +88,35 @@ describe('bench smoke runs', () => {
     for (const p of j.proxy) expect(p.proxied.rps).toBeGreaterThan(0);
   }, 55_000);
 
-  it.runIf(hasHarness)('bench:token builds the Worker, starts workerd and the shared load generator, and measures ours', async () => {
-    const r = await smoke('token', 60_000);
-    expect(r.code, shown(r)).toBe(0);
-    expect(r.stdout, shown(r)).toMatch(/^ours +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +0 /m);
-    expect(r.stdout, shown(r)).not.toMatch(/^FAIL:/m);
-    const j = results(r);
-    expect(j.smoke).toBe(true);
-    expect(j.summary.ours.tokens_per_s_mean).toBeGreaterThan(0);
-    expect(j.summary.ours.late_replay[0].rejected).toBe(true);
-  }, 70_000);
+  it.runIf(hasHarness)(
+    'bench:token builds the Worker, starts workerd and the shared load generator, and measures ours',
+    async () => {
+      const r = await smoke('token', 60_000);
+      expect(r.code, shown(r)).toBe(0);
+      expect(r.stdout, shown(r)).toMatch(/^ours +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +0 /m);
+      expect(r.stdout, shown(r)).not.toMatch(/^FAIL:/m);
+      const j = results(r);
+      expect(j.smoke).toBe(true);
+      expect(j.summary.ours.tokens_per_s_mean).toBeGreaterThan(0);
+      expect(j.summary.ours.late_replay[0].rejected).toBe(true);
+    },
+    70_000,
+  );
 
-  it.skipIf(hasHarness)('bench:token without the shared harness still builds, starts and bootstraps ours, and fails for the harness only', async () => {
-    const r = await smoke('token', 60_000);
-    expect(r.code, shown(r)).toBe(1);
-    expect(r.stderr, shown(r)).toMatch(/ours: client bench-agent bootstrapped/);
-    expect(r.stdout, shown(r)).toMatch(/^ours +n\/a/m);
-    expect(r.stdout.match(/^FAIL: .*$/gm), shown(r)).toEqual([expect.stringMatching(/^FAIL: ours not measured: shared harness not found/)]);
-    expect(results(r).smoke).toBe(true);
-  }, 70_000);
+  it.skipIf(hasHarness)(
+    'bench:token without the shared harness still builds, starts and bootstraps ours, and fails for the harness only',
+    async () => {
+      const r = await smoke('token', 60_000);
+      expect(r.code, shown(r)).toBe(1);
+      expect(r.stderr, shown(r)).toMatch(/ours: client bench-agent bootstrapped/);
+      expect(r.stdout, shown(r)).toMatch(/^ours +n\/a/m);
+      expect(r.stdout.match(/^FAIL: .*$/gm), shown(r)).toEqual([
+        expect.stringMatching(/^FAIL: ours not measured: shared harness not found/),
+      ]);
+      expect(results(r).smoke).toBe(true);
+    },
+    70_000,
+  );
 
   it('bench:agent-memory starts wrangler dev and the built agent, and reads its memory', async () => {
     const r = await smoke('agent-memory', 60_000);

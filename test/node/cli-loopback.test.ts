@@ -18,7 +18,7 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLoopbackUrl } from '../../src/admin-api.js';
 import { isLoopbackIssuer } from '../../src/issuer/client-ip.js';
-import { buildCli, runProcess, type CliRun } from './cli-process.js';
+import { buildCli, type CliRun, runProcess } from './cli-process.js';
 
 const ADMIN_TOKEN = 'finding-12-admin-token-0123456789abcdef';
 
@@ -73,12 +73,24 @@ function credctl(args: string[]): Promise<CliRun> {
 
 async function anyToken(): Promise<string> {
   const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  return new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' }).setIssuedAt().setExpirationTime('5m').sign(privateKey);
+  return new SignJWT({ sub: 'x' })
+    .setProtectedHeader({ alg: 'EdDSA', kid: 'k1', typ: 'at+jwt' })
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(privateKey);
 }
 
 describe('finding 12: only literal loopback addresses and localhost itself are loopback', () => {
   it('finding 12: isLoopbackUrl is 127.0.0.0/8, [::1] and localhost; *.localhost, localhost. and look-alikes are not; the Worker (DEV_USER) agrees', () => {
-    const loopback = ['http://127.0.0.1:8787', 'http://127.255.3.4', 'http://127.1', 'http://localhost:8787', 'http://LOCALHOST', 'http://[::1]:8787', 'http://[0:0:0:0:0:0:0:1]'];
+    const loopback = [
+      'http://127.0.0.1:8787',
+      'http://127.255.3.4',
+      'http://127.1',
+      'http://localhost:8787',
+      'http://LOCALHOST',
+      'http://[::1]:8787',
+      'http://[0:0:0:0:0:0:0:1]',
+    ];
     const other = [
       'http://evil.localhost:8787',
       'http://a.b.localhost',

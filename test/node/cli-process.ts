@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { compactDecrypt, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
-import { checkBootstrapFile, type BootstrapFile, type BootstrapKey } from '../../src/admin-api.js';
+import { type BootstrapFile, type BootstrapKey, checkBootstrapFile } from '../../src/admin-api.js';
 import { ROOT } from './worker-process.js';
 
 const execFileAsync = promisify(execFile);
@@ -71,7 +71,9 @@ export function issuedBootstrapFile(value: unknown): IssuedBootstrapFile {
  * carries encrypted credentials (`cred`): the token, its claims, and the delivered values (opened
  * with that key, as the agent does).
  */
-export async function agentToken(file: BootstrapFile): Promise<{ token: string; claims: Record<string, unknown>; values: Record<string, string> }> {
+export async function agentToken(
+  file: BootstrapFile,
+): Promise<{ token: string; claims: Record<string, unknown>; values: Record<string, string> }> {
   const key = await importJWK(file.key, 'EdDSA');
   const assertion = await new SignJWT({ jti: randomUUID() })
     .setProtectedHeader({ alg: 'EdDSA', kid: file.key.kid })
@@ -96,5 +98,9 @@ export async function agentToken(file: BootstrapFile): Promise<{ token: string; 
   const { access_token } = (await res.json()) as { access_token: string };
   const claims = JSON.parse(Buffer.from(access_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
   const { plaintext } = await compactDecrypt(claims.cred as string, enc.privateKey);
-  return { token: access_token, claims, values: (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values };
+  return {
+    token: access_token,
+    claims,
+    values: (JSON.parse(new TextDecoder().decode(plaintext)) as { values: Record<string, string> }).values,
+  };
 }

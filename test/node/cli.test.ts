@@ -10,10 +10,10 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
 import { auditTable, duration, refusalTable, relative, sandboxDetail, statusScreen, timeline } from '../../cli/format.js';
 import { COMMANDS, GROUPS, synopsis } from '../../cli/registry.js';
-import { agentToken, buildCli, issuedBootstrapFile, runProcess, type CliRun, type IssuedBootstrapFile } from './cli-process.js';
+import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN } from '../secrets.js';
+import { agentToken, buildCli, type CliRun, type IssuedBootstrapFile, issuedBootstrapFile, runProcess } from './cli-process.js';
 import { freePort, ROOT, startWorker, type WorkerProcess } from './worker-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'credctl-'));
@@ -81,7 +81,12 @@ describe('format', () => {
   const H = 3_600_000;
 
   it('durations and relative times', () => {
-    expect([duration(45_000), duration(12 * 60_000), duration(3 * H + 5 * 60_000), duration(50 * H)]).toEqual(['45s', '12m', '3h 5m', '2d 2h']);
+    expect([duration(45_000), duration(12 * 60_000), duration(3 * H + 5 * 60_000), duration(50 * H)]).toEqual([
+      '45s',
+      '12m',
+      '3h 5m',
+      '2d 2h',
+    ]);
     expect([relative(now + 5 * 60_000, now), relative(now - 90_000, now), relative(now + 400, now)]).toEqual(['in 5m', '1m ago', 'now']);
   });
 
@@ -111,19 +116,34 @@ describe('format', () => {
     { name: 'PROVIDER_API_KEY', delivery: 'egress' as const, hosts: ['api.example.com', 'eu.api.example.com'], header: 'x-api-key' },
   ];
   const deliveryLine = 'GATEWAY_TOKEN derived, PLAIN_KEY value, PROVIDER_API_KEY egress -> api.example.com eu.api.example.com (x-api-key)';
-  const sandbox = { sandbox: 'sb-1', exists: true, revoked: false, agent_key_registered: true, credentials_version: 'v1', credentials: deliveries };
-  const keys = { keys: [], schedule: { rotation_period_seconds: 86_400, next_rotation_at: iso(20 * H), earliest_manual_rotation_at: iso(-H) } };
+  const sandbox = {
+    sandbox: 'sb-1',
+    exists: true,
+    revoked: false,
+    agent_key_registered: true,
+    credentials_version: 'v1',
+    credentials: deliveries,
+  };
+  const keys = {
+    keys: [],
+    schedule: { rotation_period_seconds: 86_400, next_rotation_at: iso(20 * H), earliest_manual_rotation_at: iso(-H) },
+  };
 
   it('status and sandbox status say how each CREDENTIALS entry is delivered; an issuer that does not say shows no line', () => {
     const screen = statusScreen('https://issuer.example', keys, [sandbox], now);
     expect(screen[2]).toBe(`credentials  ${deliveryLine}`);
     expect(sandboxDetail(sandbox, now)).toContain(`delivery          ${deliveryLine}`);
-    expect(statusScreen('https://issuer.example', keys, [{ ...sandbox, credentials: [] }], now)[2]).toBe('credentials  (none: CREDENTIALS is empty)');
+    expect(statusScreen('https://issuer.example', keys, [{ ...sandbox, credentials: [] }], now)[2]).toBe(
+      'credentials  (none: CREDENTIALS is empty)',
+    );
     const older = { ...sandbox, credentials: undefined };
     expect(statusScreen('https://issuer.example', keys, [older], now).join('\n')).not.toMatch(/^credentials/m);
     expect(sandboxDetail(older, now).join('\n')).not.toMatch(/^delivery/m);
     // Issuer text is one line each: a host with a control character cannot start a new line.
-    const odd = { ...sandbox, credentials: [{ name: 'K', delivery: 'egress' as const, hosts: ['a.example\nforged line'], header: 'authorization' }] };
+    const odd = {
+      ...sandbox,
+      credentials: [{ name: 'K', delivery: 'egress' as const, hosts: ['a.example\nforged line'], header: 'authorization' }],
+    };
     expect(sandboxDetail(odd, now).at(-1)).toBe('delivery          K egress -> a.example forged line (authorization)');
   });
 
@@ -141,7 +161,9 @@ describe('format', () => {
     ]);
     // Token-request refusals alone: no egress line.
     expect(refusalTable([refusals[1]!])).toHaveLength(2);
-    expect(auditTable([{ at: minute, sandbox: 'sb-1', event: 'x', outcome: 'refused', code: 'egress:revoked' }])[1]).toContain('egress refused: revoked');
+    expect(auditTable([{ at: minute, sandbox: 'sb-1', event: 'x', outcome: 'refused', code: 'egress:revoked' }])[1]).toContain(
+      'egress refused: revoked',
+    );
   });
 });
 
@@ -152,8 +174,27 @@ describe('usage', () => {
 
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const c of ['status', 'keys list', 'keys rotate', 'keys revoke', 'sandbox bootstrap', 'sandbox revoke', 'sandbox refresh', 'gateway restart', 'audit', 'token inspect']) expect(help.stdout).toContain(c);
-    for (const line of [/^ {2}0 {2}ok$/m, /^ {2}1 {2}the issuer answered with an error/m, /^ {2}2 {2}usage or bad input/m, /^ {2}3 {2}not authorized/m, /^ {2}4 {2}the issuer is unreachable/m, /^ {2}5 {2}token inspect/m]) {
+    for (const c of [
+      'status',
+      'keys list',
+      'keys rotate',
+      'keys revoke',
+      'sandbox bootstrap',
+      'sandbox revoke',
+      'sandbox refresh',
+      'gateway restart',
+      'audit',
+      'token inspect',
+    ])
+      expect(help.stdout).toContain(c);
+    for (const line of [
+      /^ {2}0 {2}ok$/m,
+      /^ {2}1 {2}the issuer answered with an error/m,
+      /^ {2}2 {2}usage or bad input/m,
+      /^ {2}3 {2}not authorized/m,
+      /^ {2}4 {2}the issuer is unreachable/m,
+      /^ {2}5 {2}token inspect/m,
+    ]) {
       expect(help.stdout).toMatch(line);
     }
     const rotate = await cli(['keys', 'rotate', '-h']);
@@ -237,7 +278,9 @@ describe('against the issuer', () => {
     const file = issuedBootstrapFile(JSON.parse(readFileSync(join(work, 'boot.json'), 'utf8')));
     expect(file).toMatchObject({ client_id: 'cli-a', issuer: worker.url, key: { kty: 'OKP', crv: 'Ed25519' } });
     expect(statSync(join(work, 'boot.json')).mode & 0o777).toBe(0o600);
-    expect(r.stdout).toBe(`sandbox cli-a: bootstrap key ${file.key.kid.slice(0, 12)} written to boot.json (mode 0600); the previous bootstrap key no longer works\n`);
+    expect(r.stdout).toBe(
+      `sandbox cli-a: bootstrap key ${file.key.kid.slice(0, 12)} written to boot.json (mode 0600); the previous bootstrap key no longer works\n`,
+    );
     expect(r.stdout).not.toContain(file.key.d);
 
     const before = readFileSync(join(work, 'boot.json'), 'utf8');
@@ -267,12 +310,19 @@ describe('against the issuer', () => {
 
   it('sandbox bootstrap refuses to print the file on a terminal, before asking the issuer', async () => {
     // script(1) (util-linux; .ci/run installs it when missing) is required: no skip.
-    expect(existsSync('/usr/bin/script') || existsSync('/bin/script'), 'script(1) from util-linux is needed for a real terminal').toBe(true);
+    expect(existsSync('/usr/bin/script') || existsSync('/bin/script'), 'script(1) from util-linux is needed for a real terminal').toBe(
+      true,
+    );
     // script(1) gives the CLI a real terminal as stdout.
     const command = `'${process.execPath}' '${bundle}' sandbox bootstrap cli-tty`;
-    const r = await runProcess('script', ['-qec', command, '/dev/null'], { cwd: work, env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN } });
+    const r = await runProcess('script', ['-qec', command, '/dev/null'], {
+      cwd: work,
+      env: { ISSUER_URL: worker.url, ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    });
     expect(r.code).toBe(2);
-    expect(r.stdout.trim()).toBe('credctl: the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)');
+    expect(r.stdout.trim()).toBe(
+      'credctl: the bootstrap file holds a private key and is not printed on a terminal: use --out FILE or redirect stdout (> boot.json)',
+    );
     expect((await admin('GET', '/sandboxes/cli-tty')).status).toBe(404);
   });
 
@@ -289,14 +339,30 @@ describe('against the issuer', () => {
     expect(human.stdout).toContain(`cred        [encrypted credentials, ${credBytes} bytes, not shown] (JWE ECDH-ES+A256KW / A256GCM)`);
     expect(human.stdout).toMatch(/^expires {5}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in \d+m\)$/m);
     expect(agent.claims.cred_egress).toEqual(['PROVIDER_API_KEY']);
-    expect(human.stdout).toContain('cred_egress egress-delivered: PROVIDER_API_KEY (cred holds sentinels for these, not values; the outbound handler adds the values)\n');
+    expect(human.stdout).toContain(
+      'cred_egress egress-delivered: PROVIDER_API_KEY (cred holds sentinels for these, not values; the outbound handler adds the values)\n',
+    );
 
     const asJson = await cli(['token', 'inspect', '-', '--json'], { input: `${agent.token}\n` });
     expect(asJson.code).toBe(0);
     const r = JSON.parse(asJson.stdout) as Record<string, unknown>;
-    expect(r).toMatchObject({ valid: true, kind: 'agent_token', kid_in_jwks: true, kid_state: 'active', header: { alg: 'EdDSA', typ: 'at+jwt', kid: header.kid } });
+    expect(r).toMatchObject({
+      valid: true,
+      kind: 'agent_token',
+      kid_in_jwks: true,
+      kid_state: 'active',
+      header: { alg: 'EdDSA', typ: 'at+jwt', kid: header.kid },
+    });
     expect(r.reason).toBeUndefined();
-    expect(r.claims).toMatchObject({ iss: worker.url, sub: 'cli-a', client_id: 'cli-a', scope: 'agent', cred: `[encrypted credentials, ${credBytes} bytes, not shown]`, cred_ver: agent.claims.cred_ver, cred_egress: ['PROVIDER_API_KEY'] });
+    expect(r.claims).toMatchObject({
+      iss: worker.url,
+      sub: 'cli-a',
+      client_id: 'cli-a',
+      scope: 'agent',
+      cred: `[encrypted credentials, ${credBytes} bytes, not shown]`,
+      cred_ver: agent.claims.cred_ver,
+      cred_egress: ['PROVIDER_API_KEY'],
+    });
 
     // From stdin, without admin credentials: still verified, no key state.
     const plain = await cli(['token', 'inspect', '-'], { input: agent.token, admin: false });
@@ -318,7 +384,9 @@ describe('against the issuer', () => {
     const tampered = await cli(['token', 'inspect', `${h}.${b64({ ...claims, sub: 'someone-else' })}.${s}`]);
     expect(tampered.code).toBe(5);
     expect(tampered.stdout).toMatch(/^verdict {5}INVALID: bad_signature/);
-    expect(tampered.stderr).toBe('credctl: the token does not verify (bad_signature: the signature does not verify under the published key)\n');
+    expect(tampered.stderr).toBe(
+      'credctl: the token does not verify (bad_signature: the signature does not verify under the published key)\n',
+    );
 
     const unknownKid = await cli(['token', 'inspect', `${b64({ ...header, kid: 'A'.repeat(43) })}.${p}.${s}`, '--json']);
     expect(unknownKid.code).toBe(5);
@@ -337,21 +405,38 @@ describe('against the issuer', () => {
     expect(lines[0]).toBe(`issuer     ${worker.url}`);
     expect(lines[1]).toMatch(/^rotation {3}every 1d; next \S+Z \(in 23h \d+m\); /);
     expect(lines[2]).toBe('credentials  GATEWAY_TOKEN derived, PROVIDER_API_KEY egress -> localhost (authorization)');
-    expect(human.stdout).toMatch(/^ {2}active +\S{12} +\d+[sm] +signing since (now|\d+[sm] ago); retires at the next rotation \(in 23h \d+m\)$/m);
+    expect(human.stdout).toMatch(
+      /^ {2}active +\S{12} +\d+[sm] +signing since (now|\d+[sm] ago); retires at the next rotation \(in 23h \d+m\)$/m,
+    );
     expect(human.stdout).toMatch(/^ {2}next +\S{12} +\d+[sm] +published, not signing; signs from the next rotation/m);
     expect(human.stdout).toMatch(/^ {12}now +rotation in 23h \d+m$/m);
     expect(human.stdout).toMatch(/^ {2}active {4}=+\|-+$/m);
     expect(human.stdout).toMatch(/^ {2}next {6}-+\|=+$/m);
-    expect(human.stdout).toMatch(new RegExp(`^  cli-a +active +(now|\\d+s ago) +in \\d+m +${agent.claims.cred_ver} +yes +${boot.key.kid.slice(0, 12)}$`, 'm'));
+    expect(human.stdout).toMatch(
+      new RegExp(`^  cli-a +active +(now|\\d+s ago) +in \\d+m +${agent.claims.cred_ver} +yes +${boot.key.kid.slice(0, 12)}$`, 'm'),
+    );
 
     const asJson = await cli(['status', '--json']);
     expect(asJson.code).toBe(0);
-    const s = JSON.parse(asJson.stdout) as { issuer: string; keys: { keys: { state: string }[]; schedule: Record<string, unknown> }; sandboxes: Record<string, unknown>[] };
+    const s = JSON.parse(asJson.stdout) as {
+      issuer: string;
+      keys: { keys: { state: string }[]; schedule: Record<string, unknown> };
+      sandboxes: Record<string, unknown>[];
+    };
     expect(s.issuer).toBe(worker.url);
     expect(s.keys.keys.map((k) => k.state).sort()).toEqual(['active', 'next']);
     expect(s.keys.schedule).toMatchObject({ rotation_period_seconds: 86_400 });
-    expect(s.sandboxes.find((x) => x.sandbox === 'cli-a')).toMatchObject({ exists: true, revoked: false, agent_key_registered: true, credentials_version: agent.claims.cred_ver, bootstrap_kid: boot.key.kid });
-    const deliveries = [{ name: 'GATEWAY_TOKEN', delivery: 'derived' }, { name: 'PROVIDER_API_KEY', delivery: 'egress', hosts: ['localhost'], header: 'authorization' }];
+    expect(s.sandboxes.find((x) => x.sandbox === 'cli-a')).toMatchObject({
+      exists: true,
+      revoked: false,
+      agent_key_registered: true,
+      credentials_version: agent.claims.cred_ver,
+      bootstrap_kid: boot.key.kid,
+    });
+    const deliveries = [
+      { name: 'GATEWAY_TOKEN', delivery: 'derived' },
+      { name: 'PROVIDER_API_KEY', delivery: 'egress', hosts: ['localhost'], header: 'authorization' },
+    ];
     for (const x of s.sandboxes) expect(x.credentials).toEqual(deliveries);
 
     const one = await cli(['sandbox', 'status', 'cli-a']);
@@ -417,7 +502,16 @@ describe('against the issuer', () => {
         valid: true,
         kind: 'egress_sentinel',
         header: { alg: 'EdDSA', typ: 'egress+jwt', kid: header.kid },
-        claims: { iss: worker.url, sub: 'cli-egress', aud: 'egress', name: 'PROVIDER_API_KEY', hosts: ['localhost'], cnf: { jkt: file.key.kid }, exp: claims.exp, jti: claims.jti },
+        claims: {
+          iss: worker.url,
+          sub: 'cli-egress',
+          aud: 'egress',
+          name: 'PROVIDER_API_KEY',
+          hosts: ['localhost'],
+          cnf: { jkt: file.key.kid },
+          exp: claims.exp,
+          jti: claims.jti,
+        },
         kid_in_jwks: true,
         kid_state: 'active',
         sandbox_check: 'current',
@@ -446,8 +540,13 @@ describe('against the issuer', () => {
     it('audit: the outbound handler\'s refusal of a sentinel reads "egress refused: <rule>"', async () => {
       // The loopback issuer's local egress route runs the outbound handler: the sentinel sent in
       // x-api-key, where its entry is bound to authorization, is refused as host_not_bound.
-      const res = await fetch(`${worker.url}/.local/egress`, { headers: { 'x-egress-url': 'http://localhost/v1/models', 'x-egress-sandbox': 'cli-egress', 'x-api-key': sentinel } });
-      expect({ status: res.status, body: await res.json() }).toEqual({ status: 403, body: { error: 'egress_refused', error_description: 'host_not_bound' } });
+      const res = await fetch(`${worker.url}/.local/egress`, {
+        headers: { 'x-egress-url': 'http://localhost/v1/models', 'x-egress-sandbox': 'cli-egress', 'x-api-key': sentinel },
+      });
+      expect({ status: res.status, body: await res.json() }).toEqual({
+        status: 403,
+        body: { error: 'egress_refused', error_description: 'host_not_bound' },
+      });
 
       const human = await cli(['audit', '--sandbox', 'cli-egress']);
       expect(human.code).toBe(0);
@@ -455,11 +554,15 @@ describe('against the issuer', () => {
       expect(human.stdout).toMatch(/^\S+Z +cli-egress +egress refused: host_not_bound +1 +yes$/m);
       expect(human.stdout).toContain('egress refused: the outbound handler refused a sentinel');
       // Which entries are egress-delivered, from the config, next to the refusals.
-      expect(human.stdout).toMatch(/^credentials  .*PROVIDER_API_KEY egress -> localhost \(authorization\)/m);
+      expect(human.stdout).toMatch(/^credentials {2}.*PROVIDER_API_KEY egress -> localhost \(authorization\)/m);
       expect(human.stdout).not.toContain(sentinel.split('.')[2]!);
 
-      const asJson = JSON.parse((await cli(['audit', '--sandbox', 'cli-egress', '--json'])).stdout) as { refusals: Record<string, unknown>[] };
-      expect(asJson.refusals).toEqual([expect.objectContaining({ sandbox: 'cli-egress', code: 'egress:host_not_bound', authenticated: true, count: 1 })]);
+      const asJson = JSON.parse((await cli(['audit', '--sandbox', 'cli-egress', '--json'])).stdout) as {
+        refusals: Record<string, unknown>[];
+      };
+      expect(asJson.refusals).toEqual([
+        expect.objectContaining({ sandbox: 'cli-egress', code: 'egress:host_not_bound', authenticated: true, count: 1 }),
+      ]);
     });
 
     it('token inspect of a sentinel of an earlier bootstrap, or of a revoked sandbox: verified, and said to be refused', async () => {
@@ -467,8 +570,14 @@ describe('against the issuer', () => {
       expect(res.status).toBe(200);
       const human = await cli(['token', 'inspect', sentinel]);
       expect(human.code).toBe(0);
-      expect(human.stdout).toContain(`cnf.jkt     ${file.key.kid} (not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap))\n`);
-      expect(JSON.parse((await cli(['token', 'inspect', sentinel, '--json'])).stdout)).toMatchObject({ valid: true, kind: 'egress_sentinel', sandbox_check: 'stale_bootstrap' });
+      expect(human.stdout).toContain(
+        `cnf.jkt     ${file.key.kid} (not the sandbox's current bootstrap key: the outbound handler refuses it (stale_bootstrap))\n`,
+      );
+      expect(JSON.parse((await cli(['token', 'inspect', sentinel, '--json'])).stdout)).toMatchObject({
+        valid: true,
+        kind: 'egress_sentinel',
+        sandbox_check: 'stale_bootstrap',
+      });
 
       const current = (await agentToken(issuedBootstrapFile(await res.json()))).values.PROVIDER_API_KEY!;
       expect((await admin('DELETE', '/sandboxes/cli-egress')).status).toBe(200);
@@ -491,7 +600,11 @@ describe('against the issuer', () => {
     // A kid may begin with "-" (base64url): it is still the argument, not an unknown option.
     const dashKid = `-${'A'.repeat(42)}`;
     failsWith(await cli(['keys', 'revoke', dashKid]), 1, /^credctl: the issuer answered 404 not_found: no published key has this kid$/);
-    failsWith(await cli(['keys', 'revoke', dashKid, '--json']), 1, /^credctl: the issuer answered 404 not_found: no published key has this kid$/);
+    failsWith(
+      await cli(['keys', 'revoke', dashKid, '--json']),
+      1,
+      /^credctl: the issuer answered 404 not_found: no published key has this kid$/,
+    );
 
     const tooSoon = await cli(['keys', 'rotate']);
     failsWith(tooSoon, 1, /^credctl: the issuer answered 409 rotation_too_soon: .+ \(credctl keys rotate --force rotates anyway\)$/);
@@ -502,7 +615,9 @@ describe('against the issuer', () => {
     expect(after.keys.find((k) => k.state === 'active')!.kid).toBe(next.kid);
     expect(after.keys.find((k) => k.kid === active.kid)!.state).toBe('retiring');
     const timeline = (await cli(['status'])).stdout;
-    expect(timeline).toMatch(new RegExp(`^  retiring +${active.kid.slice(0, 12)} +\\d+[sm] +stopped signing (now|\\d+[sm] ago); leaves the JWKS in \\d+m$`, 'm'));
+    expect(timeline).toMatch(
+      new RegExp(`^  retiring +${active.kid.slice(0, 12)} +\\d+[sm] +stopped signing (now|\\d+[sm] ago); leaves the JWKS in \\d+m$`, 'm'),
+    );
     expect(timeline).toMatch(/^ {2}retiring {2}-+x$/m);
 
     // The agent token was signed by the key now retiring: still valid until it is revoked.
@@ -522,8 +637,15 @@ describe('against the issuer', () => {
     // --json: the API's listing after the revocation.
     const asJson = await cli(['keys', 'revoke', next.kid, '--json']);
     expect(asJson.code).toBe(0);
-    const listing = JSON.parse(asJson.stdout) as { keys: { kid: string; state: string; removed_reason?: string; removed_at?: string }[]; schedule: Record<string, unknown> };
-    expect(listing.keys.find((k) => k.kid === next.kid)).toMatchObject({ state: 'removed', removed_reason: 'revoked', removed_at: expect.any(String) });
+    const listing = JSON.parse(asJson.stdout) as {
+      keys: { kid: string; state: string; removed_reason?: string; removed_at?: string }[];
+      schedule: Record<string, unknown>;
+    };
+    expect(listing.keys.find((k) => k.kid === next.kid)).toMatchObject({
+      state: 'removed',
+      removed_reason: 'revoked',
+      removed_at: expect.any(String),
+    });
     expect(listing.keys.filter((k) => k.state === 'active')).toHaveLength(1);
     expect(Object.keys(listing.schedule).sort()).toEqual(['earliest_manual_rotation_at', 'next_rotation_at', 'rotation_period_seconds']);
   });
@@ -539,11 +661,22 @@ describe('against the issuer', () => {
     failsWith(await cli(['sandbox', 'status', 'never-made']), 1, /^credctl: the issuer answered 404 not_found: no such sandbox$/);
 
     // wrangler dev runs without containers: the Sandbox binding exists, its container never answers.
-    failsWith(await cli(['sandbox', 'refresh', 'cli-a']), 1, /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a refresh \(is its container running\?\)$/);
-    failsWith(await cli(['gateway', 'restart']), 1, /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a restart \(is its container running\?\)$/);
+    failsWith(
+      await cli(['sandbox', 'refresh', 'cli-a']),
+      1,
+      /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a refresh \(is its container running\?\)$/,
+    );
+    failsWith(
+      await cli(['gateway', 'restart']),
+      1,
+      /^credctl: the issuer answered 502 bad_gateway: the sandbox did not answer a restart \(is its container running\?\)$/,
+    );
 
     const revoke = await cli(['sandbox', 'revoke', 'cli-a']);
-    expect(revoke).toMatchObject({ code: 0, stdout: 'sandbox cli-a revoked: its bootstrap key and every refresh are refused until a new bootstrap\n' });
+    expect(revoke).toMatchObject({
+      code: 0,
+      stdout: 'sandbox cli-a revoked: its bootstrap key and every refresh are refused until a new bootstrap\n',
+    });
     const after = await cli(['sandbox', 'status', 'cli-a', '--json']);
     expect(JSON.parse(after.stdout)).toMatchObject({ sandbox: 'cli-a', revoked: true });
     expect((await cli(['status'])).stdout).toMatch(/^ {2}cli-a +revoked /m);
@@ -552,12 +685,22 @@ describe('against the issuer', () => {
     expect((await admin('POST', '/sandboxes/cli-b/bootstrap')).status).toBe(200);
     const asJson = await cli(['sandbox', 'revoke', 'cli-b', '--json']);
     expect(asJson.code).toBe(0);
-    expect(JSON.parse(asJson.stdout)).toMatchObject({ sandbox: 'cli-b', exists: true, revoked: true, revoked_at: expect.any(String), agent_key_registered: false });
+    expect(JSON.parse(asJson.stdout)).toMatchObject({
+      sandbox: 'cli-b',
+      exists: true,
+      revoked: true,
+      revoked_at: expect.any(String),
+      agent_key_registered: false,
+    });
   });
 
   it('a wrong admin token, or none: exit 3, one line, the token never shown', async () => {
     const wrong = await cli(['status', '--admin-token', 'not-the-admin-token-0123456789abcdef']);
-    failsWith(wrong, 3, /^credctl: the issuer refused the admin credentials \(401 unauthorized: the admin token is not valid\); check ADMIN_TOKEN$/);
+    failsWith(
+      wrong,
+      3,
+      /^credctl: the issuer refused the admin credentials \(401 unauthorized: the admin token is not valid\); check ADMIN_TOKEN$/,
+    );
     expect(wrong.stderr).not.toContain('not-the-admin-token');
 
     failsWith(await cli(['keys', 'list'], { admin: false }), 3, /^credctl: no admin credentials: set ADMIN_TOKEN/);
@@ -573,7 +716,11 @@ describe('against the issuer', () => {
   });
 
   it('refuses to send admin credentials over plain http to another machine (exit 2)', async () => {
-    failsWith(await cli(['status', '--issuer', 'http://192.0.2.1:8787']), 2, /^credctl: refusing to send admin credentials over plain http to 192\.0\.2\.1:8787; use an https issuer URL$/);
+    failsWith(
+      await cli(['status', '--issuer', 'http://192.0.2.1:8787']),
+      2,
+      /^credctl: refusing to send admin credentials over plain http to 192\.0\.2\.1:8787; use an https issuer URL$/,
+    );
   });
 });
 
@@ -590,7 +737,14 @@ describe('the network edge', () => {
           res.writeHead(403, { 'Content-Type': 'text/html' }).end('<html>Forbidden</html>');
           return;
         }
-        const listing = { keys: [], schedule: { rotation_period_seconds: 60, next_rotation_at: new Date(Date.now() + 60_000).toISOString(), earliest_manual_rotation_at: new Date().toISOString() } };
+        const listing = {
+          keys: [],
+          schedule: {
+            rotation_period_seconds: 60,
+            next_rotation_at: new Date(Date.now() + 60_000).toISOString(),
+            earliest_manual_rotation_at: new Date().toISOString(),
+          },
+        };
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(listing));
       } else if (req.url === '/api/admin/sandboxes') {
         res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>a login page</html>');
@@ -602,7 +756,9 @@ describe('the network edge', () => {
       } else if (req.method === 'POST' && req.url === '/api/admin/sandboxes/sb-1/bootstrap') {
         // JSON, but no bootstrap file: its key is a public key only.
         const key = { kty: 'OKP', crv: 'Ed25519', x: 'AAAA', kid: 'k' };
-        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ client_id: 'sb-1', issuer: base, token_endpoint: `${base}/oauth/token`, key }));
+        res
+          .writeHead(200, { 'Content-Type': 'application/json' })
+          .end(JSON.stringify({ client_id: 'sb-1', issuer: base, token_endpoint: `${base}/oauth/token`, key }));
       }
       // Anything else is never answered: a hung issuer.
     });
@@ -617,23 +773,39 @@ describe('the network edge', () => {
 
   it('sends a Cloudflare Access service token as CF-Access-Client-Id/-Secret headers, from flags or the environment', async () => {
     seen.length = 0;
-    const fromEnv = await cli(['keys', 'list', '--json', '--issuer', base], { admin: false, env: { CF_ACCESS_CLIENT_ID: 'svc.access', CF_ACCESS_CLIENT_SECRET: ACCESS_SECRET } });
+    const fromEnv = await cli(['keys', 'list', '--json', '--issuer', base], {
+      admin: false,
+      env: { CF_ACCESS_CLIENT_ID: 'svc.access', CF_ACCESS_CLIENT_SECRET: ACCESS_SECRET },
+    });
     expect(fromEnv.code).toBe(0);
     expect(seen[0]).toMatchObject({ 'cf-access-client-id': 'svc.access', 'cf-access-client-secret': ACCESS_SECRET });
     expect(seen[0]!.authorization).toBeUndefined();
 
-    const fromFlags = await cli(['keys', 'list', '--issuer', base, '--access-client-id', 'svc.flag', '--access-client-secret', ACCESS_SECRET], { admin: false });
+    const fromFlags = await cli(
+      ['keys', 'list', '--issuer', base, '--access-client-id', 'svc.flag', '--access-client-secret', ACCESS_SECRET],
+      { admin: false },
+    );
     expect(fromFlags.code).toBe(0);
     expect(seen[1]).toMatchObject({ 'cf-access-client-id': 'svc.flag', 'cf-access-client-secret': ACCESS_SECRET });
 
-    const refused = await cli(['keys', 'list', '--issuer', base], { admin: false, env: { CF_ACCESS_CLIENT_ID: 'svc.access', CF_ACCESS_CLIENT_SECRET: 'a-wrong-secret-value' } });
-    failsWith(refused, 3, /^credctl: the issuer refused the admin credentials \(403, not the issuer's answer: Cloudflare Access\?\); check CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET$/);
+    const refused = await cli(['keys', 'list', '--issuer', base], {
+      admin: false,
+      env: { CF_ACCESS_CLIENT_ID: 'svc.access', CF_ACCESS_CLIENT_SECRET: 'a-wrong-secret-value' },
+    });
+    failsWith(
+      refused,
+      3,
+      /^credctl: the issuer refused the admin credentials \(403, not the issuer's answer: Cloudflare Access\?\); check CF_ACCESS_CLIENT_ID and CF_ACCESS_CLIENT_SECRET$/,
+    );
     expect(refused.stderr).not.toContain('a-wrong-secret-value');
   });
 
   it('sandbox refresh and gateway restart, answered by a container (stand-in issuer): human and --json', async () => {
     const opts = { admin: false, env: { ADMIN_TOKEN: TEST_ADMIN_TOKEN } };
-    expect(await cli(['sandbox', 'refresh', 'sb-1', '--issuer', base], opts)).toMatchObject({ code: 0, stdout: 'sandbox sb-1: refresh requested\n' });
+    expect(await cli(['sandbox', 'refresh', 'sb-1', '--issuer', base], opts)).toMatchObject({
+      code: 0,
+      stdout: 'sandbox sb-1: refresh requested\n',
+    });
     const refresh = await cli(['sandbox', 'refresh', 'sb-1', '--issuer', base, '--json'], opts);
     expect(refresh.code).toBe(0);
     expect(JSON.parse(refresh.stdout)).toEqual({ sandbox: 'sb-1', refresh: 'requested' });
@@ -647,13 +819,31 @@ describe('the network edge', () => {
   });
 
   it('an answer that is not the API (or not a bootstrap file), a hung issuer and a closed port are "unreachable" (exit 4)', async () => {
-    failsWith(await cli(['sandbox', 'list', '--issuer', base]), 4, new RegExp(`^credctl: the answer from ${base}/api/admin/sandboxes is not the issuer's API \\(HTTP 200, text/html\\); check --issuer$`));
-    failsWith(await cli(['audit', '--issuer', base, '--timeout', '0.5']), 4, new RegExp(`^credctl: cannot reach the issuer at ${base} \\(no answer within 0.5 s\\); is it running\\? set --issuer or ISSUER_URL$`));
+    failsWith(
+      await cli(['sandbox', 'list', '--issuer', base]),
+      4,
+      new RegExp(
+        `^credctl: the answer from ${base}/api/admin/sandboxes is not the issuer's API \\(HTTP 200, text/html\\); check --issuer$`,
+      ),
+    );
+    failsWith(
+      await cli(['audit', '--issuer', base, '--timeout', '0.5']),
+      4,
+      new RegExp(`^credctl: cannot reach the issuer at ${base} \\(no answer within 0.5 s\\); is it running\\? set --issuer or ISSUER_URL$`),
+    );
     // A bootstrap answer the agent would refuse is not written (checkBootstrapFile names the field).
     const out = join(work, 'not-a-bootstrap.json');
-    failsWith(await cli(['sandbox', 'bootstrap', 'sb-1', '--out', out, '--issuer', base]), 4, /^credctl: the issuer's answer is not a bootstrap file \(key is not a private Ed25519 JWK\); nothing was written; check --issuer$/);
+    failsWith(
+      await cli(['sandbox', 'bootstrap', 'sb-1', '--out', out, '--issuer', base]),
+      4,
+      /^credctl: the issuer's answer is not a bootstrap file \(key is not a private Ed25519 JWK\); nothing was written; check --issuer$/,
+    );
     expect(existsSync(out)).toBe(false);
     const closed = `http://127.0.0.1:${await freePort()}`;
-    failsWith(await cli(['status', '--issuer', closed]), 4, new RegExp(`^credctl: cannot reach the issuer at ${closed} \\(connection refused\\); is it running\\? set --issuer or ISSUER_URL$`));
+    failsWith(
+      await cli(['status', '--issuer', closed]),
+      4,
+      new RegExp(`^credctl: cannot reach the issuer at ${closed} \\(connection refused\\); is it running\\? set --issuer or ISSUER_URL$`),
+    );
   });
 });

@@ -8,12 +8,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { credentialsVersion as agentCredentialsVersion } from '../../container/agent/restore.js';
 import {
   ADMIN_PREFIX,
   ADMIN_ROUTES,
   adminPath,
-  checkBootstrapFile,
   CONTAINER_PORTS,
+  checkBootstrapFile,
   credentialsVersionFromDigest,
   credentialsVersionInput,
   dotenvEntry,
@@ -23,12 +24,14 @@ import {
   parseDotenv,
   TOKEN_PATH,
 } from '../../src/admin-api.js';
-import { credentialsVersion as agentCredentialsVersion } from '../../container/agent/restore.js';
 import { ROOT } from './worker-process.js';
 
 // Imported by path: the Worker's module is typed against the Workers types, which this (Node)
 // project's type check does not load; at run time it needs only WebCrypto and zod.
-const workerCredentials = () => import(/* @vite-ignore */ `${ROOT}src/issuer/credentials.ts`) as Promise<{ credentialsVersion(values: Record<string, string>): Promise<string> }>;
+const workerCredentials = () =>
+  import(/* @vite-ignore */ `${ROOT}src/issuer/credentials.ts`) as Promise<{
+    credentialsVersion(values: Record<string, string>): Promise<string>;
+  }>;
 
 describe('paths', () => {
   it('the admin routes, filled in and with their queries, as the API has them', () => {
@@ -45,8 +48,30 @@ describe('paths', () => {
       adminPath('refreshSandbox', { id: 'sb-1' }),
       adminPath('restartGateway'),
       adminPath('audit', {}, new URLSearchParams({ sandbox: 'main', limit: '50' })),
-    ]).toEqual(['/keys', '/keys/rotate?force=false', `/keys/${kid}/revoke`, '/sandboxes', '/sandboxes?limit=5&cursor=abc', '/sandboxes/sb-1', '/sandboxes/sb-1/bootstrap', '/sandboxes/sb-1/refresh', '/gateway/restart', '/audit?sandbox=main&limit=50']);
-    expect(Object.values(ADMIN_ROUTES).map((r) => r.method)).toEqual(['GET', 'POST', 'POST', 'GET', 'GET', 'DELETE', 'POST', 'POST', 'POST', 'GET']);
+    ]).toEqual([
+      '/keys',
+      '/keys/rotate?force=false',
+      `/keys/${kid}/revoke`,
+      '/sandboxes',
+      '/sandboxes?limit=5&cursor=abc',
+      '/sandboxes/sb-1',
+      '/sandboxes/sb-1/bootstrap',
+      '/sandboxes/sb-1/refresh',
+      '/gateway/restart',
+      '/audit?sandbox=main&limit=50',
+    ]);
+    expect(Object.values(ADMIN_ROUTES).map((r) => r.method)).toEqual([
+      'GET',
+      'POST',
+      'POST',
+      'GET',
+      'GET',
+      'DELETE',
+      'POST',
+      'POST',
+      'POST',
+      'GET',
+    ]);
     // A parameter is one path segment, whatever it holds; a missing one is the caller's bug.
     expect(adminPath('sandboxStatus', { id: '../keys' })).toBe('/sandboxes/..%2Fkeys');
     expect(() => adminPath('bootstrap')).toThrow(/no value for :id/);
@@ -84,11 +109,20 @@ describe('the credentials version', () => {
   const values = { PROVIDER_API_KEY: 'sentinel.x.y', GATEWAY_TOKEN: 'gateway-token-value', Ä: 'ü' };
 
   it('is the first 96 bits of SHA-256 over the sorted names and values, base64url: pinned, and the same in the agent and the Worker', async () => {
-    expect(credentialsVersionInput(values)).toBe('credentials-version:v1:[["GATEWAY_TOKEN","gateway-token-value"],["PROVIDER_API_KEY","sentinel.x.y"],["Ä","ü"]]');
+    expect(credentialsVersionInput(values)).toBe(
+      'credentials-version:v1:[["GATEWAY_TOKEN","gateway-token-value"],["PROVIDER_API_KEY","sentinel.x.y"],["Ä","ü"]]',
+    );
     const node = credentialsVersionFromDigest(createHash('sha256').update(credentialsVersionInput(values)).digest());
-    const web = credentialsVersionFromDigest(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(credentialsVersionInput(values)))));
+    const web = credentialsVersionFromDigest(
+      new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(credentialsVersionInput(values)))),
+    );
     const { credentialsVersion: worker } = await workerCredentials();
-    expect([node, web, agentCredentialsVersion(values), await worker(values)]).toEqual(['P3q6X9iYyW5kfRYC', 'P3q6X9iYyW5kfRYC', 'P3q6X9iYyW5kfRYC', 'P3q6X9iYyW5kfRYC']);
+    expect([node, web, agentCredentialsVersion(values), await worker(values)]).toEqual([
+      'P3q6X9iYyW5kfRYC',
+      'P3q6X9iYyW5kfRYC',
+      'P3q6X9iYyW5kfRYC',
+      'P3q6X9iYyW5kfRYC',
+    ]);
     expect([agentCredentialsVersion({}), await worker({})]).toEqual(['SNL-px8ehR8Z8zNN', 'SNL-px8ehR8Z8zNN']);
     expect(() => credentialsVersionFromDigest(new Uint8Array(12))).toThrow(/SHA-256/);
   });
@@ -98,14 +132,23 @@ describe('ports', () => {
   it('the container ports and the local stack layout', () => {
     expect(CONTAINER_PORTS).toEqual({ agent: 8788, proxy: 8789, gateway: 18789 });
     expect(localStackPorts()).toEqual({ issuer: 8787, agent: 8788, proxy: 8789, gateway: 8790, modelProvider: 8791, egressHop: 8792 });
-    expect(localStackPorts(20_000)).toEqual({ issuer: 20_000, agent: 20_001, proxy: 20_002, gateway: 20_003, modelProvider: 20_004, egressHop: 20_005 });
+    expect(localStackPorts(20_000)).toEqual({
+      issuer: 20_000,
+      agent: 20_001,
+      proxy: 20_002,
+      gateway: 20_003,
+      modelProvider: 20_004,
+      egressHop: 20_005,
+    });
     expect(LOCAL_ISSUER).toBe('http://127.0.0.1:8787');
   });
 
   it("start.sh's shell defaults are the contract's container ports", () => {
     const script = readFileSync(`${ROOT}container/start.sh`, 'utf8');
     const shellDefault = (name: string) => Number(new RegExp(`^${name}=\\$\\{${name}:-(\\d+)\\}$`, 'm').exec(script)?.[1]);
-    expect({ agent: shellDefault('AGENT_PORT'), proxy: shellDefault('PROXY_PORT'), gateway: shellDefault('GATEWAY_PORT') }).toEqual(CONTAINER_PORTS);
+    expect({ agent: shellDefault('AGENT_PORT'), proxy: shellDefault('PROXY_PORT'), gateway: shellDefault('GATEWAY_PORT') }).toEqual(
+      CONTAINER_PORTS,
+    );
   });
 });
 
@@ -114,9 +157,9 @@ describe('dotenv (.dev.vars)', () => {
     const text = [
       '# a comment',
       'PLAIN=value',
-      "SINGLE='{\"a\":1}'",
+      'SINGLE=\'{"a":1}\'',
       'DOUBLE="two words"',
-      "MIXED='not closed\"",
+      'MIXED=\'not closed"',
       'export EXPORTED=yes',
       '  SPACED = around  ',
       'EMPTY=',
@@ -131,17 +174,21 @@ describe('dotenv (.dev.vars)', () => {
       PLAIN: 'value',
       SINGLE: '{"a":1}',
       DOUBLE: 'two words',
-      MIXED: "'not closed\"",
+      MIXED: '\'not closed"',
       EXPORTED: 'yes',
       SPACED: 'around',
       EMPTY: '',
       TWICE: 'second',
       lower_case: 'ok',
     });
-    expect([dotenvEntry('# X=1'), dotenvEntry('X=1'), dotenvEntry("X=''")]).toEqual([undefined, { name: 'X', value: '1' }, { name: 'X', value: '' }]);
+    expect([dotenvEntry('# X=1'), dotenvEntry('X=1'), dotenvEntry("X=''")]).toEqual([
+      undefined,
+      { name: 'X', value: '1' },
+      { name: 'X', value: '' },
+    ]);
   });
 
-  it("reads keys.example as the local stack writes .dev.vars from it", () => {
+  it('reads keys.example as the local stack writes .dev.vars from it', () => {
     const vars = parseDotenv(readFileSync(`${ROOT}keys.example`, 'utf8'));
     expect(vars.ISSUER).toBe(LOCAL_ISSUER);
     expect(JSON.parse(vars.CREDENTIALS!)).toMatchObject({ PROVIDER_API_KEY: { secret: 'STANDIN_PROVIDER_KEY' } });

@@ -8,15 +8,15 @@
  * overwritten, a provider entry not delivered at egress is one line with the fix, and the previous
  * keys.example CREDENTIALS is brought up to today's.
  */
-import { exec, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, exec, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CREDENTIALS_FILE, LOCAL_BASE_PORT, localStackPorts, type CredentialsFile } from '../../src/admin-api.js';
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
+import { CREDENTIALS_FILE, type CredentialsFile, LOCAL_BASE_PORT, localStackPorts } from '../../src/admin-api.js';
 import { freePort, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
@@ -24,7 +24,8 @@ const run = promisify(exec);
 /** The stack's six ports at the default base (8787..8792). */
 const PORTS = Object.values(localStackPorts(LOCAL_BASE_PORT));
 /** keys.example's CREDENTIALS before egress delivery. */
-const PREVIOUS_CREDENTIALS = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
+const PREVIOUS_CREDENTIALS =
+  '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"}}';
 
 /** A base port with its six ports free. */
 async function freeWindow(): Promise<number> {
@@ -115,7 +116,8 @@ function waitForOutput(child: ChildProcess, out: () => string, pattern: RegExp, 
 }
 
 beforeAll(async () => {
-  for (const p of PORTS) if (!(await portFree(p))) throw new Error(`port ${p} is in use: stop the local stack (npm run dev) before running the tests`);
+  for (const p of PORTS)
+    if (!(await portFree(p))) throw new Error(`port ${p} is in use: stop the local stack (npm run dev) before running the tests`);
   await freshCopy(copy);
 }, 60_000);
 afterAll(() => rmSync(copy, { recursive: true, force: true }));
@@ -143,7 +145,13 @@ describe('npm run dev on a fresh copy', () => {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       // ISSUER_URL as an operator's shell may export it for credctl: the stack must not follow it.
-      env: { ...process.env, CI: 'true', npm_config_audit: 'false', npm_config_fund: 'false', ISSUER_URL: 'https://issuer.example.invalid' },
+      env: {
+        ...process.env,
+        CI: 'true',
+        npm_config_audit: 'false',
+        npm_config_fund: 'false',
+        ISSUER_URL: 'https://issuer.example.invalid',
+      },
     });
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -166,11 +174,14 @@ describe('npm run dev on a fresh copy', () => {
     expect(out).toMatch(/^ {2}egress {3}http:\/\/127\.0\.0\.1:8792 {3}local egress hop: /m);
     const completionCurl = /^ {2}(curl -s -X POST http:\/\/127\.0\.0\.1:8787\/v1\/chat\/completions .*)$/m.exec(out)?.[1];
     expect(completionCurl).toBeDefined();
-    const completion = JSON.parse((await run(completionCurl!, { cwd: copy, timeout: 15_000 })).stdout) as { choices: { message: { content: string } }[] };
+    const completion = JSON.parse((await run(completionCurl!, { cwd: copy, timeout: 15_000 })).stdout) as {
+      choices: { message: { content: string } }[];
+    };
     expect(completion.choices[0]!.message.content).toBe(FIXED_REPLY);
     // The sandbox holds a sentinel (a JWS), never the key; the provider saw the real key, only it.
     const realKey = /^STANDIN_PROVIDER_KEY=(.+)$/m.exec(vars)![1]!;
-    const held = (JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', CREDENTIALS_FILE), 'utf8')) as CredentialsFile).values.PROVIDER_API_KEY!;
+    const held = (JSON.parse(readFileSync(join(copy, '.dev-stack', 'agent', CREDENTIALS_FILE), 'utf8')) as CredentialsFile).values
+      .PROVIDER_API_KEY!;
     expect(held).toMatch(/^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$/);
     expect(held).not.toContain(realKey);
     const providerLog = readFileSync(join(copy, '.dev-stack', 'logs', 'model-provider.log'), 'utf8');
@@ -201,7 +212,11 @@ describe('npm run dev on a fresh copy', () => {
     expect(out).toContain('stopped; nothing of the stack is left running');
 
     expect(stack.filter((p) => alive(p.pid)).map((p) => p.cmd)).toEqual([]);
-    expect(processes().filter((p) => p.state !== 'Z' && p.cmd.includes(copy)).map((p) => p.cmd)).toEqual([]);
+    expect(
+      processes()
+        .filter((p) => p.state !== 'Z' && p.cmd.includes(copy))
+        .map((p) => p.cmd),
+    ).toEqual([]);
     for (const p of PORTS) expect(await portFree(p)).toBe(true);
   }, 240_000);
 });
@@ -249,7 +264,11 @@ describe('what npm run dev refuses', () => {
       expect(err!.stderr).toMatch(/"option":"ADMIN_TOKEN"/); // the log tail under it
       expect(err!.stderr).not.toContain('too-short');
       expect(Date.now() - started).toBeLessThan(60_000); // not the 120 s start timeout
-      expect(processes().filter((p) => p.state !== 'Z' && p.cmd.includes(copy)).map((p) => p.cmd)).toEqual([]);
+      expect(
+        processes()
+          .filter((p) => p.state !== 'Z' && p.cmd.includes(copy))
+          .map((p) => p.cmd),
+      ).toEqual([]);
       for (const d of [0, 1, 2, 3, 4, 5]) expect(await portFree(base + d)).toBe(true);
     } finally {
       writeFileSync(file, original);
@@ -262,14 +281,16 @@ describe('what npm run dev refuses', () => {
     const base = await freeWindow();
     try {
       // A plain entry, but not keys.example's old default (another entry next to it): not migrated.
-      const mine = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"},"OTHER":{"secret":"ADMIN_TOKEN"}}';
+      const mine =
+        '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY"},"OTHER":{"secret":"ADMIN_TOKEN"}}';
       writeFileSync(file, original.replace(/^CREDENTIALS=.*$/m, `CREDENTIALS='${mine}'`));
       const err = await run(`npm run --silent dev -- --base-port ${base}`, { cwd: copy, timeout: 60_000 }).then(
         () => undefined,
         (e: { code: number; stderr: string }) => e,
       );
       expect(err?.code).toBe(1);
-      const fixed = '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY","egress":{"hosts":["localhost"],"header":"authorization"}},"OTHER":{"secret":"ADMIN_TOKEN"}}';
+      const fixed =
+        '{"GATEWAY_TOKEN":{"secret":"MOLTBOT_GATEWAY_TOKEN","derive":true},"PROVIDER_API_KEY":{"secret":"STANDIN_PROVIDER_KEY","egress":{"hosts":["localhost"],"header":"authorization"}},"OTHER":{"secret":"ADMIN_TOKEN"}}';
       expect(err!.stderr.trim().split('\n')).toEqual([
         `dev: CREDENTIALS in .dev.vars delivers STANDIN_PROVIDER_KEY (PROVIDER_API_KEY) other than at egress to "localhost" in "authorization", which the local stack's model calls need: put CREDENTIALS='${fixed}' in .dev.vars`,
       ]);
@@ -286,7 +307,9 @@ describe('what npm run dev refuses', () => {
     const base = await freeWindow();
     try {
       // An empty ADMIN_TOKEN stops the stack right after the migration, before anything starts.
-      const old = original.replace(/^CREDENTIALS=.*$/m, `CREDENTIALS='${PREVIOUS_CREDENTIALS}'`).replace(/^ADMIN_TOKEN=.*$/m, 'ADMIN_TOKEN=');
+      const old = original
+        .replace(/^CREDENTIALS=.*$/m, `CREDENTIALS='${PREVIOUS_CREDENTIALS}'`)
+        .replace(/^ADMIN_TOKEN=.*$/m, 'ADMIN_TOKEN=');
       writeFileSync(file, old, { mode: 0o600 });
       const err = await run(`npm run --silent dev -- --base-port ${base}`, { cwd: copy, timeout: 60_000 }).then(
         () => undefined,
@@ -306,7 +329,9 @@ describe('what npm run dev refuses', () => {
   it('an existing .dev.vars is never overwritten', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'issuer-devvars-'));
     try {
-      const { ensureDevVars } = (await import(/* @vite-ignore */ `${ROOT}scripts/local-stack/dev-vars.ts`)) as typeof import('../../scripts/local-stack/dev-vars.js');
+      const { ensureDevVars } = (await import(
+        /* @vite-ignore */ `${ROOT}scripts/local-stack/dev-vars.ts`
+      )) as typeof import('../../scripts/local-stack/dev-vars.js');
       writeFileSync(join(dir, '.dev.vars'), 'ADMIN_TOKEN=mine\n');
       expect(ensureDevVars(join(dir, '.dev.vars'), `${ROOT}keys.example`)).toBe(false);
       expect(readFileSync(join(dir, '.dev.vars'), 'utf8')).toBe('ADMIN_TOKEN=mine\n');

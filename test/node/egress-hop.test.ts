@@ -7,9 +7,9 @@
  * reason when the issuer is down, and logs method, path and status, never a header value or a query.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startEgressHop, type EgressHop } from '../../scripts/local-stack/egress-hop.js';
+import { type EgressHop, startEgressHop } from '../../scripts/local-stack/egress-hop.js';
 import { freePort } from './worker-process.js';
 
 const SANDBOX = 'main';
@@ -49,7 +49,14 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => issuer.listen(0, '127.0.0.1', () => r()));
   issuerUrl = `http://127.0.0.1:${(issuer.address() as { port: number }).port}`;
-  hop = await startEgressHop({ host: '127.0.0.1', port: await freePort(), issuer: issuerUrl, upstream: UPSTREAM, sandbox: SANDBOX, log: (l) => lines.push(l) });
+  hop = await startEgressHop({
+    host: '127.0.0.1',
+    port: await freePort(),
+    issuer: issuerUrl,
+    upstream: UPSTREAM,
+    sandbox: SANDBOX,
+    log: (l) => lines.push(l),
+  });
 });
 afterAll(async () => {
   await hop?.close();
@@ -62,7 +69,10 @@ beforeEach(() => {
 });
 
 /** One request to the hop with node:http, so headers and chunks are exactly what the test writes. */
-function send(path: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: IncomingHttpHeaders; raw: string[]; body: string }> {
+function send(
+  path: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; raw: string[]; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${hop.url}${path}`, { method: opts.method ?? 'POST', headers: opts.headers }, (res) => {
       let body = '';
@@ -183,7 +193,12 @@ describe('what the hop answers', () => {
     handler = (req, res) => {
       req.resume();
       res.setHeader('set-cookie', ['a=1', 'b=2']);
-      res.writeHead(403, 'Forbidden Here', { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-request-id': 'r-123', 'content-length': Buffer.byteLength(refusal) });
+      res.writeHead(403, 'Forbidden Here', {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'x-request-id': 'r-123',
+        'content-length': Buffer.byteLength(refusal),
+      });
       res.end(refusal);
     };
     const res = await send('/v1/chat/completions', { body: '{}' });
@@ -197,7 +212,14 @@ describe('what the hop answers', () => {
   });
 
   it('502 with a JSON reason when the issuer is down', async () => {
-    const down = await startEgressHop({ host: '127.0.0.1', port: await freePort(), issuer: `http://127.0.0.1:${await freePort()}`, upstream: UPSTREAM, sandbox: SANDBOX, log: (l) => lines.push(l) });
+    const down = await startEgressHop({
+      host: '127.0.0.1',
+      port: await freePort(),
+      issuer: `http://127.0.0.1:${await freePort()}`,
+      upstream: UPSTREAM,
+      sandbox: SANDBOX,
+      log: (l) => lines.push(l),
+    });
     try {
       const res = await new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
         const req = request(`${down.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (r) => {

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { gatewayPaths, installProblem, NODE_VERSION, nodePackageFor, OPENCLAW_VERSION } from '../../scripts/local-stack/openclaw-runtime.js';
+import {
+  gatewayPaths,
+  installProblem,
+  NODE_VERSION,
+  nodePackageFor,
+  OPENCLAW_VERSION,
+} from '../../scripts/local-stack/openclaw-runtime.js';
 import { assertRealGateway, itRealGateway } from './real-gateway.js';
 import { ROOT } from './worker-process.js';
 
@@ -19,27 +25,40 @@ const run = promisify(execFile);
 const SECOND_RUN_MAX_MS = 10_000;
 
 describe('npm run gateway:install', () => {
-  itRealGateway('a second run changes nothing, says it is already installed, and is fast', async () => {
-    assertRealGateway();
-    const started = Date.now();
-    const { stdout } = await run('npm', ['run', '--silent', 'gateway:install'], { cwd: ROOT, timeout: 60_000 });
-    const took = Date.now() - started;
-    expect(stdout.trim()).toMatch(
-      new RegExp(`^gateway:install: already installed: openclaw ${OPENCLAW_VERSION.replace(/\./g, '\\.')} and node ${NODE_VERSION.replace(/\./g, '\\.')} \\(${nodePackageFor()}\\) in \\.gateway/; nothing to do \\(\\d+\\.\\d s\\)$`),
-    );
-    expect(took).toBeLessThan(SECOND_RUN_MAX_MS);
-    console.log(`second run of npm run gateway:install: ${took} ms`);
-  }, 60_000);
+  itRealGateway(
+    'a second run changes nothing, says it is already installed, and is fast',
+    async () => {
+      assertRealGateway();
+      const started = Date.now();
+      const { stdout } = await run('npm', ['run', '--silent', 'gateway:install'], { cwd: ROOT, timeout: 60_000 });
+      const took = Date.now() - started;
+      expect(stdout.trim()).toMatch(
+        new RegExp(
+          `^gateway:install: already installed: openclaw ${OPENCLAW_VERSION.replace(/\./g, '\\.')} and node ${NODE_VERSION.replace(/\./g, '\\.')} \\(${nodePackageFor()}\\) in \\.gateway/; nothing to do \\(\\d+\\.\\d s\\)$`,
+        ),
+      );
+      expect(took).toBeLessThan(SECOND_RUN_MAX_MS);
+      console.log(`second run of npm run gateway:install: ${took} ms`);
+    },
+    60_000,
+  );
 
-  itRealGateway('the wrapper runs the pinned OpenClaw CLI on the pinned Node, whatever node is on PATH', async () => {
-    assertRealGateway();
-    const p = gatewayPaths(ROOT);
-    // PATH without the pinned Node: the wrapper must not depend on the caller's node.
-    const { stdout } = await run(p.openclaw, ['--version'], { timeout: 60_000, env: { ...process.env, PATH: '/usr/bin:/bin', NO_COLOR: '1' } });
-    expect(stdout.trim()).toMatch(new RegExp(`^OpenClaw ${OPENCLAW_VERSION.replace(/\./g, '\\.')}\\b`));
-    const node = await run(p.node, ['--version'], { timeout: 30_000 });
-    expect(node.stdout.trim()).toBe(`v${NODE_VERSION}`);
-  }, 60_000);
+  itRealGateway(
+    'the wrapper runs the pinned OpenClaw CLI on the pinned Node, whatever node is on PATH',
+    async () => {
+      assertRealGateway();
+      const p = gatewayPaths(ROOT);
+      // PATH without the pinned Node: the wrapper must not depend on the caller's node.
+      const { stdout } = await run(p.openclaw, ['--version'], {
+        timeout: 60_000,
+        env: { ...process.env, PATH: '/usr/bin:/bin', NO_COLOR: '1' },
+      });
+      expect(stdout.trim()).toMatch(new RegExp(`^OpenClaw ${OPENCLAW_VERSION.replace(/\./g, '\\.')}\\b`));
+      const node = await run(p.node, ['--version'], { timeout: 30_000 });
+      expect(node.stdout.trim()).toBe(`v${NODE_VERSION}`);
+    },
+    60_000,
+  );
 
   it('rejects a bad flag with one line and exit 2', async () => {
     const err = await run('npm', ['run', '--silent', 'gateway:install', '--', '--frobnicate'], { cwd: ROOT, timeout: 60_000 }).then(
@@ -62,7 +81,10 @@ describe('what counts as installed', () => {
       mkdirSync(p.bin, { recursive: true });
       expect(installProblem(root)).toMatch(/installed\.json is missing/);
       const stamp = (openclaw: string) =>
-        writeFileSync(p.stamp, JSON.stringify({ openclaw, node: { package: nodePackageFor(), version: NODE_VERSION }, wrapper: 1, installedAt: '' }));
+        writeFileSync(
+          p.stamp,
+          JSON.stringify({ openclaw, node: { package: nodePackageFor(), version: NODE_VERSION }, wrapper: 1, installedAt: '' }),
+        );
       stamp('2026.2.3');
       expect(installProblem(root)).toMatch(/holds openclaw 2026\.2\.3 .* not the pinned openclaw/);
       stamp(OPENCLAW_VERSION);

@@ -5,7 +5,7 @@
  * Worker under wrangler dev.
  */
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, createPublicKey, randomUUID, type JsonWebKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type JsonWebKey, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,10 @@ afterAll(async () => {
 });
 
 it('a fast-jwt client gets a token, and the token verifies with fast-jwt and OpenSSL against the JWKS', async () => {
-  const boot = await fetch(`${worker.url}/api/admin/sandboxes/indep/bootstrap`, { method: 'POST', headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+  const boot = await fetch(`${worker.url}/api/admin/sandboxes/indep/bootstrap`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
   expect(boot.status).toBe(200);
   const file = (await boot.json()) as { client_id: string; issuer: string; token_endpoint: string; key: JsonWebKey & { kid: string } };
 
@@ -62,9 +65,26 @@ it('a fast-jwt client gets a token, and the token verifies with fast-jwt and Ope
   writeFileSync(join(dir, 'pub.pem'), publicPem);
   writeFileSync(join(dir, 'input'), `${h}.${p}`);
   writeFileSync(join(dir, 'sig'), Buffer.from(s, 'base64url'));
-  const out = execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(dir, 'pub.pem'), '-rawin', '-in', join(dir, 'input'), '-sigfile', join(dir, 'sig')]).toString();
+  const out = execFileSync('openssl', [
+    'pkeyutl',
+    '-verify',
+    '-pubin',
+    '-inkey',
+    join(dir, 'pub.pem'),
+    '-rawin',
+    '-in',
+    join(dir, 'input'),
+    '-sigfile',
+    join(dir, 'sig'),
+  ]).toString();
   expect(out).toMatch(/Signature Verified Successfully/);
   // And a tampered token fails under OpenSSL.
   writeFileSync(join(dir, 'input'), `${h}.${p}x`);
-  expect(() => execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(dir, 'pub.pem'), '-rawin', '-in', join(dir, 'input'), '-sigfile', join(dir, 'sig')], { stdio: 'pipe' })).toThrow();
+  expect(() =>
+    execFileSync(
+      'openssl',
+      ['pkeyutl', '-verify', '-pubin', '-inkey', join(dir, 'pub.pem'), '-rawin', '-in', join(dir, 'input'), '-sigfile', join(dir, 'sig')],
+      { stdio: 'pipe' },
+    ),
+  ).toThrow();
 }, 60_000);

@@ -43,7 +43,12 @@ it('stopping a child also stops what it started in a new session, marked or by i
   const home = join(dir, 'home');
   // One helper keeps the marker, one drops it (as a sanitising spawner may); both leave the group.
   const script = 'setsid sleep 600 & env -u LOCAL_STACK_CHILD setsid sleep 601 & wait';
-  const child = startChild('escaper', 'sh', ['-c', script], { cwd: dir, env: { PATH: process.env.PATH, HOME: home }, logFile: join(dir, 'log'), marks: [`HOME=${home}`] });
+  const child = startChild('escaper', 'sh', ['-c', script], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: home },
+    logFile: join(dir, 'log'),
+    marks: [`HOME=${home}`],
+  });
   // Both helpers outside the child's group (a group kill misses them), once setsid has run.
   const helpers = await until(() => {
     const found = strays(child.marks).filter((p) => p !== child.pid && pgid(p) !== child.pid);

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXED_REPLY, keyFingerprint, MODEL_ID, startModelProvider, type ModelProvider } from '../../scripts/local-stack/model-provider.js';
+import { FIXED_REPLY, keyFingerprint, MODEL_ID, type ModelProvider, startModelProvider } from '../../scripts/local-stack/model-provider.js';
 import { freePort } from './worker-process.js';
 
 const oldKey = randomBytes(32).toString('base64url');
@@ -73,9 +73,17 @@ describe('what OpenClaw asks for', () => {
     const res = await complete(oldKey, { stream: true, stream_options: { include_usage: true } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/event-stream');
-    const events = (await res.text()).split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    const events = (await res.text())
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => e.replace(/^data: /, ''));
     expect(events.at(-1)).toBe('[DONE]');
-    const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { object: string; choices: { delta: { content?: string }; finish_reason: string | null }[]; usage?: unknown });
+    const chunks = events
+      .slice(0, -1)
+      .map(
+        (e) =>
+          JSON.parse(e) as { object: string; choices: { delta: { content?: string }; finish_reason: string | null }[]; usage?: unknown },
+      );
     expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(FIXED_REPLY);
     expect(chunks.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
@@ -85,9 +93,15 @@ describe('what OpenClaw asks for', () => {
   it('lists its one model; other paths are 404 and bad JSON is 400, both only with a valid key', async () => {
     const models = await fetch(`${provider.baseUrl}/models`, { headers: { authorization: `Bearer ${oldKey}` } });
     expect(((await models.json()) as { data: { id: string }[] }).data.map((m) => m.id)).toEqual([MODEL_ID]);
-    expect((await fetch(`${provider.baseUrl}/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${oldKey}` } })).status).toBe(404);
+    expect((await fetch(`${provider.baseUrl}/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${oldKey}` } })).status).toBe(
+      404,
+    );
     expect((await fetch(`${provider.baseUrl}/embeddings`, { method: 'POST' })).status).toBe(401);
-    const bad = await fetch(`${provider.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${oldKey}` }, body: '{not json' });
+    const bad = await fetch(`${provider.baseUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${oldKey}` },
+      body: '{not json',
+    });
     expect(bad.status).toBe(400);
   });
 });

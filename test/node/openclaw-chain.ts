@@ -14,13 +14,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
-import { freeBase } from './worker-process.js';
 import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
+import { freeBase } from './worker-process.js';
 
-export { processes, type Proc } from './stack-copy.js';
+export { processes } from './stack-copy.js';
 
 /** The stack with the real gateway: issuer, agent, proxy, gateway, model provider, egress hop. */
-export const PORT_COUNT = 6;
+const PORT_COUNT = 6;
 /**
  * wrangler's first bundle, the agent, then OpenClaw (25 to 30 s on two shared cores, more when
  * busy), then the stack's own first chat completion through the chain (10 to 25 s).
@@ -77,7 +77,10 @@ export async function startOpenClawStack(): Promise<OpenClawStack> {
       const exit = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), STOP_MS))]);
       // What the stack should have stopped: anything with the gateway's throwaway HOME, or marked as
       // a child of a stack and running in the copy.
-      const ours = processes().filter((p) => p.pid !== process.pid && (p.env.includes(home) || (p.cwd.startsWith(dir) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))));
+      const ours = processes().filter(
+        (p) =>
+          p.pid !== process.pid && (p.env.includes(home) || (p.cwd.startsWith(dir) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))),
+      );
       for (const p of ours) {
         try {
           process.kill(p.pid, 'SIGKILL');
@@ -101,7 +104,8 @@ export async function startOpenClawStack(): Promise<OpenClawStack> {
       const deadline = Date.now() + STACK_UP_MS;
       const timer = setInterval(() => {
         if (READY_LINE.test(output())) return done(resolve);
-        if (child.exitCode !== null || child.signalCode !== null) return done(() => reject(new Error(`npm run dev stopped (${child.exitCode ?? child.signalCode}):\n${output()}`)));
+        if (child.exitCode !== null || child.signalCode !== null)
+          return done(() => reject(new Error(`npm run dev stopped (${child.exitCode ?? child.signalCode}):\n${output()}`)));
         if (Date.now() > deadline) done(() => reject(new Error(`the stack was not up within ${STACK_UP_MS} ms:\n${output()}`)));
       }, 200);
       const done = (f: () => void) => {

@@ -23,19 +23,26 @@
  *     working), and the agent's retry at its next refresh applies the new ones.
  * Plus the hook on its own, with no gateway: what it does before the gateway starts.
  */
-import { exec, execFile, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, exec, execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureLocalPassword, openWebSocket, parseReloadArgs, reloadSecrets, ReloadError, type MiniSocket } from '../../container/openclaw-reload.js';
-import { DEV_VARS_FILE, parseDotenv, type CredentialsFile } from '../../src/admin-api.js';
+import {
+  ensureLocalPassword,
+  type MiniSocket,
+  openWebSocket,
+  parseReloadArgs,
+  ReloadError,
+  reloadSecrets,
+} from '../../container/openclaw-reload.js';
 import { FIXED_REPLY, keyFingerprint } from '../../scripts/local-stack/model-provider.js';
 import { MARKER_ENV } from '../../scripts/local-stack/processes.js';
+import { type CredentialsFile, DEV_VARS_FILE, parseDotenv } from '../../src/admin-api.js';
 import { assertRealGateway, GATEWAY_PROBLEM, itRealGateway } from './real-gateway.js';
-import { freeBase, freePort, ROOT } from './worker-process.js';
 import { freshCopy, processes, spawnOpenClawStack } from './stack-copy.js';
+import { freeBase, freePort, ROOT } from './worker-process.js';
 
 const run = promisify(exec);
 const runFile = promisify(execFile);
@@ -69,7 +76,12 @@ async function completion(issuer: string): Promise<{ status: number; content: st
     signal: AbortSignal.timeout(COMPLETION_MS),
   });
   const body = (await res.json().catch(() => ({}))) as { choices?: { message?: { content?: string } }[] };
-  return { status: res.status, content: body.choices?.[0]?.message?.content ?? JSON.stringify(body).slice(0, 300), sentAt, doneAt: Date.now() };
+  return {
+    status: res.status,
+    content: body.choices?.[0]?.message?.content ?? JSON.stringify(body).slice(0, 300),
+    sentAt,
+    doneAt: Date.now(),
+  };
 }
 
 /** The stand-in provider's log: `<ISO time> POST /v1/chat/completions key <fp>: accepted ...`. */
@@ -85,45 +97,59 @@ function providerLines(dir: string): { at: number; key: string; ok: boolean; lin
 }
 
 /** OpenClaw's CLI connect through the chain: no token, the chain vouches for DEV_USER. */
-const CLI_CONNECT = { client: { id: 'cli', version: 'rotation-test', platform: process.platform, mode: 'cli' }, role: 'operator', scopes: ['operator.read'] };
+const CLI_CONNECT = {
+  client: { id: 'cli', version: 'rotation-test', platform: process.platform, mode: 'cli' },
+  role: 'operator',
+  scopes: ['operator.read'],
+};
 
 /** A WebSocket client of the gateway: connect with `params`, then `call(method)`. */
-function gatewaySocket(url: string, params: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ ws: MiniSocket; call(method: string): Promise<{ ok: boolean; error?: unknown }>; closed(): string | undefined }> {
+function gatewaySocket(
+  url: string,
+  params: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<{ ws: MiniSocket; call(method: string): Promise<{ ok: boolean; error?: unknown }>; closed(): string | undefined }> {
   return new Promise((resolve, reject) => {
     let closedWith: string | undefined;
     const pending = new Map<string, (f: { ok: boolean; error?: unknown }) => void>();
     let n = 0;
-    const ws = openWebSocket(url, {
-      open: () => undefined,
-      error: (d) => reject(new Error(`WebSocket failed: ${d}`)),
-      close: (d) => {
-        closedWith = d;
-        reject(new Error(`closed before connect: ${d}`));
+    const ws = openWebSocket(
+      url,
+      {
+        open: () => undefined,
+        error: (d) => reject(new Error(`WebSocket failed: ${d}`)),
+        close: (d) => {
+          closedWith = d;
+          reject(new Error(`closed before connect: ${d}`));
+        },
+        message: (text) => {
+          const f = JSON.parse(text) as { type: string; event?: string; id?: string; ok: boolean; error?: unknown };
+          if (f.type === 'event' && f.event === 'connect.challenge') {
+            ws.send(
+              JSON.stringify({ type: 'req', id: 'connect', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, ...params } }),
+            );
+            return;
+          }
+          if (f.type !== 'res') return;
+          if (f.id === 'connect') {
+            if (!f.ok) return reject(new Error(`connect refused: ${JSON.stringify(f.error)}`));
+            return resolve({
+              ws,
+              closed: () => closedWith,
+              call: (method) =>
+                new Promise((r) => {
+                  const id = `call-${++n}`;
+                  pending.set(id, r);
+                  ws.send(JSON.stringify({ type: 'req', id, method, params: {} }));
+                }),
+            });
+          }
+          pending.get(f.id ?? '')?.(f);
+          pending.delete(f.id ?? '');
+        },
       },
-      message: (text) => {
-        const f = JSON.parse(text) as { type: string; event?: string; id?: string; ok: boolean; error?: unknown };
-        if (f.type === 'event' && f.event === 'connect.challenge') {
-          ws.send(JSON.stringify({ type: 'req', id: 'connect', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, ...params } }));
-          return;
-        }
-        if (f.type !== 'res') return;
-        if (f.id === 'connect') {
-          if (!f.ok) return reject(new Error(`connect refused: ${JSON.stringify(f.error)}`));
-          return resolve({
-            ws,
-            closed: () => closedWith,
-            call: (method) =>
-              new Promise((r) => {
-                const id = `call-${++n}`;
-                pending.set(id, r);
-                ws.send(JSON.stringify({ type: 'req', id, method, params: {} }));
-              }),
-          });
-        }
-        pending.get(f.id ?? '')?.(f);
-        pending.delete(f.id ?? '');
-      },
-    }, headers);
+      headers,
+    );
   });
 }
 
@@ -141,11 +167,15 @@ describe('the change hook on its own', () => {
     expect(() => ensureLocalPassword(join(dir, 'short.json'))).toThrow(ReloadError);
   });
 
-  it('concurrent first runs (the stack and the agent\'s first hook) all read one complete password', async () => {
+  it("concurrent first runs (the stack and the agent's first hook) all read one complete password", async () => {
     const file = join(dir, 'race', 'openclaw-local-auth.json');
     const script = `import { ensureLocalPassword } from ${JSON.stringify(`${ROOT}container/openclaw-reload.ts`)}; process.stdout.write(ensureLocalPassword(${JSON.stringify(file)}));`;
     const runs = await Promise.all(
-      Array.from({ length: 8 }, () => promisify(execFile)(process.execPath, ['--import', `${ROOT}scripts/register-ts.mjs`, '--input-type=module', '-e', script], { cwd: ROOT })),
+      Array.from({ length: 8 }, () =>
+        promisify(execFile)(process.execPath, ['--import', `${ROOT}scripts/register-ts.mjs`, '--input-type=module', '-e', script], {
+          cwd: ROOT,
+        }),
+      ),
     );
     const passwords = new Set(runs.map((r) => r.stdout));
     expect(passwords.size).toBe(1);
@@ -162,14 +192,26 @@ describe('the change hook on its own', () => {
   it('takes only a loopback ws:// URL, and finds the password next to CREDENTIALS_FILE', () => {
     expect(() => parseReloadArgs(['--url', 'ws://203.0.113.7:18789'], {})).toThrow(/loopback/);
     // The contract's one loopback rule (isLoopbackUrl), over ws:// and without credentials in the URL.
-    for (const url of ['ws://evil.localhost:1', 'ws://localhost.:1', 'ws://127.0.0.1.nip.io:1', 'wss://127.0.0.1:1', 'http://127.0.0.1:1', 'ws://u:p@127.0.0.1:1', 'ws://0.0.0.0:1', 'not a url']) {
+    for (const url of [
+      'ws://evil.localhost:1',
+      'ws://localhost.:1',
+      'ws://127.0.0.1.nip.io:1',
+      'wss://127.0.0.1:1',
+      'http://127.0.0.1:1',
+      'ws://u:p@127.0.0.1:1',
+      'ws://0.0.0.0:1',
+      'not a url',
+    ]) {
       expect(() => parseReloadArgs(['--url', url], { CREDENTIALS_FILE: '/c/credentials.json' }), url).toThrow(/loopback/);
     }
     for (const url of ['ws://127.0.0.1:1', 'ws://127.3.4.5:1/', 'ws://[::1]:1', 'ws://localhost:1']) {
       expect(parseReloadArgs(['--url', url], { CREDENTIALS_FILE: '/c/credentials.json' }).url).toBe(url);
     }
     expect(() => parseReloadArgs([], {})).toThrow(/CREDENTIALS_FILE/);
-    expect(parseReloadArgs([], { CREDENTIALS_FILE: '/c/credentials.json', GATEWAY_PORT: '19000' })).toEqual({ url: 'ws://127.0.0.1:19000', authFile: '/c/openclaw-local-auth.json' });
+    expect(parseReloadArgs([], { CREDENTIALS_FILE: '/c/credentials.json', GATEWAY_PORT: '19000' })).toEqual({
+      url: 'ws://127.0.0.1:19000',
+      authFile: '/c/openclaw-local-auth.json',
+    });
   });
 });
 
@@ -194,7 +236,13 @@ describe('rotating secrets locally, into the running real gateway', () => {
     };
   };
   /** The agent's state.json: identifiers and times only. */
-  const stateFile = () => JSON.parse(readFileSync(join(dir, '.dev-stack', 'agent', 'state.json'), 'utf8')) as { credentials_version?: string; hook_version?: string; last_refresh?: string; jti?: string };
+  const stateFile = () =>
+    JSON.parse(readFileSync(join(dir, '.dev-stack', 'agent', 'state.json'), 'utf8')) as {
+      credentials_version?: string;
+      hook_version?: string;
+      last_refresh?: string;
+      jti?: string;
+    };
   /** POST /refresh (one a second), then the change hook's run for the new version. */
   const nudgeAndWaitHook = async () => {
     const before = (await agentState()).hooks;
@@ -239,7 +287,11 @@ describe('rotating secrets locally, into the running real gateway', () => {
       }
       await Promise.race([exited, new Promise((r) => setTimeout(r, STOP_MS))]);
     }
-    const left = processes().filter((p) => p.pid !== process.pid && (p.env.includes(`HOME=${home}`) || (p.cwd.startsWith(dir) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))));
+    const left = processes().filter(
+      (p) =>
+        p.pid !== process.pid &&
+        (p.env.includes(`HOME=${home}`) || (p.cwd.startsWith(dir) && p.env.some((e) => e.startsWith(`${MARKER_ENV}=`)))),
+    );
     for (const p of left) {
       try {
         process.kill(p.pid, 'SIGKILL');
@@ -281,7 +333,10 @@ describe('rotating secrets locally, into the running real gateway', () => {
       expect(oldCredentialsText).not.toContain(oldKey);
 
       // The gateway process (OpenClaw names itself openclaw-gateway) and its PID.
-      const gatewayPids = () => processes().filter((p) => p.env.includes(`HOME=${home}`) && p.cmd.trim() === 'openclaw-gateway').map((p) => p.pid);
+      const gatewayPids = () =>
+        processes()
+          .filter((p) => p.env.includes(`HOME=${home}`) && p.cmd.trim() === 'openclaw-gateway')
+          .map((p) => p.pid);
       const pidBefore = gatewayPids();
       expect(pidBefore).toHaveLength(1);
 
@@ -289,7 +344,11 @@ describe('rotating secrets locally, into the running real gateway', () => {
       const first = await completion(issuer);
       expect(first.status).toBe(200);
       expect(first.content).toBe(FIXED_REPLY);
-      expect(providerLines(dir).filter((l) => l.ok).map((l) => l.key)).toContain(keyFingerprint(oldKey));
+      expect(
+        providerLines(dir)
+          .filter((l) => l.ok)
+          .map((l) => l.key),
+      ).toContain(keyFingerprint(oldKey));
       // Two WebSockets: one through the whole chain, and one straight to the gateway (as the hook
       // connects: the backend client with the local password). wrangler dev's restart ends every
       // connection that runs through the local Worker, so the first shows that; the second shows
@@ -307,19 +366,27 @@ describe('rotating secrets locally, into the running real gateway', () => {
       const agentBefore = await agentState();
       const stateBefore = stateFile();
       const hookLinesBefore = (readFileSync(agentLogFile, 'utf8').match(/openclaw-reload: /g) ?? []).length;
-      const gatewayReloadsBefore = (readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? []).length;
+      const gatewayReloadsBefore = (readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? [])
+        .length;
 
       // The rotation, as the operator runs it.
       const rotateStarted = Date.now();
       const { stdout } = await run('npm run --silent dev:rotate -- STANDIN_PROVIDER_KEY', { cwd: dir, timeout: ROTATE_MS });
       const rotateDone = Date.now();
-      const report = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; changed: string[]; flow: string; events: { step: string; at: number; detail?: string }[] };
+      const report = JSON.parse(stdout.trim().split('\n').pop()!) as {
+        ok: boolean;
+        changed: string[];
+        flow: string;
+        events: { step: string; at: number; detail?: string }[];
+      };
       expect(report.ok).toBe(true);
       expect(report.changed).toEqual(['STANDIN_PROVIDER_KEY']);
       // The report says which flow ran; the egress flow has no agent step and no hook step.
       expect(report.flow).toBe('egress');
       expect(stdout).toMatch(/^dev:rotate: egress flow: /m);
-      expect(report.events.map((e) => e.step).filter((s) => /agent refreshed|re-resolved|hook/.test(s) && !/no change hook/.test(s))).toEqual([]);
+      expect(
+        report.events.map((e) => e.step).filter((s) => /agent refreshed|re-resolved|hook/.test(s) && !/no change hook/.test(s)),
+      ).toEqual([]);
       const at = (step: string) => report.events.find((e) => e.step.startsWith(step))?.at ?? NaN;
       const newKey = devVars(dir).STANDIN_PROVIDER_KEY!;
       expect(newKey).not.toBe(oldKey);
@@ -350,8 +417,14 @@ describe('rotating secrets locally, into the running real gateway', () => {
       expect(after.map((l) => l.key)).toEqual(after.map(() => keyFingerprint(newKey)));
       // No completion failed in the whole run: never a refusal at the provider (OpenClaw would have
       // disabled the key for a minute), never a refusal at the egress hop.
-      expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
-      const hopLines = readFileSync(join(dir, '.dev-stack', 'logs', 'egress-hop.log'), 'utf8').split('\n').filter(Boolean);
+      expect(
+        providerLines(dir)
+          .filter((l) => !l.ok)
+          .map((l) => l.line),
+      ).toEqual([]);
+      const hopLines = readFileSync(join(dir, '.dev-stack', 'logs', 'egress-hop.log'), 'utf8')
+        .split('\n')
+        .filter(Boolean);
       expect(hopLines.filter((l) => !/ 200 \(\d+ ms\)$/.test(l))).toEqual([]);
 
       // The agent did nothing: same credentials version, same credentials.json, no refresh, no hook.
@@ -361,18 +434,29 @@ describe('rotating secrets locally, into the running real gateway', () => {
       expect(readFileSync(credentialsFile, 'utf8')).toBe(oldCredentialsText);
       expect(stateFile()).toEqual(stateBefore);
       expect((readFileSync(agentLogFile, 'utf8').match(/openclaw-reload: /g) ?? []).length).toBe(hookLinesBefore);
-      expect((readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? []).length).toBe(gatewayReloadsBefore);
+      expect((readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').match(/secrets\.reload/g) ?? []).length).toBe(
+        gatewayReloadsBefore,
+      );
 
       // Same gateway process; the WebSocket opened before the rotation still answers.
       expect(gatewayPids()).toEqual(pidBefore);
       expect(direct.closed()).toBeUndefined();
       expect((await direct.call('health')).ok).toBe(true);
       direct.ws.close();
-      console.log(`the WebSocket through the local Worker: ${chainBefore.closed() === undefined ? 'still open' : `closed by the Worker's restart (${chainBefore.closed()})`}`);
+      console.log(
+        `the WebSocket through the local Worker: ${chainBefore.closed() === undefined ? 'still open' : `closed by the Worker's restart (${chainBefore.closed()})`}`,
+      );
       chainBefore.ws.close();
       const chainAfter = await gatewaySocket(`ws://127.0.0.1:${base}`, CLI_CONNECT).catch((e: Error) => {
-        const gw = readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8').split('\n').filter((l) => /closed|unauthori|refus|ws\]/.test(l)).slice(-8).join('\n');
-        const proxyLog = readFileSync(join(dir, '.dev-stack', 'logs', 'proxy.log'), 'utf8').split('\n').slice(-8).join('\n');
+        const gw = readFileSync(join(dir, '.dev-stack', 'logs', 'gateway.log'), 'utf8')
+          .split('\n')
+          .filter((l) => /closed|unauthori|refus|ws\]/.test(l))
+          .slice(-8)
+          .join('\n');
+        const proxyLog = readFileSync(join(dir, '.dev-stack', 'logs', 'proxy.log'), 'utf8')
+          .split('\n')
+          .slice(-8)
+          .join('\n');
         throw new Error(`${e.message}\ngateway:\n${gw}\nproxy:\n${proxyLog}`);
       });
       expect((await chainAfter.call('health')).ok).toBe(true);
@@ -396,7 +480,13 @@ describe('rotating secrets locally, into the running real gateway', () => {
       // The hook's failure: a wrong local password is refused, an exit code and one line, no secret.
       const bad = join(dir, 'wrong-auth.json');
       writeFileSync(bad, `${JSON.stringify({ password: 'w'.repeat(43) })}\n`, { mode: 0o600 });
-      const failed = await runFile(process.execPath, [join(dir, '.dev-stack', 'bin', 'openclaw-reload.mjs'), '--url', `ws://127.0.0.1:${base + 3}`, '--auth-file', bad]).then(
+      const failed = await runFile(process.execPath, [
+        join(dir, '.dev-stack', 'bin', 'openclaw-reload.mjs'),
+        '--url',
+        `ws://127.0.0.1:${base + 3}`,
+        '--auth-file',
+        bad,
+      ]).then(
         () => undefined,
         (e: { code: number; stderr: string }) => e,
       );
@@ -408,7 +498,12 @@ describe('rotating secrets locally, into the running real gateway', () => {
       // request through the verifying proxy carries) OpenClaw refuses it.
       const forwarded = await gatewaySocket(
         `ws://127.0.0.1:${base + 3}`,
-        { client: { id: 'gateway-client', version: 'rotation-test', platform: process.platform, mode: 'backend' }, role: 'operator', scopes: ['operator.admin'], auth: { password: localPassword } },
+        {
+          client: { id: 'gateway-client', version: 'rotation-test', platform: process.platform, mode: 'backend' },
+          role: 'operator',
+          scopes: ['operator.admin'],
+          auth: { password: localPassword },
+        },
         { 'x-forwarded-for': '203.0.113.7' },
       ).then(
         (s) => (s.ws.close(), 'accepted'),
@@ -427,7 +522,10 @@ describe('rotating secrets locally, into the running real gateway', () => {
       expect([...secrets].every((s) => typeof s === 'string' && s.length >= 32)).toBe(true);
       expect(secrets.size).toBeGreaterThanOrEqual(8);
       const config = readFileSync(configFile, 'utf8');
-      const logs: [string, string][] = [['npm run dev output', output()], ['dev:rotate output', stdout]];
+      const logs: [string, string][] = [
+        ['npm run dev output', output()],
+        ['dev:rotate output', stdout],
+      ];
       const walk = (d: string) => {
         for (const e of readdirSync(d, { withFileTypes: true })) {
           const p = join(d, e.name);
@@ -438,7 +536,15 @@ describe('rotating secrets locally, into the running real gateway', () => {
       walk(join(dir, '.dev-stack'));
       if (existsSync(join(dir, '.wrangler'))) walk(join(dir, '.wrangler'));
       expect(logs.map(([n]) => n)).toEqual(
-        expect.arrayContaining(['.dev-stack/logs/agent.log', '.dev-stack/logs/gateway.log', '.dev-stack/logs/openclaw.jsonl', '.dev-stack/logs/issuer.log', '.dev-stack/logs/model-provider.log', '.dev-stack/logs/egress-hop.log', '.dev-stack/logs/proxy.log']),
+        expect.arrayContaining([
+          '.dev-stack/logs/agent.log',
+          '.dev-stack/logs/gateway.log',
+          '.dev-stack/logs/openclaw.jsonl',
+          '.dev-stack/logs/issuer.log',
+          '.dev-stack/logs/model-provider.log',
+          '.dev-stack/logs/egress-hop.log',
+          '.dev-stack/logs/proxy.log',
+        ]),
       );
       // Every process of the stack: npm, the stack script, and everything carrying its marker or the gateway's HOME.
       const stackPid = String(child!.pid);
@@ -448,7 +554,12 @@ describe('rotating secrets locally, into the running real gateway', () => {
       const scriptPid = Number(/=(\d+):/.exec(gatewayMarker)?.[1]);
       expect(scriptPid).toBeGreaterThan(0);
       const stack = all.filter(
-        (p) => String(p.pid) === stackPid || p.pid === scriptPid || p.cwd.startsWith(dir) || p.env.includes(`HOME=${home}`) || p.env.some((e) => e.startsWith(`${MARKER_ENV}=${scriptPid}:`)),
+        (p) =>
+          String(p.pid) === stackPid ||
+          p.pid === scriptPid ||
+          p.cwd.startsWith(dir) ||
+          p.env.includes(`HOME=${home}`) ||
+          p.env.some((e) => e.startsWith(`${MARKER_ENV}=${scriptPid}:`)),
       );
       expect(stack.map((p) => p.cmd).join('\n')).toMatch(/openclaw-gateway/);
       expect(stack.map((p) => p.cmd).join('\n')).toMatch(/refresh\.ts/);
@@ -494,7 +605,12 @@ describe('rotating secrets locally, into the running real gateway', () => {
       expect(failed?.code).toBe(1);
       expect(failed?.stderr).toMatch(/change hook failed: the gateway keeps the old values \(see /);
       expect(failed?.stderr).not.toMatch(/model provider/);
-      const report = JSON.parse(failed!.stdout!.trim().split('\n').pop()!) as { ok: boolean; flow: string; changed: string[]; events: { step: string }[] };
+      const report = JSON.parse(failed!.stdout!.trim().split('\n').pop()!) as {
+        ok: boolean;
+        flow: string;
+        changed: string[];
+        events: { step: string }[];
+      };
       expect(report).toMatchObject({ ok: false, flow: 'push', changed: ['MOLTBOT_GATEWAY_TOKEN'] });
       expect(failed?.stdout).toMatch(/^dev:rotate: push flow: /m);
       expect(report.events.map((e) => e.step)).toContain('agent refreshed');
@@ -533,7 +649,11 @@ describe('rotating secrets locally, into the running real gateway', () => {
       const freshLines = providerLines(dir).slice(from);
       expect(freshLines.length).toBeGreaterThan(0);
       expect(freshLines.map((l) => l.key)).toEqual(freshLines.map(() => keyFingerprint(providerKey)));
-      expect(providerLines(dir).filter((l) => !l.ok).map((l) => l.line)).toEqual([]);
+      expect(
+        providerLines(dir)
+          .filter((l) => !l.ok)
+          .map((l) => l.line),
+      ).toEqual([]);
 
       // Neither the new token (nor what the sandbox got from it) nor the wrong password in a log or the config.
       const gatewayToken = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { values: Record<string, string> }).values.GATEWAY_TOKEN!;

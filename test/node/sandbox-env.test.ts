@@ -28,7 +28,11 @@ it('no value of .dev.vars that is a secret, nor any delivered credential, is in 
     vars[e.name] = value;
   }
   expect(secrets.length).toBeGreaterThanOrEqual(3);
-  const [{ parseConfig }, { fixedValuesFor }, { gatewayProcessEnv }] = await Promise.all([load('src/config.ts'), load('src/issuer/credentials.ts'), load('src/sandbox/gateway.ts')]);
+  const [{ parseConfig }, { fixedValuesFor }, { gatewayProcessEnv }] = await Promise.all([
+    load('src/config.ts'),
+    load('src/issuer/credentials.ts'),
+    load('src/sandbox/gateway.ts'),
+  ]);
   const config = parseConfig!(vars) as { credentials: unknown; gateway: { sandboxId: string } };
   const delivered = { values: (await fixedValuesFor!(config.credentials, config.gateway.sandboxId)) as Record<string, string> };
   const envText = JSON.stringify(gatewayProcessEnv!(config));

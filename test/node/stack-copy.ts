@@ -3,7 +3,7 @@
  * to run in (so its .dev.vars, .dev-stack/ and .wrangler/state never touch the clone's), and the
  * live processes with their environment, to find what of a stack is still running.
  */
-import { exec, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, exec, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';

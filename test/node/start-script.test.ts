@@ -84,7 +84,10 @@ exit 7
   expect(rest).toContain(`gateway ca=${env.PLATFORM_CA}`);
   // The stand-in agent and proxy were stopped when the gateway exited: start.sh signals them as
   // it exits, so they may take a moment under load (they would otherwise sleep 30 s).
-  const running = () => execFileSync('bash', ['-c', `pgrep -f "[s]leep ${STANDIN_SLEEP_S}$" | wc -l`]).toString().trim();
+  const running = () =>
+    execFileSync('bash', ['-c', `pgrep -f "[s]leep ${STANDIN_SLEEP_S}$" | wc -l`])
+      .toString()
+      .trim();
   for (let i = 0; i < 30 && running() !== '0'; i++) await new Promise((r) => setTimeout(r, 100));
   expect(running()).toBe('0');
 });

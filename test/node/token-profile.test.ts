@@ -14,7 +14,19 @@ import { IssuerClient } from '../../cli/client.js';
 import { CliError, EXIT } from '../../cli/errors.js';
 import { inspectToken } from '../../cli/inspect.js';
 import { AssertionError, parseAssertion } from '../../src/issuer/assertion.js';
-import { ACCESS_TOKEN_TYP, ALGORITHMS, FORBIDDEN_HEADERS, gatewayAudience, MAX_TOKEN_BYTES, parseCompact, sandboxOfAudience, SENTINEL_AUD, SENTINEL_TYP, tokenTypeOf, TokenProfileError } from '../../src/token-profile.js';
+import {
+  ACCESS_TOKEN_TYP,
+  ALGORITHMS,
+  FORBIDDEN_HEADERS,
+  gatewayAudience,
+  MAX_TOKEN_BYTES,
+  parseCompact,
+  SENTINEL_AUD,
+  SENTINEL_TYP,
+  sandboxOfAudience,
+  TokenProfileError,
+  tokenTypeOf,
+} from '../../src/token-profile.js';
 import { VerifierError } from '../../src/verifier/errors.js';
 import { createVerifier } from '../../src/verifier/verify.js';
 import { ROOT } from './worker-process.js';
@@ -50,7 +62,15 @@ async function signed(h: string, p: string): Promise<string> {
 
 const now = () => Math.floor(Date.now() / 1000);
 const header = (extra: Record<string, unknown> = {}) => ({ alg: 'EdDSA', kid, typ: ACCESS_TOKEN_TYP, ...extra });
-const claims = (extra: Record<string, unknown> = {}) => ({ iss: ISSUER, sub: SANDBOX, aud: gatewayAudience(SANDBOX), iat: now(), exp: now() + 300, jti: crypto.randomUUID(), ...extra });
+const claims = (extra: Record<string, unknown> = {}) => ({
+  iss: ISSUER,
+  sub: SANDBOX,
+  aud: gatewayAudience(SANDBOX),
+  iat: now(),
+  exp: now() + 300,
+  jti: crypto.randomUUID(),
+  ...extra,
+});
 
 /** Sets an unused trailing bit of a base64url segment: the same bytes, a second spelling. */
 function nonCanonical(seg: string): string {
@@ -79,7 +99,13 @@ async function assertionCode(jwt: string): Promise<string> {
 }
 
 async function verifierCode(jwt: string): Promise<string> {
-  const v = createVerifier({ jwksUrl: `${ISSUER}/.well-known/jwks.json`, issuer: ISSUER, audience: gatewayAudience(SANDBOX), fetch: jwksFetch, tokenCache: { maxEntries: 0 } });
+  const v = createVerifier({
+    jwksUrl: `${ISSUER}/.well-known/jwks.json`,
+    issuer: ISSUER,
+    audience: gatewayAudience(SANDBOX),
+    fetch: jwksFetch,
+    tokenCache: { maxEntries: 0 },
+  });
   try {
     await v.verify(jwt);
     return 'accepted';
@@ -118,29 +144,108 @@ describe('the same malformed compacts, refused by every reader under its own cod
   /** name, the compact, then the codes of: the profile's parser, parseAssertion, the verifier, inspect. */
   type Case = [string, () => Promise<string>, string, string, string, string];
   const cases: Case[] = [
-    ['non-canonical base64url (an unused bit set in the claims set)', async () => signed(enc(JSON.stringify(header())), nonCanonical(claimsWithUnusedBits())), 'malformed', 'malformed_assertion', 'malformed_token', 'usage:malformed_token'],
-    ['base64 padding on the header', async () => signed(`${enc(JSON.stringify(header()))}==`, enc(JSON.stringify(claims()))), 'malformed', 'malformed_assertion', 'malformed_token', 'usage:malformed_token'],
-    ['a claims set that repeats a member name (sub twice)', async () => signed(enc(JSON.stringify(header())), enc(JSON.stringify(claims()).replace('{', '{"sub":"someone-else",'))), 'duplicate_member', 'duplicate_member', 'duplicate_member', 'usage:duplicate_member'],
-    ['a header that repeats a member name (alg twice)', async () => signed(enc(`{"alg":"none",${JSON.stringify(header()).slice(1)}`), enc(JSON.stringify(claims()))), 'duplicate_member', 'duplicate_member', 'duplicate_member', 'usage:duplicate_member'],
-    ['a header that is a JSON array', async () => signed(enc(JSON.stringify([header()])), enc(JSON.stringify(claims()))), 'malformed', 'malformed_assertion', 'malformed_token', 'usage:malformed_token'],
-    ['a byte-order mark before the header', async () => signed(enc(`\uFEFF${JSON.stringify(header())}`), enc(JSON.stringify(claims()))), 'malformed', 'malformed_assertion', 'malformed_token', 'usage:malformed_token'],
-    ['a 9 KiB token', async () => signed(enc(JSON.stringify(header())), enc(JSON.stringify(claims({ pad: 'p'.repeat(9 * 1024) })))), 'too_large', 'assertion_too_large', 'token_too_large', 'usage:token_too_large'],
-    ['an unsecured JWS (alg none, empty signature)', async () => `${enc(JSON.stringify(header({ alg: 'none' })))}.${enc(JSON.stringify(claims()))}.`, 'unsecured', 'unsupported_alg', 'malformed_token', 'usage:malformed_token'],
-    ['alg HS256', async () => signed(enc(JSON.stringify(header({ alg: 'HS256' }))), enc(JSON.stringify(claims()))), 'unsupported_alg', 'unsupported_alg', 'unsupported_alg', 'invalid:unsupported_alg'],
-    ['a jku header', async () => signed(enc(JSON.stringify(header({ jku: 'https://attacker.test/jwks.json' }))), enc(JSON.stringify(claims()))), 'forbidden_header', 'forbidden_header', 'forbidden_header', 'invalid:invalid_token'],
+    [
+      'non-canonical base64url (an unused bit set in the claims set)',
+      async () => signed(enc(JSON.stringify(header())), nonCanonical(claimsWithUnusedBits())),
+      'malformed',
+      'malformed_assertion',
+      'malformed_token',
+      'usage:malformed_token',
+    ],
+    [
+      'base64 padding on the header',
+      async () => signed(`${enc(JSON.stringify(header()))}==`, enc(JSON.stringify(claims()))),
+      'malformed',
+      'malformed_assertion',
+      'malformed_token',
+      'usage:malformed_token',
+    ],
+    [
+      'a claims set that repeats a member name (sub twice)',
+      async () => signed(enc(JSON.stringify(header())), enc(JSON.stringify(claims()).replace('{', '{"sub":"someone-else",'))),
+      'duplicate_member',
+      'duplicate_member',
+      'duplicate_member',
+      'usage:duplicate_member',
+    ],
+    [
+      'a header that repeats a member name (alg twice)',
+      async () => signed(enc(`{"alg":"none",${JSON.stringify(header()).slice(1)}`), enc(JSON.stringify(claims()))),
+      'duplicate_member',
+      'duplicate_member',
+      'duplicate_member',
+      'usage:duplicate_member',
+    ],
+    [
+      'a header that is a JSON array',
+      async () => signed(enc(JSON.stringify([header()])), enc(JSON.stringify(claims()))),
+      'malformed',
+      'malformed_assertion',
+      'malformed_token',
+      'usage:malformed_token',
+    ],
+    [
+      'a byte-order mark before the header',
+      async () => signed(enc(`\uFEFF${JSON.stringify(header())}`), enc(JSON.stringify(claims()))),
+      'malformed',
+      'malformed_assertion',
+      'malformed_token',
+      'usage:malformed_token',
+    ],
+    [
+      'a 9 KiB token',
+      async () => signed(enc(JSON.stringify(header())), enc(JSON.stringify(claims({ pad: 'p'.repeat(9 * 1024) })))),
+      'too_large',
+      'assertion_too_large',
+      'token_too_large',
+      'usage:token_too_large',
+    ],
+    [
+      'an unsecured JWS (alg none, empty signature)',
+      async () => `${enc(JSON.stringify(header({ alg: 'none' })))}.${enc(JSON.stringify(claims()))}.`,
+      'unsecured',
+      'unsupported_alg',
+      'malformed_token',
+      'usage:malformed_token',
+    ],
+    [
+      'alg HS256',
+      async () => signed(enc(JSON.stringify(header({ alg: 'HS256' }))), enc(JSON.stringify(claims()))),
+      'unsupported_alg',
+      'unsupported_alg',
+      'unsupported_alg',
+      'invalid:unsupported_alg',
+    ],
+    [
+      'a jku header',
+      async () => signed(enc(JSON.stringify(header({ jku: 'https://attacker.test/jwks.json' }))), enc(JSON.stringify(claims()))),
+      'forbidden_header',
+      'forbidden_header',
+      'forbidden_header',
+      'invalid:invalid_token',
+    ],
   ];
 
   it.each(cases)('%s', async (_name, make, profile, assertion, verifier, inspect) => {
     const jwt = await make();
     const before = jwksFetches;
-    expect({ profile: profileCode(jwt), assertion: await assertionCode(jwt), verifier: await verifierCode(jwt), inspect: await inspectCode(jwt) }).toEqual({ profile, assertion, verifier, inspect });
+    expect({
+      profile: profileCode(jwt),
+      assertion: await assertionCode(jwt),
+      verifier: await verifierCode(jwt),
+      inspect: await inspectCode(jwt),
+    }).toEqual({ profile, assertion, verifier, inspect });
     // Structural refusals come before any key is looked up: neither the verifier nor inspect asked for the JWKS.
     if (inspect.startsWith('usage:')) expect(jwksFetches).toBe(before);
   });
 
   it('the control: the same construction, well formed, is accepted by each reader', async () => {
     const token = await signed(enc(JSON.stringify(header())), claimsWithUnusedBits());
-    expect({ profile: profileCode(token), verifier: await verifierCode(token), inspect: await inspectCode(token) }).toEqual({ profile: 'accepted', verifier: 'accepted', inspect: 'accepted' });
+    expect({ profile: profileCode(token), verifier: await verifierCode(token), inspect: await inspectCode(token) }).toEqual({
+      profile: 'accepted',
+      verifier: 'accepted',
+      inspect: 'accepted',
+    });
     // A client assertion names the sandbox as its issuer and carries no typ.
     const assertion = await signed(enc(JSON.stringify({ alg: 'EdDSA', kid })), enc(JSON.stringify(claims({ iss: SANDBOX, aud: ISSUER }))));
     expect(await assertionCode(assertion)).toBe('accepted');
@@ -161,13 +266,28 @@ describe('the profile', () => {
       SENTINEL_AUD: 'egress',
     });
     expect(gatewayAudience('sb-1')).toBe('gateway:sb-1');
-    expect([sandboxOfAudience('gateway:sb-1'), sandboxOfAudience('gateway:'), sandboxOfAudience('gateway:Bad_Id'), sandboxOfAudience(['gateway:sb-1']), sandboxOfAudience('egress')]).toEqual(['sb-1', undefined, undefined, undefined, undefined]);
+    expect([
+      sandboxOfAudience('gateway:sb-1'),
+      sandboxOfAudience('gateway:'),
+      sandboxOfAudience('gateway:Bad_Id'),
+      sandboxOfAudience(['gateway:sb-1']),
+      sandboxOfAudience('egress'),
+    ]).toEqual(['sb-1', undefined, undefined, undefined, undefined]);
     // RFC 7515 §4.1.9: case-insensitive, application/ optional; nothing else is ours.
-    expect(['at+jwt', 'AT+JWT', 'application/at+jwt', 'egress+jwt', 'JWT', undefined, 7].map(tokenTypeOf)).toEqual(['at+jwt', 'at+jwt', 'at+jwt', 'egress+jwt', undefined, undefined, undefined]);
+    expect(['at+jwt', 'AT+JWT', 'application/at+jwt', 'egress+jwt', 'JWT', undefined, 7].map(tokenTypeOf)).toEqual([
+      'at+jwt',
+      'at+jwt',
+      'at+jwt',
+      'egress+jwt',
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 
   it('imports nothing from Node or the Workers runtime (the proxy, the CLI and the Worker all load it)', () => {
-    const imports = (file: string) => [...readFileSync(`${ROOT}${file}`, 'utf8').matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]);
+    const imports = (file: string) =>
+      [...readFileSync(`${ROOT}${file}`, 'utf8').matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]);
     expect(imports('src/token-profile.ts')).toEqual(['./admin-api.js']);
     expect(imports('src/admin-api.ts')).toEqual([]);
   });

@@ -3,7 +3,7 @@
  * for tests that need it from outside (restarts, the agent, the CLI). Stops it with SIGINT to
  * the wrangler process itself (through npx, workerd would be left running).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,12 +66,32 @@ export interface WorkerProcess {
   stop: () => Promise<void>;
 }
 
-export async function startWorker(opts: { persistTo: string; vars?: Record<string, string>; port?: number; timeoutMs?: number }): Promise<WorkerProcess> {
+export async function startWorker(opts: {
+  persistTo: string;
+  vars?: Record<string, string>;
+  port?: number;
+  timeoutMs?: number;
+}): Promise<WorkerProcess> {
   const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   // An inspector port of its own: left alone, wrangler dev takes 9229 if it looks free, and two
   // started at once (test files run side by side) both take it; the second dies.
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(await freePort()), '--persist-to', opts.persistTo, '--show-interactive-dev-session=false', '--env-file', EMPTY_ENV_FILE, '--var', `ISSUER:${url}`];
+  const args = [
+    'dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--inspector-port',
+    String(await freePort()),
+    '--persist-to',
+    opts.persistTo,
+    '--show-interactive-dev-session=false',
+    '--env-file',
+    EMPTY_ENV_FILE,
+    '--var',
+    `ISSUER:${url}`,
+  ];
   const vars = { ADMIN_TOKEN: TEST_ADMIN_TOKEN, MOLTBOT_GATEWAY_TOKEN: TEST_GATEWAY_TOKEN, ...opts.vars };
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   const child = spawn(`${ROOT}node_modules/.bin/wrangler`, args, {
