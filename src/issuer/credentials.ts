@@ -195,8 +195,9 @@ export async function secretsFingerprint(entries: readonly CredentialEntry[]): P
 /**
  * The values one sandbox receives that do not change from token to token: plain and derived
  * entries. Egress entries are not here: each token carries fresh sentinels (sentinel.ts).
+ * @public test/node/sandbox-env.test.ts imports it by path (Workers-typed module), out of knip's sight.
  */
-async function fixedValuesFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<Record<string, string>> {
+export async function fixedValuesFor(entries: readonly CredentialEntry[], sandboxId: string): Promise<Record<string, string>> {
   const values: Record<string, string> = {};
   for (const e of entries) {
     if (e.egress) continue;
