@@ -12,6 +12,8 @@
  * way, but its `typ` (egress+jwt) and `aud` (egress) are not an access token's. It is reported
  * as what it is: usable only through the Sandbox outbound handler, never as a token.
  */
+
+import { JWKS_PATH } from '../src/admin-api.js';
 import {
   ACCESS_TOKEN_TYP,
   ALGORITHMS,
@@ -201,7 +203,7 @@ function describeFailure(
 /** Decodes `input` and verifies it against the issuer's JWKS. A malformed token is a usage error. */
 export async function inspectToken(input: string, client: IssuerClient, now: number): Promise<Inspection> {
   const { token, header, payload } = parseToken(input);
-  const jwks = await client.public<Jwks>('/.well-known/jwks.json');
+  const jwks = await client.public<Jwks>(JWKS_PATH);
   if (!Array.isArray(jwks.keys)) throw usageError(`the JWKS at ${client.origin}/.well-known/jwks.json has no "keys" array`);
   const kid = typeof header.kid === 'string' ? header.kid : undefined;
   const kidInJwks = kid !== undefined && jwks.keys.some((k) => k.kid === kid);
@@ -252,7 +254,7 @@ function verifierFor(kind: TokenKind, payload: Record<string, unknown>, client: 
   const audience = sentinel ? SENTINEL_AUD : sandboxOfAudience(payload.aud) !== undefined ? (payload.aud as string) : gatewayAudience('');
   const body = JSON.stringify(jwks);
   return createVerifierFor(sentinel ? SENTINEL_TYP : ACCESS_TOKEN_TYP, {
-    jwksUrl: `${client.origin}/.well-known/jwks.json`,
+    jwksUrl: `${client.origin}${JWKS_PATH}`,
     issuer: client.origin,
     audience,
     clockSkew: CLOCK_TOLERANCE_SECONDS,

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
-import { NODE_BUNDLE } from './bundle-options.mjs';
+import { NODE_BUNDLE, REQUIRE_BANNER } from './bundle-options.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { outdir: { type: 'string' } } });
@@ -18,8 +18,7 @@ await build({
   entryPoints: entries.map((n) => `${root}container/${n}.ts`),
   outdir,
   ...NODE_BUNDLE,
-  // undici (the proxy's upstream client) is CommonJS and require()s Node built-ins: give the ESM
-  // bundle a real require, or esbuild's shim throws "Dynamic require ... is not supported".
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  // undici (the proxy's upstream client) is CommonJS and require()s Node built-ins.
+  banner: REQUIRE_BANNER,
 });
 for (const n of entries) console.log(`${values.outdir ? outdir : 'dist/container'}/${n}.mjs`);

@@ -50,6 +50,7 @@ import {
   type LocalStackPorts,
   localStackPorts,
 } from '../src/admin-api.js';
+import { NODE_BUNDLE, REQUIRE_BANNER } from './bundle-options.mjs';
 import { ensureDevVars, readDevVars } from './local-stack/dev-vars.js';
 import { type EgressHop, startEgressHop } from './local-stack/egress-hop.js';
 import { StackError } from './local-stack/errors.js';
@@ -702,19 +703,7 @@ async function nudgeAgent(agentUrl: string): Promise<string> {
 
 /** The change hook, bundled as the container image has it (scripts/build-container.mjs's options). */
 async function bundleHook(outdir: string): Promise<string> {
-  await build({
-    entryPoints: [`${ROOT}container/openclaw-reload.ts`],
-    outdir,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outExtension: { '.js': '.mjs' },
-    legalComments: 'none',
-    logLevel: 'warning',
-    // undici is CommonJS and require()s Node built-ins: give the ESM bundle a real require.
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  });
+  await build({ entryPoints: [`${ROOT}container/openclaw-reload.ts`], outdir, ...NODE_BUNDLE, banner: REQUIRE_BANNER });
   return `${outdir}/openclaw-reload.mjs`;
 }
 

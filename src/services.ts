@@ -9,7 +9,7 @@
  */
 import type { AuthorityServices, Services } from './app-env.js';
 import { type Config, type Env, loadConfig } from './config.js';
-import { createJwksCache } from './issuer/jwks-cache.js';
+import { createPublishedKeysCache } from './issuer/jwks-cache.js';
 import { KEY_AUTHORITY_NAME, type KeyAuthority } from './issuer/key-authority.js';
 import { createSandboxRegistry } from './issuer/registry.js';
 import { unwrap } from './issuer/result.js';
@@ -37,7 +37,7 @@ export function authorityServices(env: Env): AuthorityServices {
   return {
     keyAuthority,
     sandboxAuthority: (id) => sandboxes.get(sandboxes.idFromName(id)),
-    jwks: createJwksCache(() => unwrap(keyAuthority().published())),
+    jwks: createPublishedKeysCache(() => unwrap(keyAuthority().published())),
     registry: createSandboxRegistry((id) => keyAuthority().isSandbox(id)),
   };
 }

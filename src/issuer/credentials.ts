@@ -15,7 +15,7 @@
  */
 import { base64url, CompactEncrypt, importJWK } from 'jose';
 import { z } from 'zod';
-import type { CredentialDelivery } from '../admin-api.js';
+import { type CredentialDelivery, credentialsVersionFromDigest, credentialsVersionInput } from '../admin-api.js';
 import { ConfigError, IssuerError } from './errors.js';
 
 /** Delivered names and secret names: environment-variable style, so they can be exported as such. */
@@ -167,15 +167,10 @@ export async function deriveValue(master: string, name: string, sandboxId: strin
 /**
  * The version: a short hash over the delivered names and values, so any change of any delivered
  * value changes it, and nothing else does. 96 bits of SHA-256; it identifies, it does not protect.
+ * The formula is the contract's (credentialsVersionInput), which the agent hashes the same way.
  */
 export async function credentialsVersion(values: Record<string, string>): Promise<string> {
-  const canonical = JSON.stringify(
-    Object.keys(values)
-      .sort()
-      .map((k) => [k, values[k]]),
-  );
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(`credentials-version:v1:${canonical}`)));
-  return base64url.encode(digest.subarray(0, 12));
+  return credentialsVersionFromDigest(new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(credentialsVersionInput(values)))));
 }
 
 /**

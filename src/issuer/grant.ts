@@ -5,6 +5,8 @@
  * The token path makes at most one Durable Object round trip: SandboxAuthority.authorize checks
  * the assertion and records the issuance; the signing key comes from the isolate's cache.
  */
+
+import type { TokenResponse } from '../admin-api.js';
 import type { Config } from '../config.js';
 import { AssertionError, type AssertionRule, parseAssertion, peekIssuer } from './assertion.js';
 import { cachedFixedValuesFor, checkAgentKey, credentialSet, encryptCredentials, type X25519PublicJwk } from './credentials.js';
@@ -16,13 +18,6 @@ export interface TokenRequest {
   assertion: string;
   clientId?: string;
   encJwk?: X25519PublicJwk;
-}
-
-export interface TokenResponse {
-  access_token: string;
-  token_type: 'Bearer';
-  expires_in: number;
-  credentials_version?: string;
 }
 
 export interface GrantDeps {

@@ -29,7 +29,7 @@ async function etagOf(body: string): Promise<string> {
   return `"${hex}"`;
 }
 
-export function createJwksCache(fetchKeys: () => Promise<PublishedKeys>, now: () => number = Date.now): JwksCache {
+export function createPublishedKeysCache(fetchKeys: () => Promise<PublishedKeys>, now: () => number = Date.now): JwksCache {
   return createIsolateCache(async () => {
     const published = await fetchKeys();
     const body = JSON.stringify({ keys: published.keys });

@@ -19,7 +19,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { AuditListing, SandboxStatus } from '../admin-api.js';
+import { type AuditListing, type SandboxStatus, TOKEN_PATH } from '../admin-api.js';
 import { type Config, type Env, loadConfig } from '../config.js';
 import { AssertionError, type AssertionRule, checkClaims, checkKid, parseAssertion, verifySignature } from './assertion.js';
 import { appendAudit, countRefusal, ensureAuditTable, ensureRefusalTable, readAudit, readRefusals } from './audit.js';
@@ -112,7 +112,7 @@ export class SandboxAuthority extends DurableObject<Env> {
         this.record = undefined;
       }
       appendAudit(this.ctx.storage.sql, now, { sandbox: sandboxId, event: 'revoke', outcome: 'ok', kid: rec.kid, actor });
-      return this.statusOf(sandboxId);
+      return this.statusReport(sandboxId);
     });
   }
 
@@ -135,7 +135,7 @@ export class SandboxAuthority extends DurableObject<Env> {
         await verifySignature(a, await this.bootstrapKey(rec));
         authenticated = true;
         const { jti, rememberUntil } = checkClaims(a, now, {
-          audiences: [cfg.issuer, `${cfg.issuer}/oauth/token`],
+          audiences: [cfg.issuer, `${cfg.issuer}${TOKEN_PATH}`],
           clockSkewSeconds: cfg.timing.clockSkew,
         });
         // Check-and-insert in one synchronous statement: no other event runs in between.
@@ -189,7 +189,7 @@ export class SandboxAuthority extends DurableObject<Env> {
   }
 
   async status(sandboxId: string): Promise<SandboxStatus> {
-    return this.statusOf(sandboxId);
+    return this.statusReport(sandboxId);
   }
 
   /** Authenticated events and refusal counts, each newest first, each at most `limit`. */
@@ -238,7 +238,7 @@ export class SandboxAuthority extends DurableObject<Env> {
     this.tablesReady = true;
   }
 
-  private statusOf(sandboxId: string): SandboxStatus {
+  private statusReport(sandboxId: string): SandboxStatus {
     const rec = this.sandbox();
     // The last issuance is the newest token_issued audit event: no extra write per token.
     const last = rec

@@ -8,14 +8,14 @@
  * where the user is without believing any header a client wrote.
  */
 import { Hono } from 'hono';
-import type { BootstrapFile } from '../admin-api.js';
+import { type BootstrapFile, CONTAINER_PORTS } from '../admin-api.js';
 import { verifyAccess } from '../admin-auth.js';
 import type { AppEnv } from '../app-env.js';
 import type { Config } from '../config.js';
 import { CLIENT_IP_HEADER, clientIpOf, isLoopbackIssuer } from '../issuer/client-ip.js';
 import { IssuerError } from '../issuer/errors.js';
 import { log } from '../log.js';
-import { ensureGateway, PORTS, type SandboxApi } from '../sandbox/gateway.js';
+import { ensureGateway, type SandboxApi } from '../sandbox/gateway.js';
 import { issueBootstrapFile } from './sandbox-ops.js';
 
 /** Paths the issuer owns: never forwarded, even when no issuer route matched. */
@@ -135,9 +135,9 @@ export const gateway = new Hono<AppEnv>().all('*', async (c) => {
     }
     await ensureRunning(c.env, sandbox!, config, () => issueBootstrapFile(services, config.gateway.sandboxId, 'worker'));
     // Into the container, to the verifying proxy; it forwards to the gateway on loopback.
-    const req = gatewayRequest(c.req.raw, `http://localhost:${PORTS.proxy}`, token);
+    const req = gatewayRequest(c.req.raw, `http://localhost:${CONTAINER_PORTS.proxy}`, token);
     const upgrade = (c.req.header('Upgrade') ?? '').toLowerCase() === 'websocket';
-    return await (upgrade ? sandbox!.wsConnect(req, PORTS.proxy) : sandbox!.containerFetch(req, PORTS.proxy));
+    return await (upgrade ? sandbox!.wsConnect(req, CONTAINER_PORTS.proxy) : sandbox!.containerFetch(req, CONTAINER_PORTS.proxy));
   } catch (e) {
     if (e instanceof IssuerError) throw e;
     throw new IssuerError('bad_gateway', 'the gateway did not answer');

@@ -3,7 +3,7 @@
  * clear refusal where the Worker has no Sandbox binding).
  */
 
-import type { BootstrapFile } from '../admin-api.js';
+import { type BootstrapFile, TOKEN_PATH } from '../admin-api.js';
 import type { Services } from '../app-env.js';
 import { IssuerError } from '../issuer/errors.js';
 import { unwrap } from '../issuer/result.js';
@@ -19,7 +19,7 @@ export async function issueBootstrapFile(s: Services, id: string, actor: string)
   return {
     client_id: id,
     issuer: s.config.issuer,
-    token_endpoint: `${s.config.issuer}/oauth/token`,
+    token_endpoint: `${s.config.issuer}${TOKEN_PATH}`,
     key: privateJwk as Record<string, unknown>,
   };
 }

@@ -2,6 +2,7 @@
  * GET /.well-known/jwks.json and the two discovery documents (docs/architecture.md, "JWKS and discovery").
  */
 import { Hono } from 'hono';
+import { JWKS_PATH, TOKEN_PATH } from '../admin-api.js';
 import type { AppEnv } from '../app-env.js';
 import { ALGORITHMS, SIGNING_ALG } from '../token-profile.js';
 
@@ -27,8 +28,8 @@ export function etagMatches(ifNoneMatch: string | undefined, etag: string): bool
 function discovery(issuer: string) {
   return {
     issuer,
-    jwks_uri: `${issuer}/.well-known/jwks.json`,
-    token_endpoint: `${issuer}/oauth/token`,
+    jwks_uri: `${issuer}${JWKS_PATH}`,
+    token_endpoint: `${issuer}${TOKEN_PATH}`,
     grant_types_supported: ['client_credentials'],
     token_endpoint_auth_methods_supported: ['private_key_jwt'],
     token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],

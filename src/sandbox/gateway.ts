@@ -8,7 +8,7 @@
  * so it is tested with a typed fake; the SDK object satisfies it structurally.
  */
 
-import { type BootstrapFile, CONTAINER_PORTS } from '../admin-api.js';
+import { type BootstrapFile, CONTAINER_PORTS, JWKS_PATH } from '../admin-api.js';
 import type { Config } from '../config.js';
 import { IssuerError } from '../issuer/errors.js';
 
@@ -33,9 +33,6 @@ export const CONTAINER = {
   issuerUrl: 'http://issuer.internal',
 } as const;
 
-/** The contract's CONTAINER_PORTS, under the name src/routes/gateway.ts and the sandbox tests import. */
-export const PORTS = CONTAINER_PORTS;
-
 /** The environment of start.sh: ids, URLs, paths and ports; never a secret. */
 export function gatewayProcessEnv(config: Config): Record<string, string> {
   return {
@@ -51,7 +48,7 @@ export function gatewayProcessEnv(config: Config): Record<string, string> {
     PROXY_PORT: String(CONTAINER_PORTS.proxy),
     PROXY_HOST: '0.0.0.0',
     GATEWAY_PORT: String(CONTAINER_PORTS.gateway),
-    JWKS_URL: `${config.issuer}/.well-known/jwks.json`,
+    JWKS_URL: `${config.issuer}${JWKS_PATH}`,
     EXPECTED_ISSUER: config.issuer,
     EXPECTED_AUDIENCE: `gateway:${config.gateway.sandboxId}`,
     UPSTREAM_URL: `http://127.0.0.1:${CONTAINER_PORTS.gateway}`,

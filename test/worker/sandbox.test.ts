@@ -5,10 +5,11 @@
 import { createExecutionContext, env } from 'cloudflare:test';
 import { decodeJwt, type JWK } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { CONTAINER_PORTS } from '../../src/admin-api.js';
 import { createApp } from '../../src/app.js';
 import { type Env, loadConfig } from '../../src/config.js';
 import { deriveValue } from '../../src/issuer/credentials.js';
-import { CONTAINER, gatewayProcessEnv, PORTS, type SandboxApi } from '../../src/sandbox/gateway.js';
+import { CONTAINER, gatewayProcessEnv, type SandboxApi } from '../../src/sandbox/gateway.js';
 import { adminHeaders, BASE, freshStorage } from './helpers.js';
 import { assertion, type BootstrapFile, type ErrorBody, requestToken } from './token-helpers.js';
 
@@ -124,7 +125,7 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     const fake = new FakeSandbox();
     const res = await admin(withSandbox(fake), '/api/admin/sandboxes/main/refresh');
     expect(res.status).toBe(200);
-    expect(fake.calls).toContainEqual({ op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent });
+    expect(fake.calls).toContainEqual({ op: 'containerFetch', arg: 'POST /refresh', port: CONTAINER_PORTS.agent });
   });
 
   it('without a Sandbox binding, restart and refresh say so (503)', async () => {
@@ -189,10 +190,10 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     expect(ws.status).toBe(200);
     expect(fake.calls.filter((c) => c.op === 'startProcess')).toHaveLength(1); // once, not per request
     expect(fake.calls.filter((c) => c.op === 'containerFetch').map((c) => [c.arg, c.port])).toEqual([
-      ['GET /a', PORTS.proxy],
-      ['GET /b', PORTS.proxy],
+      ['GET /a', CONTAINER_PORTS.proxy],
+      ['GET /b', CONTAINER_PORTS.proxy],
     ]);
-    expect(fake.calls.filter((c) => c.op === 'wsConnect').map((c) => [c.arg, c.port])).toEqual([['/ws', PORTS.proxy]]);
+    expect(fake.calls.filter((c) => c.op === 'wsConnect').map((c) => [c.arg, c.port])).toEqual([['/ws', CONTAINER_PORTS.proxy]]);
     for (const r of fake.requests) {
       expect(r.url).not.toContain('token=');
       expect(r.headers.get('Authorization')).toMatch(/^Bearer ey/);
@@ -253,10 +254,10 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     await app.fetch(new Request(`${BASE}/a//b`, { headers: { Host: 'evil.example' } }), e, createExecutionContext());
     await app.fetch(new Request(`${BASE}/ws//x`, { headers: { Host: 'evil.example', Upgrade: 'websocket' } }), e, createExecutionContext());
     expect(fake.requests.map((r) => new URL(r.url).href)).toEqual([
-      `http://localhost:${PORTS.proxy}/a//b`,
-      `http://localhost:${PORTS.proxy}/ws//x`,
+      `http://localhost:${CONTAINER_PORTS.proxy}/a//b`,
+      `http://localhost:${CONTAINER_PORTS.proxy}/ws//x`,
     ]);
-    for (const r of fake.requests) expect([null, `localhost:${PORTS.proxy}`]).toContain(r.headers.get('Host'));
+    for (const r of fake.requests) expect([null, `localhost:${CONTAINER_PORTS.proxy}`]).toContain(r.headers.get('Host'));
   });
 
   it('a secret change pushes once per sandbox through the container', async () => {
@@ -272,7 +273,7 @@ describe('gateway in the sandbox (fake Sandbox SDK)', () => {
     );
     await waitOnExecutionContext(ctx);
     expect(fake.calls.filter((c) => c.op === 'containerFetch')).toEqual([
-      { op: 'containerFetch', arg: 'POST /refresh', port: PORTS.agent },
+      { op: 'containerFetch', arg: 'POST /refresh', port: CONTAINER_PORTS.agent },
     ]);
   });
 

@@ -1,6 +1,6 @@
 import { runInDurableObject, SELF } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createJwksCache, JWKS_ISOLATE_CACHE_MS } from '../../src/issuer/jwks-cache.js';
+import { createPublishedKeysCache, JWKS_ISOLATE_CACHE_MS } from '../../src/issuer/jwks-cache.js';
 import type { KeyAuthority, PublishedKeys } from '../../src/issuer/key-authority.js';
 import { etagMatches } from '../../src/routes/well-known.js';
 import { BASE, call, freshStorage, keyAuthority } from './helpers.js';
@@ -67,7 +67,7 @@ describe('JWKS isolate cache', () => {
   it('shares one fetch among concurrent misses and expires after the bound', async () => {
     let now = 1_000_000;
     let calls = 0;
-    const cache = createJwksCache(
+    const cache = createPublishedKeysCache(
       async () => {
         calls++;
         return published(`k${calls}`);
@@ -87,7 +87,7 @@ describe('JWKS isolate cache', () => {
   it('never keeps an entry past a scheduled change, and drops it on invalidate', async () => {
     let now = 0;
     let calls = 0;
-    const cache = createJwksCache(
+    const cache = createPublishedKeysCache(
       async () => published(`k${++calls}`, now + 100),
       () => now,
     );
