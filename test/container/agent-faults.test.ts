@@ -149,6 +149,9 @@ describe('agent write failures', () => {
 
     rmSync(join(dir, 'token'), { recursive: true });
     await waitFor(async () => (await health(agent.url)) === 200, 5_000, 'recovery once token is a file again');
+    // The token is served before the refresh's state.json write ends: that write's temp file may
+    // exist for a moment. None may be left behind.
+    await waitFor(async () => temps(dir).length === 0, 5_000, 'no temp file left once the writes settle');
     expect(temps(dir)).toEqual([]);
   }, 30_000);
 });
