@@ -177,6 +177,8 @@ describe('agent against the real issuer', () => {
 
     await startIssuer();
     await waitFor(async () => (await health(agent.url)) === 200, 15_000, 'recovery once the issuer is back');
+    // The new token is served as soon as it is on disk; the count resets once state.json is written too.
+    await waitFor(async () => (await metric(agent.url, 'credential_agent_consecutive_failures')) === 0, 5_000, 'the failure count reset');
     expect(await metric(agent.url, 'credential_agent_consecutive_failures')).toBe(0);
     await agent.stop();
   }, 90_000);
