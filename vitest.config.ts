@@ -8,6 +8,8 @@ import { TEST_ADMIN_TOKEN, TEST_GATEWAY_TOKEN, TEST_KEK } from './test/secrets.j
 // DEV_USER and GATEWAY_UPSTREAM set): the tests run against wrangler.toml's own vars instead.
 const tomlVars = unstable_readConfig({ config: './wrangler.toml' }).vars as Record<string, string>;
 
+/** The benches' smoke runs: each builds bundles and starts workerd at full speed (see the bench project). */
+const BENCH_SMOKE = ['test/node/bench-smoke.test.ts'];
 /** Test files that start the whole local stack with the real gateway (see the real-gateway project). */
 const REAL_GATEWAY_STACKS = [
   'test/node/openclaw-chain.test.ts',
@@ -46,7 +48,7 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/container/**/*.test.ts', 'test/node/**/*.test.ts'],
-          exclude: REAL_GATEWAY_STACKS,
+          exclude: [...REAL_GATEWAY_STACKS, ...BENCH_SMOKE],
           environment: 'node',
           testTimeout: 30_000,
         },
@@ -63,6 +65,11 @@ export default defineConfig({
           maxWorkers: 2,
           sequence: { groupOrder: 1 },
         },
+      },
+      {
+        // The benches' smoke runs load both cores by design: they run last and alone, so they slow
+        // no timing-sensitive file (a crash test and an outage test failed beside them under load).
+        test: { name: 'bench', include: BENCH_SMOKE, environment: 'node', testTimeout: 30_000, maxWorkers: 1, sequence: { groupOrder: 2 } },
       },
     ],
   },
