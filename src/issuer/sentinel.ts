@@ -14,9 +14,6 @@ import { SignJWT } from 'jose';
 import { parseCompact, SENTINEL_AUD, SENTINEL_TYP, SIGNING_ALG, TokenProfileError, tokenTypeOf } from '../token-profile.js';
 import type { ActiveSigningKey } from './tokens.js';
 
-// The token profile's (src/token-profile.ts), where the outbound handler has always read them.
-export { SENTINEL_TYP } from '../token-profile.js';
-
 /** A sentinel is ~600 bytes; anything far larger in the bound header is not one of ours. */
 const SENTINEL_MAX_BYTES = 4 * 1024;
 

@@ -15,8 +15,9 @@
 import type { Config } from '../config.js';
 import { type CredentialEntry, EGRESS_HEADERS, type EgressHeader, egressEntriesFor } from '../issuer/credentials.js';
 import type { EgressState } from '../issuer/sandbox-authority.js';
-import { checkSentinel, looksLikeJws, SENTINEL_TYP, SentinelRefusal, type SentinelRule } from '../issuer/sentinel.js';
+import { checkSentinel, looksLikeJws, SentinelRefusal, type SentinelRule } from '../issuer/sentinel.js';
 import { log } from '../log.js';
+import { parseJsonSegment, SENTINEL_TYP, tokenTypeOf } from '../token-profile.js';
 
 export interface EgressDeps {
   config: Config;
@@ -55,12 +56,10 @@ function presented(request: Request, header: EgressHeader): string | undefined {
   return value !== undefined && looksLikeJws(value) ? value : undefined;
 }
 
-/** One segment of a JWS-shaped value as JSON, unverified; undefined when it is not. */
+/** One segment of a JWS-shaped value as JSON (the token profile's strict reading), unverified; undefined when it is not. */
 function peekSegment(token: string, index: number): Record<string, unknown> | undefined {
   try {
-    const seg = token.split('.')[index]!;
-    const json = JSON.parse(atob(seg.replace(/-/g, '+').replace(/_/g, '/'))) as unknown;
-    return json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : undefined;
+    return parseJsonSegment(token.split('.')[index] ?? '', 'segment');
   } catch {
     return undefined;
   }
@@ -82,7 +81,7 @@ function candidates(request: Request, bound: readonly EgressHeader[]): { header:
   for (const header of EGRESS_HEADERS) {
     const sentinel = presented(request, header);
     if (sentinel === undefined) continue;
-    if (bound.includes(header) || peekSegment(sentinel, 0)?.typ === SENTINEL_TYP) out.push({ header, sentinel });
+    if (bound.includes(header) || tokenTypeOf(peekSegment(sentinel, 0)?.typ) === SENTINEL_TYP) out.push({ header, sentinel });
   }
   return out;
 }

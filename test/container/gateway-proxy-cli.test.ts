@@ -16,6 +16,7 @@ import {
   ISSUER,
   type JwksServer,
   makeKey,
+  proxyFlags,
   startJwksServer,
   startUpstream,
   type TestKey,
@@ -46,20 +47,7 @@ afterAll(async () => {
 });
 
 function flags(port: number): string[] {
-  return [
-    '--jwks',
-    jwks.url,
-    '--issuer',
-    ISSUER,
-    '--audience',
-    AUDIENCE,
-    '--upstream',
-    upstream.url,
-    '--credentials',
-    join(dir, 'credentials.json'),
-    '--port',
-    String(port),
-  ];
+  return proxyFlags({ jwksUrl: jwks.url, upstreamUrl: upstream.url, dir, port });
 }
 
 describe('flags', () => {

@@ -17,6 +17,24 @@ import type { VerifierOptions } from '../../src/verifier/verify.js';
 
 export const ISSUER = 'https://issuer.test';
 export const AUDIENCE = 'gateway:sbx-1';
+
+/** The proxy CLI's flags for the fixtures' issuer and audience (container/gateway-proxy.ts, as start.sh passes them). */
+export function proxyFlags(o: { jwksUrl: string; upstreamUrl: string; dir: string; port: number }): string[] {
+  return [
+    '--jwks',
+    o.jwksUrl,
+    '--issuer',
+    ISSUER,
+    '--audience',
+    AUDIENCE,
+    '--upstream',
+    o.upstreamUrl,
+    '--credentials',
+    join(o.dir, 'credentials.json'),
+    '--port',
+    String(o.port),
+  ];
+}
 /** The client address the fixture's tokens carry by default (claim client_ip; TEST-NET-2, RFC 5737). */
 export const CLIENT_IP = '198.51.100.23';
 

@@ -15,10 +15,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { HEADERS_TIMEOUT_MS, MAX_HEADER_BYTES } from '../../container/lib/proxy/server.js';
 import { freePort, ROOT } from '../node/worker-process.js';
 import {
-  AUDIENCE,
-  ISSUER,
   type JwksServer,
   makeKey,
+  proxyFlags,
   startJwksServer,
   startUpstream,
   type TestKey,
@@ -76,20 +75,7 @@ beforeAll(async () => {
   writeCredentials(dir, { GATEWAY_TOKEN: 'gw-memory-value' }, 'v1');
   port = await freePort();
   const args = ['--import', `${ROOT}scripts/register-ts.mjs`, `${ROOT}container/gateway-proxy.ts`];
-  const flags = [
-    '--jwks',
-    jwks.url,
-    '--issuer',
-    ISSUER,
-    '--audience',
-    AUDIENCE,
-    '--upstream',
-    upstream.url,
-    '--credentials',
-    join(dir, 'credentials.json'),
-    '--port',
-    String(port),
-  ];
+  const flags = proxyFlags({ jwksUrl: jwks.url, upstreamUrl: upstream.url, dir, port });
   child = spawn(process.execPath, [...args, ...flags], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '' },
