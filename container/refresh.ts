@@ -22,6 +22,11 @@ import { nodePost } from './agent/http-client.js';
 import { createLogger } from './agent/log.js';
 import { Refresher } from './agent/refresher.js';
 import { startServer } from './agent/server.js';
+import { startupTiming } from './agent/timing.js';
+
+// First: the moment the agent's code is loaded and running (AGENT_TIMING=1; timing.ts).
+const timing = startupTiming(process.env);
+timing.mark('loaded');
 
 function die(code: number, message: string): never {
   process.stderr.write(`refresh: ${message}\n`);
@@ -44,11 +49,13 @@ async function main(cfg: AgentConfig): Promise<void> {
   let keys: Awaited<ReturnType<typeof prepareKeys>>;
   try {
     file = parseBootstrapFile(text, cfg.bootstrapKeyFile);
+    timing.mark('bootstrap_read');
     keys = await prepareKeys(file);
   } catch (e) {
     if (e instanceof AgentError) die(2, `error: ${e.message}`);
     throw e;
   }
+  timing.mark('keys_ready');
   try {
     await prepareDir(cfg.dir);
   } catch (e) {
@@ -61,17 +68,27 @@ async function main(cfg: AgentConfig): Promise<void> {
       now: Date.now,
       random: Math.random,
       sleep,
-      post: nodePost,
+      post: timing.around(nodePost, 'request_sent', 'answer_read'),
       log,
       store: {
-        writeToken: (t) => writeAtomic(cfg.dir, TOKEN_FILE, `${t}\n`),
-        writeCredentials: (c) => writeAtomic(cfg.dir, CREDENTIALS_FILE, `${JSON.stringify(c, null, 2)}\n`),
-        writeState: (s) => writeAtomic(cfg.dir, STATE_FILE, `${JSON.stringify(s, null, 2)}\n`),
+        // The first call of any of them starts the writes (credentials first, when there are any).
+        writeToken: timing.around((t) => writeAtomic(cfg.dir, TOKEN_FILE, `${t}\n`), 'writes_started', 'token_written'),
+        writeCredentials: timing.around(
+          (c) => writeAtomic(cfg.dir, CREDENTIALS_FILE, `${JSON.stringify(c, null, 2)}\n`),
+          'writes_started',
+          'credentials_written',
+        ),
+        writeState: timing.around(
+          (s) => writeAtomic(cfg.dir, STATE_FILE, `${JSON.stringify(s, null, 2)}\n`),
+          'writes_started',
+          'state_written',
+        ),
       },
       hook: cfg.onChange ? () => runHook(cfg.onChange!, credentialsPath, cfg.hookTimeoutMs) : undefined,
     },
   );
   r.restore(await readBack(cfg.dir));
+  timing.mark('dir_ready');
 
   if (cfg.once) {
     let out = await r.refresh('once');
@@ -82,6 +99,8 @@ async function main(cfg: AgentConfig): Promise<void> {
     if (!out.ok) die(1, `error: ${out.error.message}`);
     await r.hookSettled();
     if (r.metrics.hooks.error > 0) die(3, 'error: the change hook failed (see the log line above)');
+    timing.mark('done');
+    timing.report(log);
     process.exit(0);
   }
 

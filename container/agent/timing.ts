@@ -1,0 +1,82 @@
+/**
+ * Opt-in startup timing of a `--once` run (start.sh's first step): AGENT_TIMING=1 in the
+ * environment, not a flag, so that it reaches the agent through start.sh unchanged. Where the time
+ * to the first credential goes, for bench/first-credential.mjs.
+ *
+ * Each mark is performance.now() when it first happens (ms since this process started, i.e. since
+ * performance.timeOrigin); later ones are ignored, so the marks are the first credential's. They
+ * are logged as one `startup_timing` line just before the process exits: numbers only, never a
+ * token, a key or a credential value. Unset, every call is a no-op and `around` returns its
+ * function unchanged.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Fields, Logger } from './log.js';
+
+/** In the order a `--once` run reaches them. */
+const MARKS = [
+  /** The agent's code is loaded and evaluated: its first statement runs. */
+  'loaded',
+  'bootstrap_read',
+  /** The bootstrap key imported and the X25519 key made (prepareKeys). */
+  'keys_ready',
+  /** The output directory prepared and what a previous run left read back. */
+  'dir_ready',
+  /** The token request handed to the HTTP client (the assertion is signed by then)... */
+  'request_sent',
+  /** ...and its whole answer read. */
+  'answer_read',
+  /** The answer checked and the credentials decrypted: the first file write begins. */
+  'writes_started',
+  'credentials_written',
+  'token_written',
+  'state_written',
+  /** The change hook settled; process.exit follows. */
+  'done',
+] as const;
+export type TimingMark = (typeof MARKS)[number];
+
+export interface StartupTiming {
+  mark(name: TimingMark): void;
+  /** `fn`, marking `before` when it is called and `after` when it resolves. */
+  around<A extends unknown[], R>(
+    fn: (...args: A) => Promise<R>,
+    before: TimingMark | undefined,
+    after: TimingMark,
+  ): (...args: A) => Promise<R>;
+  /** The `startup_timing` line: each mark in ms since process start, and that start as epoch ms. */
+  report(log: Logger): void;
+}
+
+const OFF: StartupTiming = { mark: () => undefined, around: (fn) => fn, report: () => undefined };
+
+/** Marks to a tenth of a millisecond: finer is noise for a process start. */
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+export function startupTiming(env: NodeJS.ProcessEnv): StartupTiming {
+  if (env.AGENT_TIMING !== '1') return OFF;
+  const at = new Map<TimingMark, number>();
+  const mark = (name: TimingMark) => {
+    if (!at.has(name)) at.set(name, performance.now());
+  };
+  return {
+    mark,
+    around:
+      (fn, before, after) =>
+      async (...args) => {
+        if (before) mark(before);
+        const r = await fn(...args);
+        mark(after);
+        return r;
+      },
+    report: (log) => {
+      const fields: Fields = {
+        // The epoch (ms) the marks count from; another process's clock lines up with it.
+        time_origin: round(performance.timeOrigin),
+        // Node's own start, before it loads the agent's code (the same in any `node` start).
+        node_ready: round(performance.nodeTiming.bootstrapComplete),
+      };
+      for (const name of MARKS) fields[name] = at.has(name) ? round(at.get(name)!) : undefined;
+      log('info', 'startup_timing', fields);
+    },
+  };
+}

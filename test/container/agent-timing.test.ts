@@ -1,0 +1,90 @@
+/**
+ * AGENT_TIMING=1 (container/agent/timing.ts), the built agent's --once against the loopback
+ * issuer: one `startup_timing` line of marks in the order a run reaches them, numbers only (no
+ * token, no credential value in the output); without it, no such line.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type LoopbackIssuer, startLoopbackIssuer } from './agent-issuer.js';
+import { agentBundle, buildContainer, removeBundle } from './agent-process.js';
+
+const root = mkdtempSync(join(tmpdir(), 'agent-timing-'));
+let issuer: LoopbackIssuer;
+
+beforeAll(async () => {
+  buildContainer();
+  issuer = await startLoopbackIssuer({ ttlS: 30 });
+}, 60_000);
+
+afterAll(async () => {
+  await issuer?.close();
+  rmSync(root, { recursive: true, force: true });
+  removeBundle();
+});
+
+/** One --once run in a fresh directory; its stdout's JSON lines. */
+async function once(
+  id: string,
+  env: Record<string, string>,
+): Promise<{ code: number; lines: Record<string, unknown>[]; out: string; dir: string }> {
+  const boot = join(root, `${id}.bootstrap.json`);
+  writeFileSync(boot, await issuer.bootstrapFile(id), { mode: 0o600 });
+  const dir = join(root, id);
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir],
+      { timeout: 20_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } },
+      (err, stdout) => {
+        const lines = stdout
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, lines, out: stdout, dir });
+      },
+    );
+  });
+}
+
+const MARKS = [
+  'node_ready',
+  'loaded',
+  'bootstrap_read',
+  'keys_ready',
+  'dir_ready',
+  'request_sent',
+  'answer_read',
+  'writes_started',
+  'credentials_written',
+  'token_written',
+  'state_written',
+  'done',
+];
+
+it('AGENT_TIMING=1: one startup_timing line, its marks in order and numbers only; none without it', async () => {
+  const before = Date.now();
+  const timed = await once('timed', { AGENT_TIMING: '1' });
+  expect(timed.code).toBe(0);
+  const lines = timed.lines.filter((l) => l.event === 'startup_timing');
+  expect(lines).toHaveLength(1);
+  const { time, level, event, time_origin, ...marks } = lines[0]!;
+  expect(Object.keys(marks).sort()).toEqual([...MARKS].sort());
+  const at = MARKS.map((m) => marks[m]);
+  for (const v of at) expect(typeof v).toBe('number');
+  expect(at).toEqual([...(at as number[])].sort((x, y) => x - y));
+  // The process's start as epoch ms, on the clock of the process that started it.
+  expect(time_origin as number).toBeGreaterThanOrEqual(before - 1_000);
+  expect(time_origin as number).toBeLessThanOrEqual(Date.now());
+  // Nothing of the token or the credentials in the output.
+  const token = readFileSync(join(timed.dir, 'token'), 'utf8').trim();
+  const creds = JSON.parse(readFileSync(join(timed.dir, 'credentials.json'), 'utf8')) as { values: Record<string, string> };
+  for (const secret of [token, token.split('.')[2]!, ...Object.values(creds.values)]) expect(timed.out).not.toContain(secret);
+
+  const plain = await once('plain', {});
+  expect(plain.code).toBe(0);
+  expect(plain.lines.map((l) => l.event)).toContain('token_refreshed');
+  expect(plain.lines.filter((l) => l.event === 'startup_timing')).toEqual([]);
+}, 60_000);
