@@ -5,7 +5,8 @@
 //   A. verifications/s in this process: first-seen tokens (signature checked) beside raw node:crypto
 //      Ed25519 verify on the same tokens, and repeated tokens (verified-token cache hits).
 //   B. requests/s with autocannon: through the proxy (esbuild bundle, as shipped) beside straight to
-//      the upstream, for a no-op upstream and for one that spends CPU on each request like an app.
+//      the upstream and beside nginx (Debian's, one worker, keep-alive upstream, the same core), for
+//      a no-op upstream and for ones that spend CPU on each request like an app.
 import { generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { NODE_BUNDLE, REQUIRE_BANNER } from '../scripts/bundle-options.mjs';
+import { ensureNginx, findNginx, nginxVersion, nginxWorkers, startNginx } from './lib/nginx.mjs';
 import { installSignalHandlers, onCpu, PINNED, spawnTracked, stop, stopAll } from './lib/processes.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 
@@ -28,10 +30,13 @@ const USAGE = `usage: npm run bench:verify -- [options]
   --connections N   autocannon connections (32)
   --work-us L       upstream CPU per request, microseconds, comma-separated profiles (0,250,1000)
   --skip-proxy      part A only
+  --skip-nginx      part B without nginx (else nginx is installed with apt-get if missing)
   --out FILE        also write the figures as JSON
+  --cpu-prof DIR    run the proxy under node --cpu-prof, profiles (.cpuprofile) into DIR
   --smoke           smallest run, to check that the bench starts (also BENCH_SMOKE=1): 1,000 tokens,
                     one run, 1 s of load without warm-up, no-op upstream only, 4 connections, unpinned,
-                    no quiet-machine check; figures to a temporary folder unless --out. See bench/README.md`;
+                    no quiet-machine check, nginx only if installed (never apt-get); figures to a
+                    temporary folder unless --out. See bench/README.md`;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = (...m) => console.error('[bench]', ...m);
@@ -60,7 +65,9 @@ const { values: given } = parseArgs({
   options: {
     ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' }])),
     'skip-proxy': { type: 'boolean', default: false },
+    'skip-nginx': { type: 'boolean', default: false },
     out: { type: 'string' },
+    'cpu-prof': { type: 'string' },
     smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -95,9 +102,15 @@ if (opts.work.some((w) => !Number.isInteger(w) || w < 0)) {
 
 const ISSUER = 'https://issuer.bench';
 const AUDIENCE = 'gateway:bench';
+/** What the upstream is told in Authorization, by our proxy (from credentials.json) and by nginx. */
+const GATEWAY_TOKEN = 'bench-gateway-token';
+/** Node flags of the proxy process: a CPU profile written when it stops, if asked for. */
+const PROXY_NODE_FLAGS = a['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(a['cpu-prof'])] : [];
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const ratio = (x, y) => Math.round((x / y) * 100) / 100;
+/** The issue's goal for upstreams that do work per request: the proxy costs at most a tenth. */
+const DIRECT_GOAL = 0.9;
 
 // ---------------------------------------------------------------- tokens and keys
 
@@ -343,6 +356,18 @@ async function measure(url, token, serverPids) {
   return r;
 }
 
+/** Why nginx is not in part B's figures, when it is not. */
+let nginxSkipped = null;
+/** The nginx binary for part B, or null (with the reason printed) when nginx is left out. */
+function nginxForRun() {
+  if (a['skip-nginx']) nginxSkipped = 'skipped (--skip-nginx)';
+  // Smoke mode runs wherever the tests run and must not change the machine: no apt-get.
+  else if (SMOKE && !findNginx()) nginxSkipped = 'not installed, skipped in smoke mode (a full run installs it)';
+  else return SMOKE ? findNginx() : ensureNginx(log);
+  log(`nginx: ${nginxSkipped}`);
+  return null;
+}
+
 async function partB(tmp) {
   const proxyBundle = path.join(tmp, 'gateway-proxy.mjs');
   // The options of `npm run build:container` (the shared ones, and the require banner undici needs).
@@ -354,11 +379,10 @@ async function partB(tmp) {
   });
   const upstreamFile = path.join(tmp, 'upstream.mjs');
   await writeFile(upstreamFile, UPSTREAM_SOURCE);
-  await writeFile(
-    path.join(tmp, 'credentials.json'),
-    JSON.stringify({ version: 'bench', values: { GATEWAY_TOKEN: 'bench-gateway-token' } }),
-    { mode: 0o600 },
-  );
+  await writeFile(path.join(tmp, 'credentials.json'), JSON.stringify({ version: 'bench', values: { GATEWAY_TOKEN } }), { mode: 0o600 });
+  const nginxBin = nginxForRun();
+  const nginxInfo = nginxBin ? nginxVersion(nginxBin) : null;
+  if (nginxBin) log(`nginx: ${nginxBin} (${nginxInfo ?? 'version unknown'})`);
 
   // The JWKS is served from here: fetched once by the proxy, idle during the load.
   const jwksServer = createServer((_req, res) => {
@@ -374,13 +398,15 @@ async function partB(tmp) {
     for (const workUs of opts.work) {
       const upPort = await freePort();
       const proxyPort = await freePort();
-      // Gateway and proxy share CPU 0, as they share the container's CPU; autocannon has CPU 1.
+      // Gateway, proxy and nginx share CPU 0, as gateway and proxy share the container's CPU;
+      // autocannon has CPU 1.
       const upstream = spawnTracked(...onCpu(0, process.execPath, [upstreamFile, String(upPort), String(workUs)]), {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       await waitForLine(upstream, /ready/, 'upstream');
       const proxy = spawnTracked(
         ...onCpu(0, process.execPath, [
+          ...PROXY_NODE_FLAGS,
           proxyBundle,
           '--jwks',
           jwksUrl,
@@ -397,18 +423,43 @@ async function partB(tmp) {
         ]),
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
-      await waitForLine(proxy, /"proxy_listening"/, 'proxy');
+      let nginx = null;
       try {
-        // One real request first: it must be accepted, and the JWKS fetched.
-        const check = await fetch(`http://127.0.0.1:${proxyPort}/`, { headers: { authorization: `Bearer ${token}` } });
-        if (check.status !== 200) throw new Error(`proxy answered ${check.status} to the bench token`);
-        await check.arrayBuffer();
+        await waitForLine(proxy, /"proxy_listening"/, 'proxy');
+        const nginxPort = nginxBin ? await freePort() : null;
+        if (nginxBin) {
+          nginx = await startNginx({
+            bin: nginxBin,
+            dir: path.join(tmp, `nginx-${workUs}`),
+            port: nginxPort,
+            upstreamPort: upPort,
+            gatewayToken: GATEWAY_TOKEN,
+            spawn: (cmd, args, options) => spawnTracked(...onCpu(0, cmd, args), options),
+          });
+        }
+        // One real request first through each: it must be accepted (and the proxy's JWKS fetched).
+        for (const [name, port] of [
+          ['proxy', proxyPort],
+          ['nginx', nginxPort],
+        ]) {
+          if (port === null) continue;
+          const check = await fetch(`http://127.0.0.1:${port}/`, { headers: { authorization: `Bearer ${token}` } });
+          if (check.status !== 200) throw new Error(`${name} answered ${check.status} to the bench token`);
+          await check.arrayBuffer();
+        }
+        const pids = [upstream.pid, proxy.pid, ...(nginx ? [nginx.pid, ...nginxWorkers(nginx.pid)] : [])];
         log(`part B, upstream work ${workUs} µs: direct`);
-        const direct = await measure(`http://127.0.0.1:${upPort}/api/status`, token, [upstream.pid, proxy.pid]);
+        const direct = await measure(`http://127.0.0.1:${upPort}/api/status`, token, pids);
+        let viaNginx = null;
+        if (nginx) {
+          log(`part B, upstream work ${workUs} µs: through nginx`);
+          viaNginx = await measure(`http://127.0.0.1:${nginxPort}/api/status`, token, pids);
+        }
         log(`part B, upstream work ${workUs} µs: through the proxy`);
-        const proxied = await measure(`http://127.0.0.1:${proxyPort}/api/status`, token, [upstream.pid, proxy.pid]);
-        results.push({ workUs, direct, proxied });
+        const proxied = await measure(`http://127.0.0.1:${proxyPort}/api/status`, token, pids);
+        results.push({ workUs, direct, nginx: viaNginx, proxied });
       } finally {
+        if (nginx) await stop(nginx);
         await stop(proxy);
         await stop(upstream);
       }
@@ -416,7 +467,7 @@ async function partB(tmp) {
   } finally {
     await new Promise((r) => jwksServer.close(r));
   }
-  return results;
+  return { nginx: nginxBin ? { bin: nginxBin, version: nginxInfo } : null, results };
 }
 
 // ---------------------------------------------------------------- report
@@ -454,23 +505,42 @@ function report(A, B) {
     lines.push('');
     lines.push(
       `B. requests/s with autocannon, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s; ` +
-        `${PINNED ? 'upstream and proxy on CPU 0, autocannon on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`,
+        `${PINNED ? 'upstream, nginx and proxy on CPU 0, autocannon on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}; one bearer token (cache hits, as the Worker reuses a user's token)`,
     );
-    for (const { workUs, direct, proxied } of B) {
-      const r = ratio(proxied.rps, direct.rps);
+    lines.push(
+      B.nginx
+        ? `  nginx: ${B.nginx.version ?? B.nginx.bin}, one worker, keep-alive upstream, no access log`
+        : `  nginx: not measured: ${nginxSkipped}`,
+    );
+    for (const { workUs, direct, nginx, proxied } of B.results) {
       const label = workUs === 0 ? 'no-op upstream' : `upstream spending ${workUs} µs CPU per request`;
       lines.push(`  ${label}:`);
       for (const [name, m] of [
         ['direct to upstream', direct],
+        ['through nginx', nginx],
         ['through the proxy', proxied],
       ]) {
+        if (!m) continue;
         const bad = m.non2xx + m.errors;
         lines.push(
-          `    ${name.padEnd(20)} ${fmt(m.rps).padStart(8)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${bad ? `  FAILED: ${m.non2xx} non-2xx, ${m.errors} errors` : ''}` +
+          `    ${name.padEnd(20)} ${fmt(m.rps).padStart(8)} req/s  p50 ${String(m.p50).padStart(3)} ms  p99 ${String(m.p99).padStart(3)} ms` +
+            `  x${ratio(m.rps, direct.rps).toFixed(2)} direct${nginx ? `  x${ratio(m.rps, nginx.rps).toFixed(2)} nginx` : ''}` +
+            `${bad ? `  FAILED: ${m.non2xx} non-2xx, ${m.errors} errors` : ''}` +
             `${m.othersOnCore0 != null && m.othersOnCore0 > 5 ? `  (other processes used ${m.othersOnCore0}% of CPU 0)` : ''}`,
         );
       }
-      lines.push(`    proxy / direct: x${r} (goal >= 0.7: ${goal(r >= 0.7)})`);
+      const r = ratio(proxied.rps, direct.rps);
+      if (workUs === 0) {
+        const vsNginx = nginx
+          ? `; proxy / nginx: x${ratio(proxied.rps, nginx.rps)} req/s, p99 ${proxied.p99} vs ${nginx.p99} ms ` +
+            `(goal: req/s >= nginx and p99 <= nginx: ${goal(proxied.rps >= nginx.rps && proxied.p99 <= nginx.p99)})`
+          : '; proxy / nginx: not measured';
+        lines.push(`    proxy / direct: x${r}${vsNginx}`);
+      } else {
+        lines.push(
+          `    proxy / direct: x${r} (goal >= ${DIRECT_GOAL}: ${goal(r >= DIRECT_GOAL)})${nginx ? `; proxy / nginx: x${ratio(proxied.rps, nginx.rps)}` : ''}`,
+        );
+      }
     }
   }
   return lines.join('\n');
@@ -488,11 +558,13 @@ function problems(A, B) {
   for (const k of ['rawSync', 'rawAsync', 'oursOne', 'oursMany', 'repeated']) {
     if (!(Number.isFinite(A[k]) && A[k] > 0)) out.push(`part A: no figure for ${k}`);
   }
-  for (const { workUs, direct, proxied } of B ?? []) {
+  for (const { workUs, direct, nginx, proxied } of B?.results ?? []) {
     for (const [name, m] of [
       ['direct', direct],
+      ['nginx', nginx],
       ['proxy', proxied],
     ]) {
+      if (!m) continue;
       if (!(m.total > 0 && m.rps > 0)) out.push(`part B, work ${workUs} µs, ${name}: no request answered`);
       if (m.non2xx + m.errors) out.push(`part B, work ${workUs} µs, ${name}: ${m.non2xx} non-2xx, ${m.errors} errors`);
     }
@@ -511,7 +583,7 @@ try {
   if (out) {
     await writeFile(
       out,
-      `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, proxy: B, problems: failed }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, nginx: B?.nginx ?? (nginxSkipped ? { skipped: nginxSkipped } : null), proxy: B?.results ?? null, problems: failed }, null, 2)}\n`,
     );
     console.log(`\nfigures: ${out}`);
   }
