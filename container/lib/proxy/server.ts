@@ -265,6 +265,93 @@ function json(status: number, body: unknown, extra: Record<string, string> = {})
   return { status, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...extra }, body: JSON.stringify(body) };
 }
 
+function send(res: ServerResponse, r: Answer): void {
+  res.writeHead(r.status, { ...r.headers, 'Content-Length': String(Buffer.byteLength(r.body)) });
+  res.end(r.body);
+}
+
+/** The client went away before the answer was complete: the upstream request is aborted with it. */
+const CLIENT_CLOSED = 'client closed';
+
+/**
+ * One forwarded request's upstream answer, streamed to the client with backpressure. It speaks
+ * the handler interface undici's HTTP/1.1 client itself calls (onConnect, onHeaders with the raw
+ * header list, onData, onComplete, onError). A handler of undici's newer interface (onRequestStart,
+ * onResponseStart...) gets an adapter and a controller object per request, and the response head
+ * parsed into an object that the proxy would only turn back into a list: under load that was a
+ * few per cent of the proxy's CPU (bench/README.md, "Verifier and proxy"). One instance per
+ * request, its methods on the prototype: no closures per request but the client-close one.
+ */
+class Forwarding implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | undefined;
+  private done = false;
+  /** Chunks of a small response with a known length, sent with its head in one write. */
+  private small: Buffer[] | undefined;
+  /** undici's, to read on after the client drained what it was sent. */
+  private resume: (() => void) | undefined;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly log: Logger,
+  ) {
+    res.on('close', () => {
+      if (!this.done) this.abort?.(new Error(CLIENT_CLOSED));
+    });
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx (103 Early Hints, a stray 100): informational, and Node's ServerResponse has one head
+    // per response; the final answer follows on the same request.
+    if (statusCode < 200) return true;
+    const out: string[] = [];
+    let length = -1;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      // latin1: byte for byte, as undici's own header parsing and Node's header writing do.
+      const name = rawHeaders[i]!.toString('latin1');
+      const lower = name.toLowerCase();
+      if (DROP_RESPONSE.has(lower)) continue;
+      const value = rawHeaders[i + 1]!.toString('latin1');
+      // Two Content-Length fields: no known length, streamed as it comes.
+      if (lower === 'content-length') length = length === -1 ? Number(value) : Number.NaN;
+      out.push(name, value);
+    }
+    this.res.writeHead(statusCode, statusText || http.STATUS_CODES[statusCode] || '', out);
+    if (length > 0 && length <= COALESCE_MAX_BYTES) this.small = [];
+    this.resume = resume;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.small) {
+      this.small.push(chunk);
+      return true;
+    }
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.resume!);
+    return false;
+  }
+
+  onComplete(): void {
+    this.done = true;
+    const small = this.small;
+    if (small === undefined || small.length === 0) this.res.end();
+    else this.res.end(small.length === 1 ? small[0] : Buffer.concat(small));
+  }
+
+  onError(err: Error): void {
+    this.done = true;
+    const code = (err as NodeJS.ErrnoException).code ?? err.name;
+    if (code !== 'UND_ERR_ABORTED') this.log('warn', 'upstream_error', { code, method: this.req.method });
+    if (!this.res.headersSent) send(this.res, json(502, { error: 'bad_gateway', error_description: 'upstream unreachable' }));
+    else this.res.destroy();
+  }
+}
+
 export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
   const { verifier, credentials, log } = o;
   const upstreamOrigin = o.upstream.origin;
@@ -288,23 +375,39 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     else log('warn', 'upstream_credential_unavailable', { name: o.upstreamTokenName, reason: c.reason });
   }
 
-  async function authorize(req: IncomingMessage): Promise<Auth> {
-    let claims: VerifiedClaims;
-    try {
-      claims = await verifier.verify(bearerToken(rawValues(req.rawHeaders, 'authorization')));
-      if (!HEADER_VALUE.test(claims.sub)) throw new VerifierError('invalid_claim', 'sub cannot be carried in a header');
-      // A signed client_ip that is no IP literal is an issuer fault, not a client to guess at: the
-      // token is refused (the same RFC 6750 answer as any bad claim), never forwarded without it.
-      if (claims.client_ip !== undefined && ipLiteral(claims.client_ip) === undefined)
-        throw new VerifierError('invalid_claim', 'client_ip is not an IP literal');
-    } catch (e) {
-      if (!(e instanceof VerifierError)) throw e;
-      log('info', 'request_rejected', { code: e.code, method: req.method, upgrade: req.headers.upgrade !== undefined });
-      return { ok: false, ...rejection(e) };
-    }
+  /** A refused token: the RFC 6750 answer (or 503 without keys), logged with its code, never the token. */
+  function refused(req: IncomingMessage, e: unknown): Auth {
+    if (!(e instanceof VerifierError)) throw e;
+    log('info', 'request_rejected', { code: e.code, method: req.method, upgrade: req.headers.upgrade !== undefined });
+    return { ok: false, ...rejection(e) };
+  }
+
+  /**
+   * The proxy's own rules on a verified token, the same for every request that carries it: once
+   * per claims object (the verifier hands out one frozen object per cached token), not per request.
+   * Weak: an entry goes when the verifier's cache lets go of the claims.
+   */
+  const admissions = new WeakMap<VerifiedClaims, VerifierError | 'scope' | 'ok'>();
+  function admission(claims: VerifiedClaims): VerifierError | 'scope' | 'ok' {
+    let a = admissions.get(claims);
+    if (a !== undefined) return a;
+    if (!HEADER_VALUE.test(claims.sub)) a = new VerifierError('invalid_claim', 'sub cannot be carried in a header');
+    // A signed client_ip that is no IP literal is an issuer fault, not a client to guess at: the
+    // token is refused (the same RFC 6750 answer as any bad claim), never forwarded without it.
+    else if (claims.client_ip !== undefined && ipLiteral(claims.client_ip) === undefined)
+      a = new VerifierError('invalid_claim', 'client_ip is not an IP literal');
     // After verify, not in it: the verifier (src/verifier) checks what every token must have; which
     // kind of token this gateway admits is the proxy's rule. Same RFC 6750 answer as a bad token.
-    if (!scopeAdmitted(claims.scope)) {
+    else if (!scopeAdmitted(claims.scope)) a = 'scope';
+    else a = 'ok';
+    admissions.set(claims, a);
+    return a;
+  }
+
+  function admit(req: IncomingMessage, claims: VerifiedClaims): Auth {
+    const a = admission(claims);
+    if (a instanceof VerifierError) return refused(req, a);
+    if (a === 'scope') {
       log('info', 'request_rejected', { code: SCOPE_REFUSED, method: req.method, upgrade: req.headers.upgrade !== undefined });
       return {
         ok: false,
@@ -322,10 +425,33 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     return { ok: true, claims, credential: c.value };
   }
 
+  /**
+   * The token's verdict. Without a promise when the verifier has the token cached under a fresh
+   * JWKS (every request of a user after the first): the request is then forwarded in the same
+   * turn as it was parsed, with no microtask hops in between. Otherwise verify() decides.
+   */
+  function authorize(req: IncomingMessage): Auth | Promise<Auth> {
+    let token: string;
+    try {
+      token = bearerToken(rawValues(req.rawHeaders, 'authorization'));
+    } catch (e) {
+      return refused(req, e);
+    }
+    const hit = verifier.peek(token);
+    if (hit !== undefined) return admit(req, hit);
+    return verifier.verify(token).then(
+      (claims) => admit(req, claims),
+      (e: unknown) => refused(req, e),
+    );
+  }
+
   /** X-Forwarded-Proto and -Host: one value each for the proxy's life (see ProxyOptions.publicOrigin). */
   const forwardedProto = o.publicOrigin.protocol.slice(0, -1);
   const forwardedHost = o.publicOrigin.host;
   let unattributed = false;
+
+  /** forwardedHeaders per claims object, built on its first forwarded request (as admissions). */
+  const forwarded = new WeakMap<VerifiedClaims, readonly string[]>();
 
   /**
    * The identity headers the gateway trusts (docs/architecture.md, "Proxy headers to the gateway"), from verified facts only: never the TCP
@@ -335,7 +461,9 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
    * gets no X-Forwarded-For at all: the gateway decides, and OpenClaw in trusted-proxy mode
    * refuses it as unattributable rather than be told an address nobody saw.
    */
-  function forwardedHeaders(req: IncomingMessage, claims: VerifiedClaims): string[] {
+  function forwardedHeaders(req: IncomingMessage, claims: VerifiedClaims): readonly string[] {
+    const known = forwarded.get(claims);
+    if (known !== undefined) return known;
     const out: string[] = [];
     const clientIp = ipLiteral(claims.client_ip);
     if (clientIp !== undefined) out.push('x-forwarded-for', clientIp);
@@ -345,9 +473,9 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       log('warn', 'client_ip_missing', { method: req.method, upgrade: req.headers.upgrade !== undefined });
     }
     out.push('x-forwarded-proto', forwardedProto, 'x-forwarded-host', forwardedHost, 'x-forwarded-user', claims.sub);
+    forwarded.set(claims, out);
     return out;
   }
-
   /**
    * The upstream request's headers: incoming ones less hop-by-hop and client identity/address
    * fields (under any spelling), plus ours. `websocket` adds the upgrade fields, with the one
@@ -364,13 +492,9 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       out.push(name, raw[i + 1]!);
     }
     if (websocket) out.push('connection', 'Upgrade', 'upgrade', 'websocket', 'host', upstreamHost);
-    out.push('authorization', `Bearer ${auth.credential}`, ...forwardedHeaders(req, auth.claims));
+    out.push('authorization', `Bearer ${auth.credential}`);
+    for (const v of forwardedHeaders(req, auth.claims)) out.push(v);
     return out;
-  }
-
-  function send(res: ServerResponse, r: Answer): void {
-    res.writeHead(r.status, { ...r.headers, 'Content-Length': String(Buffer.byteLength(r.body)) });
-    res.end(r.body);
   }
 
   function health(req: IncomingMessage, res: ServerResponse): void {
@@ -410,64 +534,23 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
     const hasBody =
       req.headers['transfer-encoding'] !== undefined ||
       (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    let controller: Dispatcher.DispatchController | undefined;
-    let done = false;
-    /** Chunks of a small response with a known length, sent with its head in one write. */
-    let small: Buffer[] | undefined;
-    res.on('close', () => {
-      if (!done) controller?.abort(new Error('client closed'));
-    });
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-      },
-      onResponseStart(_c, statusCode, headers, statusMessage) {
-        const out: string[] = [];
-        for (const name in headers) {
-          if (DROP_RESPONSE.has(name)) continue;
-          const v = headers[name];
-          if (Array.isArray(v)) for (const one of v) out.push(name, one);
-          else if (v !== undefined) out.push(name, v);
-        }
-        res.writeHead(statusCode, statusMessage || http.STATUS_CODES[statusCode] || '', out);
-        const length = Number(headers['content-length']);
-        if (length > 0 && length <= COALESCE_MAX_BYTES) small = [];
-      },
-      onResponseData(c, chunk) {
-        if (small) {
-          small.push(chunk);
-          return;
-        }
-        if (!res.write(chunk)) {
-          c.pause();
-          res.once('drain', () => c.resume());
-        }
-      },
-      onResponseEnd() {
-        done = true;
-        if (small) res.end(small.length === 1 ? small[0] : Buffer.concat(small));
-        else res.end();
-      },
-      onResponseError(_c, err) {
-        done = true;
-        const code = (err as NodeJS.ErrnoException).code ?? err.name;
-        if (code !== 'UND_ERR_ABORTED') log('warn', 'upstream_error', { code, method: req.method });
-        if (!res.headersSent) send(res, json(502, { error: 'bad_gateway', error_description: 'upstream unreachable' }));
-        else res.destroy();
-      },
-    };
+    const handler = new Forwarding(req, res, log);
     try {
       pool.dispatch(
         { path, method: req.method as Dispatcher.HttpMethod, headers: upstreamHeaders(req, auth, false), body: hasBody ? req : null },
         handler,
       );
     } catch (e) {
-      handler.onResponseError!(controller as Dispatcher.DispatchController, e as Error);
+      handler.onError(e as Error);
     }
   }
 
-  async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.url === '/healthz' || req.url?.startsWith('/healthz?')) return health(req, res);
+  /** Requests, without a promise when authorize() needs none (see there). */
+  function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
+    if (req.url === '/healthz' || req.url?.startsWith('/healthz?')) {
+      health(req, res);
+      return;
+    }
     // Node hands an Upgrade without `Connection: upgrade` to this handler. It is no WebSocket
     // handshake (that needs both), so it is refused like any other, never forwarded without it.
     if (req.headers.upgrade !== undefined) {
@@ -477,15 +560,29 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
         answer: json(400, { error: 'invalid_websocket_handshake', error_description: 'Connection: upgrade is required' }),
       };
       log('info', 'upgrade_refused', { reason: refusal.reason, method: req.method });
-      return send(res, refusal.answer);
+      send(res, refusal.answer);
+      return;
     }
-    const auth = await authorize(req);
+    const auth = authorize(req);
+    if (auth instanceof Promise) return auth.then((a) => answer(req, res, a));
+    return answer(req, res, auth);
+  }
+
+  function answer(req: IncomingMessage, res: ServerResponse, auth: Auth): undefined {
     if (!auth.ok) {
       // The body is never read: close the connection rather than drain an unauthenticated upload.
       if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
-      return send(res, auth);
+      send(res, auth);
+      return;
     }
     forward(req, res, auth);
+  }
+
+  /** A fault of the proxy's own (never a refusal): 500, or the connection ends if the head is out. */
+  function fault(res: ServerResponse, e: Error): void {
+    log('error', 'proxy_fault', { error: e.name });
+    if (!res.headersSent) send(res, json(500, { error: 'internal_error' }));
+    else res.destroy();
   }
 
   function writeRaw(socket: Duplex, r: Answer): void {
@@ -568,11 +665,11 @@ export function createProxyServer(o: ProxyOptions): GatewayProxyServer {
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
     },
     (req, res) => {
-      onRequest(req, res).catch((e: Error) => {
-        log('error', 'proxy_fault', { error: e.name });
-        if (!res.headersSent) send(res, json(500, { error: 'internal_error' }));
-        else res.destroy();
-      });
+      try {
+        onRequest(req, res)?.catch((e: Error) => fault(res, e));
+      } catch (e) {
+        fault(res, e as Error);
+      }
     },
   );
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
