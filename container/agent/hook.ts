@@ -3,8 +3,6 @@
  * set, bounded by a timeout. Its output goes to the agent's own stdout/stderr (the operator's
  * command decides what it prints); the agent logs only whether it succeeded.
  */
-import { spawn } from 'node:child_process';
-
 /** Long enough to rewrite a config file and signal a process; short enough to notice a hang. */
 export const HOOK_TIMEOUT_MS = 30_000;
 /** After SIGTERM, how long a hook gets before SIGKILL. */
@@ -16,7 +14,10 @@ export interface HookResult {
   detail: string;
 }
 
-export function runHook(command: string, credentialsFile: string, timeoutMs = HOOK_TIMEOUT_MS): Promise<HookResult> {
+export async function runHook(command: string, credentialsFile: string, timeoutMs = HOOK_TIMEOUT_MS): Promise<HookResult> {
+  // Loaded when a hook first runs: node:child_process brings dgram, net's pipes and some 15 of
+  // Node's internal modules, which an agent without a hook would load at every start for nothing.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', command], {
       env: { ...process.env, CREDENTIALS_FILE: credentialsFile },

@@ -5,7 +5,6 @@
  * idle agent (measured: 39 MB -> 51 MB on Node 20), and the agent must stay small (bench/README.md).
  */
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 
 interface PostInit {
   method: 'POST';
@@ -28,10 +27,13 @@ export type Post = (url: string, init: PostInit) => Promise<SimpleResponse>;
 /** Answers larger than this are not token responses (a token is at most 8 KiB). */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
-export const nodePost: Post = (url, init) =>
-  new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+export const nodePost: Post = async (url, init) => {
+  const u = new URL(url);
+  // node:https (and tls with it) only for an https: issuer: in the container the agent calls
+  // http://issuer.internal (the Worker's outbound handler), and loading them would cost every
+  // start a few ms and some 20 of Node's internal modules (bench/first-credential.mjs).
+  const send = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+  return new Promise((resolve, reject) => {
     const body = Buffer.from(init.body);
     const req = send(
       u,
@@ -64,3 +66,4 @@ export const nodePost: Post = (url, init) =>
     req.on('error', (e) => reject(Object.assign(new TypeError('request failed'), { cause: e })));
     req.end(body);
   });
+};

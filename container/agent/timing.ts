@@ -3,13 +3,16 @@
  * environment, not a flag, so that it reaches the agent through start.sh unchanged. Where the time
  * to the first credential goes, for bench/first-credential.mjs.
  *
- * Each mark is performance.now() when it first happens (ms since this process started, i.e. since
- * performance.timeOrigin); later ones are ignored, so the marks are the first credential's. They
- * are logged as one `startup_timing` line just before the process exits: numbers only, never a
- * token, a key or a credential value. Unset, every call is a no-op and `around` returns its
- * function unchanged.
+ * Each mark is taken when it first happens (later ones are ignored, so the marks are the first
+ * credential's) and logged as ms since this process started (performance.timeOrigin), in one
+ * `startup_timing` line just before the process exits: numbers only, never a token, a key or a
+ * credential value. Unset, every call is a no-op and `around` returns its function unchanged.
+ *
+ * Marks read process.hrtime, the monotonic clock performance.now() counts on, and are converted
+ * only in report(): the first use of `performance` (or node:perf_hooks) loads about ten of Node's
+ * internal modules, which would add to the very start it measures.
  */
-import { performance } from 'node:perf_hooks';
+import type { Performance } from 'node:perf_hooks';
 import type { Fields, Logger } from './log.js';
 
 /** In the order a `--once` run reaches them. */
@@ -33,7 +36,7 @@ const MARKS = [
   /** The change hook settled; process.exit follows. */
   'done',
 ] as const;
-export type TimingMark = (typeof MARKS)[number];
+type TimingMark = (typeof MARKS)[number];
 
 export interface StartupTiming {
   mark(name: TimingMark): void;
@@ -43,7 +46,7 @@ export interface StartupTiming {
     before: TimingMark | undefined,
     after: TimingMark,
   ): (...args: A) => Promise<R>;
-  /** The `startup_timing` line: each mark in ms since process start, and that start as epoch ms. */
+  /** The `startup_timing` line: each mark in ms since process start, that start as epoch ms, and the CPU time used. */
   report(log: Logger): void;
 }
 
@@ -52,11 +55,14 @@ const OFF: StartupTiming = { mark: () => undefined, around: (fn) => fn, report: 
 /** Marks to a tenth of a millisecond: finer is noise for a process start. */
 const round = (ms: number) => Math.round(ms * 10) / 10;
 
+/** ms on the clock performance.now() reads, from a different origin. */
+const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
+
 export function startupTiming(env: NodeJS.ProcessEnv): StartupTiming {
   if (env.AGENT_TIMING !== '1') return OFF;
   const at = new Map<TimingMark, number>();
   const mark = (name: TimingMark) => {
-    if (!at.has(name)) at.set(name, performance.now());
+    if (!at.has(name)) at.set(name, monotonicMs());
   };
   return {
     mark,
@@ -69,13 +75,21 @@ export function startupTiming(env: NodeJS.ProcessEnv): StartupTiming {
         return r;
       },
     report: (log) => {
+      // Before `performance` is first touched (see above).
+      const cpu = process.cpuUsage();
+      // Node's own, with nodeTiming (the DOM typing of the global lacks it).
+      const perf = performance as unknown as Performance;
+      const startMonotonic = monotonicMs() - perf.now();
       const fields: Fields = {
         // The epoch (ms) the marks count from; another process's clock lines up with it.
-        time_origin: round(performance.timeOrigin),
+        time_origin: round(perf.timeOrigin),
         // Node's own start, before it loads the agent's code (the same in any `node` start).
-        node_ready: round(performance.nodeTiming.bootstrapComplete),
+        node_ready: round(perf.nodeTiming.bootstrapComplete),
+        // CPU time (user + system, every thread) used so far: what the marks cost apart from
+        // waiting, for a machine where other work takes turns with this process.
+        cpu: round((cpu.user + cpu.system) / 1000),
       };
-      for (const name of MARKS) fields[name] = at.has(name) ? round(at.get(name)!) : undefined;
+      for (const name of MARKS) fields[name] = at.has(name) ? round(at.get(name)! - startMonotonic) : undefined;
       log('info', 'startup_timing', fields);
     },
   };

@@ -1,7 +1,9 @@
 /**
- * AGENT_TIMING=1 (container/agent/timing.ts), the built agent's --once against the loopback
- * issuer: one `startup_timing` line of marks in the order a run reaches them, numbers only (no
- * token, no credential value in the output); without it, no such line.
+ * The built agent's start, its --once against the loopback issuer: AGENT_TIMING=1
+ * (container/agent/timing.ts) gives one `startup_timing` line of marks in the order a run reaches
+ * them, numbers only (no token, no credential value in the output), and nothing without it; and a
+ * --once over http without a hook loads none of the Node modules it does not use (tls,
+ * child_process, perf_hooks), each a few ms of every container start (bench/first-credential.mjs).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +31,7 @@ afterAll(async () => {
 async function once(
   id: string,
   env: Record<string, string>,
+  nodeArgs: string[] = [],
 ): Promise<{ code: number; lines: Record<string, unknown>[]; out: string; dir: string }> {
   const boot = join(root, `${id}.bootstrap.json`);
   writeFileSync(boot, await issuer.bootstrapFile(id), { mode: 0o600 });
@@ -36,7 +39,7 @@ async function once(
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir],
+      [...nodeArgs, agentBundle(), '--once', '--bootstrap-key', boot, '--dir', dir],
       { timeout: 20_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } },
       (err, stdout) => {
         const lines = stdout
@@ -70,7 +73,8 @@ it('AGENT_TIMING=1: one startup_timing line, its marks in order and numbers only
   expect(timed.code).toBe(0);
   const lines = timed.lines.filter((l) => l.event === 'startup_timing');
   expect(lines).toHaveLength(1);
-  const { time, level, event, time_origin, ...marks } = lines[0]!;
+  const { time, level, event, time_origin, cpu, ...marks } = lines[0]!;
+  expect(cpu as number).toBeGreaterThan(0);
   expect(Object.keys(marks).sort()).toEqual([...MARKS].sort());
   const at = MARKS.map((m) => marks[m]);
   for (const v of at) expect(typeof v).toBe('number');
@@ -87,4 +91,20 @@ it('AGENT_TIMING=1: one startup_timing line, its marks in order and numbers only
   expect(plain.code).toBe(0);
   expect(plain.lines.map((l) => l.event)).toContain('token_refreshed');
   expect(plain.lines.filter((l) => l.event === 'startup_timing')).toEqual([]);
+}, 60_000);
+
+it('a --once run over http without a hook loads no tls, child_process or perf_hooks', async () => {
+  // A preload that writes the process's list of loaded Node modules as it exits.
+  const preload = join(root, 'module-list.cjs');
+  const list = join(root, 'modules.txt');
+  writeFileSync(
+    preload,
+    `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`,
+  );
+  const r = await once('modules', {}, ['--require', preload]);
+  expect(r.code).toBe(0);
+  const loaded = readFileSync(list, 'utf8').split('\n');
+  expect(loaded).toContain('NativeModule http'); // the list is what it claims to be
+  for (const m of ['tls', 'https', 'child_process', 'perf_hooks', 'internal/perf/performance'])
+    expect(loaded).not.toContain(`NativeModule ${m}`);
 }, 60_000);
