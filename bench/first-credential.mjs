@@ -7,11 +7,12 @@
 // the same run: the agent's --once alone and bare `node` starts, the baseline of the goal (the
 // agent adds at most 300 ms over a bare node start). See bench/README.md, "Time to first credential".
 import { execFile } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { installSignalHandlers, onCpu, PINNED, shuttingDown, spawnTracked, stopAll } from './lib/processes.mjs';
@@ -42,6 +43,8 @@ const GOAL_MS = 300;
 const RUN_TIMEOUT_MS = 30_000;
 /** SIGTERM to a stuck start.sh's process group first; SIGKILL after this. */
 const STOP_GRACE_MS = 3_000;
+/** After a run exits, how long its output pipes may stay open (held by something it left behind). */
+const OUTPUT_CLOSE_MS = 5_000;
 /** Where start.sh and every measured node run when pinned; the issuer (workerd) gets CPU 0, as in bench:token. */
 const AGENT_CPU = 1;
 /**
@@ -49,9 +52,11 @@ const AGENT_CPU = 1;
  * them (process.hrtime, converted once the mark is taken, since `performance` loads modules).
  */
 const MARKS_MODULE = `const loaded = Number(process.hrtime.bigint()) / 1e6;
+const { user, system } = process.cpuUsage();
 const p = globalThis.performance;
 const start = Number(process.hrtime.bigint()) / 1e6 - p.now();
-process.stdout.write(JSON.stringify({ event: 'startup_timing', node_ready: p.nodeTiming.bootstrapComplete, loaded: loaded - start }) + '\\n');
+const line = { event: 'startup_timing', node_ready: p.nodeTiming.bootstrapComplete, loaded: loaded - start, cpu: (user + system) / 1000 };
+process.stdout.write(JSON.stringify(line) + '\\n');
 `;
 
 const DEFAULTS = { runs: '20', warmup: '1' };
@@ -148,20 +153,23 @@ process.on('exit', () => {
 });
 
 /**
- * Runs `cmd args` on the agent's CPU with stdout and stderr to `logFile`; resolves when it exits,
- * with its status, its wall time (spawn to exit, ms) and the epoch it was spawned at.
+ * Runs `cmd args` on the agent's CPU, its stdout and stderr through pipes (as a container's log
+ * collector takes them) into `logFile`; resolves when it exits, with its status, its wall time
+ * (spawn to exit, ms) and the epoch it was spawned at.
  */
 async function timed(cmd, args, { env, logFile, group = false }) {
-  const fd = openSync(logFile, 'w');
+  const out = createWriteStream(logFile);
   const [c, argv] = onCpu(AGENT_CPU, cmd, args);
   const spawnedAt = wallClockEdge();
   const start = performance.now();
-  const child = spawnTracked(c, argv, { env, stdio: ['ignore', fd, fd], detached: group });
-  closeSync(fd);
+  const child = spawnTracked(c, argv, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: group });
   let end;
   child.once('exit', () => {
     end = performance.now();
   });
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  child.stdout.pipe(out, { end: false });
+  child.stderr.pipe(out, { end: false });
   if (group) groups.add(child);
   let timer;
   const timedOut = new Promise((resolve) => {
@@ -169,6 +177,8 @@ async function timed(cmd, args, { env, logFile, group = false }) {
   });
   const outcome = await Promise.race([child.exited, timedOut]);
   clearTimeout(timer);
+  if (outcome !== 'timeout') await Promise.race([closed, delay(OUTPUT_CLOSE_MS)]);
+  await new Promise((resolve) => out.end(resolve));
   if (outcome === 'timeout') {
     await (group ? stopGroups() : stopAll());
     throw new Error(`${path.basename(cmd)} did not end within ${RUN_TIMEOUT_MS / 1000} s:\n${await tail(logFile)}`);
@@ -181,6 +191,7 @@ async function timed(cmd, args, { env, logFile, group = false }) {
 /** The agent's marks (timing.ts), in the order a --once run reaches them. */
 const AGENT_MARKS = [
   'time_origin',
+  'cpu',
   'node_ready',
   'loaded',
   'bootstrap_read',
@@ -349,7 +360,7 @@ function makeRound(ctx) {
     'agent@ref': (name, dir) => once(refLib, name, dir, null),
     'node -e 0': (_name, dir) => bare(['-e', '0'], dir, null),
     'node empty': (_name, dir) => bare([path.join(tmp, 'empty.mjs')], dir, null),
-    'node marks': (_name, dir) => bare([path.join(tmp, 'marks.mjs')], dir, ['node_ready', 'loaded']),
+    'node marks': (_name, dir) => bare([path.join(tmp, 'marks.mjs')], dir, ['node_ready', 'loaded', 'cpu']),
   };
 
   /** Round `n`: every kind once, the order rotated by n so that none always follows the same one. */
@@ -416,10 +427,16 @@ function summarize(rounds) {
       node_up: stats(of('agent', (r) => r.timing.node_ready)),
       code_loaded: stats(of('agent', loading)),
       to_credentials: stats(of('agent', (r) => r.timing.credentials_written)),
+      cpu: stats(of('agent', (r) => r.timing.cpu)),
       to_exit_call: stats(of('agent', (r) => r.timing.done)),
       exit: stats(of('agent', (r) => r.exit_ms)),
     },
-    bare_module_ms: { node_up: stats(of('node marks', (r) => r.timing.node_ready)), code_loaded: stats(of('node marks', loading)) },
+    bare_module_ms: {
+      node_up: stats(of('node marks', (r) => r.timing.node_ready)),
+      code_loaded: stats(of('node marks', loading)),
+      cpu: stats(of('node marks', (r) => r.timing.cpu)),
+    },
+    agent_cpu_over_bare_module_ms: paired('agent', 'node marks', (r) => r.timing.cpu),
     agent_over_node_e0_ms: paired('agent', 'node -e 0'),
     agent_over_node_empty_module_ms: paired('agent', 'node empty'),
     agent_code_loading_over_bare_module_ms: paired('agent', 'node marks', loading),
@@ -446,29 +463,24 @@ function print(s, rounds, ref) {
     ),
   );
   const w = s.wall_ms;
-  const refCol = ref ? [`agent@${ref.commit.slice(0, 7)}`] : [];
+  // Columns: agent, [agent@ref], node -e 0, empty module, marks module.
+  const row = (label, agent, atRef, e0, empty, marks) => [label, agent, ...(ref ? [atRef] : []), e0, empty, marks];
   const rows = [
-    ['node up (bootstrap)', cell(s.agent_alone_ms.node_up), ...(ref ? ['-'] : []), '-', '-', cell(s.bare_module_ms.node_up)],
-    [
-      'entry module loaded and running',
-      cell(s.agent_alone_ms.code_loaded),
-      ...(ref ? ['-'] : []),
-      '-',
-      '-',
-      cell(s.bare_module_ms.code_loaded),
-    ],
-    [
-      'spawn -> exit',
-      cell(w.agent),
-      ...(ref ? [cell(w['agent@ref'])] : []),
-      cell(w['node -e 0']),
-      cell(w['node empty']),
-      cell(w['node marks']),
-    ],
+    row('node up (bootstrap)', cell(s.agent_alone_ms.node_up), '-', '-', '-', cell(s.bare_module_ms.node_up)),
+    row('entry module loaded and running', cell(s.agent_alone_ms.code_loaded), '-', '-', '-', cell(s.bare_module_ms.code_loaded)),
+    row('CPU time used (user + system)', `${cell(s.agent_alone_ms.cpu)} *`, '-', '-', '-', `${cell(s.bare_module_ms.cpu)} *`),
+    row('spawn -> exit', cell(w.agent), cell(w['agent@ref']), cell(w['node -e 0']), cell(w['node empty']), cell(w['node marks'])),
   ];
-  console.log(
-    `\n${tableOf(['same rounds, ms: median (p90)', 'agent --once', ...refCol, 'node -e 0', 'node, empty module', 'node, marks module'], rows)}`,
+  const head = row(
+    'same rounds, ms: median (p90)',
+    'agent --once',
+    `agent@${ref?.commit.slice(0, 7)}`,
+    'node -e 0',
+    'node, empty module',
+    'node, marks module',
   );
+  console.log(`\n${tableOf(head, rows)}`);
+  console.log("* the agent's by its exit call, the marks module's by its first statement");
   console.log(
     `\nagent over node -e 0 (paired by round): ${ms(s.agent_over_node_e0_ms.median, true)} ms median, ${ms(s.agent_over_node_e0_ms.p90, true)} p90 (x${s.agent_over_node_e0_ratio})`,
   );
@@ -477,6 +489,9 @@ function print(s, rounds, ref) {
   );
   console.log(
     `agent's code loading over a bare module's: ${ms(s.agent_code_loading_over_bare_module_ms.median, true)} ms median, ${ms(s.agent_code_loading_over_bare_module_ms.p90, true)} p90`,
+  );
+  console.log(
+    `agent's CPU time over a bare module's: ${ms(s.agent_cpu_over_bare_module_ms.median, true)} ms median, ${ms(s.agent_cpu_over_bare_module_ms.p90, true)} p90`,
   );
   console.log(`agent's exit (exit call -> exit seen by its parent): ${cell(s.agent_alone_ms.exit)} ms`);
   if (ref) {
