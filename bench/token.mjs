@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench:token`: throughput and latency of our token endpoint (the Worker bundle served by
-// workerd) against the oidc-provider peer, both driven by the shared loadgen.mjs, one core each.
-// See bench/README.md.
+// workerd) against the oidc-provider peer, one core each, in two shapes: every request from one
+// sandbox, and requests spread at random over N sandboxes (each bootstrapped, so each has its own
+// Durable Object), as production spreads refreshes. See bench/README.md.
 import { execFileSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { othersOnCore } from './lib/cpu.mjs';
-import { harnessSource, linkHarness, packageVersion, prepareHarness, runLoadgen, startPeer } from './lib/harness.mjs';
+import { harnessSource, installPeer, packageVersion, runLoad, startPeer } from './lib/peer.mjs';
 import { installSignalHandlers, PINNED, shuttingDown, stop, stopAll } from './lib/processes.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
@@ -18,11 +19,16 @@ import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './
 
 const CLIENT_ID = 'bench-agent';
 const PEER_STORES = ['default', 'large'];
+const SHAPES = ['one', 'many'];
+/** Bootstraps in flight while the many-sandbox shape is set up (the admin API, one object each). */
+const BOOTSTRAP_CONCURRENCY = 8;
 const USAGE = `usage: npm run bench:token -- [options]
   --duration S       timed phase per run, seconds (10)
   --warmup S         warm-up before each run, seconds (2)
   --connections N    concurrent connections, one request in flight each (32)
-  --runs N           loadgen runs per target (1)
+  --runs N           loadgen runs per target and shape (1)
+  --sandboxes N      sandboxes (peer: clients) of the many-sandbox shape, each bootstrapped (1000)
+  --shapes L         one,many (both): one sandbox, or requests spread at random over --sandboxes
   --skip-peer        measure ours only
   --peer-stores L    oidc-provider stores to measure: default,large (both)
   --skip-ours        measure the peer only (for testing the bench itself)
@@ -32,18 +38,28 @@ const USAGE = `usage: npm run bench:token -- [options]
   --out FILE         results file (bench/results/token-<date>.json)
   --keep-tmp         keep the temporary folder (logs, generated config)
   --smoke            smallest run, to check that the bench starts (also BENCH_SMOKE=1): ours only,
-                     1 s of load without warm-up, 4 connections, unpinned, loadgen with the project's
-                     node_modules (no npm ci); results to a temporary folder unless --out.
-                     --peer-stores adds the peer (and the harness's npm ci). See bench/README.md
-env: PEER_BENCH_DIR  the shared harness (default: <project>/../shared/bench/token-endpoint)`;
+                     both shapes (20 sandboxes), 1 s of load without warm-up, 4 connections,
+                     unpinned; results to a temporary folder unless --out. --peer-stores adds the
+                     peer (and its npm install). See bench/README.md
+env: PEER_BENCH_DIR  the shared harness, whose lock file pins the peer's packages (default:
+                     <project>/../shared/bench/token-endpoint; without it, oidc-provider 9.13.3 from
+                     the registry)`;
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = (...m) => console.error('[bench]', ...m);
 
 // Smoke mode measures ours only: the peer (oidc-provider) comes from the harness's own `npm ci`,
 // which needs the npm registry, so it runs only when --peer-stores is given. Flags given win.
-const DEFAULTS = { duration: '10', warmup: '2', connections: '32', runs: '1', 'peer-stores': PEER_STORES.join(',') };
-const SMOKE_DEFAULTS = { duration: '1', warmup: '0', connections: '4', runs: '1', 'peer-stores': '' };
+const DEFAULTS = {
+  duration: '10',
+  warmup: '2',
+  connections: '32',
+  runs: '1',
+  sandboxes: '1000',
+  shapes: SHAPES.join(','),
+  'peer-stores': PEER_STORES.join(','),
+};
+const SMOKE_DEFAULTS = { ...DEFAULTS, duration: '1', warmup: '0', connections: '4', sandboxes: '20', 'peer-stores': '' };
 const { values: given } = parseArgs({
   options: {
     ...Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, { type: 'string' }])),
@@ -67,14 +83,20 @@ const opts = {
   warmup: Number(a.warmup),
   connections: positive('connections', a.connections),
   runs: positive('runs', a.runs),
-  stores: a['skip-peer']
-    ? []
-    : a['peer-stores']
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
+  sandboxes: positive('sandboxes', a.sandboxes),
+  shapes: list(a.shapes),
+  stores: a['skip-peer'] ? [] : list(a['peer-stores']),
 };
 for (const s of opts.stores) if (!PEER_STORES.includes(s)) usage(`unknown peer store: ${s}`);
+for (const s of opts.shapes) if (!SHAPES.includes(s)) usage(`unknown shape: ${s} (one, many)`);
+if (!opts.shapes.length) usage('--shapes names no shape');
+
+function list(v) {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
 if (!(opts.warmup >= 0)) usage('--warmup must be a number >= 0');
 
 function positive(name, v) {
@@ -98,13 +120,21 @@ function freePort() {
   });
 }
 
-/** One loadgen run (on CPU 1) against the server `serverPid` (on CPU 0), with others' use of CPU 0. */
-async function loadgenRun(harnessDir, target, serverPid) {
+const shapeLabel = (shape, n, unit) => (shape === 'one' ? `1 ${unit}` : `${n} ${unit === 'sandbox' ? 'sandboxes' : `${unit}s`}`);
+
+/** One load run (on CPU 1) against the server `serverPid` (on CPU 0), with others' use of CPU 0. */
+async function loadRun(target, clientsFile, serverPid) {
   const others = PINNED ? await othersOnCore(0, serverPid) : async () => null;
-  const report = await runLoadgen(
-    harnessDir,
+  const report = await runLoad(
     [
-      ...target,
+      '--url',
+      target.token_endpoint,
+      '--aud',
+      target.aud,
+      '--jwks',
+      target.jwks_uri,
+      '--clients',
+      clientsFile,
       '--duration',
       String(opts.duration),
       '--connections',
@@ -122,31 +152,66 @@ async function loadgenRun(harnessDir, target, serverPid) {
   return report;
 }
 
-/** POST /api/admin/sandboxes/bench-agent/bootstrap: the client's private JWK, or an explanation. */
-async function bootstrap(origin, adminToken, warnings) {
-  const res = await fetch(`${origin}/api/admin/sandboxes/${CLIENT_ID}/bootstrap`, {
+/** POST /api/admin/sandboxes/<id>/bootstrap: the client's private JWK, or an explanation. */
+async function bootstrap(origin, adminToken, id, warnings) {
+  const res = await fetch(`${origin}/api/admin/sandboxes/${id}/bootstrap`, {
     method: 'POST',
     headers: { authorization: `Bearer ${adminToken}` },
   });
   const text = await res.text();
   if (res.status !== 200) {
     const hint = res.status === 404 ? ' (route missing?)' : '';
-    throw new Error(`bootstrap answered ${res.status}${hint}: ${text.slice(0, 200)}`);
+    throw new Error(`bootstrap of ${id} answered ${res.status}${hint}: ${text.slice(0, 200)}`);
   }
   const body = JSON.parse(text);
   const key = body.key;
   if (key?.kty !== 'OKP' || key.crv !== 'Ed25519' || typeof key.d !== 'string') {
     throw new Error('bootstrap answer has no private Ed25519 JWK in `key`');
   }
-  const expected = { client_id: CLIENT_ID, issuer: origin, token_endpoint: `${origin}/oauth/token` };
+  const expected = { client_id: id, issuer: origin, token_endpoint: `${origin}/oauth/token` };
   for (const [k, v] of Object.entries(expected)) {
     if (body[k] !== v) warnings.push(`bootstrap: ${k} is ${JSON.stringify(body[k])}, expected ${JSON.stringify(v)}`);
   }
   if (!key.kid) warnings.push('bootstrap: the key has no kid');
-  return key;
+  return { client_id: id, jwk: key };
 }
 
-async function measureOurs(tmp, harnessDir, warnings, harnessError) {
+/** Bootstraps `ids`, a few at a time; resolves to the clients in order. */
+async function bootstrapAll(origin, adminToken, ids, warnings) {
+  const out = new Array(ids.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length && !shuttingDown()) {
+      const i = next++;
+      out[i] = await bootstrap(origin, adminToken, ids[i], warnings);
+    }
+  };
+  await Promise.all(Array.from({ length: BOOTSTRAP_CONCURRENCY }, worker));
+  return out;
+}
+
+/** Writes a clients file (private JWKs, 0600, in the temporary folder) for the load generator. */
+async function clientsFile(file, clients) {
+  await writeFile(file, `${JSON.stringify(clients)}\n`, { mode: 0o600 });
+  return file;
+}
+
+/**
+ * Runs every shape `opts.runs` times against one server, the shapes alternating run by run, so
+ * that both see the same server at the same age. Resolves to { shape: reports }.
+ */
+async function measureShapes(files, target, serverPid, name) {
+  const reports = Object.fromEntries(opts.shapes.map((s) => [s, []]));
+  for (let i = 1; i <= opts.runs; i++) {
+    for (const shape of opts.shapes) {
+      log(`${name}, ${shape === 'one' ? 'one sandbox' : `${opts.sandboxes} sandboxes`}: run ${i}/${opts.runs}`);
+      reports[shape].push(await loadRun(target, files[shape], serverPid));
+    }
+  }
+  return reports;
+}
+
+async function measureOurs(tmp, warnings) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const bindings = await workerBindings(projectRoot, origin);
@@ -154,65 +219,50 @@ async function measureOurs(tmp, harnessDir, warnings, harnessError) {
   const logFile = path.join(tmp, 'workerd.log');
   const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile });
   log(`ours: workerd up (pid ${server.pid}) at ${origin}`);
-  const reports = [];
+  let reports = {};
   try {
-    const key = await bootstrap(origin, bindings.ADMIN_TOKEN, warnings);
-    const keyFile = path.join(tmp, 'ours-client-key.jwk');
-    await writeFile(keyFile, `${JSON.stringify(key)}\n`, { mode: 0o600 });
-    log(`ours: client ${CLIENT_ID} bootstrapped`);
-    if (harnessError) throw new Error(harnessError);
-    for (let i = 1; i <= opts.runs; i++) {
-      log(`ours: run ${i}/${opts.runs}`);
-      reports.push(
-        await loadgenRun(
-          harnessDir,
-          [
-            '--url',
-            `${origin}/oauth/token`,
-            '--aud',
-            origin,
-            '--client-id',
-            CLIENT_ID,
-            '--key',
-            keyFile,
-            '--jwks',
-            `${origin}/.well-known/jwks.json`,
-          ],
-          server.pid,
-        ),
+    const t0 = Date.now();
+    const files = {};
+    if (opts.shapes.includes('one')) {
+      files.one = await clientsFile(
+        path.join(tmp, 'ours-one.json'),
+        await bootstrapAll(origin, bindings.ADMIN_TOKEN, [CLIENT_ID], warnings),
       );
     }
+    if (opts.shapes.includes('many')) {
+      const ids = Array.from({ length: opts.sandboxes }, (_, i) => `${CLIENT_ID}-${String(i).padStart(4, '0')}`);
+      files.many = await clientsFile(path.join(tmp, 'ours-many.json'), await bootstrapAll(origin, bindings.ADMIN_TOKEN, ids, warnings));
+    }
+    log(
+      `ours: ${opts.shapes.includes('many') ? opts.sandboxes + (opts.shapes.includes('one') ? 1 : 0) : 1} sandbox(es) bootstrapped in ${Date.now() - t0} ms`,
+    );
+    const target = { token_endpoint: `${origin}/oauth/token`, aud: origin, jwks_uri: `${origin}/.well-known/jwks.json` };
+    reports = await measureShapes(files, target, server.pid, 'ours');
     return reports;
   } finally {
     await stop(server);
-    if (reports.some((r) => Object.keys(r.errors).length || Object.keys(r.non_2xx).length)) {
-      console.error(`[bench] ours had failed requests; end of the workerd log:\n${await tail(logFile)}`);
-    }
+    const failed = Object.values(reports)
+      .flat()
+      .some((r) => Object.keys(r.errors).length || Object.keys(r.non_2xx).length || r.warmup_errors);
+    if (failed) console.error(`[bench] ours had failed requests; end of the workerd log:\n${await tail(logFile)}`);
   }
 }
 
-async function measurePeer(tmp, harnessDir, store) {
+async function measurePeer(tmp, peerDir, store) {
   const port = await freePort();
-  const { child, info } = await startPeer(harnessDir, {
+  const all = path.join(tmp, `peer-${store}-many.json`);
+  const { child, info } = await startPeer(peerDir, {
     port,
     store,
-    keyOut: path.join(tmp, `peer-client-key-${store}.jwk`),
+    clients: opts.shapes.includes('many') ? opts.sandboxes : 1,
+    clientsOut: all,
     logFile: path.join(tmp, `peer-${store}.log`),
   });
-  log(`peer (store ${store}): up (pid ${child.pid}) at ${info.issuer}`);
+  log(`peer (store ${store}): up (pid ${child.pid}) at ${info.issuer} with ${info.clients} client(s)`);
   try {
-    const reports = [];
-    for (let i = 1; i <= opts.runs; i++) {
-      log(`peer (store ${store}): run ${i}/${opts.runs}`);
-      reports.push(
-        await loadgenRun(
-          harnessDir,
-          ['--url', info.token_endpoint, '--aud', info.aud, '--client-id', info.client_id, '--key', info.key_file, '--jwks', info.jwks_uri],
-          child.pid,
-        ),
-      );
-    }
-    return reports;
+    const clients = JSON.parse(await readFile(all, 'utf8'));
+    const files = { many: all, one: await clientsFile(path.join(tmp, `peer-${store}-one.json`), clients.slice(0, 1)) };
+    return await measureShapes(files, info, child.pid, `peer (store ${store})`);
   } finally {
     await stop(child);
   }
@@ -228,24 +278,31 @@ function gitState() {
   }
 }
 
+/** The many-sandbox goal of the issue: at least 2x the peer's tokens/s, p99 at or below the peer's, nothing unanswered. */
+const GOAL = { throughput: 2, p99: 1 };
+
 async function main(tmp) {
   const started = Date.now();
-  const harnessDir = path.join(tmp, 'harness');
+  const peerDir = path.join(tmp, 'peer');
   const src = harnessSource(projectRoot);
-  log(`temporary folder ${tmp}; harness from ${path.relative(projectRoot, src) || src}`);
+  log(`temporary folder ${tmp}`);
   const warnings = [];
   let bundleSource = 'skipped';
-  // Smoke mode: without the shared harness (it lives outside the project, e.g. not next to a fresh
-  // clone), ours is still built, started and bootstrapped, and then fails as not measured.
-  let harnessError = null;
+  let peerFrom = null;
+  let peerError = null;
   await Promise.all([
-    (SMOKE && !opts.stores.length
-      ? linkHarness(src, harnessDir, path.join(projectRoot, 'node_modules')).then((notes) => warnings.push(...notes))
-      : prepareHarness(src, harnessDir, path.join(tmp, 'npm-ci.log'))
-    ).catch((e) => {
-      if (!SMOKE) throw e;
-      harnessError = e.message;
-    }),
+    opts.stores.length
+      ? mkdir(peerDir)
+          .then(() => installPeer(src, peerDir, path.join(tmp, 'npm-peer.log')))
+          .then(
+            (from) => {
+              peerFrom = from;
+            },
+            (e) => {
+              peerError = e.message;
+            },
+          )
+      : null,
     (async () => {
       if (a['skip-ours']) return;
       const out = path.join(tmp, 'bundle');
@@ -259,54 +316,89 @@ async function main(tmp) {
       }
     })(),
   ]);
-  log(`harness ${harnessError ? 'MISSING' : 'ready'}, bundle ${bundleSource} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  log(
+    `bundle ${bundleSource}${opts.stores.length ? `, peer ${peerError ? 'NOT installed' : `from ${peerFrom}`}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
 
+  // One target per (server, shape): the table's rows and the ratios' operands.
   const targets = [];
-  let ours = null;
+  const unit = { ours: 'sandbox', peer: 'client' };
+  const addTargets = (name, kind, measured) => {
+    const list = [];
+    for (const shape of opts.shapes) {
+      const label = `${name}, ${shapeLabel(shape, opts.sandboxes, unit[kind])}`;
+      list.push(measured.error ? { label, shape, error: measured.error } : { label, shape, reports: measured.reports[shape] });
+    }
+    targets.push(...list);
+    return list;
+  };
+  let ours = [];
   if (!a['skip-ours']) {
+    let measured;
     try {
-      ours = { label: 'ours', reports: await measureOurs(tmp, harnessDir, warnings, harnessError) };
+      measured = { reports: await measureOurs(tmp, warnings) };
     } catch (e) {
-      ours = { label: 'ours', error: e.message };
+      measured = { error: e.message };
       if (!shuttingDown()) log(`ours: not measured: ${e.message}`);
     }
-    targets.push(ours);
+    ours = addTargets('ours', 'ours', measured);
   }
   const peers = {};
   for (const store of opts.stores) {
-    const label = `oidc-provider (${store})`;
+    const name = `oidc-provider (${store})`;
+    let measured;
     try {
-      if (harnessError) throw new Error(harnessError);
-      peers[store] = { label, reports: await measurePeer(tmp, harnessDir, store) };
+      if (peerError) throw new Error(peerError);
+      measured = { reports: await measurePeer(tmp, peerDir, store) };
     } catch (e) {
-      peers[store] = { label, error: e.message };
-      if (!shuttingDown()) log(`${label}: not measured: ${e.message}`);
+      measured = { error: e.message };
+      if (!shuttingDown()) log(`${name}: not measured: ${e.message}`);
     }
-    targets.push(peers[store]);
+    peers[store] = addTargets(name, 'peer', measured);
   }
 
   // Interrupted (Ctrl-C): the measurements above were cut short, so print and write nothing.
   if (shuttingDown()) return false;
   const summary = (t) => (t?.reports ? summarize(t.reports) : null);
-  const problems = ours?.error ? [`ours not measured: ${ours.error}`] : ours ? oursProblems(ours.reports) : [];
-  for (const p of Object.values(peers)) if (p.error) problems.push(`${p.label} not measured: ${p.error}`);
+  const problems = [];
+  for (const t of ours) {
+    if (t.error) problems.push(`${t.label} not measured: ${t.error}`);
+    else problems.push(...oursProblems(t.reports).map((p) => `${t.label}: ${p}`));
+  }
+  for (const list of Object.values(peers)) for (const t of list) if (t.error) problems.push(`${t.label} not measured: ${t.error}`);
   if (!targets.length) problems.push('nothing measured (--skip-ours without a peer store)');
   for (const t of targets) {
     if (t.reports?.some((r) => !(r.ok_per_s > 0))) problems.push(`${t.label}: no tokens/s figure (no token issued in a run)`);
   }
   const notes = targets.flatMap((t) => (t.reports ? caveats(t.label, t.reports) : []));
-  const ratioByStore = Object.fromEntries(Object.entries(peers).map(([s, p]) => [s, ratios(summary(ours), summary(p))]));
+  // ours / peer, per shape and store.
+  const ratioByShape = {};
+  for (const o of ours) {
+    ratioByShape[o.shape] = Object.fromEntries(
+      Object.entries(peers).map(([store, list]) => [store, ratios(summary(o), summary(list.find((p) => p.shape === o.shape)))]),
+    );
+  }
 
   console.log(
     `\nToken endpoint, client_credentials + private_key_jwt (EdDSA): ${opts.connections} connections, ` +
-      `${opts.warmup} s warm-up + ${opts.duration} s, ${opts.runs} run(s); ` +
+      `${opts.warmup} s warm-up + ${opts.duration} s, ${opts.runs} run(s) per shape; ` +
       `${PINNED ? 'server on CPU 0, load generator on CPU 1' : SMOKE ? 'not pinned (smoke mode)' : 'NOT pinned (no taskset or one CPU)'}\n`,
   );
   if (SMOKE) console.log('smoke mode: a check that the bench starts and measures; these figures mean nothing\n');
   console.log(table(targets));
   console.log('');
-  for (const [store, r] of Object.entries(ratioByStore)) {
-    if (r) console.log(`ours / oidc-provider (${store}): throughput x${r.throughput}, p90 latency x${r.p90}`);
+  for (const [shape, byStore] of Object.entries(ratioByShape)) {
+    for (const [store, r] of Object.entries(byStore)) {
+      if (!r) continue;
+      const what = shape === 'one' ? 'one sandbox' : `${opts.sandboxes} sandboxes`;
+      let line = `ours / oidc-provider (${store}), ${what}: throughput x${r.throughput}, p90 x${r.p90}, p99 x${r.p99}`;
+      if (shape === 'many') {
+        const unanswered = summary(ours.find((o) => o.shape === 'many'))?.errors ?? 0;
+        const met = r.throughput >= GOAL.throughput && r.p99 <= GOAL.p99 && unanswered === 0;
+        line += ` (goal: x${GOAL.throughput} throughput, p99 at most the peer's, nothing unanswered: ${met ? 'met' : 'NOT met'})`;
+      }
+      console.log(line);
+    }
   }
   for (const n of [...warnings, ...notes]) console.log(`note: ${n}`);
   for (const p of problems) console.log(`FAIL: ${p}`);
@@ -335,34 +427,33 @@ async function main(tmp) {
     packages: {
       workerd: await version('workerd'),
       wrangler: await version('wrangler'),
-      'oidc-provider': await packageVersion(harnessDir, 'oidc-provider'),
-      'loadgen jose': await packageVersion(harnessDir, 'jose'),
-      'loadgen undici': await packageVersion(harnessDir, 'undici'),
+      'oidc-provider': await packageVersion(peerDir, 'oidc-provider'),
+      'loadgen jose': await version('jose'),
+      'loadgen undici': await version('undici'),
     },
     method: {
       runs: opts.runs,
       duration_s: opts.duration,
       warmup_s: opts.warmup,
       connections: opts.connections,
+      shapes: opts.shapes,
+      sandboxes: opts.sandboxes,
       pinning: PINNED ? 'server (workerd or the peer) on CPU 0, loadgen on CPU 1 (taskset)' : 'none',
       ours:
         `${bundleSource} bundle served by workerd serve, compatibility date 2026-04-26, nodejs_compat; ` +
         `SQLite-backed Durable Objects (localDisk) in ${a['storage-dir'] ? `--storage-dir ${a['storage-dir']}` : 'the temporary folder'}; ` +
         'Worker logs to a file',
-      peer: 'oidc-provider in-process (shared peer-oidc-provider.mjs)',
-      loadgen: 'shared loadgen.mjs: closed loop, one request in flight per connection, pre-signed assertions',
+      peer: `oidc-provider in-process (bench/lib/token-peer.mjs), installed from ${peerFrom ?? 'nowhere'}`,
+      loadgen:
+        'bench/lib/token-load.mjs: closed loop, one request in flight per connection, every assertion signed before the first request, each from a client picked at random',
     },
     summary: {
-      ours: ours?.error ? { error: ours.error } : summary(ours),
-      peer: Object.fromEntries(Object.entries(peers).map(([s, p]) => [s, p.error ? { error: p.error } : summary(p)])),
-      ours_over_peer: ratioByStore,
+      targets: Object.fromEntries(targets.map((t) => [t.label, t.error ? { error: t.error } : summary(t)])),
+      ours_over_peer: ratioByShape,
       problems,
       notes: [...warnings, ...notes],
     },
-    reports: {
-      ours: ours?.reports ?? null,
-      peer: Object.fromEntries(Object.entries(peers).map(([s, p]) => [s, p.reports ?? null])),
-    },
+    reports: Object.fromEntries(targets.map((t) => [t.label, t.reports ?? null])),
   };
   await mkdir(path.dirname(outFile), { recursive: true });
   await writeFile(outFile, `${JSON.stringify(result, null, 2)}\n`);

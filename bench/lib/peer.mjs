@@ -1,15 +1,23 @@
-// The shared token-endpoint harness (loadgen.mjs, peer-oidc-provider.mjs): used from a temporary
-// copy with its own `npm ci`, never copied into the project.
+// The token bench's peer and load generator as processes: oidc-provider installed into the bench's
+// temporary folder (never into the project), bench/lib/token-peer.mjs started on the server's core,
+// bench/lib/token-load.mjs on the other.
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chmod, cp, mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { onCpu, run, spawnTracked, stop } from './processes.mjs';
 import { tail } from './workerd.mjs';
 
-const PEER_READY_TIMEOUT_MS = 30_000;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const PEER_READY_TIMEOUT_MS = 60_000; // a thousand clients' keys are generated before it listens
 const LOADGEN_SLACK_MS = 120_000; // signing, verification and replay checks around the timed phase
 const LOADGEN_ERROR_LINES = 6;
+/**
+ * The peer's version when the shared harness (whose package-lock.json pins it and its tree) is not
+ * next to the project: the same version, resolved by npm from the registry.
+ */
+const PEER_PACKAGE = 'oidc-provider@9.13.3';
 
 /** Where the shared harness lives: $PEER_BENCH_DIR, else <project>/../shared/bench/token-endpoint. */
 export function harnessSource(projectRoot) {
@@ -18,68 +26,39 @@ export function harnessSource(projectRoot) {
     : path.resolve(projectRoot, '..', 'shared', 'bench', 'token-endpoint');
 }
 
-// The shared folder is read-only: give the copy's owner write access so npm ci can fill it.
-async function makeWritable(dir) {
-  await chmod(dir, 0o755);
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) await makeWritable(p);
-    else if (entry.isFile()) await chmod(p, (await stat(p)).mode | 0o200);
-  }
-}
-
 function npmCommand() {
   // Under `npm run`, use the same npm that runs us.
   const cli = process.env.npm_execpath;
   return cli?.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
 }
 
-/** Copies the harness (without node_modules and *.tmp) to `dest` and runs `npm ci` there. */
-export async function prepareHarness(src, dest, logFile) {
-  for (const f of ['loadgen.mjs', 'peer-oidc-provider.mjs', 'package-lock.json']) {
-    if (!existsSync(path.join(src, f))) {
-      throw new Error(`shared harness not found: no ${f} in ${src} (set PEER_BENCH_DIR to its folder)`);
-    }
-  }
-  await cp(src, dest, {
-    recursive: true,
-    filter: (p) => !p.split(path.sep).includes('node_modules') && !p.endsWith('.tmp'),
-  });
-  await makeWritable(dest);
+/**
+ * Installs oidc-provider into `dest`: `npm ci` from the shared harness's package files when they
+ * are there (its lock file pins the whole tree), else `npm install` of the same version. Returns
+ * where the versions came from.
+ */
+export async function installPeer(src, dest, logFile) {
   const [npm, pre] = npmCommand();
+  let from;
+  let npmArgs;
+  if (existsSync(path.join(src, 'package-lock.json')) && existsSync(path.join(src, 'package.json'))) {
+    // Read and written, not copied: the shared folder may be read-only, and a copy keeps its modes.
+    for (const f of ['package.json', 'package-lock.json']) await writeFile(path.join(dest, f), await readFile(path.join(src, f)));
+    from = 'the shared harness lock file';
+    npmArgs = ['ci', '--no-audit', '--no-fund'];
+  } else {
+    await writeFile(path.join(dest, 'package.json'), '{"private":true,"type":"module"}\n');
+    from = `${PEER_PACKAGE} from the registry (no shared harness at ${src})`;
+    npmArgs = ['install', '--no-audit', '--no-fund', '--no-save', PEER_PACKAGE];
+  }
   const fd = openSync(logFile, 'w');
   try {
-    const code = await run(npm, [...pre, 'ci', '--no-audit', '--no-fund'], { cwd: dest, stdio: ['ignore', fd, fd] });
-    if (code !== 0) throw new Error(`npm ci in the harness copy failed (exit ${code}):\n${await tail(logFile)}`);
+    const code = await run(npm, [...pre, ...npmArgs], { cwd: dest, stdio: ['ignore', fd, fd] });
+    if (code !== 0) throw new Error(`npm ${npmArgs[0]} of the peer failed (exit ${code}):\n${await tail(logFile)}`);
   } finally {
     closeSync(fd);
   }
-}
-
-/**
- * Smoke mode: only the load generator, without `npm ci` (no registry needed). Copies loadgen.mjs
- * to `dest` and links `dest/node_modules` to the project's, which holds the same pinned jose and
- * undici; returns notes for any version that differs from the harness's package.json.
- */
-export async function linkHarness(src, dest, projectNodeModules) {
-  for (const f of ['loadgen.mjs', 'package.json']) {
-    if (!existsSync(path.join(src, f))) {
-      throw new Error(`shared harness not found: no ${f} in ${src} (set PEER_BENCH_DIR to its folder)`);
-    }
-  }
-  await mkdir(dest, { recursive: true });
-  for (const f of ['loadgen.mjs', 'package.json']) await cp(path.join(src, f), path.join(dest, f));
-  await chmod(dest, 0o755);
-  await symlink(projectNodeModules, path.join(dest, 'node_modules'), 'dir');
-  const wanted = JSON.parse(await readFile(path.join(src, 'package.json'), 'utf8')).dependencies ?? {};
-  const notes = [];
-  for (const name of ['jose', 'undici']) {
-    const have = await packageVersion(dest, name);
-    if (!have) throw new Error(`the project has no ${name} in node_modules (the load generator needs it): run npm ci`);
-    if (wanted[name] && have !== wanted[name])
-      notes.push(`loadgen runs with the project's ${name} ${have}, the harness pins ${wanted[name]}`);
-  }
-  return notes;
+  return from;
 }
 
 export async function packageVersion(dir, name) {
@@ -90,10 +69,9 @@ export async function packageVersion(dir, name) {
   }
 }
 
-/** Runs loadgen.mjs on CPU 1 with `args`; resolves to its JSON report. Progress goes to stderr. */
-export async function runLoadgen(harnessDir, args, { duration, warmup }) {
-  const child = spawnTracked(...onCpu(1, process.execPath, ['loadgen.mjs', ...args]), {
-    cwd: harnessDir,
+/** Runs token-load.mjs on CPU 1 with `args`; resolves to its JSON report. Progress goes to stderr. */
+export async function runLoad(args, { duration, warmup }) {
+  const child = spawnTracked(...onCpu(1, process.execPath, [path.join(here, 'token-load.mjs'), ...args]), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -108,22 +86,34 @@ export async function runLoadgen(harnessDir, args, { duration, warmup }) {
   });
   const limitMs = (duration + warmup) * 1000 + LOADGEN_SLACK_MS;
   const timer = setTimeout(() => {
-    console.error(`[bench] loadgen still running after ${limitMs / 1000} s: stopping it`);
+    console.error(`[bench] load generator still running after ${limitMs / 1000} s: stopping it`);
     stop(child);
   }, limitMs);
   const { code, signal, error } = await child.exited;
   clearTimeout(timer);
   if (error) throw error;
-  if (code !== 0) throw new Error(`loadgen failed (exit ${code ?? signal}): ${lastLines.join(' | ')}`);
+  if (code !== 0) throw new Error(`load generator failed (exit ${code ?? signal}): ${lastLines.join(' | ')}`);
   return JSON.parse(out);
 }
 
-/** Starts peer-oidc-provider.mjs on CPU 0; resolves to { child, info } once it prints its ready line. */
-export async function startPeer(harnessDir, { port, store, keyOut, logFile }) {
+/** Starts token-peer.mjs on CPU 0; resolves to { child, info } once it prints its ready line. */
+export async function startPeer(peerDir, { port, store, clients, clientsOut, logFile }) {
   const fd = openSync(logFile, 'w');
   const child = spawnTracked(
-    ...onCpu(0, process.execPath, ['peer-oidc-provider.mjs', '--port', String(port), '--store', store, '--key-out', keyOut]),
-    { cwd: harnessDir, stdio: ['ignore', 'pipe', fd] },
+    ...onCpu(0, process.execPath, [
+      path.join(here, 'token-peer.mjs'),
+      '--harness',
+      peerDir,
+      '--port',
+      String(port),
+      '--store',
+      store,
+      '--clients',
+      String(clients),
+      '--clients-out',
+      clientsOut,
+    ]),
+    { stdio: ['ignore', 'pipe', fd] },
   );
   closeSync(fd);
   try {

@@ -21,6 +21,9 @@ export function summarize(reports) {
     latency_ms_mean_of_runs: Object.fromEntries(['p50', 'p90', 'p99'].map((p) => [p, round(mean(reports.map((r) => r.latency_ms[p])), 2)])),
     non_2xx: reports.reduce((a, r) => a + sumCounts(r.non_2xx), 0),
     errors: reports.reduce((a, r) => a + sumCounts(r.errors), 0),
+    warmup_errors: reports.reduce((a, r) => a + (r.warmup_errors ?? 0), 0),
+    stalls_over_1s: reports.reduce((a, r) => a + (r.stalls?.count ?? 0), 0),
+    max_ms: Math.max(...reports.map((r) => r.latency_ms.max ?? 0)),
     ok_malformed: reports.reduce((a, r) => a + r.ok_malformed, 0),
     server_cpu_pct_of_one_core: reports.map((r) => r.cpu_pct_of_one_core.server),
     other_processes_on_server_core_pct: reports.map((r) => r.other_processes_on_server_core_pct ?? null),
@@ -32,13 +35,11 @@ export function summarize(reports) {
   };
 }
 
-/** ours / peer: throughput (higher is better) and p90 latency (lower is better). */
+/** ours / peer: throughput (higher is better), p90 and p99 latency (lower is better). */
 export function ratios(ours, peer) {
   if (!ours || !peer) return null;
-  return {
-    throughput: round(ours.tokens_per_s_mean / peer.tokens_per_s_mean, 2),
-    p90: round(ours.latency_ms_mean_of_runs.p90 / peer.latency_ms_mean_of_runs.p90, 2),
-  };
+  const latency = (p) => round(ours.latency_ms_mean_of_runs[p] / peer.latency_ms_mean_of_runs[p], 2);
+  return { throughput: round(ours.tokens_per_s_mean / peer.tokens_per_s_mean, 2), p90: latency('p90'), p99: latency('p99') };
 }
 
 /** Problems with our endpoint's results: each one fails the bench. */
@@ -50,9 +51,10 @@ export function oursProblems(reports) {
     if (!late) problems.push(`late replay not checked${run}: no request was accepted`);
     else if (!late.rejected) problems.push(`late replay ACCEPTED (${late.status})${run}: ours must reject a reused jti`);
     if (!r.replay_rejected) problems.push(`immediate replay not rejected${run}: ${r.replay.first_status} then ${r.replay.second_status}`);
-    if (sumCounts(r.non_2xx) || sumCounts(r.errors)) {
+    if (sumCounts(r.non_2xx) || sumCounts(r.errors) || r.warmup_errors) {
       problems.push(
-        `failed requests${run}: non-2xx ${JSON.stringify(r.non_2xx)}, errors ${JSON.stringify(r.errors)}, first bodies ${JSON.stringify(r.error_samples)}`,
+        `failed requests${run}: non-2xx ${JSON.stringify(r.non_2xx)}, errors ${JSON.stringify(r.errors)}, ` +
+          `in the warm-up ${r.warmup_errors ?? 0}, first bodies ${JSON.stringify(r.error_samples)}`,
       );
     }
     if (r.ok_malformed) problems.push(`${r.ok_malformed} 2xx answers without access_token/token_type${run}`);
@@ -79,10 +81,8 @@ export function caveats(label, reports) {
       notes.push(`${label}: other processes used ${others}% of the server's core during the run: the figure is low by about that much`);
     }
     const g = r.assertion_generation;
-    if (g.underrun_waits || g.background_fills) {
-      notes.push(
-        `${label}: assertion pool ran low during the timed phase (${g.underrun_waits} waits, ${g.background_fills} background fills)`,
-      );
+    if (g.underrun_waits) {
+      notes.push(`${label}: ${g.underrun_waits} assertions were signed during the run (the pre-signed pool ran out: raise --max-rate)`);
     }
   }
   return [...new Set(notes)];
@@ -99,6 +99,8 @@ export function table(targets) {
     'p50 ms',
     'p90 ms',
     'p99 ms',
+    'max ms',
+    '>1 s',
     'non-2xx+err',
     'server CPU%',
     'others CPU%',
@@ -118,7 +120,9 @@ export function table(targets) {
         reports.length > 1 ? `${label} #${i + 1}` : label,
         String(r.ok_per_s),
         ...['p50', 'p90', 'p99'].map((p) => r.latency_ms[p]?.toFixed(2) ?? '-'),
-        String(sumCounts(r.non_2xx) + sumCounts(r.errors)),
+        String(Math.round(r.latency_ms.max ?? 0)),
+        String(r.stalls?.count ?? '-'),
+        String(sumCounts(r.non_2xx) + sumCounts(r.errors) + (r.warmup_errors ?? 0)),
         String(r.cpu_pct_of_one_core.server ?? '-'),
         String(r.other_processes_on_server_core_pct ?? '-'),
         String(r.cpu_pct_of_one_core.loadgen),
