@@ -5,6 +5,8 @@
  * tunnels, and the failure answers (401, 502, 503) with nothing leaked.
  */
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -118,6 +120,46 @@ describe('forwarding', () => {
     const teapot = await fetch(`${proxy.url}/status/418`, { headers: { Authorization: `Bearer ${t}` } });
     expect(teapot.status).toBe(418);
     expect(await teapot.text()).toBe('teapot');
+  });
+
+  it('a token seen before (a verified-token cache hit, answered without a promise) is forwarded exactly as the first time', async () => {
+    const t = await token(key, { claims: { sub: 'alice' } });
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${proxy.url}/api/again`, { headers: { Authorization: `Bearer ${t}`, 'X-Forwarded-User': 'mallory' } });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    expect(upstream.requests).toHaveLength(3);
+    const identity = (h: (typeof upstream.requests)[number]['headers']) => [h.authorization, h['x-forwarded-user'], h['x-forwarded-for']];
+    for (const seen of upstream.requests) expect(identity(seen.headers)).toEqual([`Bearer ${GATEWAY_TOKEN_V1}`, 'alice', CLIENT_IP]);
+  });
+
+  it("passes the upstream's final answer on whole after an informational 103 (Early Hints), which is not passed on", async () => {
+    const early = http.createServer((_req, res) => {
+      res.writeEarlyHints({ link: '</app.css>; rel=preload; as=style' });
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-final': 'yes' });
+      res.end('final answer');
+    });
+    await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
+    const p = await startProxy(
+      { jwksUrl: jwks.url, upstream: `http://127.0.0.1:${(early.address() as AddressInfo).port}`, credentialsFile },
+      { log: logs.log },
+    );
+    try {
+      const t = await token(key);
+      // Twice: the first sighting of the token (verify) and a cache hit take different paths.
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${p.url}/page`, { headers: { Authorization: `Bearer ${t}` } });
+        expect(res.status).toBe(200);
+        expect(res.headers.get('x-final')).toBe('yes');
+        expect(await res.text()).toBe('final answer');
+      }
+      expect(logs.lines.filter((l) => l.event === 'upstream_error')).toEqual([]);
+    } finally {
+      await p.close();
+      early.closeAllConnections();
+      await new Promise((r) => early.close(r));
+    }
   });
 
   it('accepts the scheme name in any case (RFC 7235): bearer <token>', async () => {
