@@ -368,6 +368,7 @@ function makeRound(ctx) {
     const order = KINDS.map((_, i) => KINDS[(i + n) % KINDS.length]);
     const out = {};
     for (const [i, kind] of order.entries()) {
+      if (shuttingDown()) throw new Error('interrupted');
       const name = `${label}-${i}`;
       const dir = path.join(tmp, 'runs', name);
       await mkdir(dir, { recursive: true });
@@ -508,6 +509,22 @@ function print(s, rounds, ref) {
 
 // ---------------------------------------------------------------- main
 
+/**
+ * Runs `f`, then removes the SIGINT/SIGTERM/SIGHUP listeners it added. workerBindings() loads
+ * wrangler's config reader, which installs listeners that call process.exit() at once: on Ctrl-C
+ * they would end the bench before its cleanup, leaving start.sh's and workerd's processes and the
+ * temporary folder behind.
+ */
+async function withoutForeignSignalHandlers(f) {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const before = new Map(signals.map((s) => [s, process.listeners(s)]));
+  try {
+    return await f();
+  } finally {
+    for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s).includes(l)) process.off(s, l);
+  }
+}
+
 async function gitState() {
   const paths = ['container', 'src', 'scripts/build-container.mjs', 'scripts/bundle-options.mjs', 'package.json', 'package-lock.json'];
   try {
@@ -560,7 +577,7 @@ async function main(tmp) {
 
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const bindings = await workerBindings(projectRoot, origin);
+  const bindings = await withoutForeignSignalHandlers(() => workerBindings(projectRoot, origin));
   const configFile = await writeConfig({ dir: tmp, bundleName: 'bundle', port, bindings, storageDir: path.join(tmp, 'do-storage') });
   const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile: path.join(tmp, 'workerd.log') });
   log(`workerd up (pid ${server.pid}) at ${origin}`);
@@ -633,12 +650,19 @@ async function main(tmp) {
 }
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), 'first-credential-'));
-const cleanup = async () => {
-  await stopGroups();
-  await stopAll();
-  if (a['keep-tmp']) log(`kept ${tmp}`);
-  else await rm(tmp, { recursive: true, force: true });
-};
+// Once, whether a signal or the end of main() calls it first.
+let cleaning;
+const cleanup = () =>
+  (cleaning ??= (async () => {
+    await stopGroups();
+    await stopAll();
+    if (a['keep-tmp']) log(`kept ${tmp}`);
+    // Retried: an interrupted round may still be writing into it for a moment.
+    else
+      await rm(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }).catch((e) =>
+        log(`could not remove ${tmp}: ${e.message}`),
+      );
+  })());
 installSignalHandlers(cleanup);
 let passed = false;
 try {
