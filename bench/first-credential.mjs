@@ -7,7 +7,7 @@
 // the same run: the agent's --once alone and bare `node` starts, the baseline of the goal (the
 // agent adds at most 300 ms over a bare node start). See bench/README.md, "Time to first credential".
 import { execFile } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { installSignalHandlers, onCpu, PINNED, shuttingDown, spawnTracked, stopAll } from './lib/processes.mjs';
+import { installSignalHandlers, onCpu, PINNED, run as runTracked, shuttingDown, spawnTracked, stopAll } from './lib/processes.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
@@ -229,8 +229,12 @@ async function checkFiles(dir) {
  * node_modules linked in, bundled by that commit's own build script into `dir/lib`.
  */
 async function buildRef(ref, dir) {
-  const { stdout } = await run('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: projectRoot });
-  const commit = stdout.trim();
+  const commit = await run('git', ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { cwd: projectRoot }).then(
+    ({ stdout }) => stdout.trim(),
+    () => {
+      throw new Error(`--compare-ref ${ref}: not a commit of this repository`);
+    },
+  );
   const src = path.join(dir, 'src');
   await mkdir(src, { recursive: true });
   const tar = path.join(dir, 'src.tar');
@@ -239,8 +243,22 @@ async function buildRef(ref, dir) {
   });
   await run('tar', ['-xf', tar, '-C', src]);
   await symlink(path.join(projectRoot, 'node_modules'), path.join(src, 'node_modules'));
-  await run(process.execPath, [path.join(src, 'scripts', 'build-container.mjs'), '--outdir', path.join(dir, 'lib')], { cwd: src });
+  await buildAgent(src, path.join(dir, 'lib'), path.join(dir, 'build.log'));
   return { commit, lib: path.join(dir, 'lib') };
+}
+
+/** `scripts/build-container.mjs --outdir outdir` of the sources in `root` (a child stopped with the others), output to `logFile`. */
+async function buildAgent(root, outdir, logFile) {
+  const fd = openSync(logFile, 'w');
+  try {
+    const code = await runTracked(process.execPath, [path.join(root, 'scripts', 'build-container.mjs'), '--outdir', outdir], {
+      cwd: root,
+      stdio: ['ignore', fd, fd],
+    });
+    if (code !== 0) throw new Error(`build-container.mjs exited ${code}:\n${await tail(logFile)}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------- one round
@@ -563,13 +581,17 @@ async function main(tmp) {
   log(`temporary folder ${tmp}`);
   const lib = path.join(tmp, 'lib');
   // Everything into the temporary folder: the tree (dist/) stays as it is.
-  const [, , ref] = await Promise.all([
-    run(process.execPath, [path.join(projectRoot, 'scripts', 'build-container.mjs'), '--outdir', lib], { cwd: projectRoot }),
+  // All settled before a failure is reported: none of them is still writing into the folder then.
+  const built = await Promise.allSettled([
+    buildAgent(projectRoot, lib, path.join(tmp, 'build-agent.log')),
     buildBundle(projectRoot, path.join(tmp, 'bundle'), path.join(tmp, 'build.log')),
     opts.ref ? buildRef(opts.ref, path.join(tmp, 'ref')) : null,
     writeFile(path.join(tmp, 'empty.mjs'), ''),
     writeFile(path.join(tmp, 'marks.mjs'), MARKS_MODULE),
   ]);
+  const failed = built.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const ref = built[2].value;
   const agentBytes = (await stat(path.join(lib, 'refresh.mjs'))).size;
   log(
     `agent${ref ? ` (and the agent at ${ref.commit.slice(0, 7)})` : ''} and Worker built (${((Date.now() - started) / 1000).toFixed(1)} s)`,
@@ -668,7 +690,8 @@ let passed = false;
 try {
   passed = await main(tmp);
 } catch (e) {
-  if (!shuttingDown()) log(`FAIL: ${e.stack ?? e}`);
+  // A stack only for the unexpected; the bench's own errors say what went wrong.
+  if (!shuttingDown()) log(`FAIL: ${e.message?.startsWith('--') ? e.message : (e.stack ?? e)}`);
 } finally {
   await cleanup();
 }
