@@ -25,6 +25,7 @@ const USAGE = `usage: npm run bench:first-credential -- [options]
   --warmup N         unrecorded rounds first (1)
   --compare-ref REF  also the agent as built from git commit REF (e.g. HEAD, main~3), in every
                      round: before/after figures for an agent change from one run
+  --compare-lib DIR  the same with an agent already built (DIR/refresh.mjs), e.g. a variant
   --openclaw-hook    start.sh's --once step runs the default change hook of the OpenClaw gateway
                      (openclaw-reload.mjs; no gateway listens yet, as at a container's start)
   --out FILE         results file (bench/results/first-credential-<date>.json)
@@ -66,6 +67,7 @@ const { values: given } = parseArgs({
     runs: { type: 'string' },
     warmup: { type: 'string' },
     'compare-ref': { type: 'string' },
+    'compare-lib': { type: 'string' },
     'openclaw-hook': { type: 'boolean', default: false },
     out: { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
@@ -86,9 +88,21 @@ function int(name, min) {
   }
   return n;
 }
-const opts = { runs: int('runs', 1), warmup: int('warmup', 0), ref: a['compare-ref'], hook: a['openclaw-hook'] };
+if (a['compare-ref'] && a['compare-lib']) {
+  console.error(`--compare-ref and --compare-lib: one or the other\n${USAGE}`);
+  process.exit(2);
+}
+const opts = {
+  runs: int('runs', 1),
+  warmup: int('warmup', 0),
+  ref: a['compare-ref'],
+  otherLib: a['compare-lib'],
+  hook: a['openclaw-hook'],
+};
+const COMPARING = Boolean(opts.ref || opts.otherLib);
 
-const KINDS = ['start.sh', 'agent', ...(opts.ref ? ['agent@ref'] : []), 'node -e 0', 'node empty', 'node marks'];
+// 'other': the agent of --compare-ref or --compare-lib.
+const KINDS = ['start.sh', 'agent', ...(COMPARING ? ['other'] : []), 'node -e 0', 'node empty', 'node marks'];
 
 // ---------------------------------------------------------------- small helpers
 
@@ -205,12 +219,16 @@ const AGENT_MARKS = [
   'state_written',
   'done',
 ];
-/** The `startup_timing` line in `logFile`: exactly one, with every one of `marks` a number. */
-async function timingLine(logFile, marks) {
+/**
+ * The `startup_timing` line in `logFile`: exactly one, with every one of `marks` a number. With
+ * `optional`, none is null (another commit's agent may have no timing line).
+ */
+async function timingLine(logFile, marks, optional = false) {
   const lines = (await readFile(logFile, 'utf8'))
     .split('\n')
     .filter((l) => l.startsWith('{') && l.includes('"startup_timing"'))
     .map((l) => JSON.parse(l));
+  if (optional && lines.length === 0) return null;
   if (lines.length !== 1) throw new Error(`${lines.length} startup_timing lines (one expected):\n${await tail(logFile)}`);
   const missing = marks.filter((m) => typeof lines[0][m] !== 'number');
   if (missing.length) throw new Error(`startup_timing without ${missing.join(', ')}:\n${await tail(logFile)}`);
@@ -244,7 +262,16 @@ async function buildRef(ref, dir) {
   await run('tar', ['-xf', tar, '-C', src]);
   await symlink(path.join(projectRoot, 'node_modules'), path.join(src, 'node_modules'));
   await buildAgent(src, path.join(dir, 'lib'), path.join(dir, 'build.log'));
-  return { commit, lib: path.join(dir, 'lib') };
+  return { label: `agent@${commit.slice(0, 7)}`, commit, lib: path.join(dir, 'lib') };
+}
+
+/** The agent of --compare-lib: DIR/refresh.mjs, as it is. */
+async function prebuilt(dir) {
+  const lib = path.resolve(dir);
+  await stat(path.join(lib, 'refresh.mjs')).catch(() => {
+    throw new Error(`--compare-lib ${dir}: no refresh.mjs in it`);
+  });
+  return { label: `agent@${path.basename(lib)}`, commit: null, lib };
 }
 
 /** `scripts/build-container.mjs --outdir outdir` of the sources in `root` (a child stopped with the others), output to `logFile`. */
@@ -289,7 +316,7 @@ function startShPhases(r) {
 }
 
 function makeRound(ctx) {
-  const { tmp, lib, refLib, origin, adminToken, env } = ctx;
+  const { tmp, lib, otherLib, origin, adminToken, env } = ctx;
 
   /** A fresh bootstrap file for sandbox `id` (POST /api/admin/sandboxes/:id/bootstrap), 0600 in `dir`. */
   async function bootstrap(id, dir) {
@@ -305,7 +332,7 @@ function makeRound(ctx) {
     return file;
   }
 
-  async function once(agentLib, name, dir, marks) {
+  async function once(agentLib, name, dir, optional = false) {
     const boot = await bootstrap(`fc-${name}`, dir);
     const creds = path.join(dir, 'credentials');
     const logFile = path.join(dir, 'agent.log');
@@ -316,8 +343,8 @@ function makeRound(ctx) {
     );
     if (r.code !== 0) throw new Error(`the agent's --once exited ${r.code ?? r.signal}:\n${await tail(logFile)}`);
     await checkFiles(creds);
-    if (!marks) return r;
-    const timing = await timingLine(logFile, marks);
+    const timing = await timingLine(logFile, AGENT_MARKS, optional);
+    if (!timing) return r;
     // From its exit call to the exit its parent sees: Node's teardown, part of every start.sh step.
     return { ...r, timing, exit_ms: r.spawned_at + r.wall_ms - (timing.time_origin + timing.done) };
   }
@@ -373,9 +400,9 @@ function makeRound(ctx) {
       const done = { ...r, timing: await timingLine(logFile, AGENT_MARKS), gateway_at: Number(BigInt(ns) / 1000n) / 1000 };
       return { ...done, phases: startShPhases(done) };
     },
-    agent: (name, dir) => once(lib, name, dir, AGENT_MARKS),
-    // Another commit's agent may have no timing line: its wall time is what is compared.
-    'agent@ref': (name, dir) => once(refLib, name, dir, null),
+    agent: (name, dir) => once(lib, name, dir),
+    // Another commit's agent may have no timing line: then only its wall time is compared.
+    other: (name, dir) => once(otherLib, name, dir, true),
     'node -e 0': (_name, dir) => bare(['-e', '0'], dir, null),
     'node empty': (_name, dir) => bare([path.join(tmp, 'empty.mjs')], dir, null),
     'node marks': (_name, dir) => bare([path.join(tmp, 'marks.mjs')], dir, ['node_ready', 'loaded', 'cpu']),
@@ -460,13 +487,30 @@ function summarize(rounds) {
     agent_over_node_empty_module_ms: paired('agent', 'node empty'),
     agent_code_loading_over_bare_module_ms: paired('agent', 'node marks', loading),
     agent_over_node_e0_ratio: round(wall.agent.median / wall['node -e 0'].median, 2),
-    ...(opts.ref
-      ? { agent_over_agent_at_ref_ms: paired('agent', 'agent@ref'), agent_at_ref_over_node_e0_ms: paired('agent@ref', 'node -e 0') }
+    ...(COMPARING ? { other_agent: otherSummary(rounds, paired, loading) } : {}),
+  };
+}
+
+/** The --compare-ref/--compare-lib agent: against this tree's, paired by round; its own marks if it has them. */
+function otherSummary(rounds, paired, loading) {
+  const timed = rounds.every((r) => r.other.timing);
+  const of = (f) => stats(rounds.map((r) => f(r.other)));
+  return {
+    agent_minus_other_ms: paired('agent', 'other'),
+    other_over_node_e0_ms: paired('other', 'node -e 0'),
+    ...(timed
+      ? {
+          node_up: of((r) => r.timing.node_ready),
+          code_loaded: of(loading),
+          cpu: of((r) => r.timing.cpu),
+          agent_minus_other_code_loaded_ms: paired('agent', 'other', loading),
+          agent_minus_other_cpu_ms: paired('agent', 'other', (r) => r.timing.cpu),
+        }
       : {}),
   };
 }
 
-function print(s, rounds, ref) {
+function print(s, rounds, other) {
   console.log(
     `\nTime to first credential: container/start.sh with the built agent and proxy, workerd as the issuer, a marker gateway; ` +
       `${rounds} round(s)${opts.warmup ? ` after ${opts.warmup} warm-up round(s)` : ''}, interleaved; ` +
@@ -482,22 +526,30 @@ function print(s, rounds, ref) {
     ),
   );
   const w = s.wall_ms;
-  // Columns: agent, [agent@ref], node -e 0, empty module, marks module.
-  const row = (label, agent, atRef, e0, empty, marks) => [label, agent, ...(ref ? [atRef] : []), e0, empty, marks];
+  // Columns: agent, [the other agent], node -e 0, empty module, marks module.
+  const o = s.other_agent;
+  const row = (label, agent, theOther, e0, empty, marks) => [label, agent, ...(other ? [theOther] : []), e0, empty, marks];
   const rows = [
-    row('node up (bootstrap)', cell(s.agent_alone_ms.node_up), '-', '-', '-', cell(s.bare_module_ms.node_up)),
-    row('entry module loaded and running', cell(s.agent_alone_ms.code_loaded), '-', '-', '-', cell(s.bare_module_ms.code_loaded)),
-    row('CPU time used (user + system)', `${cell(s.agent_alone_ms.cpu)} *`, '-', '-', '-', `${cell(s.bare_module_ms.cpu)} *`),
-    row('spawn -> exit', cell(w.agent), cell(w['agent@ref']), cell(w['node -e 0']), cell(w['node empty']), cell(w['node marks'])),
+    row('node up (bootstrap)', cell(s.agent_alone_ms.node_up), cell(o?.node_up), '-', '-', cell(s.bare_module_ms.node_up)),
+    row(
+      'entry module loaded and running',
+      cell(s.agent_alone_ms.code_loaded),
+      cell(o?.code_loaded),
+      '-',
+      '-',
+      cell(s.bare_module_ms.code_loaded),
+    ),
+    row(
+      'CPU time used (user + system)',
+      `${cell(s.agent_alone_ms.cpu)} *`,
+      o?.cpu ? `${cell(o.cpu)} *` : '-',
+      '-',
+      '-',
+      `${cell(s.bare_module_ms.cpu)} *`,
+    ),
+    row('spawn -> exit', cell(w.agent), cell(w.other), cell(w['node -e 0']), cell(w['node empty']), cell(w['node marks'])),
   ];
-  const head = row(
-    'same rounds, ms: median (p90)',
-    'agent --once',
-    `agent@${ref?.commit.slice(0, 7)}`,
-    'node -e 0',
-    'node, empty module',
-    'node, marks module',
-  );
+  const head = row('same rounds, ms: median (p90)', 'agent --once', other?.label, 'node -e 0', 'node, empty module', 'node, marks module');
   console.log(`\n${tableOf(head, rows)}`);
   console.log("* the agent's by its exit call, the marks module's by its first statement");
   console.log(
@@ -513,10 +565,12 @@ function print(s, rounds, ref) {
     `agent's CPU time over a bare module's: ${ms(s.agent_cpu_over_bare_module_ms.median, true)} ms median, ${ms(s.agent_cpu_over_bare_module_ms.p90, true)} p90`,
   );
   console.log(`agent's exit (exit call -> exit seen by its parent): ${cell(s.agent_alone_ms.exit)} ms`);
-  if (ref) {
-    console.log(
-      `agent over agent@${ref.commit.slice(0, 7)} (paired): ${ms(s.agent_over_agent_at_ref_ms.median, true)} ms median, ${ms(s.agent_over_agent_at_ref_ms.p90, true)} p90`,
-    );
+  if (other) {
+    const d = (x) => `${ms(x.median, true)} ms median, ${ms(x.p90, true)} p90`;
+    console.log(`agent minus ${other.label} (paired by round): spawn -> exit ${d(o.agent_minus_other_ms)}`);
+    if (o.agent_minus_other_cpu_ms) {
+      console.log(`  code loading ${d(o.agent_minus_other_code_loaded_ms)}; CPU time ${d(o.agent_minus_other_cpu_ms)}`);
+    }
   }
   const over = s.agent_over_node_e0_ms;
   console.log(
@@ -585,17 +639,15 @@ async function main(tmp) {
   const built = await Promise.allSettled([
     buildAgent(projectRoot, lib, path.join(tmp, 'build-agent.log')),
     buildBundle(projectRoot, path.join(tmp, 'bundle'), path.join(tmp, 'build.log')),
-    opts.ref ? buildRef(opts.ref, path.join(tmp, 'ref')) : null,
+    opts.ref ? buildRef(opts.ref, path.join(tmp, 'ref')) : opts.otherLib ? prebuilt(opts.otherLib) : null,
     writeFile(path.join(tmp, 'empty.mjs'), ''),
     writeFile(path.join(tmp, 'marks.mjs'), MARKS_MODULE),
   ]);
   const failed = built.find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
-  const ref = built[2].value;
+  const other = built[2].value;
   const agentBytes = (await stat(path.join(lib, 'refresh.mjs'))).size;
-  log(
-    `agent${ref ? ` (and the agent at ${ref.commit.slice(0, 7)})` : ''} and Worker built (${((Date.now() - started) / 1000).toFixed(1)} s)`,
-  );
+  log(`agent${other ? ` (and ${other.label})` : ''} and Worker built (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
@@ -606,7 +658,7 @@ async function main(tmp) {
 
   // Every child gets only this: the bench's own `node` first on PATH (start.sh runs `node`).
   const env = { PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? '/usr/bin:/bin'}` };
-  const oneRound = makeRound({ tmp, lib, refLib: ref?.lib, origin, adminToken: bindings.ADMIN_TOKEN, env });
+  const oneRound = makeRound({ tmp, lib, otherLib: other?.lib, origin, adminToken: bindings.ADMIN_TOKEN, env });
   for (let i = 0; i < opts.warmup; i++) {
     log(`warm-up round ${i + 1}/${opts.warmup}`);
     await oneRound(i, `w${i}`);
@@ -620,7 +672,7 @@ async function main(tmp) {
   if (shuttingDown()) return false;
 
   const summary = summarize(rounds);
-  print(summary, rounds.length, ref);
+  print(summary, rounds.length, other);
   const date = new Date().toISOString();
   const outFile = resultsFile(
     a.out,
@@ -632,7 +684,7 @@ async function main(tmp) {
     date,
     smoke: SMOKE,
     git: await gitState(),
-    compared_with: ref ? { ref: opts.ref, commit: ref.commit } : null,
+    compared_with: other ? { label: other.label, ref: opts.ref ?? null, commit: other.commit, lib: opts.otherLib ?? null } : null,
     machine: {
       cpu: os.cpus()[0]?.model,
       cpus: os.cpus().length,
