@@ -116,6 +116,18 @@ async function main() {
   };
 
   const http = new Pool(url.origin, { connections, pipelining: 1, keepAliveTimeout: CLIENT_KEEPALIVE_MS });
+  // Connections opened and closed, and when: a server that closes connections under load shows here.
+  const conn = { opened: 0, closed: 0, closed_by: {}, closes: [] };
+  http.on('connect', () => {
+    conn.opened += 1;
+  });
+  http.on('disconnect', (_origin, _targets, err) => {
+    conn.closed += 1;
+    const why = err?.code ?? err?.name ?? 'none';
+    conn.closed_by[why] = (conn.closed_by[why] ?? 0) + 1;
+    if (conn.closes.length < 50) conn.closes.push({ at_s: round((performance.now() - timedFrom) / 1000, 3), why });
+  });
+  let timedFrom = performance.now();
   const post = async (assertion) => {
     const res = await http.request({ method: 'POST', path: url.pathname, headers: HEADERS, body: BODY_PREFIX + assertion });
     return { status: res.statusCode, text: await res.body.text() };
@@ -123,7 +135,7 @@ async function main() {
 
   // 2. Warm-up then the timed phase, back to back on the same connections.
   const start = performance.now();
-  const timedFrom = start + warmup * 1000;
+  timedFrom = start + warmup * 1000;
   const end = timedFrom + duration * 1000;
   const st = { requests: 0, ok: 0, ok_malformed: 0, non2xx: {}, errors: {}, errorBodies: {}, samples: [], firstOk: null };
   const lat = [];
@@ -246,6 +258,7 @@ async function main() {
     },
     stalls: { threshold_ms: STALL_MS, count: stalls.length, first: stalls.slice(0, 20) },
     failures,
+    connections_opened_closed: conn,
     per_second: seconds.map((s) => ({ ok: s.ok, failed: s.failed, max_ms: Math.round(s.max_ms) })),
     cpu_pct_of_one_core: {
       loadgen: cpu1 ? round(((cpu1.user + cpu1.system) / 1e6 / elapsed) * 100, 1) : null,
