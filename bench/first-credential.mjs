@@ -191,10 +191,14 @@ async function timed(cmd, args, { env, logFile, group = false }) {
   });
   const outcome = await Promise.race([child.exited, timedOut]);
   clearTimeout(timer);
-  if (outcome !== 'timeout') await Promise.race([closed, delay(OUTPUT_CLOSE_MS)]);
+  if (outcome === 'timeout') await (group ? stopGroups() : stopAll());
+  const waited = new AbortController();
+  await Promise.race([closed, delay(OUTPUT_CLOSE_MS, undefined, { signal: waited.signal }).catch(() => undefined)]);
+  waited.abort();
+  child.stdout.unpipe(out);
+  child.stderr.unpipe(out);
   await new Promise((resolve) => out.end(resolve));
   if (outcome === 'timeout') {
-    await (group ? stopGroups() : stopAll());
     throw new Error(`${path.basename(cmd)} did not end within ${RUN_TIMEOUT_MS / 1000} s:\n${await tail(logFile)}`);
   }
   groups.delete(child);
