@@ -221,7 +221,11 @@ async function main() {
   }
   if (st.samples.length) {
     const t = st.samples[0].token;
-    verification.token = { header: decodeProtectedHeader(t), claims: Object.keys(decodeJwt(t)), bytes: t.length };
+    try {
+      verification.token = { header: decodeProtectedHeader(t), claims: Object.keys(decodeJwt(t)), bytes: t.length };
+    } catch (e) {
+      verification.token = { undecodable: e.message, bytes: t.length }; // counted as failed above
+    }
   }
 
   // 4. Replay: a fresh assertion twice in a row, then the first one accepted in the timed phase again.
