@@ -585,22 +585,6 @@ function print(s, rounds, other) {
 
 // ---------------------------------------------------------------- main
 
-/**
- * Runs `f`, then removes the SIGINT/SIGTERM/SIGHUP listeners it added. workerBindings() loads
- * wrangler's config reader, which installs listeners that call process.exit() at once: on Ctrl-C
- * they would end the bench before its cleanup, leaving start.sh's and workerd's processes and the
- * temporary folder behind.
- */
-async function withoutForeignSignalHandlers(f) {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  const before = new Map(signals.map((s) => [s, process.listeners(s)]));
-  try {
-    return await f();
-  } finally {
-    for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s).includes(l)) process.off(s, l);
-  }
-}
-
 async function gitState() {
   const paths = ['container', 'src', 'scripts/build-container.mjs', 'scripts/bundle-options.mjs', 'package.json', 'package-lock.json'];
   try {
@@ -655,7 +639,7 @@ async function main(tmp) {
 
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const bindings = await withoutForeignSignalHandlers(() => workerBindings(projectRoot, origin));
+  const bindings = await workerBindings(projectRoot, origin);
   const configFile = await writeConfig({ dir: tmp, bundleName: 'bundle', port, bindings, storageDir: path.join(tmp, 'do-storage') });
   const server = await startWorkerd({ projectRoot, dir: tmp, configFile, origin, logFile: path.join(tmp, 'workerd.log') });
   log(`workerd up (pid ${server.pid}) at ${origin}`);

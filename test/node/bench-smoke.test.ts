@@ -115,6 +115,22 @@ describe('bench smoke runs', () => {
     expect(j.rss_after_mb).toBeGreaterThan(0);
   }, 70_000);
 
+  it('bench:first-credential builds the agent and the Worker, runs start.sh, the agent alone and bare node starts, and splits the time', async () => {
+    const r = await smoke('first-credential', 60_000);
+    expect(r.code, shown(r)).toBe(0);
+    expect(r.stdout, shown(r)).toMatch(/^= start\.sh start -> credentials\.json on disk +[\d.]+ +[\d.]+$/m);
+    expect(r.stdout, shown(r)).toMatch(/^= start\.sh start -> gateway process started +[\d.]+ +[\d.]+$/m);
+    expect(r.stdout, shown(r)).toMatch(/^agent over node -e 0 \(paired by round\): [+-][\d.]+ ms median/m);
+    expect(r.stdout, shown(r)).toMatch(/^goal: the agent adds at most 300 ms over a bare node start: (met|NOT met) /m);
+    const j = results(r);
+    expect(j.smoke).toBe(true);
+    expect(j.rounds).toHaveLength(2);
+    for (const k of ['to_credentials', 'to_gateway', 'http', 'writes']) expect(j.summary.start_sh_phases_ms[k].median).toBeGreaterThan(0);
+    expect(j.summary.wall_ms['node -e 0'].median).toBeGreaterThan(0);
+    // Nothing of a token (a JWT starts eyJ), a private JWK ("d") or a token answer in what it printed or wrote.
+    expect(r.stdout + r.stderr + readFileSync(r.file, 'utf8')).not.toMatch(/eyJ[\w-]{10,}\.|"d":|access_token/);
+  }, 70_000);
+
   it('left bench/results/ as it was', () => {
     expect(readdirSync(join(ROOT, 'bench', 'results')).sort()).toEqual(resultsBefore);
   });
