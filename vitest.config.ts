@@ -15,6 +15,8 @@ const REAL_GATEWAY_STACKS = [
   'test/node/openclaw-chain.test.ts',
   'test/node/openclaw-rotation.test.ts',
   'test/node/dev-stack-openclaw.test.ts',
+  // bench:chain's smoke run: the same stack, started by the bench.
+  'test/node/bench-chain-smoke.test.ts',
 ];
 
 export default defineConfig({
