@@ -278,9 +278,12 @@ const CLIENT_CLOSED = 'client closed';
  * the handler interface undici's HTTP/1.1 client itself calls (onConnect, onHeaders with the raw
  * header list, onData, onComplete, onError). A handler of undici's newer interface (onRequestStart,
  * onResponseStart...) gets an adapter and a controller object per request, and the response head
- * parsed into an object that the proxy would only turn back into a list: under load that was a
- * few per cent of the proxy's CPU (bench/README.md, "Verifier and proxy"). One instance per
- * request, its methods on the prototype: no closures per request but the client-close one.
+ * parsed into an object that the proxy would only turn back into a list: about 2% of the
+ * proxy's CPU under the no-op load (UnwrapHandler and parseHeaders in the profile; bench/README.md,
+ * "Verifier and proxy"). One instance per request, its methods on the prototype: no closures per
+ * request but the client-close one. undici 7's types mark these names deprecated, yet its client
+ * calls exactly these and wraps a handler of the new names to do so; undici is pinned, and a
+ * version without them would need the new interface back (onRequestStart, onResponseStart...).
  */
 class Forwarding implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined;
