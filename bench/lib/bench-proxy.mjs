@@ -6,6 +6,8 @@
 // front of the same gateway; only its JWKS is the bench's: one Ed25519 key, served from this
 // process, which signs the one token the bench sends. Per request it does what the stack's proxy
 // does with the Worker's token: a verified-token cache hit, the same headers to the same gateway.
+// startBenchProxy also starts the proxy of bench:chain's workerd chain, the same way, with that
+// Worker's JWKS and issuer instead of the bench's.
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -59,8 +61,22 @@ export async function startBenchIssuer(src, host) {
   };
 }
 
-/** Starts the second proxy in `dir` (the stack's copy) on `port`; resolves once its /healthz is 200. */
-export async function startBenchProxy({ dir, host, port, jwksUrl, issuer, audience, upstream, credentialsFile, logFile }) {
+/**
+ * Starts a proxy in `dir` (the stack's copy) on `port`, trusting `jwksUrl`; resolves once its
+ * /healthz is 200. `name` is what its errors call it.
+ */
+export async function startBenchProxy({
+  dir,
+  host,
+  port,
+  jwksUrl,
+  issuer,
+  audience,
+  upstream,
+  credentialsFile,
+  logFile,
+  name = "the bench's proxy",
+}) {
   const fd = openSync(logFile, 'w', 0o600);
   const args = ['--jwks', jwksUrl, '--issuer', issuer, '--audience', audience, '--upstream', upstream];
   args.push('--credentials', credentialsFile, '--upstream-token', UPSTREAM_TOKEN_NAME, '--host', host, '--port', String(port));
@@ -72,7 +88,7 @@ export async function startBenchProxy({ dir, host, port, jwksUrl, issuer, audien
   const url = `http://${host}:${port}`;
   const deadline = Date.now() + PROXY_START_MS;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the bench's proxy exited at start:\n${await tail(logFile)}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited at start:\n${await tail(logFile)}`);
     try {
       const res = await fetch(`${url}/healthz`);
       await res.arrayBuffer();
@@ -82,7 +98,7 @@ export async function startBenchProxy({ dir, host, port, jwksUrl, issuer, audien
     }
     if (Date.now() > deadline) {
       await stop(child);
-      throw new Error(`the bench's proxy was not healthy within ${PROXY_START_MS / 1000} s:\n${await tail(logFile)}`);
+      throw new Error(`${name} was not healthy within ${PROXY_START_MS / 1000} s:\n${await tail(logFile)}`);
     }
     await sleep(POLL_MS);
   }
