@@ -45,13 +45,16 @@ itRealGateway(
     expect(code, shown).toBe(0);
     expect(stdout, shown).toMatch(/^HTTP Worker -> proxy -> gateway +20 +[\d.]+/m);
     expect(stdout, shown).toMatch(/^WS health Worker -> proxy -> gateway +20 +[\d.]+/m);
+    // The second chain: the Worker's bundle under plain workerd serve.
+    expect(stdout, shown).toMatch(/^HTTP Worker \(workerd serve\) -> proxy -> gateway +20 +[\d.]+/m);
+    expect(stdout, shown).toMatch(/^WS health Worker \(workerd serve\) -> proxy -> gateway +20 +[\d.]+/m);
     expect(stdout, shown).toMatch(/^WS proxy - direct +-?[\d.]+/m);
     expect(stdout, shown).not.toMatch(/^FAIL:/m);
     const text = readFileSync(file, 'utf8');
     const j = JSON.parse(text);
     expect(j.smoke).toBe(true);
     const targets = Object.entries(j.targets) as Array<[string, { count: number; failed: number }]>;
-    expect(targets.length, shown).toBeGreaterThanOrEqual(6);
+    expect(targets.length, shown).toBeGreaterThanOrEqual(10);
     for (const [name, t] of targets) {
       expect(t.count, name).toBe(20);
       expect(t.failed, name).toBe(0);
