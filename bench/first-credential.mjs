@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { register } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -206,23 +207,9 @@ async function timed(cmd, args, { env, logFile, group = false }) {
   return { code: outcome.code, signal: outcome.signal, wall_ms: end - start, spawned_at: spawnedAt };
 }
 
-/** The agent's marks (timing.ts), in the order a --once run reaches them. */
-const AGENT_MARKS = [
-  'time_origin',
-  'cpu',
-  'node_ready',
-  'loaded',
-  'bootstrap_read',
-  'keys_ready',
-  'dir_ready',
-  'request_sent',
-  'answer_read',
-  'writes_started',
-  'credentials_written',
-  'token_written',
-  'state_written',
-  'done',
-];
+/** The agent's timing line's fields, from their one home (container/agent/timing.ts), through the project's TS hook. */
+register(new URL('../scripts/ts-hooks.mjs', import.meta.url));
+const AGENT_MARKS = (await import('../container/agent/timing.ts')).STARTUP_TIMING_FIELDS;
 /**
  * The `startup_timing` line in `logFile`: exactly one, with every one of `marks` a number. With
  * `optional`, none is null (another commit's agent may have no timing line).

@@ -15,8 +15,11 @@
 import type { Performance } from 'node:perf_hooks';
 import type { Fields, Logger } from './log.js';
 
-/** In the order a `--once` run reaches them. */
-const MARKS = [
+/**
+ * In the order a `--once` run reaches them; the line's other fields are STARTUP_TIMING_FIELDS.
+ * @public bench/first-credential.mjs and the startup test read the names from here.
+ */
+export const MARKS = [
   /** The agent's code is loaded and evaluated: its first statement runs. */
   'loaded',
   'bootstrap_read',
@@ -37,6 +40,13 @@ const MARKS = [
   'done',
 ] as const;
 type TimingMark = (typeof MARKS)[number];
+
+/**
+ * Every field of the `startup_timing` line, in the order of the time they stand for: the process's
+ * start (epoch ms), the CPU time used, Node's own start, then the marks.
+ * @public bench/first-credential.mjs reads them from here.
+ */
+export const STARTUP_TIMING_FIELDS = ['time_origin', 'cpu', 'node_ready', ...MARKS] as const;
 
 export interface StartupTiming {
   mark(name: TimingMark): void;

@@ -5,11 +5,13 @@
  * --once over http without a hook loads none of the Node modules it does not use (tls,
  * child_process, perf_hooks), each a few ms of every container start (bench/first-credential.mjs).
  */
+
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { MARKS as AGENT_MARKS } from '../../container/agent/timing.js';
 import { type LoopbackIssuer, startLoopbackIssuer } from './agent-issuer.js';
 import { agentBundle, buildContainer, removeBundle } from './agent-process.js';
 
@@ -52,20 +54,8 @@ async function once(
   });
 }
 
-const MARKS = [
-  'node_ready',
-  'loaded',
-  'bootstrap_read',
-  'keys_ready',
-  'dir_ready',
-  'request_sent',
-  'answer_read',
-  'writes_started',
-  'credentials_written',
-  'token_written',
-  'state_written',
-  'done',
-];
+/** Node's own start, then the agent's marks, as the line carries them. */
+const MARKS = ['node_ready', ...AGENT_MARKS];
 
 it('AGENT_TIMING=1: one startup_timing line, its marks in order and numbers only; none without it', async () => {
   const before = Date.now();
