@@ -8,7 +8,7 @@
 //      the upstream and beside nginx (Debian's, one worker, keep-alive upstream, the same core), for
 //      a no-op upstream and for ones that spend CPU on each request like an app.
 import { generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,7 @@ import { build } from 'esbuild';
 import { NODE_BUNDLE, REQUIRE_BANNER } from '../scripts/bundle-options.mjs';
 import { ensureNginx, findNginx, nginxVersion, nginxWorkers, startNginx } from './lib/nginx.mjs';
 import { installSignalHandlers, onCpu, PINNED, spawnTracked, stop, stopAll } from './lib/processes.mjs';
+import { gitState, machine } from './lib/run-info.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 
 const USAGE = `usage: npm run bench:verify -- [options]
@@ -590,14 +591,23 @@ try {
   console.log(report(A, B));
   const failed = problems(A, B);
   for (const p of failed) console.log(`FAIL: ${p}`);
-  const out = resultsFile(a.out, 'verify', null);
-  if (out) {
-    await writeFile(
-      out,
-      `${JSON.stringify({ date: new Date().toISOString(), smoke: SMOKE, machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, options: opts, pinned: PINNED, verify: A, nginx: B?.nginx ?? (nginxSkipped ? { skipped: nginxSkipped } : null), proxy: B?.results ?? null, problems: failed }, null, 2)}\n`,
-    );
-    console.log(`\nfigures: ${out}`);
-  }
+  const date = new Date().toISOString();
+  const out = resultsFile(a.out, 'verify', path.join(root, 'bench', 'results', `verify-${date.slice(0, 10)}.json`));
+  await mkdir(path.dirname(out), { recursive: true });
+  const git = gitState(root, [
+    'src/verifier',
+    'container',
+    'scripts/build-container.mjs',
+    'scripts/bundle-options.mjs',
+    'package.json',
+    'package-lock.json',
+  ]);
+  await writeFile(
+    out,
+    `${JSON.stringify({ date, smoke: SMOKE, git, machine: machine(), options: opts, pinned: PINNED, verify: A, nginx: B?.nginx ?? (nginxSkipped ? { skipped: nginxSkipped } : null), proxy: B?.results ?? null, problems: failed }, null, 2)}\n`,
+  );
+  const shown = path.relative(process.cwd(), out);
+  console.log(`\nfigures: ${shown.startsWith('..') ? out : shown}`);
   ok = failed.length === 0;
 } catch (e) {
   log(e.stack ?? e);
