@@ -10,13 +10,22 @@ import { execFile } from 'node:child_process';
 import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { register } from 'node:module';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { installSignalHandlers, onCpu, PINNED, run as runTracked, shuttingDown, spawnTracked, stopAll } from './lib/processes.mjs';
+import {
+  freePort,
+  installSignalHandlers,
+  onCpu,
+  PINNED,
+  run as runTracked,
+  shuttingDown,
+  spawnTracked,
+  stopAll,
+} from './lib/processes.mjs';
+import { gitState, machine, packageVersion } from './lib/run-info.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
@@ -106,17 +115,6 @@ const COMPARING = Boolean(opts.ref || opts.otherLib);
 const KINDS = ['start.sh', 'agent', ...(COMPARING ? ['other'] : []), 'node -e 0', 'node empty', 'node marks'];
 
 // ---------------------------------------------------------------- small helpers
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-  });
-}
 
 /**
  * Date.now() at the moment it ticks over to the next millisecond: an epoch time good to a few µs on
@@ -572,25 +570,6 @@ function print(s, rounds, other) {
 
 // ---------------------------------------------------------------- main
 
-async function gitState() {
-  const paths = ['container', 'src', 'scripts/build-container.mjs', 'scripts/bundle-options.mjs', 'package.json', 'package-lock.json'];
-  try {
-    const { stdout: commit } = await run('git', ['rev-parse', 'HEAD'], { cwd: projectRoot });
-    const { stdout: changed } = await run('git', ['status', '--porcelain', '--', ...paths], { cwd: projectRoot });
-    return { commit: commit.trim(), uncommitted_changes: changed.trim() !== '', checked_paths: paths };
-  } catch {
-    return null;
-  }
-}
-
-async function version(name) {
-  try {
-    return JSON.parse(await readFile(path.join(projectRoot, 'node_modules', name, 'package.json'), 'utf8')).version;
-  } catch {
-    return null;
-  }
-}
-
 const round1 = (x) => Math.round(x * 10) / 10;
 /** One run as the results file keeps it: times only. */
 function runRecord(v) {
@@ -658,22 +637,17 @@ async function main(tmp) {
     bench: 'time to first credential: container/start.sh to credentials.json on disk and to the gateway process start',
     date,
     smoke: SMOKE,
-    git: await gitState(),
+    git: gitState(projectRoot, [
+      'container',
+      'src',
+      'scripts/build-container.mjs',
+      'scripts/bundle-options.mjs',
+      'package.json',
+      'package-lock.json',
+    ]),
     compared_with: other ? { label: other.label, ref: opts.ref ?? null, commit: other.commit, lib: opts.otherLib ?? null } : null,
-    machine: {
-      cpu: os.cpus()[0]?.model,
-      cpus: os.cpus().length,
-      mem_gib: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-      loadavg_1m: { start: round1(loadavgAtStart), end: round1(os.loadavg()[0]) },
-    },
-    packages: {
-      workerd: await version('workerd'),
-      wrangler: await version('wrangler'),
-      jose: await version('jose'),
-      esbuild: await version('esbuild'),
-    },
+    machine: { ...machine(), loadavg_1m: { start: round1(loadavgAtStart), end: round1(os.loadavg()[0]) } },
+    packages: Object.fromEntries(['workerd', 'wrangler', 'jose', 'esbuild'].map((n) => [n, packageVersion(projectRoot, n)])),
     method: {
       runs: opts.runs,
       warmup_rounds: opts.warmup,

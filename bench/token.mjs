@@ -3,17 +3,16 @@
 // workerd) against the oidc-provider peer, one core each, in two shapes: every request from one
 // sandbox, and requests spread at random over N sandboxes (each bootstrapped, so each has its own
 // Durable Object), as production spreads refreshes. See bench/README.md.
-import { execFileSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { othersOnCore } from './lib/cpu.mjs';
-import { harnessSource, installPeer, packageVersion, runLoad, startPeer } from './lib/peer.mjs';
-import { installSignalHandlers, PINNED, shuttingDown, stop, stopAll } from './lib/processes.mjs';
+import { harnessSource, installPeer, runLoad, startPeer } from './lib/peer.mjs';
+import { freePort, installSignalHandlers, PINNED, shuttingDown, stop, stopAll } from './lib/processes.mjs';
 import { caveats, oursProblems, ratios, summarize, table } from './lib/report.mjs';
+import { gitState, machine, packageVersion } from './lib/run-info.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 import { buildBundle, startWorkerd, tail, workerBindings, writeConfig } from './lib/workerd.mjs';
 
@@ -107,17 +106,6 @@ function positive(name, v) {
 function usage(message) {
   console.error(`${message}\n${USAGE}`);
   process.exit(2);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-  });
 }
 
 const shapeLabel = (shape, n, unit) => (shape === 'one' ? `1 ${unit}` : `${n} ${unit === 'sandbox' ? 'sandboxes' : `${unit}s`}`);
@@ -268,16 +256,6 @@ async function measurePeer(tmp, peerDir, store) {
   }
 }
 
-function gitState() {
-  try {
-    const git = (...args) => execFileSync('git', args, { cwd: projectRoot, encoding: 'utf8' }).trim();
-    const changed = git('status', '--porcelain', '--', 'src', 'wrangler.toml', 'package.json', 'package-lock.json');
-    return { commit: git('rev-parse', 'HEAD'), uncommitted_changes_in_src: changed !== '' };
-  } catch {
-    return null;
-  }
-}
-
 /** The many-sandbox goal of the issue: at least 2x the peer's tokens/s, p99 at or below the peer's, nothing unanswered. */
 const GOAL = { throughput: 2, p99: 1 };
 
@@ -405,31 +383,18 @@ async function main(tmp) {
 
   const date = new Date().toISOString();
   const outFile = resultsFile(a.out, 'token', path.join(projectRoot, 'bench', 'results', `token-${date.slice(0, 10)}.json`));
-  const version = async (name) => {
-    try {
-      return JSON.parse(await readFile(path.join(projectRoot, 'node_modules', name, 'package.json'), 'utf8')).version;
-    } catch {
-      return null;
-    }
-  };
   const result = {
     bench: 'token endpoint: grant_type=client_credentials, private_key_jwt (EdDSA) client assertion, JWT access token',
     date,
     smoke: SMOKE,
-    git: gitState(),
-    machine: {
-      cpu: os.cpus()[0]?.model,
-      cpus: os.cpus().length,
-      mem_gib: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-    },
+    git: gitState(projectRoot, ['src', 'wrangler.toml', 'package.json', 'package-lock.json']),
+    machine: machine(),
     packages: {
-      workerd: await version('workerd'),
-      wrangler: await version('wrangler'),
-      'oidc-provider': await packageVersion(peerDir, 'oidc-provider'),
-      'loadgen jose': await version('jose'),
-      'loadgen undici': await version('undici'),
+      workerd: packageVersion(projectRoot, 'workerd'),
+      wrangler: packageVersion(projectRoot, 'wrangler'),
+      'oidc-provider': packageVersion(peerDir, 'oidc-provider'),
+      'loadgen jose': packageVersion(projectRoot, 'jose'),
+      'loadgen undici': packageVersion(projectRoot, 'undici'),
     },
     method: {
       runs: opts.runs,

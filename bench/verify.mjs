@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { NODE_BUNDLE, REQUIRE_BANNER } from '../scripts/bundle-options.mjs';
 import { ensureNginx, findNginx, nginxVersion, nginxWorkers, startNginx } from './lib/nginx.mjs';
-import { installSignalHandlers, onCpu, PINNED, spawnTracked, stop, stopAll } from './lib/processes.mjs';
+import { freePort, installSignalHandlers, onCpu, PINNED, spawnTracked, stop, stopAll } from './lib/processes.mjs';
 import { gitState, machine } from './lib/run-info.mjs';
 import { resultsFile, SMOKE } from './lib/smoke.mjs';
 
@@ -261,17 +261,6 @@ async function partA(tmp) {
 }
 
 // ---------------------------------------------------------------- part B: proxy vs direct
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-      .once('error', reject)
-      .listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-  });
-}
 
 /** A stand-in gateway: a small JSON answer after `workUs` of CPU (0: at once). */
 const UPSTREAM_SOURCE = `

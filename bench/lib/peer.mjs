@@ -61,14 +61,6 @@ export async function installPeer(src, dest, logFile) {
   return from;
 }
 
-export async function packageVersion(dir, name) {
-  try {
-    return JSON.parse(await readFile(path.join(dir, 'node_modules', name, 'package.json'), 'utf8')).version;
-  } catch {
-    return null;
-  }
-}
-
 /** Runs token-load.mjs on CPU 1 with `args`; resolves to its JSON report. Progress goes to stderr. */
 export async function runLoad(args, { duration, warmup }) {
   const child = spawnTracked(...onCpu(1, process.execPath, [path.join(here, 'token-load.mjs'), ...args]), {

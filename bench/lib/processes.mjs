@@ -1,6 +1,7 @@
 // Child processes of the bench: every one is tracked from spawn to exit, so that a normal end, an
 // error or Ctrl-C stops all of them (by their own PIDs) and leaves no orphan behind.
 import { execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import { SMOKE } from './smoke.mjs';
 
@@ -91,4 +92,16 @@ export async function run(cmd, args, options) {
   const { code, error } = await child.exited;
   if (error) throw error;
   return code;
+}
+
+/** A port that was free on 127.0.0.1 a moment ago, for a server the bench is about to start. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+      .once('error', reject)
+      .listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
+  });
 }

@@ -51,14 +51,14 @@ function machineTicks() {
   return { busy: user + nice + system + irq + softirq + steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
 }
 
-// utime + stime of a process (fields 14 and 15 of /proc/PID/stat); 0 once it is gone.
-function processTicks(pid) {
+/** utime + stime of a local process (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms); undefined once it is gone. */
+export function processTicks(pid) {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
@@ -68,13 +68,13 @@ function processTicks(pid) {
  */
 export function othersOnMachine(pids) {
   try {
-    const start = { machine: machineTicks(), ours: new Map(pids().map((p) => [p, processTicks(p)])) };
+    const start = { machine: machineTicks(), ours: new Map(pids().map((p) => [p, processTicks(p) ?? 0])) };
     return () => {
       try {
         const end = machineTicks();
         let ours = 0;
         // A process gone by the end reads 0: count nothing for it rather than a negative share.
-        for (const p of new Set([...start.ours.keys(), ...pids()])) ours += Math.max(0, processTicks(p) - (start.ours.get(p) ?? 0));
+        for (const p of new Set([...start.ours.keys(), ...pids()])) ours += Math.max(0, (processTicks(p) ?? 0) - (start.ours.get(p) ?? 0));
         const others = Math.max(0, end.busy - start.machine.busy - ours);
         return round1((others / Math.max(1, end.total - start.machine.total)) * 100);
       } catch {

@@ -14,6 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { Pool } from 'undici';
+import { processTicks } from './run-info.mjs';
 
 /** Assertion lifetime: what the agent uses (container/agent/client.ts signs for 60 s). */
 const ASSERTION_TTL_S = 60;
@@ -41,17 +42,6 @@ const log = (...m) => console.error('[load]', ...m);
 function percentile(sorted, p) {
   if (!sorted.length) return null;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-function cpuTicks(pid) {
-  // utime + stime of a local process (Linux /proc), in clock ticks (USER_HZ = 100).
-  return readFile(`/proc/${pid}/stat`, 'utf8').then(
-    (s) => {
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      return Number(f[11]) + Number(f[12]);
-    },
-    () => undefined,
-  );
 }
 
 /** A signer per client: node:crypto's one-shot Ed25519 sign, about 3x WebCrypto's rate on one thread. */
@@ -194,7 +184,7 @@ async function main() {
   const mark = setTimeout(
     async () => {
       cpu0 = process.cpuUsage();
-      srv0 = pid ? await cpuTicks(pid) : undefined;
+      srv0 = pid ? processTicks(pid) : undefined;
     },
     Math.max(0, timedFrom - performance.now()),
   );
@@ -202,7 +192,7 @@ async function main() {
   await Promise.all(Array.from({ length: connections }, loop));
   clearTimeout(mark);
   const elapsed = (performance.now() - timedFrom) / 1000;
-  const srv1 = pid ? await cpuTicks(pid) : undefined;
+  const srv1 = pid ? processTicks(pid) : undefined;
   const cpu1 = process.cpuUsage(cpu0);
 
   // 3. The sampled tokens against the server's JWKS, each for the client that asked.

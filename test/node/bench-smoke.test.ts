@@ -5,10 +5,10 @@
  * process the real benches start (workerd, wrangler dev, the agent, the proxy, the stand-in
  * upstream, autocannon, the token bench's load generator), with a second or less of load each.
  *
- * bench:token's oidc-provider peer is not smoke-run: it is installed with npm into the bench's
- * temporary folder (from the shared harness's lock file, or the registry), which needs the network.
- * Its load generator is the project's own (bench/lib/token-load.mjs), so the smoke run needs
- * nothing outside the project.
+ * bench:token runs with its oidc-provider peer (`--peer-stores default`): the peer is installed with
+ * npm into the bench's temporary folder, from the shared harness's lock file where that is next to
+ * the project, else from the registry (as in CI, which has the registry). Its load generator is the
+ * project's own (bench/lib/token-load.mjs).
  *
  * One at a time: about 30 s in all on two cores shared with other work (each bench 7 to 10 s), up
  * to 30 to 45 s each while a whole test suite runs beside it (load average ~12).
@@ -37,11 +37,11 @@ interface Run {
  * `node bench/<name>.mjs --smoke --out <tmp>/<name>.json`. Past `limitMs` it gets SIGTERM (the
  * benches stop their own children on it), then SIGKILL 5 s later.
  */
-function smoke(name: string, limitMs: number): Promise<Run> {
+function smoke(name: string, limitMs: number, args: string[] = []): Promise<Run> {
   const file = join(out, `${name}.json`);
   const env = { ...process.env };
   delete env.BENCH_SMOKE;
-  const child = spawn(process.execPath, [join(ROOT, 'bench', `${name}.mjs`), '--smoke', '--out', file], {
+  const child = spawn(process.execPath, [join(ROOT, 'bench', `${name}.mjs`), '--smoke', '--out', file, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -86,13 +86,23 @@ describe('bench smoke runs', () => {
     for (const p of j.proxy) expect(p.proxied.rps).toBeGreaterThan(0);
   }, 55_000);
 
-  it('bench:token builds the Worker, starts workerd, bootstraps one sandbox and many, and measures both shapes with its own load generator', async () => {
-    const r = await smoke('token', 60_000);
+  it('bench:token builds the Worker, starts workerd, bootstraps one sandbox and many, installs and starts the oidc-provider peer, and measures both shapes of each with its own load generator', async () => {
+    // The peer comes from npm into the bench's temporary folder (the shared harness's lock file
+    // where it is next to the project, else the registry): that install is most of this run.
+    const r = await smoke('token', 150_000, ['--peer-stores', 'default']);
     expect(r.code, shown(r)).toBe(0);
     expect(r.stderr, shown(r)).toMatch(/ours: 21 sandbox\(es\) bootstrapped/);
+    expect(r.stderr, shown(r)).toMatch(/peer \(store default\): up \(pid \d+\) at \S+ with 20 client\(s\)/);
     // One row per shape: tokens/s, p50, p90, p99, max, stalls over 1 s, then no failed request.
     expect(r.stdout, shown(r)).toMatch(/^ours, 1 sandbox +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +\d+ +\d+ +0 /m);
     expect(r.stdout, shown(r)).toMatch(/^ours, 20 sandboxes +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +\d+ +\d+ +0 /m);
+    expect(r.stdout, shown(r)).toMatch(/^oidc-provider \(default\), 1 client +[\d.]+ /m);
+    expect(r.stdout, shown(r)).toMatch(/^oidc-provider \(default\), 20 clients +[\d.]+ /m);
+    // The ratios, one line per shape; the many-sandbox one with its goal.
+    expect(r.stdout, shown(r)).toMatch(/^ours \/ oidc-provider \(default\), one sandbox: throughput x[\d.]+, p90 x[\d.]+, p99 x[\d.]+$/m);
+    expect(r.stdout, shown(r)).toMatch(
+      /^ours \/ oidc-provider \(default\), 20 sandboxes: throughput x[\d.]+, p90 x[\d.]+, p99 x[\d.]+ \(goal: .*: (met|NOT met)\)$/m,
+    );
     expect(r.stdout, shown(r)).not.toMatch(/^FAIL:/m);
     const j = results(r);
     expect(j.smoke).toBe(true);
@@ -101,9 +111,15 @@ describe('bench smoke runs', () => {
       expect(j.summary.targets[shape].late_replay[0].rejected, shape).toBe(true);
       expect(j.summary.targets[shape].tokens_verified, shape).toBeGreaterThan(0);
     }
-    // The many-sandbox shape's requests really came from many clients.
+    for (const shape of ['oidc-provider (default), 1 client', 'oidc-provider (default), 20 clients']) {
+      expect(j.summary.targets[shape].tokens_per_s_mean, shape).toBeGreaterThan(0);
+      expect(j.summary.targets[shape].tokens_verified, shape).toBeGreaterThan(0);
+    }
+    // The many-sandbox shape's requests really came from many clients, on both servers.
     expect(j.reports['ours, 20 sandboxes'][0].target.clients).toBe(20);
-  }, 70_000);
+    expect(j.reports['oidc-provider (default), 20 clients'][0].target.clients).toBe(20);
+    expect(j.packages['oidc-provider']).toMatch(/^\d+\.\d+\.\d+$/);
+  }, 160_000);
 
   it('bench:agent-memory starts wrangler dev and the built agent, and reads its memory', async () => {
     const r = await smoke('agent-memory', 60_000);
