@@ -264,7 +264,6 @@ async function main() {
       sign_ms: Math.round(signMs),
       used: Math.min(taken, want),
       underrun_waits: underruns,
-      background_fills: 0,
     },
     verification,
     replay,
